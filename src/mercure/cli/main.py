@@ -1,0 +1,184 @@
+"""``mercure``: the one command line of mercure-router.
+
+Core subcommands live here; each service adds ``mercure <service>`` (run that service alone)
+and may add its own commands through ``mercure.<service>.cli.register(subparsers)``.
+Start-up order is always: load config, configure logging, build objects, run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mercure import __version__
+from mercure.core.config import LoadedConfig, load_config
+from mercure.core.config.reference import render_reference
+from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
+from mercure.core.errors import ConfigError, MercureError
+from mercure.core.logs import configure_logging
+from mercure.supervisor.registry import SERVICE_NAMES, installed_services, service_class
+
+log = logging.getLogger(__name__)
+
+STARTER = Path(__file__).with_name("starter.yaml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of this build."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (default: $MERCURE_CONFIG, else ./mercure.yaml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="mercure", description="mercure-router: DICOM routing and processing server"
+    )
+    parser.add_argument("--version", action="version", version=f"mercure-router {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser(
+        "init", parents=[common], help="write a starter mercure.yaml and the data folder"
+    )
+    init.add_argument("dir", nargs="?", default=".", help="folder to initialise (default: .)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing mercure.yaml")
+    init.set_defaults(handler=cmd_init)
+
+    check = commands.add_parser(
+        "check-config", parents=[common], help="validate the configuration file"
+    )
+    check.set_defaults(handler=cmd_check_config)
+
+    run = commands.add_parser("run", parents=[common], help="run all services under a supervisor")
+    run.set_defaults(handler=cmd_run)
+
+    status = commands.add_parser("status", parents=[common], help="show services and queue depths")
+    status.set_defaults(handler=cmd_status)
+
+    for verb, handler in (("pause", cmd_pause), ("resume", cmd_resume)):
+        sub = commands.add_parser(verb, parents=[common], help=f"{verb} a queue")
+        sub.add_argument("stage", choices=[stage.value for stage in PAUSABLE_STAGES])
+        sub.set_defaults(handler=handler)
+
+    reference = commands.add_parser(
+        "config-reference", help="print the configuration reference (Markdown)"
+    )
+    reference.set_defaults(handler=cmd_config_reference)
+
+    for name in installed_services():
+        service = commands.add_parser(name, parents=[common], help=f"run the {name} alone")
+        service.add_argument("--instance", help="instance name (default: host name)")
+        service.set_defaults(handler=cmd_service, service=name)
+    for name in SERVICE_NAMES:
+        try:
+            extension = importlib.import_module(f"mercure.{name}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"mercure.{name}", f"mercure.{name}.cli"):
+                raise
+            continue
+        extension.register(commands, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the exit code (0 success, 1 failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except MercureError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def console_main() -> None:
+    """Entry point of the installed ``mercure`` script."""
+    sys.exit(main())
+
+
+def _configure_from(args: argparse.Namespace) -> LoadedConfig:
+    loaded = load_config(args.config)
+    configure_logging(loaded.config.logging.level, loaded.config.logging.format)
+    return loaded
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a starter configuration and create the data folder."""
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = Path(args.config) if args.config else folder / "mercure.yaml"
+    if target.exists() and not args.force:
+        print(f"{target} exists; keeping it (use --force to overwrite)")
+    else:
+        from mercure.core.atomic import atomic_write_text
+
+        atomic_write_text(target, STARTER.read_text(encoding="utf-8"))
+        print(f"wrote {target}")
+    loaded = load_config(target)
+    DataFolder(loaded.config.data_dir).ensure()
+    print(f"data folder ready: {loaded.config.data_dir}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the configuration; print every issue with its key path."""
+    loaded = load_config(args.config)
+    config = loaded.config
+    print(
+        f"{loaded.path}: ok ({len(config.rules)} rules, {len(config.targets)} targets, "
+        f"{len(config.modules)} modules, {len(config.receiver.listeners)} listeners)"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run every installed service under the supervisor."""
+    from mercure.supervisor.run import run_all
+
+    return run_all(_configure_from(args))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the services' liveness and the queue depths."""
+    from mercure.supervisor.run import status_report
+
+    print(status_report(load_config(args.config)))
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Pause a queue: services take no new work from it."""
+    DataFolder(load_config(args.config).config.data_dir).pause(args.stage, "paused from the CLI")
+    print(f"{args.stage} queue paused")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume a paused queue."""
+    DataFolder(load_config(args.config).config.data_dir).resume(args.stage)
+    print(f"{args.stage} queue resumed")
+    return 0
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    """Print the configuration reference generated from the models."""
+    print(render_reference(), end="")
+    return 0
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    """Run one service in the foreground."""
+    from mercure.core.config import ConfigSource
+
+    loaded = _configure_from(args)
+    source = ConfigSource(loaded.path, current=loaded)
+    service = service_class(args.service)(source, instance=args.instance)
+    return service.run()

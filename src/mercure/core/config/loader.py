@@ -1,0 +1,256 @@
+"""Reading, validating and saving `mercure.yaml`.
+
+Validation reports every problem at once, each with its key path
+(``rules.ct_head.targets[0]: unknown target 'pacs2'``). Strings may name environment variables
+(``password: ${PACS_PASSWORD}``) so that secrets stay out of the file; the file itself keeps the
+reference, and a save never writes a resolved secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mercure.core.config.models import MercureConfig
+from mercure.core.errors import ConfigError, ConfigIssue
+
+ENV_VARIABLE = "MERCURE_CONFIG"
+DEFAULT_FILE = "mercure.yaml"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration with where it came from and its compiled rules."""
+
+    path: Path
+    config: MercureConfig
+    raw: dict[str, Any]
+    compiled_rules: Mapping[str, Any] = field(default_factory=dict)
+
+
+def default_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``--config`` if given, else ``$MERCURE_CONFIG``, else ``./mercure.yaml``."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(ENV_VARIABLE) or DEFAULT_FILE)
+
+
+def parse_document(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML or JSON text into a mapping; syntax errors name the line and column."""
+    try:
+        if source.endswith(".json"):
+            document = json.loads(text) if text.strip() else {}
+        else:
+            document = yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            source, [ConfigIssue("", f"JSON syntax error at line {exc.lineno}: {exc.msg}")]
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            source, [ConfigIssue("", f"YAML syntax error{where}: {problem}")]
+        ) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(source, [ConfigIssue("", "the file must hold a mapping of keys")])
+    return document
+
+
+def validate_document(
+    raw: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Validate a parsed document; raise :class:`ConfigError` listing every issue."""
+    issues: list[ConfigIssue] = []
+    expanded = _expand_env(raw, environ if environ is not None else os.environ, (), issues)
+    if issues:
+        raise ConfigError(source, issues)
+    try:
+        config = MercureConfig.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(source, _issues_from_pydantic(exc, expanded)) from None
+    compiled, rule_issues = _compile_rules(config)
+    issues.extend(rule_issues)
+    issues.extend(_cross_reference_issues(config))
+    if issues:
+        raise ConfigError(source, issues)
+    if base_dir is not None and not config.data_dir.is_absolute():
+        config = config.model_copy(update={"data_dir": (base_dir / config.data_dir).resolve()})
+    return LoadedConfig(path=Path(source), config=config, raw=dict(raw), compiled_rules=compiled)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    """Read and validate the configuration file (see :func:`default_config_path`)."""
+    config_path = default_config_path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            str(config_path),
+            [ConfigIssue("", "file not found (create one with `mercure init`)")],
+        ) from None
+    except OSError as exc:
+        raise ConfigError(str(config_path), [ConfigIssue("", f"cannot read: {exc}")]) from None
+    raw = parse_document(text, str(config_path))
+    loaded = validate_document(raw, source=str(config_path), base_dir=config_path.resolve().parent)
+    return LoadedConfig(
+        path=config_path.resolve(),
+        config=loaded.config,
+        raw=loaded.raw,
+        compiled_rules=loaded.compiled_rules,
+    )
+
+
+def _expand_env(
+    node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], issues: list[ConfigIssue]
+) -> Any:
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if name not in environ:
+                issues.append(
+                    ConfigIssue(format_path(path), f"environment variable {name} is not set")
+                )
+                return ""
+            return environ[name]
+
+        return _ENV_REFERENCE.sub(replace, node) if "$" in node else node
+    if isinstance(node, Mapping):
+        return {
+            key: _expand_env(value, environ, (*path, key), issues) for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_expand_env(value, environ, (*path, i), issues) for i, value in enumerate(node)]
+    return node
+
+
+def format_path(loc: Sequence[str | int]) -> str:
+    """Render a location as ``rules.ct_head.targets[0]``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _issues_from_pydantic(exc: ValidationError, document: Any) -> list[ConfigIssue]:
+    issues = []
+    for error in exc.errors():
+        loc = _document_location(error["loc"], document)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        message = message.removeprefix("Value error, ")
+        if error["type"] not in ("extra_forbidden", "missing") and "input" in error:
+            value = error["input"]
+            if isinstance(value, str | int | float | bool) and len(str(value)) < 80:
+                message = f"{message} (got {value!r})"
+        issues.append(ConfigIssue(format_path(loc), message))
+    return issues
+
+
+def _document_location(loc: Sequence[str | int], document: Any) -> list[str | int]:
+    """Drop pydantic's union tags from ``loc`` by walking the real document along it."""
+    path: list[str | int] = []
+    node = document
+    for part in loc:
+        if isinstance(node, Mapping | list) and _has_child(node, part):
+            node = node[part]  # type: ignore[index]
+            path.append(part)
+        elif not _is_union_tag(part, node):
+            path.append(part)
+            node = None
+    return path
+
+
+def _has_child(node: Mapping[str, Any] | list[Any], part: str | int) -> bool:
+    if isinstance(node, Mapping):
+        return part in node
+    return isinstance(part, int) and part < len(node)
+
+
+def _is_union_tag(part: str | int, node: Any) -> bool:
+    """pydantic adds the discriminator value or a validator name for union members."""
+    if isinstance(node, Mapping) and part in (node.get("type"), node.get("runner")):
+        return True
+    return isinstance(part, str) and (part.startswith("function-") or part[:1].isupper())
+
+
+def _compile_rules(config: MercureConfig) -> tuple[dict[str, Any], list[ConfigIssue]]:
+    if not config.rules:
+        return {}, []
+    from mercure.core.rules import RuleSyntaxError, compile_rule
+
+    compiled: dict[str, Any] = {}
+    issues: list[ConfigIssue] = []
+    for name, rule in config.rules.items():
+        try:
+            compiled[name] = compile_rule(rule.rule, name=name)
+        except RuleSyntaxError as exc:
+            issues.append(ConfigIssue(f"rules.{name}.rule", str(exc)))
+    return compiled, issues
+
+
+def _cross_reference_issues(config: MercureConfig) -> list[ConfigIssue]:
+    issues = []
+    for name, rule in config.rules.items():
+        for i, target in enumerate(rule.targets):
+            if target not in config.targets:
+                issues.append(
+                    ConfigIssue(f"rules.{name}.targets[{i}]", f"unknown target '{target}'")
+                )
+        for i, module in enumerate(rule.processing_module):
+            if module not in config.modules:
+                issues.append(
+                    ConfigIssue(
+                        f"rules.{name}.processing_module[{i}]", f"unknown module '{module}'"
+                    )
+                )
+        if rule.study_trigger_condition == "received_series" and not rule.study_trigger_series:
+            issues.append(
+                ConfigIssue(
+                    f"rules.{name}.study_trigger_series",
+                    "required when study_trigger_condition is 'received_series'",
+                )
+            )
+    for name, module in config.modules.items():
+        if getattr(module, "requires_root", False) and not config.processing.allow_root:
+            issues.append(
+                ConfigIssue(
+                    f"modules.{name}.requires_root",
+                    "module needs root but processing.allow_root is false",
+                )
+            )
+        for i, volume in enumerate(getattr(module, "volumes", [])):
+            root = config.processing.volume_root
+            if root is None or not volume.source.resolve().is_relative_to(root.resolve()):
+                issues.append(
+                    ConfigIssue(
+                        f"modules.{name}.volumes[{i}].source",
+                        f"{volume.source} is not under processing.volume_root ({root})",
+                    )
+                )
+    return issues

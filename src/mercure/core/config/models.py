@@ -1,0 +1,441 @@
+"""The configuration models: the only place that holds a default.
+
+Key names follow mercure's where the meaning is the same (``series_complete_trigger``,
+``rules.<name>.rule``, ``action``, ``targets``, ``action_trigger``, ``priority`` ...).
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
+
+from mercure.core.config.types import AETitle, Name, Seconds, StrictModel, TimeWindow
+
+
+def _one_or_many(value: object) -> object:
+    """mercure allows a single name where a list is meant; accept both."""
+    if isinstance(value, str):
+        return [value] if value else []
+    return value
+
+
+NameList = Annotated[list[Name], BeforeValidator(_one_or_many)]
+
+
+class LoggingConfig(StrictModel):
+    """How services log."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe level written. Patient data appears only at DEBUG."
+    )
+    format: Literal["text", "json"] = Field(
+        "text", description="`text` for people, `json` (one object a line) for log collectors."
+    )
+
+
+class TLSServerConfig(StrictModel):
+    """TLS for a DICOM listener."""
+
+    certificate: Path = Field(description="PEM certificate (chain) the listener presents.")
+    key: Path = Field(description="PEM private key of the certificate.")
+    ca_certificate: Path | None = Field(
+        None, description="PEM bundle of CAs that client certificates must chain to."
+    )
+    require_client_certificate: bool = Field(
+        False, description="Reject senders that do not present a certificate signed by the CA."
+    )
+
+    @model_validator(mode="after")
+    def _client_auth_needs_ca(self) -> TLSServerConfig:
+        if self.require_client_certificate and self.ca_certificate is None:
+            raise ValueError("require_client_certificate needs ca_certificate")
+        return self
+
+
+class TLSClientConfig(StrictModel):
+    """TLS for an outgoing DICOM association."""
+
+    ca_certificate: Path | None = Field(
+        None, description="PEM bundle to verify the target with; the system store when empty."
+    )
+    certificate: Path | None = Field(None, description="Client certificate, if the target asks.")
+    key: Path | None = Field(None, description="Key of the client certificate.")
+    verify: bool = Field(True, description="Verify the target's certificate and host name.")
+
+
+class ListenerConfig(StrictModel):
+    """One DICOM listener: a port and the AE title it answers to."""
+
+    name: Name = Field("default", description="Name in logs, events and the web interface.")
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    port: int = Field(11112, ge=1, le=65535, description="TCP port.")
+    aet: AETitle = Field("MERCURE", description="Called AE title this listener accepts.")
+    transfer_syntaxes: list[str] = Field(
+        default_factory=list,
+        description="Accepted transfer syntax UIDs; empty accepts every known one, compressed too.",
+    )
+    allowed_calling_aets: list[AETitle] = Field(
+        default_factory=list, description="If not empty, only these calling AE titles may connect."
+    )
+    allowed_networks: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description="If not empty, only senders from these networks (CIDR) may connect.",
+    )
+    tls: TLSServerConfig | None = Field(None, description="Serve DICOM over TLS.")
+    max_associations: int = Field(32, ge=1, description="Concurrent associations accepted.")
+    series_complete_trigger: Seconds | None = Field(
+        None, description="Overrides router.series_complete_trigger for series from here."
+    )
+    complete_on_release: bool = Field(
+        False,
+        description="Treat the release of the association that delivered a series as its "
+        "completion (after release_grace): for senders that send whole series at once.",
+    )
+    release_grace: Seconds = Field(5.0, description="Quiet time after a release before routing.")
+
+
+class ReceiverConfig(StrictModel):
+    """The DICOM receiver (Storage SCP)."""
+
+    listeners: list[ListenerConfig] = Field(
+        default_factory=lambda: [ListenerConfig()], description="DICOM listeners."
+    )
+    fsync: bool = Field(
+        True, description="Make every instance durable before acknowledging it (recommended)."
+    )
+    min_free_disk_mb: int = Field(
+        1024, ge=0, description="Below this free space, C-STORE answers Out of Resources."
+    )
+    max_pdu: int = Field(
+        262144, ge=4096, description="Maximum PDU length the receiver advertises (bytes)."
+    )
+    acse_timeout: Seconds = Field(30.0, description="Time allowed for association set-up.")
+    idle_timeout: Seconds = Field(
+        600.0, description="An association silent for this long is aborted."
+    )
+
+    @model_validator(mode="after")
+    def _unique_listeners(self) -> ReceiverConfig:
+        ports = [(listener.host, listener.port) for listener in self.listeners]
+        duplicates = {port for port in ports if ports.count(port) > 1}
+        if duplicates:
+            raise ValueError(f"several listeners on the same port: {sorted(duplicates)}")
+        names = [listener.name for listener in self.listeners]
+        if len(set(names)) != len(names):
+            raise ValueError("listener names must be unique")
+        return self
+
+
+class RouterConfig(StrictModel):
+    """Series and study completion."""
+
+    series_complete_trigger: Seconds = Field(
+        60.0, description="A series is complete when no instance arrived for this long."
+    )
+    series_complete_trigger_by_calling_aet: dict[AETitle, Seconds] = Field(
+        default_factory=dict,
+        description="Per calling AE title overrides (slow modalities need longer).",
+    )
+    study_complete_trigger: Seconds = Field(
+        900.0, description="A collected study is complete this long after its last series."
+    )
+    study_forcecomplete_trigger: Seconds = Field(
+        5400.0, description="A study still waiting for required series is forced after this."
+    )
+    rescan_interval: Seconds = Field(
+        60.0, description="Safety-net rescan of incoming/ besides the file system notifications."
+    )
+
+
+class Rule(StrictModel):
+    """A routing rule: when ``rule`` is true for a complete series, ``action`` happens."""
+
+    rule: str = Field(description="Selection expression, e.g. `tags.Modality == 'CT'`.")
+    action: Literal["route", "process", "both", "notification", "discard"] = Field(
+        "route", description="What to do with a series the rule selects."
+    )
+    targets: NameList = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("targets", "target"),
+        description="Targets to send to (route, both; process optionally after processing).",
+    )
+    processing_module: NameList = Field(
+        default_factory=list,
+        description="Module, or list of modules run as a chain (process, both).",
+    )
+    processing_settings: dict[str, Any] = Field(
+        default_factory=dict, description="Settings for the module; they win over its defaults."
+    )
+    processing_retain_images: bool = Field(
+        False, description="Keep the input images beside the module's output."
+    )
+    action_trigger: Literal["series", "study"] = Field(
+        "series", description="Act per series, or collect the study first."
+    )
+    study_trigger_condition: Literal["timeout", "received_series"] = Field(
+        "timeout", description="A study completes by timeout, or when required series arrived."
+    )
+    study_trigger_series: str = Field(
+        "",
+        description="Required series for `received_series`: an expression over series "
+        "descriptions, e.g. `'T1' and ('T2' or 'FLAIR')`.",
+    )
+    study_force_action: Literal["discard", "proceed", "ignore"] = Field(
+        "proceed",
+        description="What happens to a study forced complete (study_forcecomplete_trigger).",
+    )
+    priority: Literal["urgent", "normal", "offpeak"] = Field(
+        "normal", description="Processing and dispatch order; offpeak waits for the window."
+    )
+    fallback: bool = Field(False, description="Fires only when no other rule fired.")
+    disabled: bool = Field(False, description="Keep the rule but never evaluate it.")
+    series_complete_trigger: Seconds | None = Field(
+        None, description="Overrides the completion time for series this rule may select."
+    )
+    comment: str = Field("", description="Free text for the administrators.")
+
+    @model_validator(mode="after")
+    def _action_needs(self) -> Rule:
+        if self.action in ("route", "both") and not self.targets:
+            raise ValueError(f"action '{self.action}' needs at least one target")
+        if self.action in ("process", "both") and not self.processing_module:
+            raise ValueError(f"action '{self.action}' needs processing_module")
+        return self
+
+
+class _TargetBase(StrictModel):
+    comment: str = Field("", description="Free text for the administrators.")
+    max_parallel_tasks: int = Field(2, ge=1, description="Tasks sent to this target at once.")
+
+
+class DicomTarget(_TargetBase):
+    """A DICOM node reached by C-STORE."""
+
+    type: Literal["dicom"]
+    host: str = Field(description="Host name or address; ignored with use_sender_address.")
+    port: int = Field(104, ge=1, le=65535)
+    aet_target: AETitle = Field("ANY-SCP", description="Called AE title.")
+    aet_source: AETitle = Field("MERCURE", description="Calling AE title we present.")
+    pass_sender_aet: bool = Field(
+        False, description="Present the original sender's AE title as calling AE title."
+    )
+    use_sender_address: bool = Field(False, description="Send back to the sender's address.")
+    parallel_associations: int = Field(1, ge=1, le=16, description="Associations per task.")
+    tls: TLSClientConfig | None = Field(None, description="Send over TLS.")
+
+
+class DicomWebTarget(_TargetBase):
+    """A DICOMweb server reached by STOW-RS."""
+
+    type: Literal["dicomweb"]
+    url: str = Field(description="Base URL of the DICOMweb service (…/dicom-web).")
+    auth: Literal["none", "basic", "bearer"] = "none"
+    username: str = ""
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    batch_instances: int = Field(50, ge=1, description="Instances per STOW-RS request at most.")
+    batch_megabytes: int = Field(64, ge=1, description="Megabytes per STOW-RS request at most.")
+    verify_tls: bool = True
+    ca_certificate: Path | None = None
+
+
+class SftpTarget(_TargetBase):
+    """An SFTP server; each task goes into ``<folder>/<task_id>/`` with a `.complete` marker."""
+
+    type: Literal["sftp"]
+    host: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str
+    password: SecretStr | None = None
+    key_file: Path | None = None
+    known_hosts: Path | None = Field(None, description="known_hosts file to verify the server.")
+    folder: str = "."
+
+
+class S3Target(_TargetBase):
+    """An S3 bucket (or an S3-compatible store)."""
+
+    type: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="For S3-compatible stores.")
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class FolderTarget(_TargetBase):
+    """A folder; each task is copied (or hard-linked) into ``<folder>/<task_id>/``."""
+
+    type: Literal["folder"]
+    folder: Path
+
+
+Target = Annotated[
+    DicomTarget | DicomWebTarget | SftpTarget | S3Target | FolderTarget,
+    Field(discriminator="type"),
+]
+
+
+class VolumeMount(StrictModel):
+    """An extra read-only folder mounted into a module's container."""
+
+    source: Path
+    target: str
+
+
+class _ModuleBase(StrictModel):
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Default settings; a rule's settings win."
+    )
+    environment: dict[str, str] = Field(default_factory=dict)
+    timeout: Seconds = Field(3600.0, description="The module is stopped after this long.")
+    comment: str = ""
+
+
+class DockerModule(_ModuleBase):
+    """A processing module in a container, run through the Docker Engine API."""
+
+    runner: Literal["docker"]
+    image: str
+    command: list[str] | None = Field(None, description="Overrides the image's command.")
+    memory_limit_mb: int | None = Field(None, ge=16)
+    cpu_limit: float | None = Field(None, gt=0)
+    network: bool = Field(False, description="Give the container network access.")
+    requires_root: bool = Field(False, description="Run as root (needs processing.allow_root).")
+    gpu: bool = False
+    volumes: list[VolumeMount] = Field(default_factory=list)
+
+
+class CommandModule(_ModuleBase):
+    """A processing module that is a local executable."""
+
+    runner: Literal["command"]
+    command: list[str] = Field(min_length=1)
+
+
+Module = Annotated[DockerModule | CommandModule, Field(discriminator="runner")]
+
+
+class ProcessingConfig(StrictModel):
+    """The processor."""
+
+    max_parallel: int = Field(1, ge=1, description="Modules run at once.")
+    allow_root: bool = Field(False, description="Allow modules with requires_root.")
+    volume_root: Path | None = Field(None, description="Extra module volumes must lie under it.")
+    docker_url: str | None = Field(None, description="Docker API URL; DOCKER_HOST when empty.")
+
+
+class DispatchConfig(StrictModel):
+    """The dispatcher's retry policy and limits."""
+
+    retry_attempts: int = Field(5, ge=1, description="Attempts per target before error/.")
+    retry_base_delay: Seconds = Field(60.0, description="Delay before the first retry.")
+    retry_max_delay: Seconds = Field(3600.0, description="Cap of the doubling retry delay.")
+    max_parallel_tasks: int = Field(4, ge=1, description="Tasks sent at once in total.")
+
+
+class CleanerConfig(StrictModel):
+    """Retention of finished tasks."""
+
+    success_retention: Seconds = Field(3 * 86400.0, description="Age at which success/ goes.")
+    discard_retention: Seconds = Field(3 * 86400.0, description="Age at which discard/ goes.")
+    error_retention: Seconds = Field(14 * 86400.0, description="Age at which error/ goes.")
+    window: TimeWindow | None = Field(
+        None, description="When age-based cleaning runs; the off-peak window when empty."
+    )
+    disk_threshold_percent: float = Field(
+        90.0, gt=0, le=100, description="Disk usage that starts deleting oldest retained data."
+    )
+    disk_margin_percent: float = Field(
+        5.0, ge=0, lt=100, description="Delete until usage is this far below the threshold."
+    )
+    disk_pressure_deletes_errors: bool = Field(
+        False, description="Under disk pressure, error/ may go too (after success, discard)."
+    )
+    interval: Seconds = Field(60.0, description="How often the cleaner looks.")
+
+
+class BookkeeperConfig(StrictModel):
+    """The monitoring database and its API."""
+
+    host: str = Field("127.0.0.1", description="Address the bookkeeper listens on.")
+    port: int = Field(8080, ge=1, le=65535)
+    url: str | None = Field(None, description="Where services reach it; http://host:port if empty.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (postgresql+psycopg://…); SQLite in data_dir if empty."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Token services send with events; use ${ENV} rather than plain text."
+    )
+    retention: Seconds = Field(
+        90 * 86400.0, description="Events and finished tasks kept this long."
+    )
+
+    def effective_url(self) -> str:
+        """The base URL clients post to."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return self.url or f"http://{host}:{self.port}"
+
+
+class WebGuiConfig(StrictModel):
+    """The web interface."""
+
+    host: str = Field("127.0.0.1", description="Address the web interface listens on.")
+    port: int = Field(8000, ge=1, le=65535)
+    session_secret: SecretStr | None = Field(
+        None, description="Key that signs sessions; generated into data_dir when empty."
+    )
+
+
+class EventsConfig(StrictModel):
+    """The durable outbox every service writes events to."""
+
+    outbox_max_mb: int = Field(
+        256, ge=1, description="Per service; past it the oldest events are dropped and counted."
+    )
+    fsync: bool = Field(False, description="fsync every event (survives power loss, slower).")
+
+
+class SupervisorConfig(StrictModel):
+    """`mercure run`: which services it starts, and how it watches them."""
+
+    services: (
+        list[
+            Literal[
+                "receiver", "router", "processor", "dispatcher", "cleaner", "bookkeeper", "webgui"
+            ]
+        ]
+        | None
+    ) = Field(None, description="Services to start; every installed one when empty.")
+    heartbeat_interval: Seconds = Field(5.0, gt=0, description="How often services report.")
+    restart_backoff_max: Seconds = Field(60.0, description="Longest wait before a restart.")
+    stop_timeout: Seconds = Field(30.0, description="Time a service gets to stop cleanly.")
+
+
+class MercureConfig(StrictModel):
+    """The whole configuration of a mercure-router installation (`mercure.yaml`)."""
+
+    data_dir: Path = Field(
+        Path("data"), description="Root of the stage folders; relative to the config file."
+    )
+    appliance_name: str = Field("mercure", description="Name of this installation in events.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    receiver: ReceiverConfig = Field(default_factory=ReceiverConfig)
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    rules: dict[Name, Rule] = Field(default_factory=dict, description="Routing rules by name.")
+    targets: dict[Name, Target] = Field(default_factory=dict, description="Targets by name.")
+    modules: dict[Name, Module] = Field(default_factory=dict, description="Modules by name.")
+    processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    offpeak: TimeWindow = Field(
+        default_factory=TimeWindow, description="Window for offpeak priority and cleaning."
+    )
+    cleaner: CleanerConfig = Field(default_factory=CleanerConfig)
+    bookkeeper: BookkeeperConfig = Field(default_factory=BookkeeperConfig)
+    webgui: WebGuiConfig = Field(default_factory=WebGuiConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)

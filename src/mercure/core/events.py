@@ -1,0 +1,232 @@
+"""Events: what services tell the bookkeeper, written first to a durable local outbox.
+
+A service never blocks on the bookkeeper and never loses an event because it is down: each
+event is appended to the service's own outbox folder (``outbox/<service>@<instance>/``) and
+delivered from there in batches. The outbox is a sequence of segment files of JSON lines; the
+segment being written is ``<seq>.open`` and is sealed by renaming it to ``<seq>.jsonl``, so a
+reader only ever reads complete files. It is bounded on disk: past ``max_bytes`` the oldest
+sealed segments are dropped and the loss is counted in ``dropped.json``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from mercure.core.atomic import atomic_write_json, fsync_dir
+from mercure.core.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+Severity = Literal["debug", "info", "warning", "error", "critical"]
+
+SEGMENT_BYTES = 1 << 20
+"""A segment is sealed when it grows past this size (or when asked)."""
+
+
+class Event(BaseModel):
+    """One event for the bookkeeper. ``id`` makes delivery idempotent."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    time: datetime = Field(default_factory=utcnow)
+    service: str
+    instance: str = ""
+    kind: str = Field(description="Dotted kind, e.g. 'service.boot', 'task.dispatch.begin'.")
+    severity: Severity = "info"
+    task_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Outbox:
+    """The durable, bounded, append-only event outbox of one service process."""
+
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        *,
+        max_bytes: int = 256 << 20,
+        fsync: bool = False,
+        segment_bytes: int = SEGMENT_BYTES,
+    ) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.folder, self._lock_fd = _own_folder(root, name)
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self.segment_bytes = segment_bytes
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._size = 0
+        self._seq = self._last_sequence()
+        self._seal_leftovers()
+
+    def _last_sequence(self) -> int:
+        numbers = [int(p.name.split(".")[0]) for p in self._segment_files()]
+        return max(numbers, default=0)
+
+    def _segment_files(self) -> list[Path]:
+        return sorted(
+            p for p in self.folder.iterdir() if p.suffix in (".open", ".jsonl") and p.stem.isdigit()
+        )
+
+    def _seal_leftovers(self) -> None:
+        # A previous process of this outbox died with a segment open: it is complete up to its
+        # last whole line, so seal it as it is.
+        for path in self._segment_files():
+            if path.suffix == ".open":
+                os.replace(path, path.with_suffix(".jsonl"))
+
+    def append(self, event: Event) -> None:
+        """Append one event durably (one ``write`` of one line)."""
+        line = (event.model_dump_json() + "\n").encode("utf-8")
+        with self._mutex:
+            if self._fd is None:
+                self._seq += 1
+                path = self.folder / f"{self._seq:012d}.open"
+                self._fd = os.open(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+                )
+                self._size = 0
+            os.write(self._fd, line)
+            if self.fsync:
+                os.fsync(self._fd)
+            self._size += len(line)
+            if self._size >= self.segment_bytes:
+                self._seal_locked()
+
+    def seal(self) -> None:
+        """Seal the open segment so that it can be delivered."""
+        with self._mutex:
+            self._seal_locked()
+
+    def _seal_locked(self) -> None:
+        if self._fd is None:
+            return
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        path = self.folder / f"{self._seq:012d}.open"
+        os.replace(path, path.with_suffix(".jsonl"))
+        self._enforce_bound()
+
+    def _enforce_bound(self) -> None:
+        sealed = [p for p in self._segment_files() if p.suffix == ".jsonl"]
+        total = sum(p.stat().st_size for p in sealed)
+        dropped_segments, dropped_events = 0, 0
+        while sealed and total > self.max_bytes:
+            oldest = sealed.pop(0)
+            total -= oldest.stat().st_size
+            dropped_events += sum(1 for _ in read_segment(oldest))
+            oldest.unlink()
+            dropped_segments += 1
+        if dropped_segments:
+            counts = self.dropped()
+            counts["events"] += dropped_events
+            counts["segments"] += dropped_segments
+            atomic_write_json(self.folder / "dropped.json", counts)
+            log.warning(
+                "event outbox %s is over its limit: dropped %d oldest events",
+                self.folder,
+                dropped_events,
+            )
+
+    def dropped(self) -> dict[str, int]:
+        """How many events and segments were dropped because the outbox was full."""
+        try:
+            counts = json.loads((self.folder / "dropped.json").read_text())
+        except FileNotFoundError:
+            return {"events": 0, "segments": 0}
+        return {"events": int(counts["events"]), "segments": int(counts["segments"])}
+
+    def sealed_segments(self) -> list[Path]:
+        """Sealed segments, oldest first, ready for delivery."""
+        return [p for p in self._segment_files() if p.suffix == ".jsonl"]
+
+    def acknowledge(self, segment: Path) -> None:
+        """Delete a segment once the bookkeeper confirmed every event in it."""
+        segment.unlink(missing_ok=True)
+        fsync_dir(self.folder)
+
+    def close(self) -> None:
+        """Seal what was written and give up the outbox folder."""
+        self.seal()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def read_segment(path: Path) -> Iterator[Event]:
+    """The events of a segment; a torn last line (a writer killed mid-write) is skipped."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith("\n"):
+                log.warning("%s:%d: incomplete last event skipped", path, number)
+                return
+            try:
+                yield Event.model_validate_json(line)
+            except ValidationError:
+                log.warning("%s:%d: unreadable event skipped", path, number)
+
+
+def _own_folder(root: Path, name: str) -> tuple[Path, int]:
+    """Take an outbox folder for this process: ``name``, or ``name.<pid>`` if it is in use."""
+    for candidate in (name, f"{name}.{os.getpid()}"):
+        folder = root / candidate
+        folder.mkdir(exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return folder, fd
+    raise RuntimeError(f"no free outbox folder for {name} under {root}")
+
+
+class EventClient:
+    """What services call to emit events: fills in who and when, appends to the outbox."""
+
+    def __init__(self, outbox: Outbox, service: str, instance: str | None = None) -> None:
+        self.outbox = outbox
+        self.service = service
+        self.instance = instance or socket.gethostname()
+
+    def emit(
+        self,
+        kind: str,
+        *,
+        severity: Severity = "info",
+        message: str = "",
+        task_id: str | None = None,
+        series_uid: str | None = None,
+        study_uid: str | None = None,
+        **data: Any,
+    ) -> Event:
+        """Record an event; never raises for a bookkeeper that is down (it is not contacted)."""
+        event = Event(
+            service=self.service,
+            instance=self.instance,
+            kind=kind,
+            severity=severity,
+            message=message,
+            task_id=task_id,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            data=data,
+        )
+        self.outbox.append(event)
+        return event

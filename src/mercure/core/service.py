@@ -1,0 +1,208 @@
+"""The service frame: one base class owns the loop, signals, heartbeat, config reload and events.
+
+A service implements only its unit of work. Two shapes are supported:
+
+- a *worker* implements :meth:`Service.step` (do one unit of work, return whether there was
+  any); the frame calls it in a loop, sleeps on :meth:`Service.wake` when idle, and reloads the
+  configuration between units;
+- a *server* overrides :meth:`Service.serve` (e.g. an asyncio DICOM listener) and returns once
+  :attr:`Service.stopping` is set; the frame still reloads the configuration in the background.
+
+Stopping follows rq/dramatiq: the first SIGTERM or SIGINT lets the current unit finish and then
+stops; the second stops now (the running coroutine is cancelled, and if the process has not
+exited a few seconds later it is ended hard; every stage is crash-safe, so that is allowed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import ClassVar
+
+from mercure.core.clock import utcnow
+from mercure.core.config import ConfigSource, LoadedConfig, MercureConfig
+from mercure.core.datafolder import DataFolder
+from mercure.core.events import EventClient, Outbox
+from mercure.core.heartbeat import Heartbeat, State, write_heartbeat
+from mercure.core.logs import log_context
+
+log = logging.getLogger(__name__)
+
+HARD_STOP_GRACE = 5.0
+"""Seconds between the second stop signal and a hard exit, if cancelling did not end it."""
+
+
+class Service:
+    """Base class of the seven services. Subclasses set :attr:`name` and override a hook."""
+
+    name: ClassVar[str] = "service"
+    idle_wait: ClassVar[float] = 5.0
+    """Longest sleep between steps when idle; :meth:`wake` cuts it short."""
+
+    def __init__(self, source: ConfigSource, *, instance: str | None = None) -> None:
+        self.source = source
+        self.instance = instance or socket.gethostname()
+        self.data = DataFolder(self.config.data_dir)
+        self.data.ensure()
+        self.outbox = Outbox(
+            self.data.outbox_dir,
+            f"{self.name}@{self.instance}",
+            max_bytes=self.config.events.outbox_max_mb << 20,
+            fsync=self.config.events.fsync,
+        )
+        self.events = EventClient(self.outbox, self.name, self.instance)
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._signals = 0
+        self._started_at = utcnow()
+        self._state: State = "starting"
+
+    @property
+    def loaded(self) -> LoadedConfig:
+        """The current validated configuration with its compiled rules."""
+        return self.source.current
+
+    @property
+    def config(self) -> MercureConfig:
+        """The current configuration."""
+        return self.source.current.config
+
+    # --- hooks for subclasses ------------------------------------------------------------
+    async def setup(self) -> None:
+        """Prepare before the first unit (recovery of half-done work goes here)."""
+
+    async def step(self) -> bool:
+        """Do one unit of work; return False when there was nothing to do."""
+        raise NotImplementedError(f"{type(self).__name__} must override step() or serve()")
+
+    async def serve(self) -> None:
+        """Run until :attr:`stopping` is set. The default is the worker loop around step()."""
+        while not self.stopping.is_set():
+            self.check_config()
+            if await self.step():
+                continue
+            self._wake.clear()
+            waiters = [
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(self.stopping.wait()),
+            ]
+            await asyncio.wait(waiters, timeout=self.idle_wait, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def teardown(self) -> None:
+        """Release resources after serving (runs on every exit, including errors)."""
+
+    def on_config(self, loaded: LoadedConfig) -> None:
+        """Called after a changed configuration file was loaded successfully."""
+
+    # --- frame ---------------------------------------------------------------------------
+    def wake(self) -> None:
+        """End an idle wait now; safe to call from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def request_stop(self) -> None:
+        """Finish the current unit of work, then stop; safe to call from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stopping.set)
+
+    def check_config(self) -> bool:
+        """Reload the configuration if its file changed; True when a new one is in force."""
+        loaded = self.source.poll()
+        if loaded is None:
+            return False
+        self.events.emit("config.reloaded", message=f"configuration reloaded from {loaded.path}")
+        self.on_config(loaded)
+        return True
+
+    def run(self) -> int:
+        """Run the service until stopped; the process exit code."""
+        with log_context(service=self.name):
+            return asyncio.run(self._run())
+
+    async def _run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(signum, self._on_signal, signum)
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        # Workers reload between steps; server-shaped services have no steps, so poll for them.
+        is_worker = type(self).serve is Service.serve
+        watcher = asyncio.create_task(self._config_loop()) if not is_worker else None
+        self.events.emit("service.boot", message=f"{self.name} started (pid {os.getpid()})")
+        log.info("%s starting (pid %d)", self.name, os.getpid())
+        code = 0
+        try:
+            await self.setup()
+            self._state = "running"
+            self._beat()
+            self._main = asyncio.create_task(self.serve())
+            await self._main
+        except asyncio.CancelledError:
+            log.warning("%s stopped immediately on a second stop signal", self.name)
+            code = 130
+        except Exception as exc:
+            log.exception("%s crashed", self.name)
+            self.events.emit(
+                "service.crash", severity="critical", message=f"{type(exc).__name__}: {exc}"
+            )
+            code = 1
+        finally:
+            self._state = "stopping"
+            heartbeat.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            await self.teardown()
+            self._state = "stopped"
+            self._beat()
+            self.events.emit("service.stop", message=f"{self.name} stopped", exit_code=code)
+            self.outbox.close()
+        log.info("%s stopped", self.name)
+        return code
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            name = signal.Signals(signum).name
+            log.info("%s: %s received, finishing current work", self.name, name)
+            self.stopping.set()
+            return
+        log.warning("%s: second stop signal, stopping now", self.name)
+        if self._main is not None:
+            self._main.cancel()
+        timer = threading.Timer(HARD_STOP_GRACE, os._exit, args=(130,))
+        timer.daemon = True
+        timer.start()
+
+    def _beat(self, detail: str = "") -> None:
+        write_heartbeat(
+            self.data.run_dir,
+            Heartbeat(
+                service=self.name,
+                instance=self.instance,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                state=self._state,
+                started_at=self._started_at,
+                time=utcnow(),
+                interval=self.config.supervisor.heartbeat_interval,
+                detail=detail,
+            ),
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self._beat()
+            await asyncio.sleep(self.config.supervisor.heartbeat_interval)
+
+    async def _config_loop(self) -> None:
+        # Server-shaped services never pass through the worker loop; reload for them here.
+        while True:
+            await asyncio.sleep(1.0)
+            self.check_config()

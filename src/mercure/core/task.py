@@ -1,0 +1,186 @@
+"""``task.json``: the document that travels with a task's DICOM files from stage to stage.
+
+Field names follow mercure's ``task.json`` where the meaning is the same, so that mercure
+processing modules read it unchanged. ``schema_version`` lets later versions migrate old files.
+Unknown fields are kept (a module may add its own), and nothing is ever rewritten in place:
+:func:`write_task` replaces the file atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mercure.core.atomic import atomic_write_text, fsync_dir
+from mercure.core.clock import utcnow
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.errors import TaskError
+
+TASK_FILE = "task.json"
+ERROR_FILE = "error.json"
+SCHEMA_VERSION = 1
+
+Action = Literal["route", "process", "both", "notification", "discard"]
+Priority = Literal["urgent", "normal", "offpeak"]
+
+
+def new_task_id() -> str:
+    """A task id that sorts by creation time and is unique across hosts."""
+    return f"{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class TaskInfo(_Part):
+    """What the task is about and how it came to be."""
+
+    action: Action
+    uid: str = Field(description="SeriesInstanceUID or StudyInstanceUID")
+    uid_type: Literal["series", "study"] = "series"
+    triggered_rules: dict[str, bool] = Field(default_factory=dict)
+    applied_rule: str | None = None
+    priority: Priority = "normal"
+    patient_name: str | None = None
+    mrn: str | None = None
+    acc: str | None = None
+    sender_address: str | None = None
+    sender_aet: str | None = None
+    receiver_aet: str | None = None
+    mercure_version: str | None = None
+    mercure_appliance: str | None = None
+    fail_stage: str | None = None
+    reason: str | None = None
+
+
+class TargetStatus(_Part):
+    """Delivery state of one target of the task."""
+
+    state: Literal["waiting", "complete", "error"] = "waiting"
+    time: datetime | None = None
+    retries: int = 0
+    next_retry_at: datetime | None = None
+    reason: str | None = None
+    instances_sent: int = 0
+    bytes_sent: int = 0
+
+
+class TaskDispatch(_Part):
+    """Where the task goes, and how far delivery got per target."""
+
+    target_name: list[str] = Field(default_factory=list)
+    status: dict[str, TargetStatus] = Field(default_factory=dict)
+    retries: int = 0
+    next_retry_at: datetime | None = None
+
+
+class TaskProcessing(_Part):
+    """One processing module to run, with its merged settings."""
+
+    module_name: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    retain_input_images: bool = False
+    output: dict[str, Any] | None = None
+
+
+class TaskStudy(_Part):
+    """For study-level tasks: the series collected so far and the completion trigger."""
+
+    study_uid: str
+    complete_trigger: Literal["timeout", "received_series"] = "timeout"
+    complete_required_series: str = ""
+    creation_time: datetime = Field(default_factory=utcnow)
+    last_receive_time: datetime = Field(default_factory=utcnow)
+    received_series: list[str] = Field(default_factory=list)
+    received_series_uid: list[str] = Field(default_factory=list)
+    complete_force: bool = False
+    complete_force_action: Literal["discard", "proceed", "ignore"] = "proceed"
+
+
+class Task(_Part):
+    """The content of ``task.json``."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    info: TaskInfo
+    dispatch: TaskDispatch | None = None
+    process: list[TaskProcessing] = Field(default_factory=list)
+    study: TaskStudy | None = None
+    nomatch: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+def read_task(task_dir: Path | str) -> Task:
+    """Load ``task.json`` from a task folder; :class:`TaskError` says what is wrong with it."""
+    path = Path(task_dir) / TASK_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaskError(f"{path}: task.json is missing") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
+    if isinstance(document, dict) and isinstance(document.get("process"), dict):
+        # mercure writes a single module as an object; a chain as a list.
+        document["process"] = [document["process"]] if document["process"] else []
+    try:
+        return Task.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise TaskError(f"{path}: {where}: {first['msg']}") from None
+
+
+def write_task(task_dir: Path | str, task: Task) -> None:
+    """Replace ``task.json`` atomically (never rewritten in place)."""
+    atomic_write_text(Path(task_dir) / TASK_FILE, task.model_dump_json(indent=2) + "\n")
+
+
+def move_task(task_dir: Path | str, data: DataFolder, stage: Stage) -> Path:
+    """Move a task folder into ``stage`` with one atomic rename; returns its new path.
+
+    Raises :class:`TaskError` when a task of the same name is already there (nothing moves).
+    """
+    source = Path(task_dir)
+    destination = data.stage(stage) / source.name
+    try:
+        # os.rename would silently replace an empty destination folder; refuse any.
+        if destination.exists():
+            raise FileExistsError(destination)
+        os.rename(source, destination)
+    except FileExistsError:
+        raise TaskError(f"cannot move {source.name} to {stage}: it already exists there") from None
+    fsync_dir(source.parent)
+    fsync_dir(destination.parent)
+    return destination
+
+
+def fail_task(
+    task_dir: Path | str, data: DataFolder, *, stage: str, reason: str, service: str
+) -> Path:
+    """Record why a task failed (``error.json`` and ``task.json``) and move it to ``error/``."""
+    task_dir = Path(task_dir)
+    record = {
+        "fail_stage": stage,
+        "reason": reason,
+        "service": service,
+        "time": utcnow().isoformat(),
+    }
+    atomic_write_text(task_dir / ERROR_FILE, json.dumps(record, indent=2) + "\n")
+    try:
+        task = read_task(task_dir)
+    except TaskError:
+        task = None
+    if task is not None:
+        task.info.fail_stage = stage
+        task.info.reason = reason
+        write_task(task_dir, task)
+    return move_task(task_dir, data, Stage.ERROR)

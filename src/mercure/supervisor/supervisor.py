@@ -1,0 +1,177 @@
+"""The supervisor: child processes, restarts with backoff, and a clean stop.
+
+It waits for signals instead of polling: SIGCHLD says a child exited, SIGTERM/SIGINT say stop,
+and a timeout wakes it for due restarts and its own heartbeat. Children run in their own
+process group (so a Ctrl-C in the terminal reaches only the supervisor, which then stops them in
+order) and get SIGTERM from the kernel if the supervisor itself dies, so none is left orphaned.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+@dataclass
+class ChildSpec:
+    """A child process to keep running."""
+
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str] | None = None
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    next_start_at: float = 0.0
+    failures: int = 0
+    restarts: int = 0
+    history: list[int] = field(default_factory=list)
+
+
+def _child_setup() -> None:
+    # Runs in the child between fork and exec.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _WATCHED)
+    os.setpgid(0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class Supervisor:
+    """Keeps a set of child processes running until told to stop."""
+
+    def __init__(
+        self,
+        specs: Sequence[ChildSpec],
+        *,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        stable_after: float = 60.0,
+        stop_timeout: float = 30.0,
+        tick: float = 5.0,
+        on_tick: Callable[[Supervisor], None] | None = None,
+        on_exit: Callable[[str, int, float], None] | None = None,
+    ) -> None:
+        self.children = {spec.name: _Child(spec) for spec in specs}
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.stable_after = stable_after
+        self.stop_timeout = stop_timeout
+        self.tick = tick
+        self.on_tick = on_tick
+        self.on_exit = on_exit
+
+    def pids(self) -> dict[str, int | None]:
+        """The current process id of each child (None while it waits for a restart)."""
+        return {
+            name: (child.process.pid if child.process and child.process.poll() is None else None)
+            for name, child in self.children.items()
+        }
+
+    def run(self) -> int:
+        """Start the children and supervise them until SIGTERM or SIGINT; the exit code."""
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
+        try:
+            for child in self.children.values():
+                self._start(child)
+            while True:
+                if self.on_tick:
+                    self.on_tick(self)
+                info = signal.sigtimedwait(_WATCHED, self._wait_time())
+                if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                    log.info(
+                        "supervisor: %s received, stopping services",
+                        signal.Signals(info.si_signo).name,
+                    )
+                    self._stop_all()
+                    return 0
+                if info is not None and info.si_signo == signal.SIGHUP:
+                    log.info("supervisor: SIGHUP ignored (services reload their config themselves)")
+                self._reap()
+                self._start_due()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+    def _wait_time(self) -> float:
+        now = time.monotonic()
+        due = [c.next_start_at - now for c in self.children.values() if c.process is None]
+        return max(0.01, min([self.tick, *due]))
+
+    def _start(self, child: _Child) -> None:
+        log.info("supervisor: starting %s", child.spec.name)
+        try:
+            child.process = subprocess.Popen(
+                list(child.spec.argv), env=child.spec.env, preexec_fn=_child_setup
+            )
+        except OSError as exc:
+            log.error("supervisor: cannot start %s: %s", child.spec.name, exc)
+            self._schedule_restart(child, -1)
+            return
+        child.started_at = time.monotonic()
+
+    def _reap(self) -> None:
+        for child in self.children.values():
+            if child.process is None:
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            child.history.append(code)
+            self._schedule_restart(child, code)
+
+    def _schedule_restart(self, child: _Child, code: int) -> None:
+        ran_for = time.monotonic() - child.started_at if child.process else 0.0
+        child.process = None
+        child.failures = 1 if ran_for >= self.stable_after else child.failures + 1
+        delay = min(self.backoff_max, self.backoff_initial * 2 ** (child.failures - 1))
+        child.next_start_at = time.monotonic() + delay
+        child.restarts += 1
+        log.warning(
+            "supervisor: %s exited with code %d after %.1f s; restarting in %.1f s",
+            child.spec.name,
+            code,
+            ran_for,
+            delay,
+        )
+        if self.on_exit:
+            self.on_exit(child.spec.name, code, delay)
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.process is None and child.next_start_at <= now:
+                self._start(child)
+
+    def _stop_all(self) -> None:
+        running = [
+            c.process for c in self.children.values() if c.process and c.process.poll() is None
+        ]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for process in running:
+            remaining = deadline - time.monotonic()
+            while process.poll() is None and remaining > 0:
+                # A second Ctrl-C / SIGTERM while waiting means: stop now.
+                info = signal.sigtimedwait(_WATCHED, min(remaining, 0.5))
+                if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                    deadline = 0.0
+                remaining = deadline - time.monotonic()
+            if process.poll() is None:
+                log.warning("supervisor: pid %d did not stop in time, killing it", process.pid)
+                process.kill()
+                process.wait()
