@@ -1,0 +1,19 @@
+"""The selection-rule language: mercure-compatible expressions, compiled once, run safely.
+
+::
+
+    rule = compile_rule("tags.Modality == 'CT' and 'HEAD' in tags.StudyDescription.upper()",
+                        name="ct_head")
+    tags = SeriesTags(tags_from_file)     # once per series, shared by all rules
+    result = rule.evaluate(tags)          # RuleResult(value, used_tags, missing_tags, error)
+
+Rules are parsed with Python's own parser and then accepted only if every part is on a
+whitelist; they run in an interpreter of their own (closures over the syntax tree), never
+through ``eval``. docs/rules.md describes the language for administrators.
+"""
+
+from mercure.core.rules.errors import RuleSyntaxError
+from mercure.core.rules.rule import CompiledRule, RuleResult, compile_rule
+from mercure.core.rules.tags import SeriesTags
+
+__all__ = ["CompiledRule", "RuleResult", "RuleSyntaxError", "SeriesTags", "compile_rule"]

@@ -1,0 +1,43 @@
+"""``SeriesTags``: one series' tags, prepared for evaluating many rules against them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
+
+
+class SeriesTags(dict[str, str]):
+    """A read-only keyword -> value mapping that remembers its keywords ignoring case.
+
+    ``tags.modality`` finds ``Modality`` (mercure looks tags up ignoring case when the exact
+    name is absent). With a plain dict every such miss scans all keywords again; build one
+    ``SeriesTags`` per series and every rule evaluated against it shares one index. Lookups
+    of present tags run at plain dict speed.
+    """
+
+    __slots__ = ("_folded",)
+
+    def __init__(self, tags: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        super().__init__(tags)
+        self._folded: dict[str, str] | None = None
+
+    def folded(self) -> dict[str, str]:
+        """Lower-cased keyword -> keyword as stored (the first one, if several differ by case)."""
+        if self._folded is None:
+            folded: dict[str, str] = {}
+            for key in self:
+                folded.setdefault(key.lower(), key)
+            self._folded = folded
+        return self._folded
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("SeriesTags is read-only")
+
+    __setitem__ = _read_only
+    __delitem__ = _read_only
+    __ior__ = _read_only
+    clear = _read_only
+    pop = _read_only
+    popitem = _read_only
+    setdefault = _read_only
+    update = _read_only
