@@ -172,6 +172,8 @@ class Service:
             name = signal.Signals(signum).name
             log.info("%s: %s received, finishing current work", self.name, name)
             self.stopping.set()
+            self._state = "stopping"
+            self._beat()
             return
         log.warning("%s: second stop signal, stopping now", self.name)
         if self._main is not None:

@@ -81,14 +81,19 @@ def validate_document(
     expanded = _expand_env(raw, environ if environ is not None else os.environ, (), issues)
     if issues:
         raise ConfigError(source, issues)
+    # Report everything at once: structure (pydantic), then references and rule syntax, which
+    # are checked on the document itself so that they need no structurally valid file.
+    config: MercureConfig | None = None
     try:
         config = MercureConfig.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError(source, _issues_from_pydantic(exc, expanded)) from None
-    compiled, rule_issues = _compile_rules(config)
+        issues.extend(_issues_from_pydantic(exc, expanded))
+    issues.extend(_reference_issues(expanded))
+    compiled, rule_issues = _compile_rules(expanded)
     issues.extend(rule_issues)
-    issues.extend(_cross_reference_issues(config))
-    if issues:
+    if config is not None:
+        issues.extend(_module_policy_issues(config))
+    if issues or config is None:
         raise ConfigError(source, issues)
     if base_dir is not None and not config.data_dir.is_absolute():
         config = config.model_copy(update={"data_dir": (base_dir / config.data_dir).resolve()})
@@ -199,43 +204,71 @@ def _is_union_tag(part: str | int, node: Any) -> bool:
     return isinstance(part, str) and (part.startswith("function-") or part[:1].isupper())
 
 
-def _compile_rules(config: MercureConfig) -> tuple[dict[str, Any], list[ConfigIssue]]:
-    if not config.rules:
+def _named_entries(document: Mapping[str, Any], key: str) -> dict[str, Any]:
+    section = document.get(key)
+    return section if isinstance(section, dict) else {}
+
+
+def _names(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [value] if value else []
+    return value if isinstance(value, list) else []
+
+
+def _compile_rules(document: Mapping[str, Any]) -> tuple[dict[str, Any], list[ConfigIssue]]:
+    rules = {
+        name: rule["rule"]
+        for name, rule in _named_entries(document, "rules").items()
+        if isinstance(rule, dict) and isinstance(rule.get("rule"), str)
+    }
+    if not rules:
         return {}, []
     from mercure.core.rules import RuleSyntaxError, compile_rule
 
     compiled: dict[str, Any] = {}
     issues: list[ConfigIssue] = []
-    for name, rule in config.rules.items():
+    for name, source in rules.items():
         try:
-            compiled[name] = compile_rule(rule.rule, name=name)
+            compiled[name] = compile_rule(source, name=name)
         except RuleSyntaxError as exc:
             issues.append(ConfigIssue(f"rules.{name}.rule", str(exc)))
     return compiled, issues
 
 
-def _cross_reference_issues(config: MercureConfig) -> list[ConfigIssue]:
+def _reference_issues(document: Mapping[str, Any]) -> list[ConfigIssue]:
+    """Rules must name targets and modules that exist."""
     issues = []
-    for name, rule in config.rules.items():
-        for i, target in enumerate(rule.targets):
-            if target not in config.targets:
-                issues.append(
-                    ConfigIssue(f"rules.{name}.targets[{i}]", f"unknown target '{target}'")
-                )
-        for i, module in enumerate(rule.processing_module):
-            if module not in config.modules:
+    targets = _named_entries(document, "targets")
+    modules = _named_entries(document, "modules")
+    for name, rule in _named_entries(document, "rules").items():
+        if not isinstance(rule, dict):
+            continue
+        key = "target" if "target" in rule and "targets" not in rule else "targets"
+        for i, target in enumerate(_names(rule.get(key))):
+            if isinstance(target, str) and target not in targets:
+                issues.append(ConfigIssue(f"rules.{name}.{key}[{i}]", f"unknown target '{target}'"))
+        for i, module in enumerate(_names(rule.get("processing_module"))):
+            if isinstance(module, str) and module not in modules:
                 issues.append(
                     ConfigIssue(
                         f"rules.{name}.processing_module[{i}]", f"unknown module '{module}'"
                     )
                 )
-        if rule.study_trigger_condition == "received_series" and not rule.study_trigger_series:
+        if rule.get("study_trigger_condition") == "received_series" and not rule.get(
+            "study_trigger_series"
+        ):
             issues.append(
                 ConfigIssue(
                     f"rules.{name}.study_trigger_series",
                     "required when study_trigger_condition is 'received_series'",
                 )
             )
+    return issues
+
+
+def _module_policy_issues(config: MercureConfig) -> list[ConfigIssue]:
+    """Modules may only ask for what the processing section allows."""
+    issues = []
     for name, module in config.modules.items():
         if getattr(module, "requires_root", False) and not config.processing.allow_root:
             issues.append(

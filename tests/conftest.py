@@ -1,0 +1,3 @@
+"""Test-suite wide set-up: the shared fixtures of the test frame."""
+
+pytest_plugins = ["mercure.testing.fixtures"]

@@ -1,0 +1,150 @@
+"""Configuration: validation with key paths, defaults, secrets from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mercure.core.config import load_config, parse_document, validate_document
+from mercure.core.config.models import DicomTarget
+from mercure.core.errors import ConfigError
+
+GOOD = """
+data_dir: data
+targets:
+  pacs: {type: dicom, host: 127.0.0.1, port: 104, aet_target: PACS}
+  archive: {type: folder, folder: /srv/archive}
+rules:
+  ct_head:
+    rule: "tags.Modality == 'CT'"
+    action: route
+    targets: [pacs, archive]
+"""
+
+
+def issues_of(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    """Validate a document and return its issues as printed by check-config."""
+    with pytest.raises(ConfigError) as caught:
+        validate_document(parse_document(text, "x.yaml"), source="x.yaml", environ=environ or {})
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_empty_file_is_a_valid_configuration_with_defaults(tmp_path: Path) -> None:
+    """An empty file takes every default from the models."""
+    (tmp_path / "mercure.yaml").write_text("")
+    loaded = load_config(tmp_path / "mercure.yaml")
+    assert loaded.config.router.series_complete_trigger == 60
+    assert loaded.config.receiver.listeners[0].port == 11112
+    assert loaded.config.data_dir == (tmp_path / "data").resolve()
+
+
+def test_good_configuration_loads_targets_as_their_types() -> None:
+    """Targets are a discriminated union by type."""
+    loaded = validate_document(parse_document(GOOD, "x.yaml"), environ={})
+    assert isinstance(loaded.config.targets["pacs"], DicomTarget)
+    assert loaded.config.rules["ct_head"].targets == ["pacs", "archive"]
+
+
+def test_unknown_target_is_named_with_its_key_path() -> None:
+    """A rule naming a missing target gives rules.<rule>.targets[i]."""
+    text = GOOD.replace("targets: [pacs, archive]", "targets: [pacs, pacs2]")
+    assert issues_of(text) == ["rules.ct_head.targets[1]: unknown target 'pacs2'"]
+
+
+def test_every_error_is_reported_at_once() -> None:
+    """Several problems in one file are all listed, each with its path."""
+    text = """
+receiver:
+  listeners:
+    - {port: 70000, aet: "THIS AE TITLE IS TOO LONG"}
+router:
+  series_complete_trigger: soon
+targets:
+  pacs: {type: dicom, host: h, port: x}
+  odd: {type: ftp, host: h}
+cleaner: {sucess_retention: 3d}
+"""
+    issues = issues_of(text)
+    paths = [issue.split(":")[0] for issue in issues]
+    assert "receiver.listeners[0].port" in paths
+    assert "receiver.listeners[0].aet" in paths
+    assert "router.series_complete_trigger" in paths
+    assert "targets.pacs.port" in paths
+    assert "targets.odd" in paths
+    assert "cleaner.sucess_retention: unknown key" in issues
+
+
+def test_durations_accept_units() -> None:
+    """`3d`, `15m` and plain seconds are all durations."""
+    text = "cleaner: {success_retention: 3d, interval: 15m}\nrouter: {series_complete_trigger: 90}"
+    config = validate_document(parse_document(text, "x.yaml"), environ={}).config
+    assert config.cleaner.success_retention == 3 * 86400
+    assert config.cleaner.interval == 900
+    assert config.router.series_complete_trigger == 90
+
+
+def test_secret_comes_from_environment_variable() -> None:
+    """`${NAME}` is replaced by the variable; the raw document keeps the reference."""
+    text = "bookkeeper: {api_key: '${BK_KEY}'}"
+    loaded = validate_document(parse_document(text, "x.yaml"), environ={"BK_KEY": "s3cret"})
+    assert loaded.config.bookkeeper.api_key is not None
+    assert loaded.config.bookkeeper.api_key.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(loaded.config)
+    assert loaded.raw["bookkeeper"]["api_key"] == "${BK_KEY}"
+
+
+def test_missing_environment_variable_is_an_error_with_path() -> None:
+    """A secret that is not set is reported where it is used."""
+    assert issues_of("bookkeeper: {api_key: '${NOPE}'}") == [
+        "bookkeeper.api_key: environment variable NOPE is not set"
+    ]
+
+
+def test_action_needs_its_targets_and_modules() -> None:
+    """route needs targets; process needs a module that exists."""
+    text = """
+rules:
+  a: {rule: "True", action: route}
+  b: {rule: "True", action: process, processing_module: anon}
+"""
+    issues = issues_of(text)
+    assert "rules.a: action 'route' needs at least one target" in issues
+    assert "rules.b.processing_module[0]: unknown module 'anon'" in issues
+
+
+def test_yaml_syntax_error_names_line_and_column() -> None:
+    """A broken YAML file says where it broke."""
+    with pytest.raises(ConfigError) as caught:
+        parse_document("rules:\n  a: [unclosed\n", "x.yaml")
+    assert "YAML syntax error at line" in str(caught.value)
+
+
+def test_json_file_is_accepted(tmp_path: Path) -> None:
+    """A .json configuration is read as JSON."""
+    path = tmp_path / "mercure.json"
+    path.write_text('{"router": {"series_complete_trigger": 5}}')
+    assert load_config(path).config.router.series_complete_trigger == 5
+
+
+def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
+    """No configuration file: the error points to mercure init."""
+    with pytest.raises(ConfigError, match="mercure init"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_duplicate_listener_ports_are_rejected() -> None:
+    """Two listeners cannot share a port."""
+    text = "receiver: {listeners: [{name: a, port: 104}, {name: b, port: 104}]}"
+    assert any("several listeners on the same port" in i for i in issues_of(text))
+
+
+def test_module_volume_outside_allowed_root_is_rejected(tmp_path: Path) -> None:
+    """Extra module volumes must lie under processing.volume_root."""
+    text = f"""
+processing: {{volume_root: {tmp_path}/models}}
+modules:
+  ai: {{runner: docker, image: ai:1, volumes: [{{source: /etc, target: /etc}}]}}
+"""
+    issues = issues_of(text)
+    assert len(issues) == 1 and issues[0].startswith("modules.ai.volumes[0].source:")

@@ -1,0 +1,83 @@
+"""The event outbox: durable, complete files only, bounded on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mercure.core.events import Event, EventClient, Outbox, read_segment
+
+WRITER = """
+import sys
+from pathlib import Path
+from mercure.core.events import EventClient, Outbox
+client = EventClient(Outbox(Path(sys.argv[1]), "writer@test"), "writer")
+n = 0
+while True:
+    n += 1
+    client.emit("demo.tick", n=n)
+    if n == 100:
+        print("ready", flush=True)
+"""
+
+
+def test_events_survive_a_killed_writer(tmp_path: Path) -> None:
+    """Events appended before a SIGKILL are all delivered by the next process, in order."""
+    with subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    ) as writer:
+        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    outbox = Outbox(tmp_path, "writer@test")
+    numbers = [
+        event.data["n"] for segment in outbox.sealed_segments() for event in read_segment(segment)
+    ]
+    assert numbers[:100] == list(range(1, 101))
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert not list(outbox.folder.glob("*.open"))
+
+
+def test_outbox_is_bounded_and_counts_what_it_dropped(tmp_path: Path) -> None:
+    """Past its size limit the oldest sealed segments go, and the loss is counted."""
+    outbox = Outbox(tmp_path, "busy@test", max_bytes=20_000, segment_bytes=5_000)
+    client = EventClient(outbox, "busy")
+    for n in range(400):
+        client.emit("demo.tick", n=n)
+    outbox.seal()
+    remaining = [e.data["n"] for s in outbox.sealed_segments() for e in read_segment(s)]
+    dropped = outbox.dropped()
+    assert dropped["events"] > 0
+    assert dropped["events"] + len(remaining) == 400
+    assert remaining == list(range(400 - len(remaining), 400))
+    assert sum(s.stat().st_size for s in outbox.sealed_segments()) <= 20_000
+
+
+def test_second_process_gets_its_own_outbox_folder(tmp_path: Path) -> None:
+    """Two live processes never append to the same outbox folder."""
+    first = Outbox(tmp_path, "svc@host")
+    second = Outbox(tmp_path, "svc@host")
+    assert first.folder != second.folder
+    first.close()
+    second.close()
+
+
+def test_acknowledged_segment_is_gone(tmp_path: Path) -> None:
+    """Acknowledging a delivered segment deletes it."""
+    outbox = Outbox(tmp_path, "svc@host")
+    outbox.append(Event(service="svc", kind="demo"))
+    outbox.seal()
+    [segment] = outbox.sealed_segments()
+    outbox.acknowledge(segment)
+    assert outbox.sealed_segments() == []
+
+
+def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    """A segment whose last line was cut mid-write yields its whole events only."""
+    segment = tmp_path / "000000000001.jsonl"
+    whole = Event(service="s", kind="k").model_dump_json()
+    segment.write_text(whole + "\n" + whole[:20])
+    assert len(list(read_segment(segment))) == 1

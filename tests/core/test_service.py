@@ -1,0 +1,116 @@
+"""The service frame: config reload between units, stop signals, heartbeat, events."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from mercure.core.config import save_config
+from mercure.core.datafolder import DataFolder
+from mercure.core.events import read_segment
+from mercure.core.heartbeat import liveness, read_heartbeats
+from mercure.testing.wait import wait_until
+
+DEMO = Path(__file__).with_name("demo_service.py")
+
+
+@contextlib.contextmanager
+def demo_service(
+    tmp_path: Path, unit: float = 0.3
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
+    """Run the demo service in a child process; yields (process, config path, unit log)."""
+    config = tmp_path / "mercure.yaml"
+    if not config.exists():
+        config.write_text(
+            "router: {series_complete_trigger: 60}\nsupervisor: {heartbeat_interval: 0.2}\n"
+        )
+    log = tmp_path / "units.log"
+    env = {**os.environ, "DEMO_UNIT": str(unit)}
+    command = [sys.executable, str(DEMO), str(config), str(log)]
+    with subprocess.Popen(command, env=env) as process:
+        try:
+            yield process, config, log
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of a log file (none if it does not exist yet)."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_running_service_picks_up_config_change(tmp_path: Path) -> None:
+    """A saved config change is in force from the next unit of work, without a restart."""
+    with demo_service(tmp_path) as (process, config, log):
+        wait_until(lambda: any(line.endswith(" 60") for line in lines(log)), timeout=20)
+        save_config(
+            config, "router: {series_complete_trigger: 5}\nsupervisor: {heartbeat_interval: 0.2}\n"
+        )
+        wait_until(lambda: lines(log)[-1].endswith(" 5"), timeout=10)
+        assert process.poll() is None
+
+
+def test_invalid_config_change_keeps_the_old_one(tmp_path: Path) -> None:
+    """A broken file written behind mercure's back is rejected; the service runs on."""
+    with demo_service(tmp_path) as (process, config, log):
+        wait_until(lambda: len(lines(log)) >= 2, timeout=20)
+        config.write_text("router: {series_complete_trigger: never}\n")
+        count = len(lines(log))
+        wait_until(lambda: len(lines(log)) >= count + 4, timeout=10)
+        assert [line for line in lines(log) if line.startswith("end")][-1].endswith(" 60")
+        assert process.poll() is None
+
+
+def test_first_sigterm_finishes_the_current_unit(tmp_path: Path) -> None:
+    """After one SIGTERM the unit in progress ends normally and the service exits 0."""
+    with demo_service(tmp_path) as (process, _config, log):
+        wait_until(lambda: lines(log) and lines(log)[-1].startswith("begin"), timeout=20)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    assert lines(log)[-1].startswith("end")
+
+
+def test_second_sigterm_stops_now(tmp_path: Path) -> None:
+    """Two SIGTERMs: the unit in progress is abandoned."""
+    with demo_service(tmp_path, unit=30) as (process, _config, log):
+        data = DataFolder(tmp_path / "data")
+        wait_until(lambda: lines(log) and lines(log)[-1].startswith("begin"), timeout=20)
+        process.send_signal(signal.SIGTERM)
+        # Signals of one kind do not queue: wait until the first was taken.
+        wait_until(lambda: [b for b in read_heartbeats(data.run_dir) if b.state == "stopping"])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 130
+    assert lines(log)[-1].startswith("begin")
+
+
+def test_heartbeat_and_events_of_a_running_service(tmp_path: Path) -> None:
+    """The service writes a heartbeat while up and boot/stop events to its outbox."""
+    with demo_service(tmp_path) as (process, _config, log):
+        data = DataFolder(tmp_path / "data")
+        beat = wait_until(
+            lambda: [b for b in read_heartbeats(data.run_dir) if b.state == "running"], timeout=20
+        )[0]
+        assert beat.pid == process.pid and liveness(beat) == "up"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    assert [b.state for b in read_heartbeats(data.run_dir)] == ["stopped"]
+    outbox = next(data.outbox_dir.iterdir())
+    kinds = [e.kind for segment in sorted(outbox.glob("*.jsonl")) for e in read_segment(segment)]
+    assert kinds[0] == "service.boot" and kinds[-1] == "service.stop"
+    assert not list(outbox.glob("*.open"))
+
+
+def test_killed_service_is_reported_down(tmp_path: Path) -> None:
+    """A SIGKILLed service leaves a heartbeat that status reads as down."""
+    with demo_service(tmp_path) as (process, _config, _log):
+        data = DataFolder(tmp_path / "data")
+        wait_until(lambda: read_heartbeats(data.run_dir), timeout=20)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert liveness(read_heartbeats(data.run_dir)[0]) == "down"

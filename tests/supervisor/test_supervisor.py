@@ -1,0 +1,99 @@
+"""The supervisor: restarts crashed children with backoff and stops all cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from mercure.testing.wait import wait_until
+
+CHILD = """
+import os, signal, sys, time
+from pathlib import Path
+folder = Path(sys.argv[1])
+runs = folder / "runs"
+n = len(runs.read_text().splitlines()) + 1 if runs.exists() else 1
+with runs.open("a") as handle:
+    handle.write(f"{os.getpid()}\\n")
+if n == 1:
+    sys.exit(3)
+def stop(signum, frame):
+    (folder / "stopped").write_text(str(os.getpid()))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True:
+    time.sleep(1)
+"""
+
+SUPERVISOR = """
+import json, sys
+from mercure.supervisor.supervisor import ChildSpec, Supervisor
+folder = sys.argv[1]
+child = [sys.executable, "-c", sys.argv[2], folder]
+exits = []
+supervisor = Supervisor(
+    [ChildSpec("crashy", child)],
+    backoff_initial=0.1,
+    tick=0.2,
+    stop_timeout=5,
+    on_exit=lambda name, code, delay: exits.append([name, code]),
+)
+code = supervisor.run()
+with open(folder + "/exits.json", "w") as handle:
+    json.dump(exits, handle)
+sys.exit(code)
+"""
+
+
+@contextlib.contextmanager
+def supervisor(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A supervisor process watching one child that crashes on its first run."""
+    command = [sys.executable, "-c", SUPERVISOR, str(tmp_path), CHILD]
+    with subprocess.Popen(command) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+
+
+def runs(tmp_path: Path) -> list[int]:
+    """Process ids of the child's runs so far."""
+    path = tmp_path / "runs"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_crashed_child_is_restarted_and_stopped_cleanly(tmp_path: Path) -> None:
+    """A child that exits with an error is started again; SIGTERM stops it and the supervisor."""
+    with supervisor(tmp_path) as process:
+        pids = wait_until(lambda: len(runs(tmp_path)) >= 2 and runs(tmp_path), timeout=20)
+        assert alive(pids[1])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    assert (tmp_path / "stopped").read_text() == str(pids[1])
+    assert json.loads((tmp_path / "exits.json").read_text()) == [["crashy", 3]]
+
+
+def test_killed_supervisor_takes_its_children_down(tmp_path: Path) -> None:
+    """If the supervisor is SIGKILLed, the kernel sends its children SIGTERM: no orphans."""
+    with supervisor(tmp_path) as process:
+        pids = wait_until(lambda: len(runs(tmp_path)) >= 2 and runs(tmp_path), timeout=20)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    wait_until(lambda: not alive(pids[1]), timeout=10)
+    assert (tmp_path / "stopped").read_text() == str(pids[1])
