@@ -100,7 +100,7 @@ class StoreSCP(PeerProcess):
 
     def is_ready(self) -> bool:
         """storescp listens on its port."""
-        return is_listening(self.port)
+        return self.running and is_listening(self.port, self.pid)
 
     def files(self) -> list[Path]:
         """The received files, sorted by name."""

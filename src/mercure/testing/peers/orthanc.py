@@ -88,7 +88,7 @@ class Orthanc(PeerProcess):
 
     def is_ready(self) -> bool:
         """Both the DICOM port and the REST API answer."""
-        if not (is_listening(self.dicom_port) and is_listening(self.http_port)):
+        if not (is_listening(self.dicom_port, self.pid) and is_listening(self.http_port, self.pid)):
             return False
         try:
             return self.client.get("/system").status_code == 200

@@ -8,6 +8,7 @@ by a program name. Output goes to a log file whose tail is shown when start-up f
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from mercure.testing.wait import wait_until
 log = logging.getLogger(__name__)
 
 _LOG_TAIL_BYTES = 4000
+_PR_SET_PDEATHSIG = 1
 
 
 class PeerError(MercureError):
@@ -59,13 +61,15 @@ def require_program(program: str, what: str, package: str) -> str:
     return path
 
 
-def is_listening(port: int) -> bool:
-    """Whether some socket listens on TCP ``port`` (any address), from /proc, without connecting.
+def is_listening(port: int, pid: int | None = None) -> bool:
+    """Whether a socket listens on TCP ``port`` (any address), read from /proc, not by connecting.
 
     Connecting to probe would show up in the peer as an aborted association; reading the kernel's
-    socket table has no side effect.
+    socket table has no side effect. With ``pid`` the socket must belong to that process, so a
+    stranger that took the port first is not mistaken for the peer.
     """
     wanted = f":{port:04X}"
+    inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -73,8 +77,18 @@ def is_listening(port: int) -> bool:
             continue
         for line in lines:
             fields = line.split()
-            # fields[1] is the local "address:port" in hex, fields[3] the state; 0A is LISTEN.
-            if len(fields) > 3 and fields[1].endswith(wanted) and fields[3] == "0A":
+            # fields[1]: local "address:port" in hex; fields[3]: state, 0A is LISTEN; [9]: inode.
+            if len(fields) > 9 and fields[1].endswith(wanted) and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    if pid is None or not inodes:
+        return bool(inodes)
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        with contextlib.suppress(OSError):
+            if os.readlink(descriptor) in inodes:
                 return True
     return False
 
@@ -88,6 +102,17 @@ def log_tail(path: Path, limit: int = _LOG_TAIL_BYTES) -> str:
             return handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the test process dies, leaving no orphans.
+
+    Peers run in their own session, so an interrupted test run would otherwise leave them
+    running. Linux only; elsewhere this does nothing.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class PeerProcess:
@@ -146,6 +171,7 @@ class PeerProcess:
             env=peer_environment(),
             cwd=self.cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         try:
             wait_until(
