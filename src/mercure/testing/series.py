@@ -16,12 +16,8 @@ Command line (for bench/)::
 from __future__ import annotations
 
 import argparse
-import datetime
-import functools
 import json
-import math
 import os
-import random
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,10 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
+from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
-from pydicom.pixels.encoders import RLELosslessEncoder
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -40,12 +34,36 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     RLELossless,
-    generate_uid,
 )
 
-CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
-MR_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.4")
-SECONDARY_CAPTURE_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7")
+from mercure.testing.imaging import (
+    CT_IMAGE_STORAGE,
+    KINDS,
+    MR_IMAGE_STORAGE,
+    PIXEL_SPACING,
+    SECONDARY_CAPTURE_IMAGE_STORAGE,
+    Kind,
+    derived_uid,
+    pixel_data,
+    series_dataset,
+)
+
+__all__ = [
+    "CT_IMAGE_STORAGE",
+    "KINDS",
+    "MR_IMAGE_STORAGE",
+    "SECONDARY_CAPTURE_IMAGE_STORAGE",
+    "SUPPORTED_SYNTAXES",
+    "SYNTAXES",
+    "GeneratedInstance",
+    "GeneratedSeries",
+    "GeneratedStudy",
+    "SeriesSpec",
+    "derived_uid",
+    "generate_series",
+    "generate_study",
+    "main",
+]
 
 #: Transfer syntaxes the generator writes, by UID; short names are accepted too (see ``SYNTAXES``).
 SUPPORTED_SYNTAXES = (
@@ -61,77 +79,6 @@ SYNTAXES: Mapping[str, UID] = {
     "deflated": DeflatedExplicitVRLittleEndian,
     "big": ExplicitVRBigEndian,
     "rle": RLELossless,
-}
-
-_IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=["mercure-router testing series generator"])
-_PIXEL_SPACING = 0.5
-_SOP_CLASS_BY_MODALITY = {"CT": CT_IMAGE_STORAGE, "MR": MR_IMAGE_STORAGE}
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """What distinguishes one kind of series: image size and modality-specific tags."""
-
-    modality: str
-    rows: int
-    columns: int
-    slice_thickness: float
-    description: str
-    tags: Mapping[str, Any]
-
-
-KINDS: Mapping[str, _Kind] = {
-    "ct": _Kind(
-        "CT",
-        512,
-        512,
-        1.0,
-        "CT HEAD 1.0 H30s",
-        {
-            "KVP": "120",
-            "ConvolutionKernel": "H30s",
-            "RescaleIntercept": "-1024",
-            "RescaleSlope": "1",
-            "RescaleType": "HU",
-            "WindowCenter": "40",
-            "WindowWidth": "80",
-            "BodyPartExamined": "HEAD",
-            "ProtocolName": "Head routine",
-        },
-    ),
-    "mr": _Kind(
-        "MR",
-        256,
-        256,
-        4.0,
-        "t2_tse_tra",
-        {
-            "ScanningSequence": "SE",
-            "SequenceVariant": "SK",
-            "ScanOptions": "",
-            "MRAcquisitionType": "2D",
-            "RepetitionTime": "4000",
-            "EchoTime": "90",
-            "MagneticFieldStrength": "3",
-            "WindowCenter": "600",
-            "WindowWidth": "1200",
-            "BodyPartExamined": "BRAIN",
-            "ProtocolName": "t2_tse_tra",
-        },
-    ),
-    "tiny": _Kind(
-        "CT",
-        64,
-        64,
-        5.0,
-        "TINY 64x64",
-        {
-            "RescaleIntercept": "-1024",
-            "RescaleSlope": "1",
-            "RescaleType": "HU",
-            "BodyPartExamined": "HEAD",
-        },
-    ),
 }
 
 
@@ -228,11 +175,6 @@ class GeneratedStudy:
         return {uid for series in self.series for uid in series.sop_instance_uids}
 
 
-def derived_uid(*parts: object) -> str:
-    """A UID that depends only on ``parts``: the way every generated UID is made."""
-    return str(generate_uid(entropy_srcs=["mercure-router-testing", *map(str, parts)]))
-
-
 def generate_series(
     folder: Path | str,
     kind: str = "ct",
@@ -274,7 +216,7 @@ def generate_series(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 
-    ds = _series_dataset(
+    ds = series_dataset(
         profile,
         seed=seed,
         modality=modality,
@@ -289,7 +231,7 @@ def generate_series(
         study_description=study_description,
         series_description=series_description or profile.description,
     )
-    ds.PixelData = _pixel_data(rows, columns, seed, syntax)
+    ds.PixelData = pixel_data(rows, columns, seed, syntax)
     for keyword, value in (tags or {}).items():
         if value is None:
             if keyword in ds:
@@ -305,8 +247,8 @@ def generate_series(
         ds.InstanceNumber = number
         position = round((number - 1) * profile.slice_thickness, 3)
         ds.ImagePositionPatient = [
-            -_PIXEL_SPACING * columns / 2,
-            -_PIXEL_SPACING * rows / 2,
+            -PIXEL_SPACING * columns / 2,
+            -PIXEL_SPACING * rows / 2,
             position,
         ]
         ds.SliceLocation = position
@@ -374,7 +316,7 @@ def generate_study(
     return GeneratedStudy(folder, study_uid, patient_id, accession_number, tuple(written))
 
 
-def _kind(kind: str) -> _Kind:
+def _kind(kind: str) -> Kind:
     try:
         return KINDS[kind]
     except KeyError:
@@ -387,128 +329,6 @@ def _syntax(name: str) -> UID:
         known = ", ".join([*SYNTAXES, *(s.name for s in SUPPORTED_SYNTAXES)])
         raise ValueError(f"transfer syntax {name!r} is not supported by the generator: {known}")
     return syntax
-
-
-def _series_dataset(
-    profile: _Kind,
-    *,
-    seed: int,
-    modality: str,
-    rows: int,
-    columns: int,
-    study_uid: str,
-    series_uid: str,
-    series_number: int,
-    patient_id: str,
-    patient_name: str,
-    accession_number: str,
-    study_description: str,
-    series_description: str,
-) -> Dataset:
-    """Everything that is the same for all instances of the series."""
-    day = datetime.date(2024, 1, 1) + datetime.timedelta(days=seed % 366)
-    study_date = day.strftime("%Y%m%d")
-    study_time = f"{8 + seed % 10:02d}{seed % 60:02d}00"
-    series_time = f"{8 + seed % 10:02d}{seed % 60:02d}{min(series_number, 59):02d}"
-    sop_class = _SOP_CLASS_BY_MODALITY.get(modality, SECONDARY_CAPTURE_IMAGE_STORAGE)
-
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.ImplementationClassUID = _IMPLEMENTATION_CLASS_UID
-    ds.file_meta.ImplementationVersionName = "MERCURE_TEST"
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SOPClassUID = sop_class
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = study_date
-    ds.StudyTime = study_time
-    ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = series_time
-    ds.AccessionNumber = accession_number
-    ds.Modality = modality
-    ds.Manufacturer = "mercure-router"
-    ds.InstitutionName = "Test Hospital"
-    ds.ReferringPhysicianName = "Referrer^Rita"
-    ds.StationName = "TESTSTATION"
-    ds.StudyDescription = study_description
-    ds.SeriesDescription = series_description
-    ds.ManufacturerModelName = "series generator"
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = f"{1940 + seed % 60}0101"
-    ds.PatientSex = "OF"[seed % 2]
-    ds.PatientAge = f"{84 - seed % 60:03d}Y"
-    ds.SliceThickness = str(profile.slice_thickness)
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.StudyID = str(1 + seed % 10000)
-    ds.SeriesNumber = series_number
-    ds.AcquisitionNumber = 1
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.FrameOfReferenceUID = derived_uid("frame", series_uid)
-    ds.PositionReferenceIndicator = ""
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = columns
-    ds.PixelSpacing = [_PIXEL_SPACING, _PIXEL_SPACING]
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    if sop_class == SECONDARY_CAPTURE_IMAGE_STORAGE:
-        ds.ConversionType = "WSD"
-    for keyword, value in profile.tags.items():
-        setattr(ds, keyword, value)
-    return ds
-
-
-@functools.lru_cache(maxsize=16)
-def _phantom(rows: int, columns: int, seed: int) -> bytes:
-    """A seeded disc of "tissue" in "air", 12-bit values as little-endian 16-bit words.
-
-    Computed once per size and seed; some structure plus noise so that lossless compression has
-    realistic work to do.
-    """
-    rng = random.Random(seed)
-    noise = rng.randbytes(rows * columns)
-    radius_sq = (0.45 * min(rows, columns)) ** 2
-    cy, cx = rows / 2, columns / 2
-    words = bytearray(rows * columns * 2)
-    i = 0
-    for y in range(rows):
-        dy_sq = (y - cy) ** 2
-        half = math.sqrt(radius_sq - dy_sq) if dy_sq < radius_sq else -1.0
-        for x in range(columns):
-            n = noise[i >> 1]
-            value = 1024 + 40 + (y >> 3) + (n & 0x3F) if abs(x - cx) <= half else n & 0x0F
-            words[i] = value & 0xFF
-            words[i + 1] = value >> 8
-            i += 2
-    return bytes(words)
-
-
-@functools.lru_cache(maxsize=16)
-def _pixel_data(rows: int, columns: int, seed: int, syntax: UID) -> bytes:
-    pixels = _phantom(rows, columns, seed)
-    if syntax == ExplicitVRBigEndian:
-        swapped = bytearray(len(pixels))
-        swapped[0::2] = pixels[1::2]
-        swapped[1::2] = pixels[0::2]
-        return bytes(swapped)
-    if syntax == RLELossless:
-        frame = RLELosslessEncoder.encode(
-            pixels,
-            rows=rows,
-            columns=columns,
-            samples_per_pixel=1,
-            bits_allocated=16,
-            bits_stored=12,
-            pixel_representation=0,
-            photometric_interpretation="MONOCHROME2",
-            number_of_frames=1,
-        )
-        return encapsulate([frame])
-    return pixels
 
 
 def _write(path: Path, ds: Dataset, syntax: UID) -> int:
