@@ -504,7 +504,9 @@ class Compiler:
         return self._collection(node, node.elts, list)
 
     def _visit_Set(self, node: ast.Set) -> Code:
-        return self._collection(node, node.elts, frozenset)
+        # A plain set, so that str() shows it as Python does: no part of the language can
+        # change a value in place, so even a folded (shared) set stays as it was.
+        return self._collection(node, node.elts, set)
 
     def _collection(
         self, node: ast.expr, elements: list[ast.expr], build: Callable[[Any], Any]

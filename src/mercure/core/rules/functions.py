@@ -41,7 +41,7 @@ class Function:
 
 
 def _charge_values(ctx: Context, values: tuple[Any, ...]) -> None:
-    ctx.charge(sum(len(v) for v in values if isinstance(v, str | list | tuple | frozenset)))
+    ctx.charge(sum(len(v) for v in values if isinstance(v, str | list | tuple | set)))
 
 
 def _int(ctx: Context, value: Any, base: Any = None) -> int:
@@ -83,7 +83,7 @@ def _str(ctx: Context, value: Any) -> str:
 
 
 def _len(ctx: Context, value: Any) -> int:
-    if not isinstance(value, str | list | tuple | frozenset):
+    if not isinstance(value, str | list | tuple | set):
         raise RuleRuntimeError(f"len(): cannot measure {type_name(value)}")
     return len(value)
 
@@ -99,7 +99,7 @@ def _round(ctx: Context, value: Any, ndigits: Any = None) -> Any:
 def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
     def run(ctx: Context, *args: Any) -> Any:
         _charge_values(ctx, args)
-        if len(args) == 1 and not isinstance(args[0], str | list | tuple | frozenset):
+        if len(args) == 1 and not isinstance(args[0], str | list | tuple | set):
             raise RuleRuntimeError(f"{pick.__name__}(): one argument must be text or a list")
         return pick(*args)
 
@@ -108,7 +108,7 @@ def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
 
 def _truth(pick: Callable[..., Any]) -> Callable[..., Any]:
     def run(ctx: Context, values: Any) -> bool:
-        if not isinstance(values, str | list | tuple | frozenset):
+        if not isinstance(values, str | list | tuple | set):
             raise RuleRuntimeError(f"{pick.__name__}(): needs text or a list")
         ctx.charge(len(values))
         return bool(pick(values))

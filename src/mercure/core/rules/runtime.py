@@ -121,7 +121,7 @@ def check_result(value: Any) -> Any:
     """Refuse results (text, lists, integers) larger than the limits."""
     if isinstance(value, str):
         return check_text(value)
-    if isinstance(value, list | tuple | frozenset):
+    if isinstance(value, list | tuple | set):
         if len(value) > MAX_ITEMS:
             raise RuleRuntimeError(f"list longer than {MAX_ITEMS} items")
     elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
@@ -191,7 +191,7 @@ def contains(ctx: Context, item: Any, container: Any) -> bool:
     """``item in container``, charging the length of the text or list searched."""
     if isinstance(container, str | list | tuple):
         ctx.charge(len(container))
-    elif not isinstance(container, frozenset):
+    elif not isinstance(container, set):
         raise RuleRuntimeError(
             f"'in' needs text or a list on its right, got {type_name(container)}"
         )
@@ -212,6 +212,8 @@ RUNTIME_ERRORS: tuple[type[BaseException], ...] = (
 
 def describe(error: BaseException) -> str:
     """A user-facing reason for a run-time failure (no tag values in it)."""
+    if isinstance(error, OverflowError):
+        return "number out of range"
     text = str(error)
     if isinstance(error, MemoryError) or not text:
         return type(error).__name__

@@ -15,6 +15,7 @@ import ast
 import io
 import re
 import tokenize
+import warnings
 from dataclasses import dataclass
 
 from mercure.core.rules.errors import Rejected
@@ -65,7 +66,11 @@ def parse_rule(text: str) -> ParsedRule:
     _reject_unusable_characters(text)
     marked = _mark_legacy_tags(text)
     try:
-        tree = ast.parse(marked, mode="eval")
+        with warnings.catch_warnings():
+            # '\d' in a regex pattern is what the user means; Python only warns about it, and
+            # a warnings-as-errors setting must not turn that into a syntax error.
+            warnings.simplefilter("ignore")
+            tree = ast.parse(marked, mode="eval")
     except SyntaxError as error:
         raise _syntax_error(error, lines) from None
     except (RecursionError, MemoryError):
