@@ -1,0 +1,1 @@
+"""The processor: runs processing modules on tasks in ``processing/`` (issue 6)."""

@@ -1,0 +1,210 @@
+"""One processing job: run a task's module chain and hand the task on, or fail it.
+
+The per-task error boundary is here: a :class:`PermanentError` (module failed, timed out, wrote
+nothing, misconfigured) moves the task to ``error/`` with the reason and its original input; a
+:class:`TransientError` (Docker API down) leaves it in ``processing/`` for a later attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mercure.core.atomic import atomic_write_json
+from mercure.core.config.models import Module
+from mercure.core.datafolder import DataFolder
+from mercure.core.errors import PermanentError
+from mercure.core.events import EventClient
+from mercure.core.task import TASK_FILE, Task, TaskProcessing, fail_task, read_task, write_task
+from mercure.processor import workspace
+from mercure.processor.runners import JobRecorder, Runner, RunRequest
+
+log = logging.getLogger(__name__)
+
+LOG_EVENT_LIMIT = 64 * 1024
+"""Bytes of a module's log sent with its event; the whole log stays with the task."""
+
+
+@dataclass
+class JobContext:
+    """What a job needs from the service: folders, modules, runners and the event client."""
+
+    data: DataFolder
+    modules: Mapping[str, Module]
+    runners: Mapping[str, Runner]
+    events: EventClient
+    instance: str
+
+
+class ModuleFailed(PermanentError):
+    """A module ran and failed (exit code, timeout, nothing written, bad result.json)."""
+
+
+def stop_leftovers(ctx: JobContext, task_dir: Path) -> None:
+    """Stop what a killed processor left running for this task and drop its work area."""
+    work = task_dir / workspace.WORK_DIR
+    record = workspace.read_job_record(work)
+    if record is not None:
+        runner = ctx.runners.get(str(record.get("runner")))
+        if runner is not None:
+            runner.stop_orphans(task_dir.name, record)
+        ctx.events.emit(
+            "task.process.recovered",
+            severity="warning",
+            task_id=task_dir.name,
+            message="a previous processor died while running this task; it runs again",
+        )
+    if work.exists():
+        workspace.remove_tree(work)
+
+
+def run_job(ctx: JobContext, task_dir: Path) -> Path:
+    """Process the task in ``task_dir`` (claimed by the caller); returns where it went."""
+    task_id = task_dir.name
+    stop_leftovers(ctx, task_dir)
+    work = task_dir / workspace.WORK_DIR
+    logs: list[Path] = []
+    try:
+        task = read_task(task_dir)
+        if not task.process:
+            raise PermanentError("the task names no processing module")
+        ctx.events.emit(
+            "task.process.begin",
+            task_id=task_id,
+            message="processing with " + " -> ".join(p.module_name for p in task.process),
+        )
+        work.mkdir()
+        final_out = _run_chain(ctx, task_dir, task, work, logs)
+        final = _finish(ctx, task_dir, task, final_out, logs)
+    except PermanentError as exc:
+        return _fail(ctx, task_dir, str(exc), logs)
+    ctx.events.emit(
+        "task.process.complete",
+        task_id=task_id,
+        message=f"processed; now in {final.parent.name}/",
+    )
+    return final
+
+
+def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: list[Path]) -> Path:
+    in_dir = work / "1-in"
+    in_dir.mkdir()
+    workspace.link_files(workspace.input_files(task_dir), in_dir)
+    out_dir = in_dir
+    for step, processing in enumerate(task.process, 1):
+        name = processing.module_name
+        module = ctx.modules.get(name)
+        if module is None:
+            raise PermanentError(f"module {name} is not configured")
+        if step > 1:
+            # The previous module's output is this one's input.
+            in_dir = work / f"{step}-in"
+            os.rename(out_dir, in_dir)
+        out_dir = work / f"{step}-out"
+        out_dir.mkdir()
+        _write_module_task(in_dir, task, processing)
+        log_path = work / f"{step}-{name}.log"
+        logs.append(log_path)
+        request = RunRequest(
+            task_id=task_dir.name,
+            step=step,
+            module_name=name,
+            module=module,
+            in_dir=in_dir,
+            out_dir=out_dir,
+            log_path=log_path,
+            record=_recorder(work, step, ctx.instance),
+        )
+        outcome = ctx.runners[module.runner].run(request)
+        (work / workspace.JOB_FILE).unlink(missing_ok=True)
+        _report_log(ctx, task_dir.name, name, log_path, outcome.exit_code)
+        if outcome.timed_out:
+            raise ModuleFailed(f"module {name}: timeout after {module.timeout:g} s")
+        if outcome.exit_code != 0:
+            raise ModuleFailed(f"module {name} failed with exit code {outcome.exit_code}")
+        (out_dir / TASK_FILE).unlink(missing_ok=True)
+        if not any(out_dir.iterdir()):
+            raise ModuleFailed(f"module {name} wrote nothing (no output files, no result.json)")
+        processing.output = _read_result(name, out_dir)
+        if processing.output is not None:
+            ctx.events.emit(
+                "task.process.result", task_id=task_dir.name, module=name, result=processing.output
+            )
+    return out_dir
+
+
+def _recorder(work: Path, step: int, instance: str) -> JobRecorder:
+    def record(values: dict[str, Any]) -> None:
+        workspace.write_job_record(work, {**values, "step": step, "instance": instance})
+
+    return record
+
+
+def _write_module_task(in_dir: Path, task: Task, processing: TaskProcessing) -> None:
+    # mercure's modules read process.settings from a single object: give each module its own.
+    document = task.model_dump(mode="json")
+    document["process"] = processing.model_dump(mode="json")
+    atomic_write_json(in_dir / TASK_FILE, document, fsync=False)
+
+
+def _read_result(module_name: str, out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / workspace.RESULT_FILE
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModuleFailed(f"module {module_name}: result.json is not valid JSON: {exc}") from None
+    return result if isinstance(result, dict) else {"result": result}
+
+
+def _report_log(
+    ctx: JobContext, task_id: str, module_name: str, log_path: Path, exit_code: int | None
+) -> None:
+    try:
+        text = log_path.read_bytes()[-LOG_EVENT_LIMIT:].decode("utf-8", "replace")
+    except FileNotFoundError:
+        text = ""
+    ctx.events.emit(
+        "task.process.log",
+        task_id=task_id,
+        message=f"module {module_name} ended with exit code {exit_code}",
+        module=module_name,
+        exit_code=exit_code,
+        log=text,
+    )
+
+
+def _finish(ctx: JobContext, task_dir: Path, task: Task, final_out: Path, logs: list[Path]) -> Path:
+    done = task_dir.with_name(workspace.DONE_PREFIX + task_dir.name)
+    workspace.remove_tree(done)
+    os.rename(final_out, done)
+    if any(p.retain_input_images for p in task.process):
+        workspace.link_files(workspace.input_files(task_dir), done)
+    _keep_logs(logs, done)
+    write_task(done, task)
+    return workspace.hand_over(task_dir, done, ctx.data)
+
+
+def _keep_logs(logs: list[Path], folder: Path) -> None:
+    target = folder / workspace.LOGS_DIR
+    target.mkdir(exist_ok=True)
+    for path in logs:
+        if path.exists():
+            os.replace(path, target / f"processing-{path.name}")
+
+
+def _fail(ctx: JobContext, task_dir: Path, reason: str, logs: list[Path]) -> Path:
+    log.error("task %s failed: %s", task_dir.name, reason)
+    _keep_logs(logs, task_dir)
+    workspace.remove_tree(task_dir / workspace.WORK_DIR)
+    ctx.events.emit("task.process.error", severity="error", task_id=task_dir.name, message=reason)
+    return fail_task(task_dir, ctx.data, stage="processing", reason=reason, service="processor")
+
+
+__all__ = ["JobContext", "ModuleFailed", "run_job"]

@@ -1,0 +1,98 @@
+"""The ``command`` runner: a local executable with the module interface.
+
+The module runs in its own session (process group), so a timeout kills it with everything it
+started, and so it survives a processor killed with SIGKILL: the restarted processor finds it
+by the pid and kernel start time recorded in the task's job record and kills its group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mercure.core.config.models import CommandModule
+from mercure.core.errors import PermanentError
+from mercure.processor.runners import RunOutcome, RunRequest
+
+log = logging.getLogger(__name__)
+
+
+def process_start_time(pid: int) -> int | None:
+    """The kernel start time of ``pid`` (clock ticks since boot); None if there is no such pid.
+
+    A pid alone may have been reused by an unrelated process; pid plus start time may not.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+class CommandRunner:
+    """Runs :class:`CommandModule` modules as local processes."""
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        """Start the command, wait for it or its timeout, kill its process group in any case."""
+        module = request.module
+        if not isinstance(module, CommandModule):
+            raise PermanentError(f"module {request.module_name} is not a command module")
+        env = {
+            **os.environ,
+            **module.environment,
+            "MERCURE_IN_DIR": str(request.in_dir),
+            "MERCURE_OUT_DIR": str(request.out_dir),
+        }
+        started = time.monotonic()
+        with open(request.log_path, "wb") as log_file:
+            try:
+                process = subprocess.Popen(
+                    module.command,
+                    cwd=request.out_dir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise PermanentError(
+                    f"module {request.module_name}: cannot start {module.command[0]}: {exc}"
+                ) from None
+            request.record(
+                {"runner": "command", "pid": process.pid, "start": process_start_time(process.pid)}
+            )
+            timed_out = False
+            try:
+                exit_code: int | None = process.wait(timeout=module.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                exit_code = None
+            # Children the module left behind (or the whole module on timeout) go with it.
+            _kill_group(process.pid)
+            if timed_out:
+                process.wait()
+        return RunOutcome(exit_code, timed_out, time.monotonic() - started)
+
+    def stop_orphans(self, task_id: str, record: dict[str, Any]) -> None:
+        """Kill the recorded process group if that very process still exists."""
+        pid, start = record.get("pid"), record.get("start")
+        if not isinstance(pid, int):
+            return
+        if start is not None and process_start_time(pid) != start:
+            return
+        log.warning("task %s: stopping orphaned module process group %d", task_id, pid)
+        _kill_group(pid)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)

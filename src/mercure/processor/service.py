@@ -1,0 +1,142 @@
+"""``mercure processor``: takes tasks from ``processing/`` and runs their modules.
+
+Scheduling: up to ``processing.max_parallel`` jobs at once, urgent tasks first, then normal, then
+offpeak ones (only inside the off-peak window), oldest first within a priority. Nothing new is
+started while the processing queue is paused. Each job runs in a worker thread holding the task's
+claim; the first stop signal lets running jobs finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from mercure.core.claims import Claim
+from mercure.core.config import ConfigSource
+from mercure.core.config.models import DockerModule
+from mercure.core.datafolder import Stage
+from mercure.core.errors import TaskError, TransientError
+from mercure.core.logs import log_context
+from mercure.core.service import Service
+from mercure.core.task import read_task
+from mercure.processor import workspace
+from mercure.processor.job import JobContext, run_job
+from mercure.processor.runners import Runner
+from mercure.processor.runners.command import CommandRunner
+from mercure.processor.runners.docker import DockerRunner
+
+log = logging.getLogger(__name__)
+
+PRIORITY_RANK = {"urgent": 0, "normal": 1, "offpeak": 2}
+RETRY_DELAY = 30.0
+"""Seconds before a task whose job hit a transient error (Docker API down) is tried again."""
+
+
+class ProcessorService(Service):
+    """The processor service."""
+
+    name: ClassVar[str] = "processor"
+    idle_wait: ClassVar[float] = 1.0
+
+    def __init__(self, source: ConfigSource, *, instance: str | None = None) -> None:
+        super().__init__(source, instance=instance)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._retry_at: dict[str, float] = {}
+        self._docker: DockerRunner | None = None
+        self._pause_noted = False
+
+    def _runners(self) -> dict[str, Runner]:
+        if self._docker is None or self._docker.config != self.config.processing:
+            self._docker = DockerRunner(self.config.processing, self.instance)
+        return {"command": CommandRunner(), "docker": self._docker}
+
+    def _uses_docker(self) -> bool:
+        return any(isinstance(m, DockerModule) for m in self.config.modules.values())
+
+    async def setup(self) -> None:
+        """Finish half-done hand-overs and remove containers this instance left running."""
+        for task_id in workspace.recover_stage(self.data):
+            log.info("task %s: finished a hand-over interrupted by a crash", task_id)
+        if self._uses_docker():
+            try:
+                runner = self._runners()["docker"]
+                assert isinstance(runner, DockerRunner)
+                await asyncio.to_thread(runner.stop_instance_orphans)
+            except TransientError as exc:
+                log.warning("cannot look for orphaned containers: %s", exc)
+
+    async def step(self) -> bool:
+        """Start one job if there is room and a task waiting; True if one was started."""
+        if self.data.is_paused(Stage.PROCESSING):
+            if not self._pause_noted:
+                self._pause_noted = True
+                waiting = len(self.data.entries(Stage.PROCESSING)) - len(self._running)
+                self.events.emit(
+                    "processor.paused",
+                    message=f"processing queue paused; {waiting} tasks waiting",
+                    waiting=waiting,
+                )
+            return False
+        self._pause_noted = False
+        if len(self._running) >= self.config.processing.max_parallel:
+            return False
+        for task_dir in self._candidates():
+            claim = Claim.try_take(task_dir)
+            if claim is None:
+                continue
+            job = asyncio.create_task(self._job(task_dir, claim))
+            self._running[task_dir.name] = job
+            return True
+        return False
+
+    def _candidates(self) -> list[Path]:
+        now = time.monotonic()
+        offpeak_open = self.config.offpeak.contains(datetime.now().astimezone())
+        ranked = []
+        for task_dir in self.data.entries(Stage.PROCESSING):
+            if task_dir.name in self._running or self._retry_at.get(task_dir.name, 0) > now:
+                continue
+            try:
+                priority = read_task(task_dir).info.priority
+            except TaskError:
+                priority = "normal"  # the job fails it with the reason
+            if priority == "offpeak" and not offpeak_open:
+                continue
+            ranked.append((PRIORITY_RANK[priority], task_dir.name, task_dir))
+        return [task_dir for _rank, _name, task_dir in sorted(ranked)]
+
+    async def _job(self, task_dir: Path, claim: Claim) -> None:
+        context = JobContext(
+            data=self.data,
+            modules=dict(self.config.modules),
+            runners=self._runners(),
+            events=self.events,
+            instance=self.instance,
+        )
+        try:
+            with log_context(task_id=task_dir.name):
+                await asyncio.to_thread(run_job, context, task_dir)
+            self._retry_at.pop(task_dir.name, None)
+        except TransientError as exc:
+            log.warning("task %s: %s; trying again in %g s", task_dir.name, exc, RETRY_DELAY)
+            self._retry_at[task_dir.name] = time.monotonic() + RETRY_DELAY
+        except Exception:
+            # A bug must not take the service down with other jobs running; the task stays.
+            log.exception("task %s: unexpected error", task_dir.name)
+            self._retry_at[task_dir.name] = time.monotonic() + RETRY_DELAY
+        finally:
+            claim.release()
+            del self._running[task_dir.name]
+            self.wake()
+
+    async def teardown(self) -> None:
+        """Let running jobs finish (a second stop signal cancels the wait)."""
+        if self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+
+SERVICE = ProcessorService
