@@ -291,6 +291,9 @@ def test_series_tags_is_a_read_only_mapping() -> None:
         tags["Modality"] = "MR"
     with pytest.raises(TypeError):
         tags.update({"Modality": "MR"})
+    copy = pickle.loads(pickle.dumps(tags))
+    assert isinstance(copy, SeriesTags)
+    assert copy == tags
 
 
 def test_leading_whitespace_and_parenthesised_lines_are_accepted() -> None:

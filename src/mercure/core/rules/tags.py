@@ -30,6 +30,10 @@ class SeriesTags(dict[str, str]):
             self._folded = folded
         return self._folded
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # dict's own pickling refills the copy item by item, which a read-only mapping refuses.
+        return (SeriesTags, (dict(self),))
+
     def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("SeriesTags is read-only")
 
