@@ -1,0 +1,121 @@
+"""``mercure dispatcher``: takes due tasks from ``outgoing/`` and runs delivery attempts.
+
+Each step starts attempts for as many due tasks as ``dispatch.max_parallel_tasks`` allows:
+urgent before normal before offpeak (offpeak only inside the off-peak window), oldest first
+within a priority. A task is claimed (a kernel lock, see :mod:`mercure.core.claims`) for the
+whole attempt, so two dispatchers never send the same task. Nothing new starts while the
+outgoing queue is paused; attempts already running finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mercure.core.claims import Claim
+from mercure.core.clock import utcnow
+from mercure.core.datafolder import Stage
+from mercure.core.errors import TaskError
+from mercure.core.service import Service
+from mercure.core.task import read_task
+from mercure.dispatcher.engine import DeliveryEngine, next_due
+
+log = logging.getLogger(__name__)
+
+PRIORITY_RANK = {"urgent": 0, "normal": 1, "offpeak": 2}
+
+
+@dataclass(frozen=True, order=True)
+class _Candidate:
+    rank: int
+    task_id: str
+    path: Path
+
+
+class DispatcherService(Service):
+    """The dispatcher service (a worker: one step starts due attempts)."""
+
+    name = "dispatcher"
+
+    async def setup(self) -> None:
+        """Build the engine; tasks half-sent by a killed process are found by the next scan."""
+        self.engine = DeliveryEngine(self.data, self.events)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def step(self) -> bool:
+        """Start attempts for due tasks while slots are free; False when none was started."""
+        if self.data.is_paused(Stage.OUTGOING):
+            return False
+        free = self.config.dispatch.max_parallel_tasks - len(self._running)
+        if free <= 0:
+            return False
+        candidates, soonest = self._candidates()
+        started = 0
+        for candidate in candidates:
+            if started >= free:
+                break
+            claim = Claim.try_take(candidate.path)
+            if claim is None:
+                continue  # another dispatcher has it, or it just moved on
+            self._running[candidate.task_id] = asyncio.create_task(
+                self._deliver(candidate.task_id, claim)
+            )
+            started += 1
+        if not started and soonest is not None:
+            self._wake_at(soonest)
+        return started > 0
+
+    def _candidates(self) -> tuple[list[_Candidate], datetime | None]:
+        now = utcnow()
+        in_window = self.config.offpeak.contains(datetime.now())
+        due: list[_Candidate] = []
+        soonest: datetime | None = None
+        for path in self.data.entries(Stage.OUTGOING):
+            if path.name in self._running or not path.is_dir():
+                continue
+            try:
+                task = read_task(path)
+            except TaskError:
+                due.append(_Candidate(1, path.name, path))  # the engine moves it to error/
+                continue
+            when = next_due(task, now) if task.dispatch else now
+            if when is None:
+                continue
+            if task.info.priority == "offpeak" and not in_window:
+                continue
+            if when > now:
+                soonest = when if soonest is None else min(soonest, when)
+                continue
+            due.append(_Candidate(PRIORITY_RANK.get(task.info.priority, 1), path.name, path))
+        return sorted(due), soonest
+
+    def _wake_at(self, moment: datetime) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max((moment - utcnow()).total_seconds(), 0.0) + 0.01
+        self._timer = asyncio.get_running_loop().call_later(delay, self.wake)
+
+    async def _deliver(self, task_id: str, claim: Claim) -> None:
+        try:
+            await self.engine.run(claim, self.config)
+        except Exception:  # per-task boundary: the task stays in outgoing/ and is tried again
+            log.exception("delivery of task %s failed unexpectedly", task_id)
+        finally:
+            claim.release()
+            del self._running[task_id]
+            self.wake()
+
+    async def teardown(self) -> None:
+        """Let running attempts finish (a second stop signal cuts this short)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        running = list(getattr(self, "_running", {}).values())
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+SERVICE = DispatcherService

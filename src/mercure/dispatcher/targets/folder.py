@@ -1,0 +1,92 @@
+"""The ``folder`` target: each task into ``<folder>/<task_id>/``, then a ``.complete`` marker.
+
+Instances are hard-linked when the folder is on the data folder's filesystem (no data copied)
+and copied otherwise. Either way a file appears under its final name only when complete: it is
+linked or copied to a dot-name first and renamed into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from mercure.core.atomic import atomic_write_text, fsync_dir
+from mercure.core.config.models import FolderTarget
+from mercure.dispatcher.errors import DeliveryError
+from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+
+COMPLETE_MARKER = ".complete"
+
+
+class FolderPlugin(TargetPlugin):
+    """Delivers into a local (or mounted) folder."""
+
+    def __init__(self, name: str, config: FolderTarget) -> None:
+        super().__init__(name)
+        self.config = config
+
+    async def send(self, job: SendJob, confirm: Confirm) -> SendResult:
+        """Link or copy every pending file, then write the marker."""
+        return await asyncio.to_thread(self._send, job, confirm)
+
+    def _send(self, job: SendJob, confirm: Confirm) -> SendResult:
+        destination = Path(self.config.folder) / job.task_id
+        try:
+            destination.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"{self.name}: cannot create {destination}: {exc}") from exc
+        can_link = True
+        for source in job.files:
+            temp = destination / f".{source.name}.{secrets.token_hex(4)}.part"
+            try:
+                linked = False
+                if can_link:
+                    try:
+                        os.link(source, temp)
+                        linked = True
+                    except OSError as exc:
+                        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                            raise
+                        can_link = False
+                if not linked:
+                    _copy_durably(source, temp)
+                os.replace(temp, destination / source.name)
+            except OSError as exc:
+                temp.unlink(missing_ok=True)
+                raise DeliveryError(
+                    f"{self.name}: cannot write {destination / source.name}: {exc.strerror or exc}"
+                ) from exc
+            confirm(source, source.stat().st_size)
+        try:
+            fsync_dir(destination)
+            atomic_write_text(destination / COMPLETE_MARKER, f"{job.total_files}\n")
+        except OSError as exc:
+            raise DeliveryError(f"{self.name}: cannot mark {destination} complete: {exc}") from exc
+        return SendResult()
+
+    async def test(self) -> str:
+        """The folder exists and a file can be written into it."""
+        return await asyncio.to_thread(self._test)
+
+    def _test(self) -> str:
+        folder = Path(self.config.folder)
+        if not folder.is_dir():
+            raise DeliveryError(f"{self.name}: folder {folder} does not exist")
+        probe = folder / f".mercure-test-{secrets.token_hex(4)}"
+        try:
+            probe.write_bytes(b"mercure test-target\n")
+            probe.unlink()
+        except OSError as exc:
+            raise DeliveryError(f"{self.name}: folder {folder} is not writable: {exc}") from exc
+        return f"folder {folder} is writable"
+
+
+def _copy_durably(source: Path, target: Path) -> None:
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
