@@ -2,7 +2,8 @@
 
 copy: copy the input files to the output, write result.json with the settings it saw.
 fail: write to stdout and stderr, exit 1.  nothing: exit 0 without output.
-hang: record its pid in settings["pid_file"], then wait forever.
+hang: record its pid in settings["pid_file"], then wait forever (with "once": only if that
+  file does not exist yet; else copy).
 barrier: announce itself in settings["barrier"] and wait until ``count`` modules did (parallel).
 """
 
@@ -25,7 +26,7 @@ if behaviour == "fail":
     sys.exit(1)
 if behaviour == "nothing":
     sys.exit(0)
-if behaviour == "hang":
+if behaviour == "hang" and not (settings.get("once") and Path(settings["pid_file"]).exists()):
     Path(settings["pid_file"]).write_text(str(os.getpid()))
     while True:
         time.sleep(3600)

@@ -1,0 +1,84 @@
+"""Crash safety and requeue: a killed processor's module is stopped and the task runs again."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mercure.core.datafolder import Stage
+from mercure.core.errors import TaskError
+from mercure.core.task import read_task
+from mercure.processor.requeue import requeue_processing
+from mercure.testing.series import GeneratedSeries
+from mercure.testing.wait import wait_until
+from tests.processor.harness import Processor, command_module
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_killed_processor_orphan_is_stopped_and_task_reruns(
+    processor: Processor, tiny_series: GeneratedSeries, tmp_path: Path
+) -> None:
+    """kill -9 mid-job: on restart the orphaned module is killed and the task runs again."""
+    processor.config["modules"]["slow"] = command_module("behave.py", timeout=120)
+    processor.start()
+    pid_file = tmp_path / "pid"
+    settings = {"behaviour": "hang", "once": True, "pid_file": str(pid_file)}
+    task_id = processor.add_task(tiny_series, ["slow"], settings=settings)
+    wait_until(pid_file.exists, 20)
+    orphan = int(pid_file.read_text())
+    processor.kill()
+    assert _alive(orphan)  # its own process group: the module outlives the processor
+    processor.start()
+    folder = processor.wait_for(task_id, Stage.SUCCESS)
+    assert not _alive(orphan)
+    assert sorted(p.name for p in folder.glob("*.dcm")) == sorted(p.name for p in tiny_series.paths)
+    assert processor.events("task.process.recovered")[0]["task_id"] == task_id
+
+
+def test_interrupted_hand_over_is_completed_at_start(
+    processor: Processor, tiny_series: GeneratedSeries
+) -> None:
+    """A finished task assembled but not yet moved when the processor died is delivered."""
+    processor.config["modules"]["copy"] = command_module("behave.py")
+    task_id = processor.add_task(tiny_series, ["copy"])
+    stage = processor.data.stage(Stage.PROCESSING)
+    # The state hand_over leaves between its two renames.
+    os.rename(stage / task_id, stage / f".done-{task_id}")
+    (stage / f".trash-{task_id}").mkdir()
+    processor.start()
+    folder = processor.wait_for(task_id, Stage.SUCCESS)
+    assert len(list(folder.glob("*.dcm"))) == len(tiny_series)
+    wait_until(lambda: not list(stage.iterdir()))
+
+
+def test_requeued_failure_runs_again_from_its_input(
+    processor: Processor, tiny_series: GeneratedSeries, tmp_path: Path
+) -> None:
+    """A task failed in processing, requeued after the module was fixed, then succeeds."""
+    flag = tmp_path / "fixed"
+    processor.config["modules"]["flaky"] = command_module("behave.py", timeout=1)
+    processor.start()
+    settings = {"behaviour": "hang", "once": True, "pid_file": str(flag)}
+    task_id = processor.add_task(tiny_series, ["flaky"], settings=settings)
+    processor.wait_for(task_id, Stage.ERROR)
+    assert json.loads((processor.data.stage(Stage.ERROR) / task_id / "error.json").read_text())
+    requeue_processing(processor.data, task_id)
+    folder = processor.wait_for(task_id, Stage.SUCCESS)
+    assert read_task(folder).info.reason is None
+    assert len(list(folder.glob("*.dcm"))) == len(tiny_series)
+
+
+def test_requeue_refuses_unknown_task(processor: Processor) -> None:
+    """Requeueing a task that is not in error/ says so."""
+    with pytest.raises(TaskError, match="no task nope in error/"):
+        requeue_processing(processor.data, "nope")
