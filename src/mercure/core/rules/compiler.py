@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,12 @@ from mercure.core.rules.functions import (
     compile_pattern,
     regex_runner,
 )
+from mercure.core.rules.operators import (
+    CHECKED_OPERATORS,
+    COMPARISONS,
+    PLAIN_OPERATORS,
+    number,
+)
 from mercure.core.rules.runtime import (
     MAX_DEPTH,
     MAX_INT_BITS,
@@ -35,12 +40,7 @@ from mercure.core.rules.runtime import (
     MAX_PATTERN_CHARS,
     RUNTIME_ERRORS,
     Context,
-    add,
-    contains,
     describe,
-    modulo,
-    multiply,
-    power,
     type_name,
 )
 from mercure.core.rules.source import LEGACY_MARK, ParsedRule
@@ -63,33 +63,6 @@ _FORBIDDEN: dict[type[ast.AST], str] = {
     ast.Await: "'await' is not allowed",
     ast.Yield: "'yield' is not allowed",
     ast.YieldFrom: "'yield' is not allowed",
-}
-
-_PLAIN_OPERATORS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Sub: operator.sub,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.BitOr: operator.or_,
-    ast.BitAnd: operator.and_,
-    ast.BitXor: operator.xor,
-}
-
-_CHECKED_OPERATORS: dict[type[ast.operator], Callable[[Context, Any, Any], Any]] = {
-    ast.Add: add,
-    ast.Mult: multiply,
-    ast.Mod: modulo,
-    ast.Pow: power,
-}
-
-_COMPARISONS: dict[type[ast.cmpop], Callable[[Context, Any, Any], bool]] = {
-    ast.Eq: lambda ctx, a, b: a == b,
-    ast.NotEq: lambda ctx, a, b: a != b,
-    ast.Lt: lambda ctx, a, b: a < b,
-    ast.LtE: lambda ctx, a, b: a <= b,
-    ast.Gt: lambda ctx, a, b: a > b,
-    ast.GtE: lambda ctx, a, b: a >= b,
-    ast.In: contains,
-    ast.NotIn: lambda ctx, a, b: not contains(ctx, a, b),
 }
 
 
@@ -402,9 +375,9 @@ class Compiler:
         if isinstance(node.op, ast.Not):
             run = lambda ctx: not get(ctx)  # noqa: E731
         elif isinstance(node.op, ast.USub):
-            run = lambda ctx: -_number(get(ctx), "-")  # noqa: E731
+            run = lambda ctx: -number(get(ctx), "-")  # noqa: E731
         elif isinstance(node.op, ast.UAdd):
-            run = lambda ctx: +_number(get(ctx), "+")  # noqa: E731
+            run = lambda ctx: +number(get(ctx), "+")  # noqa: E731
         else:
             raise self._reject(node, "operator '~' is not allowed")
         return self._fold(node, run, [operand])
@@ -420,11 +393,11 @@ class Compiler:
         left, right = self._visit(node.left), self._visit(node.right)
         get_left, get_right = left.run, right.run
         run: Evaluator
-        checked = _CHECKED_OPERATORS.get(op)
+        checked = CHECKED_OPERATORS.get(op)
         if checked is not None:
             run = lambda ctx: checked(ctx, get_left(ctx), get_right(ctx))  # noqa: E731
         else:
-            plain = _PLAIN_OPERATORS[op]
+            plain = PLAIN_OPERATORS[op]
             run = lambda ctx: plain(get_left(ctx), get_right(ctx))  # noqa: E731
         return self._fold(node, run, [left, right])
 
@@ -439,7 +412,7 @@ class Compiler:
             if _is_tags(comparator):
                 raise self._reject(comparator, "'in tags' cannot be chained with other comparisons")
         rights = self._visit_all(node.comparators)
-        tests = [_COMPARISONS[type(op)] for op in node.ops]
+        tests = [COMPARISONS[type(op)] for op in node.ops]
         get_left = left.run
         run: Evaluator
         if len(tests) == 1:
@@ -514,9 +487,3 @@ class Compiler:
         parts = self._visit_all(elements)
         getters = [part.run for part in parts]
         return self._fold(node, lambda ctx: build([get(ctx) for get in getters]), parts)
-
-
-def _number(value: Any, sign: str) -> Any:
-    if isinstance(value, int | float):
-        return value
-    raise TypeError(f"'{sign}' needs a number, not {type_name(value)}")

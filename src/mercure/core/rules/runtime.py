@@ -1,11 +1,11 @@
-"""What a rule may do while it runs: the evaluation context, the limits and checked operators.
+"""What a rule may do while it runs: the limits and the evaluation context.
 
 A rule has no loops (comprehensions and lambdas are rejected when it is compiled), so every
 part of it runs at most once per evaluation and its run time is bounded by its size. What
 remains is to keep each single step small: values that would grow too large are refused
 *before* they are built (``'a' * 10**9``, ``2 ** 10**9``), and operations whose cost grows
 with the length of text (searching, case conversion, regular expressions) draw from a work
-budget per evaluation.
+budget per evaluation. The operators that apply these checks are in ``operators``.
 """
 
 from __future__ import annotations
@@ -129,73 +129,6 @@ def check_result(value: Any) -> Any:
     elif isinstance(value, complex):
         raise RuleRuntimeError("the result is not a real number")
     return value
-
-
-def _sequence_size(value: object) -> int:
-    if isinstance(value, str | list | tuple):
-        return len(value)
-    return 0
-
-
-def add(ctx: Context, a: Any, b: Any) -> Any:
-    """``a + b`` that cannot build oversized text or lists."""
-    size = _sequence_size(a) + _sequence_size(b)
-    if size:
-        ctx.charge(size)
-        if isinstance(a, str):
-            if size > MAX_TEXT_CHARS:
-                raise RuleRuntimeError(f"text longer than {MAX_TEXT_CHARS} characters")
-        elif size > MAX_ITEMS:
-            raise RuleRuntimeError(f"list longer than {MAX_ITEMS} items")
-    return a + b
-
-
-def multiply(ctx: Context, a: Any, b: Any) -> Any:
-    """``a * b`` that refuses oversized repetition or integers before computing them."""
-    if isinstance(b, str | list | tuple):
-        a, b = b, a
-    if isinstance(a, str | list | tuple):
-        if not isinstance(b, int):
-            raise RuleRuntimeError(f"cannot repeat {type_name(a)} by {type_name(b)}")
-        size = len(a) * max(b, 0)
-        limit = MAX_TEXT_CHARS if isinstance(a, str) else MAX_ITEMS
-        if size > limit:
-            raise RuleRuntimeError(f"repetition would exceed {limit} characters or items")
-        ctx.charge(size)
-    elif (
-        isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_INT_BITS
-    ):
-        raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")
-    return a * b
-
-
-def power(ctx: Context, a: Any, b: Any) -> Any:
-    """``a ** b`` that refuses huge integer results before computing them."""
-    huge = isinstance(a, int) and isinstance(b, int) and (a.bit_length() - 1) * b > MAX_INT_BITS
-    if huge:
-        raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")
-    result = a**b
-    if isinstance(result, complex):
-        raise RuleRuntimeError("the result is not a real number")
-    return result
-
-
-def modulo(ctx: Context, a: Any, b: Any) -> Any:
-    """``a % b`` for numbers only: ``%`` formatting of text could build any amount of text."""
-    if isinstance(a, str):
-        raise RuleRuntimeError("'%' formatting of text is not allowed")
-    return a % b
-
-
-def contains(ctx: Context, item: Any, container: Any) -> bool:
-    """``item in container``, charging the length of the text or list searched."""
-    if isinstance(container, str | list | tuple):
-        ctx.charge(len(container))
-    elif not isinstance(container, set):
-        raise RuleRuntimeError(
-            f"'in' needs text or a list on its right, got {type_name(container)}"
-        )
-    return item in container
 
 
 RUNTIME_ERRORS: tuple[type[BaseException], ...] = (
