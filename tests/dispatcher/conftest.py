@@ -112,7 +112,14 @@ class Site:
             if segment.suffix in (".jsonl", ".open"):
                 for event in read_segment(segment):
                     if event.kind.startswith(kind_prefix):
-                        found.append({"kind": event.kind, "task_id": event.task_id, **event.data})
+                        found.append(
+                            {
+                                "kind": event.kind,
+                                "task_id": event.task_id,
+                                "message": event.message,
+                                **event.data,
+                            }
+                        )
         return found
 
 

@@ -183,14 +183,14 @@ class DeliveryEngine:
             try:
                 plugin = build_target(name, target_config)
                 result = await plugin.send(job, confirm)
-                reason = _rejection_reason(name, result, len(files))
+                reason = _rejection_reason(result, len(files))
             except MercureError as exc:
                 reason, permanent = str(exc), isinstance(exc, PermanentError)
             except OSError as exc:
-                reason = f"{name}: {exc}"
+                reason = str(exc)
             except Exception as exc:  # per-task boundary: record why, retry, never crash
                 log.exception("unexpected error sending task %s to %s", task.id, name)
-                reason = f"{name}: unexpected {type(exc).__name__}: {exc}"
+                reason = f"unexpected {type(exc).__name__}: {exc}"
         status.instances_sent = len(already)
         status.bytes_sent = sum(already.values())
         status.time = utcnow()
@@ -250,11 +250,11 @@ class DeliveryEngine:
         )
 
 
-def _rejection_reason(name: str, result: SendResult, total: int) -> str | None:
+def _rejection_reason(result: SendResult, total: int) -> str | None:
     if not result.rejected:
         return None
     items = sorted(result.rejected.items())
     listed = "; ".join(f"{path.name}: {why}" for path, why in items[:MAX_LISTED_REJECTIONS])
     more = len(items) - MAX_LISTED_REJECTIONS
     suffix = f"; and {more} more" if more > 0 else ""
-    return f"{name} refused {len(items)} of {total} instances: {listed}{suffix}"
+    return f"refused {len(items)} of {total} instances: {listed}{suffix}"

@@ -38,7 +38,7 @@ class FolderPlugin(TargetPlugin):
         try:
             destination.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DeliveryError(f"{self.name}: cannot create {destination}: {exc}") from exc
+            raise DeliveryError(f"cannot create {destination}: {exc}") from exc
         can_link = True
         for source in job.files:
             temp = destination / f".{source.name}.{secrets.token_hex(4)}.part"
@@ -58,14 +58,14 @@ class FolderPlugin(TargetPlugin):
             except OSError as exc:
                 temp.unlink(missing_ok=True)
                 raise DeliveryError(
-                    f"{self.name}: cannot write {destination / source.name}: {exc.strerror or exc}"
+                    f"cannot write {destination / source.name}: {exc.strerror or exc}"
                 ) from exc
             confirm(source, source.stat().st_size)
         try:
             fsync_dir(destination)
             atomic_write_text(destination / COMPLETE_MARKER, f"{job.total_files}\n")
         except OSError as exc:
-            raise DeliveryError(f"{self.name}: cannot mark {destination} complete: {exc}") from exc
+            raise DeliveryError(f"cannot mark {destination} complete: {exc}") from exc
         return SendResult()
 
     async def test(self) -> str:
@@ -75,13 +75,13 @@ class FolderPlugin(TargetPlugin):
     def _test(self) -> str:
         folder = Path(self.config.folder)
         if not folder.is_dir():
-            raise DeliveryError(f"{self.name}: folder {folder} does not exist")
+            raise DeliveryError(f"folder {folder} does not exist")
         probe = folder / f".mercure-test-{secrets.token_hex(4)}"
         try:
             probe.write_bytes(b"mercure test-target\n")
             probe.unlink()
         except OSError as exc:
-            raise DeliveryError(f"{self.name}: folder {folder} is not writable: {exc}") from exc
+            raise DeliveryError(f"folder {folder} is not writable: {exc}") from exc
         return f"folder {folder} is writable"
 
 

@@ -1,0 +1,208 @@
+"""The ``dicom`` target: C-STORE through the project's own upper layer (mercure.dicomnet).
+
+Every file is sent as stored when the target accepted its SOP class in its transfer syntax.
+For each SOP class we also propose a fallback context in Explicit / Implicit VR Little Endian,
+so that a target refusing the stored syntax (say JPEG) gets the instance decompressed
+(:mod:`mercure.dispatcher.transcode`); an instance that cannot be converted, or whose SOP class
+the target refused, is reported as refused with the reason. Several associations per task
+(``parallel_associations``) each send an interleaved share of the instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from mercure.core.config.models import DicomTarget, TLSClientConfig
+from mercure.core.errors import MercureError
+from mercure.dicomnet.errors import AssociationError, DicomNetError, PresentationContextError
+from mercure.dicomnet.filemeta import FileMeta, read_file_meta
+from mercure.dicomnet.requestor import Association, ContextProposal, DimseResponse
+from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
+from mercure.dispatcher.errors import DeliveryError, TargetConfigError
+from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+from mercure.dispatcher.transcode import CONVERTIBLE_TO, ConversionError, encode_as
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXTS = 128
+
+
+@dataclass(frozen=True)
+class _Instance:
+    path: Path
+    meta: FileMeta
+    size: int
+
+
+def _scan(files: list[Path]) -> tuple[list[_Instance], dict[Path, str]]:
+    instances, unreadable = [], {}
+    for path in files:
+        try:
+            instances.append(_Instance(path, read_file_meta(path), path.stat().st_size))
+        except (DicomNetError, OSError) as exc:
+            unreadable[path] = str(exc)
+    return instances, unreadable
+
+
+def propose(instances: list[_Instance]) -> list[ContextProposal]:
+    """One context per SOP class and stored syntax, plus an uncompressed fallback per class."""
+    stored: dict[str, list[str]] = defaultdict(list)
+    for instance in instances:
+        syntaxes = stored[instance.meta.sop_class_uid]
+        if instance.meta.transfer_syntax_uid not in syntaxes:
+            syntaxes.append(instance.meta.transfer_syntax_uid)
+    exact = [ContextProposal(sop, (ts,)) for sop, syntaxes in stored.items() for ts in syntaxes]
+    fallback = []
+    for sop, syntaxes in stored.items():
+        others = tuple(ts for ts in CONVERTIBLE_TO if ts not in syntaxes)
+        if others:
+            fallback.append(ContextProposal(sop, others))
+    return (exact + fallback)[:MAX_CONTEXTS]
+
+
+def tls_context(config: TLSClientConfig) -> ssl.SSLContext:
+    """The client TLS context of a target's ``tls`` settings."""
+    context = ssl.create_default_context(
+        cafile=str(config.ca_certificate) if config.ca_certificate else None
+    )
+    if config.certificate:
+        context.load_cert_chain(str(config.certificate), str(config.key) if config.key else None)
+    if not config.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class DicomPlugin(TargetPlugin):
+    """Sends with C-STORE over one or more associations."""
+
+    def __init__(self, name: str, config: DicomTarget) -> None:
+        super().__init__(name)
+        self.config = config
+
+    def _host(self, job: SendJob | None) -> str:
+        if self.config.use_sender_address and job is not None:
+            if not job.info.sender_address:
+                raise TargetConfigError(
+                    "use_sender_address is set but the task has no sender address"
+                )
+            return job.info.sender_address
+        return self.config.host
+
+    def _calling_aet(self, job: SendJob | None) -> str:
+        if self.config.pass_sender_aet and job is not None and job.info.sender_aet:
+            return job.info.sender_aet
+        return self.config.aet_source
+
+    async def _connect(
+        self, host: str, calling_aet: str, contexts: list[ContextProposal]
+    ) -> Association:
+        ssl_context = tls_context(self.config.tls) if self.config.tls else None
+        try:
+            return await Association.connect(
+                host,
+                self.config.port,
+                called_aet=self.config.aet_target,
+                calling_aet=calling_aet,
+                contexts=contexts,
+                ssl_context=ssl_context,
+                server_hostname=host if ssl_context else None,
+                max_pdu=0x100000,
+            )
+        except AssociationError as exc:
+            raise DeliveryError(f"{exc}") from exc
+        except (OSError, ssl.SSLError) as exc:
+            where = f"{self.config.aet_target}@{host}:{self.config.port}"
+            raise DeliveryError(f"cannot connect to {where}: {exc}") from exc
+
+    async def send(self, job: SendJob, confirm: Confirm) -> SendResult:
+        """Send the pending files over ``parallel_associations`` associations."""
+        result = SendResult()
+        if not job.files:
+            return result
+        instances, unreadable = await asyncio.to_thread(_scan, list(job.files))
+        result.rejected.update(unreadable)
+        if not instances:
+            return result
+        host, calling_aet = self._host(job), self._calling_aet(job)
+        contexts = propose(instances)
+        count = min(self.config.parallel_associations, len(instances))
+        shares = [instances[i::count] for i in range(count)]
+        outcomes = await asyncio.gather(
+            *(self._send_share(host, calling_aet, contexts, s, confirm) for s in shares),
+            return_exceptions=True,
+        )
+        errors: list[BaseException] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                errors.append(outcome)
+            else:
+                result.rejected.update(outcome)
+        if errors:
+            raise errors[0]
+        return result
+
+    async def _send_share(
+        self,
+        host: str,
+        calling_aet: str,
+        contexts: list[ContextProposal],
+        share: list[_Instance],
+        confirm: Confirm,
+    ) -> dict[Path, str]:
+        rejected: dict[Path, str] = {}
+        association = await self._connect(host, calling_aet, contexts)
+        async with association:
+            for instance in share:
+                try:
+                    response = await self._store(association, instance)
+                except (ConversionError, PresentationContextError) as exc:
+                    rejected[instance.path] = str(exc)
+                    continue
+                except AssociationError as exc:
+                    raise DeliveryError(f"{exc}") from exc
+                except MercureError as exc:
+                    rejected[instance.path] = str(exc)
+                    continue
+                if response.ok:
+                    confirm(instance.path, instance.size)
+                else:
+                    comment = f" ({response.error_comment})" if response.error_comment else ""
+                    rejected[instance.path] = f"status 0x{response.status:04X}{comment}"
+        return rejected
+
+    async def _store(self, association: Association, instance: _Instance) -> DimseResponse:
+        meta = instance.meta
+        if association.context_for(meta.sop_class_uid, meta.transfer_syntax_uid) is not None:
+            return await association.store_file(instance.path)
+        for syntax in CONVERTIBLE_TO:
+            if association.context_for(meta.sop_class_uid, syntax) is not None:
+                data = await asyncio.to_thread(encode_as, instance.path, syntax)
+                return await association.store_dataset(
+                    meta.sop_class_uid, meta.sop_instance_uid, syntax, data
+                )
+        raise PresentationContextError(
+            f"the target accepted SOP class {meta.sop_class_uid} neither in the stored "
+            f"transfer syntax {meta.transfer_syntax_uid} nor uncompressed"
+        )
+
+    async def test(self) -> str:
+        """C-ECHO to the target."""
+        host = self._host(None)
+        association = await self._connect(
+            host, self.config.aet_source, [ContextProposal(VERIFICATION_SOP_CLASS)]
+        )
+        async with association:
+            try:
+                response = await association.echo()
+            except DicomNetError as exc:
+                raise DeliveryError(f"C-ECHO failed: {exc}") from exc
+        where = f"{self.config.aet_target}@{host}:{self.config.port}"
+        if not response.ok:
+            raise DeliveryError(f"{where} answered C-ECHO with 0x{response.status:04X}")
+        return f"C-ECHO to {where} succeeded"
