@@ -1,0 +1,211 @@
+"""Request and response bodies of the bookkeeper's HTTP API (they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mercure.core.events import Event
+
+MAX_BATCH = 5000
+"""Most events one request may carry; the outbox deliverer sends 500."""
+
+
+class EventBatch(BaseModel):
+    """A batch of events from one service's outbox."""
+
+    events: list[Event] = Field(max_length=MAX_BATCH)
+
+
+class IngestResponse(BaseModel):
+    """Every event of the batch is stored now: ``stored`` were new, ``duplicates`` known."""
+
+    stored: int
+    duplicates: int
+
+
+class TargetState(BaseModel):
+    """Delivery state of one target of a task."""
+
+    target: str
+    state: str = Field(description="waiting, sending, retrying, complete or error")
+    state_time: datetime
+    reason: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """A task as the bookkeeper knows it."""
+
+    task_id: str
+    parent_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    patient_id: str | None = None
+    accession: str | None = None
+    action: str | None = None
+    applied_rule: str | None = None
+    priority: str | None = None
+    state: str = Field(description="The stage folder it is in, `cleaned`, or `unknown`.")
+    state_time: datetime | None = None
+    fail_stage: str | None = None
+    fail_reason: str | None = None
+    version_count: int
+    created_at: datetime
+    updated_at: datetime
+    targets: list[TargetState] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+
+class TaskPage(BaseModel):
+    """A page of tasks, newest first."""
+
+    items: list[TaskRecord]
+    next_offset: int | None = Field(description="Offset of the next page; null on the last.")
+
+
+class TaskVersionInfo(BaseModel):
+    """One recorded version of task.json (without the document)."""
+
+    event_id: str
+    time: datetime
+    kind: str
+
+
+class TaskVersion(TaskVersionInfo):
+    """One recorded version of task.json."""
+
+    document: dict[str, Any]
+
+
+class ProcessingRun(BaseModel):
+    """One run of a processing module on a task."""
+
+    event_id: str
+    module: str
+    started_at: datetime | None = None
+    ended_at: datetime
+    exit_code: int | None = None
+    success: bool
+    log: str
+    result: dict[str, Any] | list[Any] | None = None
+
+
+class TaskDetail(BaseModel):
+    """A task with its version list and processing runs."""
+
+    task: TaskRecord
+    versions: list[TaskVersionInfo]
+    processing: list[ProcessingRun]
+
+
+class EventRecord(BaseModel):
+    """A stored event."""
+
+    id: str
+    time: datetime
+    received_at: datetime
+    service: str
+    instance: str
+    kind: str
+    severity: str
+    task_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    message: str
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    """A page of events, newest first."""
+
+    items: list[EventRecord]
+    next_offset: int | None
+
+
+class SeriesRecord(BaseModel):
+    """A received series."""
+
+    series_uid: str
+    study_uid: str | None = None
+    patient_id: str | None = None
+    accession: str | None = None
+    modality: str | None = None
+    series_description: str | None = None
+    study_description: str | None = None
+    sender_aet: str | None = None
+    receiver_aet: str | None = None
+    sender_address: str | None = None
+    instance_count: int
+    first_received: datetime
+    last_received: datetime
+    tags: dict[str, Any]
+
+
+class SeriesPage(BaseModel):
+    """A page of series, most recently received first."""
+
+    items: list[SeriesRecord]
+    next_offset: int | None
+
+
+class AuditRecord(BaseModel):
+    """One action in the web interface."""
+
+    event_id: str
+    time: datetime
+    user: str
+    action: str
+    object: str | None = None
+    remote_address: str | None = None
+    message: str
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    """A page of audit entries, newest first."""
+
+    items: list[AuditRecord]
+    next_offset: int | None
+
+
+class StatisticsBucket(BaseModel):
+    """Counts of one hour or day (UTC)."""
+
+    start: datetime
+    series_received: int
+    instances_received: int
+    tasks_created: int
+    processed: int
+    dispatched: int
+    dispatch_failures: int
+    tasks_completed: int
+    tasks_failed: int
+    tasks_discarded: int
+    tasks_cleaned: int
+    errors: int = Field(description="Events of severity error or critical.")
+
+
+class Statistics(BaseModel):
+    """Throughput per hour or day."""
+
+    bucket: str
+    since: datetime
+    until: datetime
+    buckets: list[StatisticsBucket]
+
+
+class Queues(BaseModel):
+    """Queue depths: tasks by state in the database, entries by stage in the data folder."""
+
+    tasks_by_state: dict[str, int]
+    data_folder: dict[str, int]
+
+
+class Health(BaseModel):
+    """Whether the bookkeeper and its database work."""
+
+    status: str
+    database: str
+    schema_revision: str | None

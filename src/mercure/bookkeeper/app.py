@@ -1,0 +1,335 @@
+"""The bookkeeper's HTTP API (FastAPI): the batch write endpoint, the read API, health, metrics.
+
+Access: when ``bookkeeper.api_key`` is set, every ``/api`` route needs it as a bearer token
+(``Authorization: Bearer <key>``), compared in constant time. When it is not set, ``/api`` is
+open only to clients on this host (loopback addresses): the single-host ``mercure run`` needs
+no secret, and a bookkeeper exposed on the network without a key refuses everyone else rather
+than accepting anyone. ``/health`` and ``/metrics`` carry no patient data and are open.
+Database routes are plain ``def`` functions: FastAPI runs them in its thread pool, so a slow
+query never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+
+from mercure import __version__
+from mercure.bookkeeper import api_models as m
+from mercure.bookkeeper import queries
+from mercure.bookkeeper.database import DatabaseError, current_revision
+from mercure.bookkeeper.ingest import ingest
+from mercure.bookkeeper.metrics import CONTENT_TYPE, Metrics
+from mercure.core.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+MAX_PAGE = 1000
+
+_bearer = HTTPBearer(auto_error=False, description="The bookkeeper.api_key of mercure.yaml.")
+
+
+class Access:
+    """Who may use the API; the key can change while running (configuration reload)."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a client address is this host (127.0.0.0/8, ::1, or IPv4-mapped loopback)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _require_access(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    access: Access = request.app.state.access
+    key = access.api_key
+    if key is None:
+        host = request.client.host if request.client else ""
+        if not is_loopback(host):
+            raise HTTPException(
+                403,
+                "no bookkeeper.api_key is configured, so only clients on this host may use the API",
+            )
+        return
+    supplied = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(supplied.encode("utf-8"), key.encode("utf-8")):
+        raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
+
+
+Authorized = Depends(_require_access)
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page.")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip (next_offset of the last page).")]
+Since = Annotated[datetime | None, Query(description="From this time on (ISO 8601; UTC if naive).")]
+Until = Annotated[datetime | None, Query(description="Before this time (ISO 8601; UTC if naive).")]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def create_app(
+    engine: Engine,
+    *,
+    api_key: str | None = None,
+    queue_depths: Callable[[], Mapping[str, int]] | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The bookkeeper application on ``engine`` (whose schema must be migrated already)."""
+    app = FastAPI(
+        title="mercure-router bookkeeper",
+        version=__version__,
+        description="Events of every mercure-router service, and what they tell about series "
+        "and tasks. Write with POST /api/v1/events; everything else reads.",
+    )
+    app.state.access = Access(api_key)
+    app.state.metrics = metrics or Metrics()
+    counters: Metrics = app.state.metrics
+    depths = queue_depths or dict
+
+    @app.exception_handler(DatabaseError)
+    def _database_unavailable(_request: Request, exc: DatabaseError) -> JSONResponse:
+        log.error("bookkeeper database error: %s", exc)
+        return JSONResponse({"detail": "the database is unavailable; retry later"}, 503)
+
+    @app.post(
+        f"{API}/events",
+        response_model=m.IngestResponse,
+        tags=["write"],
+        dependencies=[Authorized],
+        summary="Store a batch of events (idempotent by event id)",
+    )
+    def post_events(batch: m.EventBatch) -> m.IngestResponse:
+        started = time.perf_counter()
+        try:
+            result = ingest(engine, batch.events)
+        except DatabaseError:
+            counters.record_failure()
+            raise
+        counters.record_batch(result.new_events, result.duplicates, time.perf_counter() - started)
+        return m.IngestResponse(stored=result.stored, duplicates=result.duplicates)
+
+    @app.get(f"{API}/events", response_model=m.EventPage, tags=["read"], dependencies=[Authorized])
+    def get_events(
+        limit: Limit = 50,
+        offset: Offset = 0,
+        kind: str | None = None,
+        kind_prefix: Annotated[str | None, Query(description="e.g. `dispatch.`")] = None,
+        service: str | None = None,
+        severity: Annotated[
+            Literal["debug", "info", "warning", "error", "critical"] | None,
+            Query(description="This severity or worse."),
+        ] = None,
+        task_id: str | None = None,
+        series_uid: str | None = None,
+        study_uid: str | None = None,
+        since: Since = None,
+        until: Until = None,
+    ) -> Any:
+        """Search events, newest first."""
+        filters = queries.EventFilters(
+            kind=kind,
+            kind_prefix=kind_prefix,
+            service=service,
+            min_severity=severity,
+            task_id=task_id,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            since=_utc(since),
+            until=_utc(until),
+        )
+        return asdict(queries.search_events(engine, filters, queries.Page(limit, offset)))
+
+    @app.get(f"{API}/tasks", response_model=m.TaskPage, tags=["read"], dependencies=[Authorized])
+    def get_tasks(
+        limit: Limit = 50,
+        offset: Offset = 0,
+        accession: str | None = None,
+        patient_id: str | None = None,
+        series_uid: str | None = None,
+        study_uid: str | None = None,
+        rule: Annotated[str | None, Query(description="A rule that fired for the task.")] = None,
+        target: str | None = None,
+        state: Annotated[list[str] | None, Query(description="One or more states.")] = None,
+        since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+        until: Annotated[datetime | None, Query(description="Created before.")] = None,
+    ) -> Any:
+        """Search tasks (exact matches), newest first."""
+        filters = queries.Filters(
+            accession=accession,
+            patient_id=patient_id,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            rule=rule,
+            target=target,
+            states=state or (),
+            since=_utc(since),
+            until=_utc(until),
+        )
+        return asdict(queries.search_tasks(engine, filters, queries.Page(limit, offset)))
+
+    @app.get(
+        f"{API}/tasks/{{task_id}}",
+        response_model=m.TaskDetail,
+        tags=["read"],
+        dependencies=[Authorized],
+    )
+    def get_task(task_id: str) -> Any:
+        """A task with its targets, rules, version list and processing runs."""
+        detail = queries.task_detail(engine, task_id)
+        if detail is None:
+            raise HTTPException(404, "unknown task")
+        task = {**detail.task, "targets": detail.targets, "rules": detail.rules}
+        return {"task": task, "versions": detail.versions, "processing": detail.processing}
+
+    @app.get(
+        f"{API}/tasks/{{task_id}}/timeline",
+        response_model=list[m.EventRecord],
+        tags=["read"],
+        dependencies=[Authorized],
+    )
+    def get_timeline(task_id: str) -> Any:
+        """Everything that happened to a task, oldest first, from the reception of its series."""
+        events = queries.timeline(engine, task_id)
+        if events is None:
+            raise HTTPException(404, "unknown task")
+        return events
+
+    @app.get(
+        f"{API}/tasks/{{task_id}}/versions",
+        response_model=list[m.TaskVersion],
+        tags=["read"],
+        dependencies=[Authorized],
+    )
+    def get_versions(task_id: str) -> Any:
+        """Every recorded version of the task's task.json, oldest first."""
+        return queries.task_versions(engine, task_id)
+
+    @app.get(f"{API}/series", response_model=m.SeriesPage, tags=["read"], dependencies=[Authorized])
+    def get_series(
+        limit: Limit = 50,
+        offset: Offset = 0,
+        accession: str | None = None,
+        patient_id: str | None = None,
+        series_uid: str | None = None,
+        study_uid: str | None = None,
+        modality: str | None = None,
+        sender_aet: str | None = None,
+        rule: Annotated[str | None, Query(description="A rule fired for one of its tasks.")] = None,
+        target: Annotated[str | None, Query(description="A target of one of its tasks.")] = None,
+        state: Annotated[list[str] | None, Query(description="State of one of its tasks.")] = None,
+        since: Annotated[datetime | None, Query(description="Last received at or after.")] = None,
+        until: Annotated[datetime | None, Query(description="First received before.")] = None,
+    ) -> Any:
+        """Search received series (exact matches), most recent first."""
+        filters = queries.Filters(
+            accession=accession,
+            patient_id=patient_id,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            modality=modality,
+            sender_aet=sender_aet,
+            rule=rule,
+            target=target,
+            states=state or (),
+            since=_utc(since),
+            until=_utc(until),
+        )
+        return asdict(queries.search_series(engine, filters, queries.Page(limit, offset)))
+
+    @app.get(
+        f"{API}/statistics", response_model=m.Statistics, tags=["read"], dependencies=[Authorized]
+    )
+    def get_statistics(
+        bucket: Literal["hour", "day"] = "hour",
+        since: Annotated[
+            datetime | None, Query(description="Default: 24 hours (hour) or 30 days (day) ago.")
+        ] = None,
+        until: Annotated[datetime | None, Query(description="Default: now.")] = None,
+    ) -> Any:
+        """Throughput per hour or day (UTC buckets, empty ones included)."""
+        end = _utc(until) or utcnow()
+        start = _utc(since) or end - (timedelta(days=1) if bucket == "hour" else timedelta(days=30))
+        try:
+            buckets = queries.statistics(engine, bucket, start, end)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"bucket": bucket, "since": start, "until": end, "buckets": buckets}
+
+    @app.get(f"{API}/queues", response_model=m.Queues, tags=["read"], dependencies=[Authorized])
+    def get_queues() -> Any:
+        """Tasks by state (database) and entries by stage (data folder)."""
+        return {"tasks_by_state": queries.task_states(engine), "data_folder": dict(depths())}
+
+    @app.get(f"{API}/audit", response_model=m.AuditPage, tags=["read"], dependencies=[Authorized])
+    def get_audit(
+        limit: Limit = 50,
+        offset: Offset = 0,
+        user: str | None = None,
+        action: str | None = None,
+        since: Since = None,
+        until: Until = None,
+    ) -> Any:
+        """Web audit entries, newest first."""
+        page = queries.search_audit(
+            engine,
+            queries.Page(limit, offset),
+            user=user,
+            action=action,
+            since=_utc(since),
+            until=_utc(until),
+        )
+        return asdict(page)
+
+    @app.get("/health", response_model=m.Health, tags=["operations"])
+    def get_health() -> Any:
+        """200 when the database answers, 503 otherwise."""
+        try:
+            revision = current_revision(engine)
+        except sa.exc.DBAPIError:
+            return JSONResponse(
+                {"status": "unavailable", "database": engine.dialect.name, "schema_revision": None},
+                503,
+            )
+        return {"status": "ok", "database": engine.dialect.name, "schema_revision": revision}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
+    def get_metrics() -> PlainTextResponse:
+        """Counters and queue depths in the Prometheus text format."""
+        try:
+            states, up = queries.task_states(engine), True
+        except sa.exc.DBAPIError:
+            states, up = {}, False
+        text = counters.render(database_up=up, task_states=states, queue_depths=depths())
+        return PlainTextResponse(text, media_type=CONTENT_TYPE)
+
+    return app
+
+
+def set_api_key(app: FastAPI, api_key: str | None) -> None:
+    """Change the key the API demands (after a configuration reload)."""
+    app.state.access.api_key = api_key or None

@@ -1,0 +1,105 @@
+"""The event kinds the bookkeeper understands: the contract with every service.
+
+Any event is stored. A few kinds, and a few keys of ``data``, also update the projections
+(series, tasks, targets, processing, audit); ``docs/bookkeeper.md`` lists them with their data.
+Two rules hold for every event that carries a ``task_id``:
+
+- ``data["task"]`` (the whole ``task.json``) records a new version of the task;
+- ``data["stage"]`` says which stage folder the task is in after the event (its state).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SERIES_RECEIVED: Final = "series.received"
+TASK_CREATED: Final = "task.created"
+TASK_UPDATE: Final = "task.update"
+TASK_COMPLETED: Final = "task.completed"
+TASK_FAILED: Final = "task.failed"
+TASK_DISCARDED: Final = "task.discarded"
+TASK_REQUEUED: Final = "task.requeued"
+TASK_CLEANED: Final = "task.cleaned"
+PROCESS_BEGIN: Final = "process.begin"
+PROCESS_END: Final = "process.end"
+DISPATCH_BEGIN: Final = "dispatch.begin"
+DISPATCH_COMPLETE: Final = "dispatch.complete"
+DISPATCH_FAILED: Final = "dispatch.failed"
+OUTBOX_DROPPED: Final = "outbox.dropped"
+AUDIT_PREFIX: Final = "audit."
+
+CLEANED: Final = "cleaned"
+UNKNOWN: Final = "unknown"
+ACTIVE_STATES: Final = ("incoming", "studies", "processing", "outgoing")
+FINISHED_STATES: Final = ("success", "discard", "error", CLEANED)
+"""A task in one of these states is done; retention may prune it."""
+
+STAGE_BY_KIND: Final = {
+    PROCESS_BEGIN: "processing",
+    DISPATCH_BEGIN: "outgoing",
+    TASK_COMPLETED: "success",
+    TASK_FAILED: "error",
+    TASK_DISCARDED: "discard",
+    TASK_CLEANED: CLEANED,
+}
+"""The state a kind implies when its event carries no ``data["stage"]``."""
+
+STAGE_BY_ACTION: Final = {
+    "route": "outgoing",
+    "process": "processing",
+    "both": "processing",
+    "discard": "discard",
+    "notification": "success",
+}
+"""Where a new task starts, by action, for a ``task.created`` without ``data["stage"]``."""
+
+TARGET_STATE_BY_KIND: Final = {
+    DISPATCH_BEGIN: "sending",
+    DISPATCH_COMPLETE: "complete",
+    DISPATCH_FAILED: "error",
+}
+RETRYING: Final = "retrying"
+
+KNOWN_KINDS: Final = (
+    "service.boot",
+    "service.stop",
+    "service.crash",
+    "service.exited",
+    "config.reloaded",
+    OUTBOX_DROPPED,
+    "outbox.rejected",
+    "association.closed",
+    "association.rejected",
+    SERIES_RECEIVED,
+    "series.error",
+    TASK_CREATED,
+    TASK_UPDATE,
+    "rule.error",
+    PROCESS_BEGIN,
+    PROCESS_END,
+    DISPATCH_BEGIN,
+    DISPATCH_COMPLETE,
+    DISPATCH_FAILED,
+    TASK_COMPLETED,
+    TASK_FAILED,
+    TASK_DISCARDED,
+    TASK_REQUEUED,
+    TASK_CLEANED,
+    "cleaner.disk_pressure",
+)
+"""Kinds named in the contract; metrics count others under ``kind="other"``."""
+
+STATISTICS: Final = {
+    "series_received": SERIES_RECEIVED,
+    "tasks_created": TASK_CREATED,
+    "processed": PROCESS_END,
+    "dispatched": DISPATCH_COMPLETE,
+    "dispatch_failures": DISPATCH_FAILED,
+    "tasks_completed": TASK_COMPLETED,
+    "tasks_failed": TASK_FAILED,
+    "tasks_discarded": TASK_DISCARDED,
+    "tasks_cleaned": TASK_CLEANED,
+}
+"""Throughput counters of the statistics API: name -> the kind counted."""
+
+SEVERITIES: Final = ("debug", "info", "warning", "error", "critical")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the bookkeeper's schema, run at start-up (see ``database.migrate``)."""

@@ -1,0 +1,406 @@
+"""The read side: searches with paging, a task's timeline and details, statistics.
+
+Every search is an indexed lookup ordered by time, newest first, and pages with
+``limit``/``offset``; one row more than asked is fetched to tell whether another page exists,
+so that no query ever has to count a whole table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from mercure.bookkeeper import kinds, tables
+
+Bucket = Literal["hour", "day"]
+BUCKET_SECONDS = {"hour": 3600, "day": 86400}
+MAX_BUCKETS = 2000
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a search."""
+
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass
+class PageOf:
+    """A page of rows and where the next page starts (None on the last page)."""
+
+    items: list[dict[str, Any]]
+    next_offset: int | None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Search criteria shared by tasks and series; empty ones are ignored, all must match."""
+
+    accession: str | None = None
+    patient_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    rule: str | None = None
+    target: str | None = None
+    states: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    modality: str | None = None
+    sender_aet: str | None = None
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    """Criteria of the event search."""
+
+    kind: str | None = None
+    kind_prefix: str | None = None
+    service: str | None = None
+    min_severity: str | None = None
+    task_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class TaskDetail:
+    """A task with its targets, rules, versions (without documents) and processing runs."""
+
+    task: dict[str, Any]
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    processing: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _page(connection: Connection, query: sa.Select[Any], page: Page) -> PageOf:
+    rows = connection.execute(query.limit(page.limit + 1).offset(page.offset)).mappings().all()
+    more = len(rows) > page.limit
+    items = [dict(row) for row in rows[: page.limit]]
+    return PageOf(items, page.offset + page.limit if more else None)
+
+
+def _task_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    t = tables.tasks
+    conditions: list[sa.ColumnElement[bool]] = []
+    for column, value in (
+        (t.c.accession, filters.accession),
+        (t.c.patient_id, filters.patient_id),
+        (t.c.series_uid, filters.series_uid),
+        (t.c.study_uid, filters.study_uid),
+    ):
+        if value:
+            conditions.append(column == value)
+    if filters.rule:
+        r = tables.task_rules
+        conditions.append(sa.exists().where(r.c.task_id == t.c.task_id, r.c.rule == filters.rule))
+    if filters.target:
+        g = tables.task_targets
+        conditions.append(
+            sa.exists().where(g.c.task_id == t.c.task_id, g.c.target == filters.target)
+        )
+    if filters.states:
+        conditions.append(t.c.state.in_(list(filters.states)))
+    if filters.since:
+        conditions.append(t.c.created_at >= filters.since)
+    if filters.until:
+        conditions.append(t.c.created_at < filters.until)
+    return conditions
+
+
+def search_tasks(engine: Engine, filters: Filters, page: Page) -> PageOf:
+    """Tasks matching every filter, newest first, each with its targets and rules."""
+    t = tables.tasks
+    query = (
+        sa.select(t)
+        .where(*_task_conditions(filters))
+        .order_by(t.c.created_at.desc(), t.c.task_id.desc())
+    )
+    with engine.connect() as connection:
+        result = _page(connection, query, page)
+        _attach_targets_and_rules(connection, result.items)
+    return result
+
+
+def _attach_targets_and_rules(connection: Connection, items: list[dict[str, Any]]) -> None:
+    ids = [item["task_id"] for item in items]
+    targets: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rules: dict[str, list[str]] = defaultdict(list)
+    if ids:
+        g, r = tables.task_targets, tables.task_rules
+        for row in connection.execute(
+            sa.select(g).where(g.c.task_id.in_(ids)).order_by(g.c.target)
+        ).mappings():
+            targets[row["task_id"]].append(
+                {key: row[key] for key in ("target", "state", "state_time", "reason")}
+            )
+        for row in connection.execute(
+            sa.select(r).where(r.c.task_id.in_(ids)).order_by(r.c.rule)
+        ).mappings():
+            rules[row["task_id"]].append(row["rule"])
+    for item in items:
+        item["targets"] = targets[item["task_id"]]
+        item["rules"] = rules[item["task_id"]]
+
+
+def search_series(engine: Engine, filters: Filters, page: Page) -> PageOf:
+    """Series matching every filter, most recently received first.
+
+    Rule, target and state select series that have a matching task: a series task of the
+    series, or a study task of its study.
+    """
+    s, t = tables.series, tables.tasks
+    conditions: list[sa.ColumnElement[bool]] = []
+    for column, value in (
+        (s.c.accession, filters.accession),
+        (s.c.patient_id, filters.patient_id),
+        (s.c.series_uid, filters.series_uid),
+        (s.c.study_uid, filters.study_uid),
+        (s.c.modality, filters.modality),
+        (s.c.sender_aet, filters.sender_aet),
+    ):
+        if value:
+            conditions.append(column == value)
+    if filters.since:
+        conditions.append(s.c.last_received >= filters.since)
+    if filters.until:
+        conditions.append(s.c.first_received < filters.until)
+    task_filters = Filters(rule=filters.rule, target=filters.target, states=filters.states)
+    task_conditions = _task_conditions(task_filters)
+    if task_conditions:
+        belongs = sa.or_(
+            t.c.series_uid == s.c.series_uid,
+            sa.and_(t.c.series_uid.is_(None), t.c.study_uid == s.c.study_uid),
+        )
+        conditions.append(sa.exists().where(belongs, *task_conditions))
+    query = (
+        sa.select(s).where(*conditions).order_by(s.c.last_received.desc(), s.c.series_uid.desc())
+    )
+    with engine.connect() as connection:
+        return _page(connection, query, page)
+
+
+def _severities_from(minimum: str) -> list[str]:
+    return list(kinds.SEVERITIES[kinds.SEVERITIES.index(minimum) :])
+
+
+def search_events(engine: Engine, filters: EventFilters, page: Page) -> PageOf:
+    """Events matching every filter, newest first."""
+    e = tables.events
+    conditions: list[sa.ColumnElement[bool]] = []
+    for column, value in (
+        (e.c.kind, filters.kind),
+        (e.c.service, filters.service),
+        (e.c.task_id, filters.task_id),
+        (e.c.series_uid, filters.series_uid),
+        (e.c.study_uid, filters.study_uid),
+    ):
+        if value:
+            conditions.append(column == value)
+    if filters.kind_prefix:
+        conditions.append(e.c.kind.startswith(filters.kind_prefix, autoescape=True))
+    if filters.min_severity:
+        conditions.append(e.c.severity.in_(_severities_from(filters.min_severity)))
+    if filters.since:
+        conditions.append(e.c.time >= filters.since)
+    if filters.until:
+        conditions.append(e.c.time < filters.until)
+    query = sa.select(e).where(*conditions).order_by(e.c.time.desc(), e.c.id.desc())
+    with engine.connect() as connection:
+        return _page(connection, query, page)
+
+
+def search_audit(
+    engine: Engine,
+    page: Page,
+    *,
+    user: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> PageOf:
+    """Web audit entries, newest first."""
+    a = tables.audit
+    conditions: list[sa.ColumnElement[bool]] = []
+    if user:
+        conditions.append(a.c.user == user)
+    if action:
+        conditions.append(a.c.action == action)
+    if since:
+        conditions.append(a.c.time >= since)
+    if until:
+        conditions.append(a.c.time < until)
+    query = sa.select(a).where(*conditions).order_by(a.c.time.desc(), a.c.event_id.desc())
+    with engine.connect() as connection:
+        return _page(connection, query, page)
+
+
+def task_detail(engine: Engine, task_id: str) -> TaskDetail | None:
+    """A task with targets, rules, version list and processing runs; None if unknown."""
+    t, v, p = tables.tasks, tables.task_versions, tables.processing
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(t).where(t.c.task_id == task_id)).mappings().first()
+        if row is None:
+            return None
+        task = dict(row)
+        _attach_targets_and_rules(connection, [task])
+        versions = connection.execute(
+            sa.select(v.c.event_id, v.c.time, v.c.kind)
+            .where(v.c.task_id == task_id)
+            .order_by(v.c.time, v.c.event_id)
+        ).mappings()
+        runs = connection.execute(
+            sa.select(p).where(p.c.task_id == task_id).order_by(p.c.ended_at)
+        ).mappings()
+        return TaskDetail(
+            task=task,
+            targets=task.pop("targets"),
+            rules=task.pop("rules"),
+            versions=[dict(version) for version in versions],
+            processing=[dict(run) for run in runs],
+        )
+
+
+def task_versions(engine: Engine, task_id: str) -> list[dict[str, Any]]:
+    """Every recorded version of a task's ``task.json``, oldest first."""
+    v = tables.task_versions
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(v).where(v.c.task_id == task_id).order_by(v.c.time, v.c.event_id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def timeline(engine: Engine, task_id: str) -> list[dict[str, Any]] | None:
+    """Everything that happened to a task, oldest first; None if the task is unknown.
+
+    Besides the task's own events this includes the reception of its series (events of the
+    series that belong to no task), so that it reads from reception to dispatch and clean-up.
+    """
+    t, e = tables.tasks, tables.events
+    with engine.connect() as connection:
+        task = connection.execute(
+            sa.select(t.c.series_uid, t.c.study_uid).where(t.c.task_id == task_id)
+        ).first()
+        if task is None:
+            return None
+        series_uids = {
+            uid
+            for uid in connection.execute(
+                sa.select(e.c.series_uid).where(e.c.task_id == task_id).distinct()
+            ).scalars()
+            if uid
+        }
+        if task.series_uid:
+            series_uids.add(task.series_uid)
+        reception: list[sa.ColumnElement[bool]] = []
+        if series_uids:
+            reception.append(e.c.series_uid.in_(sorted(series_uids)))
+        if task.study_uid and not task.series_uid:
+            reception.append(
+                sa.and_(e.c.study_uid == task.study_uid, e.c.kind == kinds.SERIES_RECEIVED)
+            )
+        belongs = [e.c.task_id == task_id]
+        if reception:
+            belongs.append(sa.and_(e.c.task_id.is_(None), sa.or_(*reception)))
+        rows = connection.execute(
+            sa.select(e).where(sa.or_(*belongs)).order_by(e.c.time, e.c.id)
+        ).mappings()
+        return [dict(row) for row in rows]
+
+
+def _bucket(connection: Connection, column: Any, bucket: Bucket) -> Any:
+    if connection.dialect.name == "postgresql":
+        return sa.func.date_trunc(bucket, sa.func.timezone("UTC", column))
+    pattern = "%Y-%m-%d %H:00:00" if bucket == "hour" else "%Y-%m-%d 00:00:00"
+    return sa.func.strftime(pattern, column)
+
+
+_KEY_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def _bucket_key(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.strftime(_KEY_FORMAT)
+    return str(value)
+
+
+def _bucket_starts(since: datetime, until: datetime, bucket: Bucket) -> list[datetime]:
+    step = timedelta(seconds=BUCKET_SECONDS[bucket])
+    if bucket == "hour":
+        start = since.replace(minute=0, second=0, microsecond=0)
+    else:
+        start = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = []
+    while start < until:
+        starts.append(start)
+        start += step
+    return starts
+
+
+def statistics(
+    engine: Engine, bucket: Bucket, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    """Throughput per hour or day in [since, until): counts of the kinds in
+    :data:`kinds.STATISTICS`, instances received and events of severity error or worse.
+
+    Buckets are in UTC and every bucket of the range is listed, also the empty ones.
+    """
+    starts = _bucket_starts(since, until, bucket)
+    if len(starts) > MAX_BUCKETS:
+        raise ValueError(f"the range has {len(starts)} buckets; at most {MAX_BUCKETS} allowed")
+    counters = [*kinds.STATISTICS, "instances_received", "errors"]
+    table: dict[str, dict[str, int]] = {
+        _bucket_key(start): dict.fromkeys(counters, 0) for start in starts
+    }
+    name_of_kind = {kind: name for name, kind in kinds.STATISTICS.items()}
+    e, s = tables.events, tables.series
+    with engine.connect() as connection:
+        key = _bucket(connection, e.c.time, bucket).label("bucket")
+        in_range = (e.c.time >= since, e.c.time < until)
+        by_kind = (
+            sa.select(key, e.c.kind, sa.func.count())
+            .where(e.c.kind.in_(list(name_of_kind)), *in_range)
+            .group_by(key, e.c.kind)
+        )
+        for start, kind, count in connection.execute(by_kind):
+            table.setdefault(_bucket_key(start), dict.fromkeys(counters, 0))
+            table[_bucket_key(start)][name_of_kind[kind]] += count
+        errors = (
+            sa.select(key, sa.func.count())
+            .where(e.c.severity.in_(_severities_from("error")), *in_range)
+            .group_by(key)
+        )
+        for start, count in connection.execute(errors):
+            table.setdefault(_bucket_key(start), dict.fromkeys(counters, 0))["errors"] += count
+        series_key = _bucket(connection, s.c.first_received, bucket).label("bucket")
+        instances = (
+            sa.select(series_key, sa.func.sum(s.c.instance_count))
+            .where(s.c.first_received >= since, s.c.first_received < until)
+            .group_by(series_key)
+        )
+        for start, count in connection.execute(instances):
+            table.setdefault(_bucket_key(start), dict.fromkeys(counters, 0))[
+                "instances_received"
+            ] += int(count or 0)
+    return [
+        {"start": datetime.strptime(key, _KEY_FORMAT).replace(tzinfo=UTC), **counts}
+        for key, counts in sorted(table.items())
+    ]
+
+
+def task_states(engine: Engine) -> dict[str, int]:
+    """How many tasks the bookkeeper knows in each state."""
+    t = tables.tasks
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(t.c.state, sa.func.count()).group_by(t.c.state))
+        return {state: count for state, count in rows}

@@ -1,0 +1,197 @@
+"""The bookkeeper's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+The migrations in ``migrations/versions`` create exactly these; a test compares the two.
+``events`` is the raw record, one row per event id (which is what makes ingest idempotent);
+the other tables are projections of it kept up to date in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    SQLite has no time zones, so values are stored there as naive UTC in SQLAlchemy's fixed
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` form, which also makes them compare correctly as text.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        result: datetime = value.astimezone(UTC)
+        return result
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String, primary_key=True, comment="Event id: what makes a retry harmless."),
+    Column("time", UTCDateTime, nullable=False, comment="When the event happened."),
+    Column("received_at", UTCDateTime, nullable=False, comment="When the bookkeeper stored it."),
+    Column("service", String, nullable=False),
+    Column("instance", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("severity", String, nullable=False),
+    Column("task_id", String),
+    Column("series_uid", String),
+    Column("study_uid", String),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False, comment="Event data without `task` and `log`."),
+    Index(None, "time"),
+    Index(None, "task_id", "time"),
+    Index(None, "series_uid", "time"),
+    Index(None, "kind", "time"),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("series_uid", String, primary_key=True),
+    Column("study_uid", String),
+    Column("patient_id", String),
+    Column("accession", String),
+    Column("modality", String),
+    Column("series_description", String),
+    Column("study_description", String),
+    Column("sender_aet", String),
+    Column("receiver_aet", String),
+    Column("sender_address", String),
+    Column("instance_count", Integer, nullable=False),
+    Column("first_received", UTCDateTime, nullable=False),
+    Column("last_received", UTCDateTime, nullable=False),
+    Column("tags", JSON, nullable=False, comment="Tags of the series' first instance."),
+    Index(None, "study_uid"),
+    Index(None, "patient_id"),
+    Index(None, "accession"),
+    Index(None, "last_received"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", String, primary_key=True),
+    Column("parent_id", String, comment="The task this one was split from, if any."),
+    Column("series_uid", String),
+    Column("study_uid", String),
+    Column("patient_id", String),
+    Column("accession", String),
+    Column("action", String),
+    Column("applied_rule", String),
+    Column("priority", String),
+    Column("state", String, nullable=False, comment="Stage folder, or `cleaned`."),
+    Column("state_time", UTCDateTime),
+    Column("fail_stage", String),
+    Column("fail_reason", Text),
+    Column("fail_time", UTCDateTime),
+    Column("document_time", UTCDateTime, comment="Time of the newest task.json version."),
+    Column("version_count", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "created_at"),
+    Index(None, "updated_at"),
+    Index(None, "series_uid"),
+    Index(None, "study_uid"),
+    Index(None, "patient_id"),
+    Index(None, "accession"),
+    Index(None, "state", "created_at"),
+    Index(None, "parent_id"),
+)
+
+task_rules = Table(
+    "task_rules",
+    metadata,
+    Column("task_id", String, primary_key=True),
+    Column("rule", String, primary_key=True),
+    Index(None, "rule", "task_id"),
+)
+
+task_targets = Table(
+    "task_targets",
+    metadata,
+    Column("task_id", String, primary_key=True),
+    Column("target", String, primary_key=True),
+    Column("state", String, nullable=False, comment="waiting, sending, retrying, complete, error"),
+    Column("state_time", UTCDateTime, nullable=False),
+    Column("reason", Text),
+    Index(None, "target", "task_id"),
+)
+
+task_versions = Table(
+    "task_versions",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("task_id", String, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("document", JSON, nullable=False, comment="The whole task.json of this version."),
+    Index(None, "task_id", "time"),
+)
+
+processing = Table(
+    "processing",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("task_id", String, nullable=False),
+    Column("module", String, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime, nullable=False),
+    Column("exit_code", Integer),
+    Column("success", Boolean, nullable=False),
+    Column("log", Text, nullable=False),
+    Column("result", JSON, comment="The module's result.json, if it wrote one."),
+    Index(None, "task_id"),
+    Index(None, "module", "ended_at"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("event_id", String, primary_key=True),
+    Column("time", UTCDateTime, nullable=False),
+    Column("user", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("object", String),
+    Column("remote_address", String),
+    Column("message", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Index(None, "time"),
+    Index(None, "user", "time"),
+)
