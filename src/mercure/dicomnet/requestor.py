@@ -1,0 +1,442 @@
+"""The association requestor (SCU): C-ECHO and C-STORE towards a peer, files streamed from disk.
+
+One request at a time (no asynchronous operations window). Datasets are read from their file
+in PDU-sized blocks straight after the File Meta Information, so a 1 GB instance costs no more
+memory than one PDU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import RawIOBase
+from pathlib import Path
+
+from mercure.dicomnet import dimse
+from mercure.dicomnet.connection import UpperLayerConnection
+from mercure.dicomnet.errors import (
+    AssociationAborted,
+    AssociationError,
+    AssociationRejected,
+    DicomFileError,
+    PresentationContextError,
+)
+from mercure.dicomnet.filemeta import read_file_meta_from
+from mercure.dicomnet.negotiation import AcceptedContext
+from mercure.dicomnet.pdu import (
+    A_ABORT,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    A_RELEASE_RP,
+    A_RELEASE_RQ,
+    ABORT_REASON_NOT_SPECIFIED,
+    ABORT_REASON_UNEXPECTED_PDU,
+    ABORT_SOURCE_SERVICE_USER,
+    PC_ACCEPTANCE,
+    AssociateAccept,
+    AssociateRequest,
+    PduError,
+    PresentationContextProposal,
+    RoleSelection,
+    decode_abort,
+    decode_associate_ac,
+    decode_associate_rj,
+    describe_abort,
+    describe_rejection,
+    encode_associate_rq,
+    encode_pdata,
+    encode_release_rp,
+    encode_release_rq,
+    pdata_header,
+)
+from mercure.dicomnet.uids import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    VERIFICATION_SOP_CLASS,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_SEND_PDU = 1 << 20
+"""Largest PDU we send, also when the peer advertises no limit (0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContextProposal:
+    """A presentation context to propose: one SOP class, transfer syntaxes in preference order."""
+
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+
+
+@dataclass(frozen=True, slots=True)
+class DimseResponse:
+    """A peer's answer to a request."""
+
+    status: int
+    error_comment: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for success and warning statuses (the peer has the instance)."""
+        return dimse.is_success(self.status)
+
+
+class _RequestorConnection(UpperLayerConnection):
+    def __init__(self, request: AssociateRequest, where: str, read_buffer_size: int) -> None:
+        super().__init__(max_pdu=request.max_pdu, read_buffer_size=read_buffer_size)
+        loop = asyncio.get_running_loop()
+        self._request = request
+        self.where = where
+        self.established: asyncio.Future[AssociateAccept] = loop.create_future()
+        self.released: asyncio.Future[None] = loop.create_future()
+        self.error: AssociationError | None = None
+        self._pending: asyncio.Future[dict[int, bytes]] | None = None
+        self._pending_id = -1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.write(encode_associate_rq(self._request))
+
+    def expect(self, message_id: int) -> asyncio.Future[dict[int, bytes]]:
+        self._pending = asyncio.get_running_loop().create_future()
+        self._pending_id = message_id
+        return self._pending
+
+    def _fail(self, error: AssociationError) -> None:
+        if self.error is None:
+            self.error = error
+        for future in (self.established, self.released, self._pending):
+            if future is not None and not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved here: the caller may be gone
+
+    def _on_pdu(self, pdu_type: int, body: bytes) -> None:
+        if pdu_type == A_ASSOCIATE_AC and not self.established.done():
+            self._pdata_allowed = True
+            self.established.set_result(decode_associate_ac(body))
+        elif pdu_type == A_ASSOCIATE_RJ and not self.established.done():
+            result, source, reason = decode_associate_rj(body)
+            text = describe_rejection(result, source, reason)
+            self._fail(
+                AssociationRejected(
+                    result, source, reason, f"{self.where} rejected the association: {text}"
+                )
+            )
+            self.close()
+        elif pdu_type == A_RELEASE_RP and self.established.done():
+            if not self.released.done():
+                self.released.set_result(None)
+            self.close()
+        elif pdu_type == A_RELEASE_RQ and self.established.done():
+            self.write(encode_release_rp())
+            self._fail(AssociationAborted(f"{self.where} released the association"))
+            self.close()
+        elif pdu_type == A_ABORT:
+            source, reason = decode_abort(body)
+            self._fail(AssociationAborted(f"{self.where}: {describe_abort(source, reason)}"))
+            self.close()
+        else:
+            raise PduError(f"unexpected PDU type 0x{pdu_type:02X}", ABORT_REASON_UNEXPECTED_PDU)
+
+    def _on_protocol_error(self, error: PduError) -> None:
+        self._fail(AssociationAborted(f"protocol error from {self.where}: {error}"))
+        super()._on_protocol_error(error)
+
+    def _on_command(self, context_id: int, command: bytes) -> bool:
+        cmd = dimse.decode_command(command)
+        pending = self._pending
+        responded_to = dimse.command_int(cmd, dimse.MESSAGE_ID_BEING_RESPONDED_TO)
+        if pending is not None and not pending.done() and responded_to == self._pending_id:
+            pending.set_result(cmd)
+        return dimse.command_int(cmd, dimse.COMMAND_DATA_SET_TYPE) != dimse.NO_DATASET
+
+    def _on_data(self, chunk: memoryview) -> None:
+        pass  # responses to C-ECHO and C-STORE carry no dataset; others are not requested
+
+    def _on_dataset_end(self, context_id: int) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._fail(
+            AssociationAborted(f"connection to {self.where} lost{f': {exc}' if exc else ''}")
+        )
+
+
+class Association:
+    """An association we requested. Create with :meth:`connect`; use as an async context
+    manager to release it (or abort it when the block raises)."""
+
+    def __init__(
+        self,
+        connection: _RequestorConnection,
+        accept: AssociateAccept,
+        proposed: dict[int, str],
+        dimse_timeout: float | None,
+        acse_timeout: float,
+    ) -> None:
+        self._conn = connection
+        self.accept = accept
+        self.contexts: tuple[AcceptedContext, ...] = tuple(
+            AcceptedContext(r.context_id, proposed[r.context_id], r.transfer_syntax)
+            for r in accept.results
+            if r.result == PC_ACCEPTANCE and r.context_id in proposed
+        )
+        self.peer_max_pdu = accept.max_pdu
+        self._send_max = min(accept.max_pdu or MAX_SEND_PDU, MAX_SEND_PDU)
+        self._dimse_timeout = dimse_timeout
+        self._acse_timeout = acse_timeout
+        self._message_ids = itertools.count(1)
+        self._busy = False
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        called_aet: str,
+        calling_aet: str = "MERCURE",
+        contexts: Sequence[ContextProposal] = (ContextProposal(VERIFICATION_SOP_CLASS),),
+        roles: Sequence[RoleSelection] = (),
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        max_pdu: int = 262144,
+        connect_timeout: float = 30.0,
+        acse_timeout: float = 30.0,
+        dimse_timeout: float | None = 120.0,
+        read_buffer_size: int = 65536,
+    ) -> Association:
+        """Connect, propose ``contexts`` (at most 128) and wait for the peer's answer.
+
+        Raises AssociationRejected, or AssociationError when the peer cannot be reached.
+        """
+        if not 0 < len(contexts) <= 128:
+            raise ValueError("propose between 1 and 128 presentation contexts")
+        proposals = [
+            PresentationContextProposal(2 * i + 1, c.abstract_syntax, tuple(c.transfer_syntaxes))
+            for i, c in enumerate(contexts)
+        ]
+        request = AssociateRequest(
+            called_aet=called_aet,
+            calling_aet=calling_aet,
+            contexts=proposals,
+            max_pdu=max_pdu,
+            role_selections=list(roles),
+        )
+        where = f"{called_aet}@{host}:{port}"
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _RequestorConnection(request, where, read_buffer_size),
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=server_hostname if ssl_context else None,
+                ),
+                connect_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            raise AssociationError(
+                f"cannot connect to {where}: {exc or type(exc).__name__}"
+            ) from exc
+        try:
+            accept = await asyncio.wait_for(asyncio.shield(connection.established), acse_timeout)
+        except TimeoutError:
+            connection.force_close()
+            raise AssociationAborted(f"{where} did not answer the association request") from None
+        proposed = {p.context_id: p.abstract_syntax for p in proposals}
+        return cls(connection, accept, proposed, dimse_timeout, acse_timeout)
+
+    def context_for(self, sop_class_uid: str, transfer_syntax_uid: str) -> AcceptedContext | None:
+        """The accepted context for this SOP class in this transfer syntax, if any."""
+        for context in self.contexts:
+            if (
+                context.abstract_syntax == sop_class_uid
+                and context.transfer_syntax == transfer_syntax_uid
+            ):
+                return context
+        return None
+
+    @property
+    def is_open(self) -> bool:
+        """True while requests can be sent."""
+        return self._conn.error is None and not self._conn.closing
+
+    async def echo(self) -> DimseResponse:
+        """Send a C-ECHO-RQ (Verification must have been accepted)."""
+        context = next(
+            (c for c in self.contexts if c.abstract_syntax == VERIFICATION_SOP_CLASS), None
+        )
+        if context is None:
+            raise PresentationContextError(
+                f"{self._conn.where} did not accept the Verification SOP class"
+            )
+        message_id = self._next_message_id()
+        return await self._request(
+            context.context_id, dimse.encode_c_echo_rq(message_id), message_id, None
+        )
+
+    async def store_file(self, path: Path | str, *, priority: int = 0) -> DimseResponse:
+        """Send a Part 10 file with C-STORE, its dataset streamed from disk as stored.
+
+        Raises PresentationContextError when no accepted context has the file's SOP class and
+        transfer syntax (convert it and use :meth:`store_dataset`), DicomFileError when the file
+        is unusable, AssociationError when the association fails.
+        """
+        try:
+            handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, used across awaits
+        except OSError as exc:
+            raise DicomFileError(f"cannot open {path}: {exc}") from exc
+        with handle:
+            meta = read_file_meta_from(handle, str(path))
+            size = os.fstat(handle.fileno()).st_size - meta.dataset_offset
+            handle.seek(meta.dataset_offset)
+            context = self._context_or_raise(meta.sop_class_uid, meta.transfer_syntax_uid)
+            message_id = self._next_message_id()
+            command = dimse.encode_c_store_rq(
+                meta.sop_class_uid, meta.sop_instance_uid, message_id, priority
+            )
+            return await self._request(context.context_id, command, message_id, (handle, size))
+
+    async def store_dataset(
+        self,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        transfer_syntax_uid: str,
+        dataset: bytes | bytearray | memoryview,
+        *,
+        priority: int = 0,
+    ) -> DimseResponse:
+        """Send an encoded dataset (no File Meta) held in memory with C-STORE."""
+        context = self._context_or_raise(sop_class_uid, transfer_syntax_uid)
+        message_id = self._next_message_id()
+        command = dimse.encode_c_store_rq(sop_class_uid, sop_instance_uid, message_id, priority)
+        return await self._request(context.context_id, command, message_id, memoryview(dataset))
+
+    async def release(self) -> None:
+        """Release the association (A-RELEASE); aborts it if the peer does not answer."""
+        if not self.is_open:
+            self._conn.close()
+            return
+        self._conn.write(encode_release_rq())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._conn.released), self._acse_timeout)
+        except AssociationError:
+            pass
+        except TimeoutError:
+            log.warning("%s did not answer A-RELEASE-RQ; aborting", self._conn.where)
+            self.abort()
+        self._conn.close()
+
+    def abort(self) -> None:
+        """Abort the association (A-ABORT) and close the connection."""
+        self._conn.send_abort(ABORT_SOURCE_SERVICE_USER, ABORT_REASON_NOT_SPECIFIED)
+        self._conn.close()
+
+    async def __aenter__(self) -> Association:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is None:
+            await self.release()
+        else:
+            self.abort()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _next_message_id(self) -> int:
+        return next(self._message_ids) % 0xFFFF + 1
+
+    def _context_or_raise(self, sop_class_uid: str, transfer_syntax_uid: str) -> AcceptedContext:
+        context = self.context_for(sop_class_uid, transfer_syntax_uid)
+        if context is None:
+            raise PresentationContextError(
+                f"{self._conn.where} accepted no context for SOP class {sop_class_uid} "
+                f"in transfer syntax {transfer_syntax_uid}"
+            )
+        return context
+
+    async def _request(
+        self,
+        context_id: int,
+        command: bytes,
+        message_id: int,
+        dataset: memoryview | tuple[RawIOBase, int] | None,
+    ) -> DimseResponse:
+        conn = self._conn
+        if conn.error is not None:
+            raise conn.error
+        if self._busy:
+            raise RuntimeError("an Association sends one request at a time")
+        self._busy = True
+        try:
+            response = conn.expect(message_id)
+            conn.write(encode_pdata(context_id, command, command=True, max_pdu=self._send_max))
+            if isinstance(dataset, memoryview):
+                await self._send_memory(context_id, dataset)
+            elif dataset is not None:
+                await self._send_file(context_id, *dataset)
+            try:
+                cmd = await asyncio.wait_for(response, self._dimse_timeout)
+            except TimeoutError:
+                self.abort()
+                raise AssociationAborted(
+                    f"{conn.where} sent no response within {self._dimse_timeout} s"
+                ) from None
+        finally:
+            self._busy = False
+        return DimseResponse(
+            dimse.command_int(cmd, dimse.STATUS) or 0,
+            dimse.command_text(cmd, dimse.ERROR_COMMENT),
+        )
+
+    async def _send_memory(self, context_id: int, data: memoryview) -> None:
+        step = self._send_max - 6
+        size = len(data)
+        start = 0
+        while True:
+            chunk = data[start : start + step]
+            start += len(chunk)
+            self._conn.write(
+                pdata_header(context_id, len(chunk), command=False, last=start >= size) + chunk
+            )
+            if start >= size:
+                return
+            await self._drain()
+
+    async def _send_file(self, context_id: int, handle: RawIOBase, size: int) -> None:
+        step = self._send_max - 6
+        remaining = size
+        while True:
+            n = min(step, remaining)
+            # A fresh block per PDU: the transport may keep a view of it until it is sent.
+            block = bytearray(12 + n)
+            view = memoryview(block)
+            got = 12
+            while got < 12 + n:
+                read = handle.readinto(view[got:])
+                if not read:
+                    self.abort()
+                    raise DicomFileError(
+                        f"{getattr(handle, 'name', 'file')} shrank while being sent"
+                    )
+                got += read
+            remaining -= n
+            view[:12] = pdata_header(context_id, n, command=False, last=not remaining)
+            self._conn.write(block)
+            if not remaining:
+                return
+            await self._drain()
+
+    async def _drain(self) -> None:
+        await self._conn.drain()
+        if self._conn.error is not None:
+            raise self._conn.error
