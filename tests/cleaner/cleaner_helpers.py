@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from mercure.cleaner.cleaner import Clock
-from mercure.cleaner.diskusage import DiskUsage
+from mercure.cleaner.diskusage import DiskUsage, UsageProbe
 from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.events import Event, EventClient, Outbox, read_segment
@@ -47,6 +48,15 @@ def make_task(data: DataFolder, stage: Stage, name: str, *, size: int = 0, files
     ctime = max(os.stat(folder).st_ctime, os.stat(folder / "task.json").st_ctime)
     wait_until(lambda: time.time() > ctime + 0.011, timeout=2)
     return folder
+
+
+@dataclass(frozen=True)
+class SmallFilesystem:
+    """A 4 MiB filesystem for disk-pressure tests and the probe that measures it."""
+
+    root: Path
+    probe: UsageProbe
+    kind: str
 
 
 def full_disk() -> DiskUsage:

@@ -7,11 +7,10 @@ import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cleaner_helpers import EventLog
+from cleaner_helpers import EventLog, SmallFilesystem
 
 from mercure.cleaner.diskusage import DiskUsage, UsageProbe, statvfs_probe
 from mercure.core.datafolder import DataFolder
@@ -59,15 +58,6 @@ def _mount(mount_point: Path, size: int) -> bool:
 
 def _umount(mount_point: Path) -> None:
     subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=True)
-
-
-@dataclass(frozen=True)
-class SmallFilesystem:
-    """A 4 MiB filesystem for disk-pressure tests and the probe that measures it."""
-
-    root: Path
-    probe: UsageProbe
-    kind: str
 
 
 def folder_probe(root: Path, capacity: int) -> UsageProbe:

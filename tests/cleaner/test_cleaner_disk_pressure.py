@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cleaner_helpers import EventLog, clock_at, config_for, make_task
+from cleaner_helpers import EventLog, SmallFilesystem, clock_at, config_for, make_task
 
-from conftest import SmallFilesystem
 from mercure.cleaner.cleaner import Cleaner
 from mercure.core.datafolder import DataFolder, Stage
 
