@@ -7,12 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pydicom
+from processor_harness import Processor, command_module
 
 from mercure.core.datafolder import Stage
 from mercure.core.task import read_task
 from mercure.testing.series import GeneratedSeries
 from mercure.testing.wait import wait_until
-from tests.processor.harness import Processor, command_module
 
 
 def test_command_module_output_goes_to_success_with_result(

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from processor_harness import Processor, command_module
 
 from mercure.core.datafolder import Stage
 from mercure.core.errors import TaskError
@@ -14,7 +15,6 @@ from mercure.core.task import read_task
 from mercure.processor.requeue import requeue_processing
 from mercure.testing.series import GeneratedSeries
 from mercure.testing.wait import wait_until
-from tests.processor.harness import Processor, command_module
 
 
 def _alive(pid: int) -> bool:

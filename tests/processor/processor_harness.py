@@ -130,3 +130,7 @@ class Processor:
                     if kind is None or event["kind"] == kind:
                         found.append(event)
         return found
+
+
+MODULE_IMAGE = "localhost/mercure-test-module:1"
+"""The container test module image, built by the ``podman`` fixture."""
