@@ -138,6 +138,8 @@ def write_config(tmp_path: Path, data: DataFolder, **cleaner: object) -> Path:
         "data_dir": str(data.root),
         "cleaner": {"interval": 0.2, "disk_threshold_percent": 100, **cleaner},
         "supervisor": {"heartbeat_interval": 0.2},
+        # No bookkeeper here (port 9 refuses): events stay in the outboxes for the tests to read.
+        "bookkeeper": {"url": "http://127.0.0.1:9"},
     }
     path.write_text(yaml.safe_dump(document))
     return path

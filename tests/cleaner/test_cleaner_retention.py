@@ -99,7 +99,7 @@ def test_each_removed_task_is_reported_with_stage_age_size_and_reason(
     cleaner.run_pass(config, ignore_window=True)
     [event] = event_log.events("task.cleaned")
     assert event.task_id == "done" and event.series_uid == "1.2.826.0.1.4"
-    assert event.data["stage"] == "success" and event.data["reason"] == "retention"
+    assert event.data["from_stage"] == "success" and event.data["reason"] == "retention"
     assert event.data["bytes"] == size
     assert 2 * DAY - 60 < event.data["age"] < 2 * DAY + 60
     assert not event_log.events("cleaner.disk_pressure")

@@ -36,7 +36,7 @@ def test_cleaner_service_removes_due_tasks_and_nothing_else(
     assert [path.name for path in data.entries(Stage.DISCARD)] == ["discarded"]
     assert [path.name for path in data.entries(Stage.OUTGOING)] == ["sending"]
     [event] = outbox_events(data, "task.cleaned")
-    assert (event.task_id, event.data["reason"], event.data["stage"]) == (
+    assert (event.task_id, event.data["reason"], event.data["from_stage"]) == (
         "done",
         "retention",
         "success",

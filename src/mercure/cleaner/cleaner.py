@@ -280,7 +280,9 @@ class _Run:
                 series_uid=series_uid,
                 study_uid=study_uid,
                 message=f"removed from {task.stage.value} ({reason.value})",
-                stage=task.stage.value,
+                # "stage" would be the state after the event for the bookkeeper (kinds.py);
+                # task.cleaned implies "cleaned", so the stage it left is "from_stage".
+                from_stage=task.stage.value,
                 age=round(removal.age, 3),
                 bytes=size,
                 reason=reason.value,

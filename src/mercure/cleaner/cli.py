@@ -14,8 +14,12 @@ from mercure.cleaner.cleaner import Cleaner, PassReport
 from mercure.cleaner.policy import cleaning_window
 from mercure.core.config import MercureConfig, load_config
 from mercure.core.datafolder import DataFolder
+from mercure.core.delivery import OutboxDeliverer
 from mercure.core.events import EventClient, Outbox
 from mercure.core.logs import configure_logging
+
+DELIVERY_TIMEOUT = 5.0
+"""Longest wait for the bookkeeper to take the events of a ``mercure clean``."""
 
 
 def register(
@@ -62,10 +66,15 @@ def cmd_clean(args: argparse.Namespace) -> int:
             max_bytes=config.events.outbox_max_mb << 20,
             fsync=config.events.fsync,
         )
+        events = EventClient(outbox, "cleaner", instance)
+        # One bounded delivery attempt at the end; what the bookkeeper does not take now stays
+        # in this outbox and goes with the next `mercure clean`.
+        deliverer = OutboxDeliverer.from_config(events, config)
+        deliverer.start()
         try:
-            events = EventClient(outbox, "cleaner", instance)
             report = Cleaner(data, events).run_pass(config, ignore_window=args.ignore_window)
         finally:
+            deliverer.stop(timeout=DELIVERY_TIMEOUT)
             outbox.close()
     print(render_report(report, config))
     return 0
