@@ -26,6 +26,7 @@ from typing import ClassVar
 from mercure.core.clock import utcnow
 from mercure.core.config import ConfigSource, LoadedConfig, MercureConfig
 from mercure.core.datafolder import DataFolder
+from mercure.core.delivery import OutboxDeliverer
 from mercure.core.events import EventClient, Outbox
 from mercure.core.heartbeat import Heartbeat, State, write_heartbeat
 from mercure.core.logs import log_context
@@ -55,6 +56,7 @@ class Service:
             fsync=self.config.events.fsync,
         )
         self.events = EventClient(self.outbox, self.name, self.instance)
+        self.deliverer = OutboxDeliverer.from_config(self.events, self.config)
         self.stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -119,6 +121,7 @@ class Service:
         if loaded is None:
             return False
         self.events.emit("config.reloaded", message=f"configuration reloaded from {loaded.path}")
+        self.deliverer.apply_config(loaded.config)
         self.on_config(loaded)
         return True
 
@@ -135,6 +138,7 @@ class Service:
         # Workers reload between steps; server-shaped services have no steps, so poll for them.
         is_worker = type(self).serve is Service.serve
         watcher = asyncio.create_task(self._config_loop()) if not is_worker else None
+        self.deliverer.start()
         self.events.emit("service.boot", message=f"{self.name} started (pid {os.getpid()})")
         log.info("%s starting (pid %d)", self.name, os.getpid())
         code = 0
@@ -162,6 +166,7 @@ class Service:
             self._state = "stopped"
             self._beat()
             self.events.emit("service.stop", message=f"{self.name} stopped", exit_code=code)
+            self.deliverer.stop()
             self.outbox.close()
         log.info("%s stopped", self.name)
         return code

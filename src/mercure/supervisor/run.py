@@ -11,6 +11,7 @@ from pathlib import Path
 from mercure.core.clock import utcnow
 from mercure.core.config import LoadedConfig
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
+from mercure.core.delivery import OutboxDeliverer
 from mercure.core.events import EventClient, Outbox
 from mercure.core.heartbeat import Heartbeat, liveness, read_heartbeats, write_heartbeat
 from mercure.supervisor.registry import installed_services
@@ -36,6 +37,8 @@ def run_all(loaded: LoadedConfig) -> int:
     instance = socket.gethostname()
     outbox = Outbox(data.outbox_dir, f"supervisor@{instance}")
     events = EventClient(outbox, "supervisor", instance)
+    deliverer = OutboxDeliverer.from_config(events, config)
+    deliverer.start()
     started_at = utcnow()
 
     def beat(supervisor: Supervisor) -> None:
@@ -89,6 +92,7 @@ def run_all(loaded: LoadedConfig) -> int:
                 interval=config.supervisor.heartbeat_interval,
             ),
         )
+        deliverer.stop()
         outbox.close()
 
 

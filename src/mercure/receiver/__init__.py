@@ -1,0 +1,1 @@
+"""The receiver: a DICOM Storage SCP that places every instance durably in ``incoming/``."""

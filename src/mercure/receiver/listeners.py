@@ -1,0 +1,48 @@
+"""From listener configuration to the DICOM upper layer's listener settings (TLS included)."""
+
+from __future__ import annotations
+
+import ssl
+
+from mercure.core.config.models import ListenerConfig, ReceiverConfig, TLSServerConfig
+from mercure.core.errors import PermanentError
+from mercure.dicomnet.server import ListenerSettings
+from mercure.dicomnet.uids import ALL_TRANSFER_SYNTAXES
+
+
+class ListenerError(PermanentError):
+    """A listener cannot be started as configured (bad certificate, port in use ...)."""
+
+
+def server_ssl_context(listener: ListenerConfig, tls: TLSServerConfig) -> ssl.SSLContext:
+    """A TLS server context; a client certificate is required when configured so."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.certificate, tls.key)
+        if tls.ca_certificate is not None:
+            context.load_verify_locations(tls.ca_certificate)
+    except (OSError, ssl.SSLError) as exc:
+        raise ListenerError(
+            f"listener {listener.name!r}: cannot load its TLS certificate or key: {exc}"
+        ) from exc
+    if tls.ca_certificate is not None:
+        context.verify_mode = (
+            ssl.CERT_REQUIRED if tls.require_client_certificate else ssl.CERT_OPTIONAL
+        )
+    return context
+
+
+def listener_settings(listener: ListenerConfig, receiver: ReceiverConfig) -> ListenerSettings:
+    """Settings for one listener of the receiver."""
+    return ListenerSettings(
+        ae_title=listener.aet,
+        host=None if listener.host in ("", "0.0.0.0", "::") else listener.host,
+        port=listener.port,
+        transfer_syntaxes=tuple(listener.transfer_syntaxes) or ALL_TRANSFER_SYNTAXES,
+        max_associations=listener.max_associations,
+        max_pdu=receiver.max_pdu,
+        ssl_context=server_ssl_context(listener, listener.tls) if listener.tls else None,
+        acse_timeout=receiver.acse_timeout,
+        idle_timeout=receiver.idle_timeout,
+    )

@@ -1,0 +1,361 @@
+"""Placing received instances into ``incoming/<series>/``: the receiver's hot path.
+
+Per instance the receiver creates exactly one file and appends one journal line: the dataset is
+streamed into a temporary file (with a File Meta header built without pydicom), the
+SeriesInstanceUID is picked out of the stream by an incremental scanner (no parse), the file is
+renamed into its series folder and fsynced, its journal line is appended, and only then is the
+instance acknowledged. The fsync comes after the rename so that one flush makes both the data and
+the new name durable (ext4, XFS and btrfs commit the rename with the file's fsync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mercure.core.atomic import atomic_write_json
+from mercure.core.clock import utcnow
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.events import EventClient
+from mercure.core.task import ERROR_FILE, Task, TaskInfo, new_task_id, write_task
+from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
+from mercure.dicomnet.errors import StoreRefused
+from mercure.dicomnet.filemeta import build_file_meta
+from mercure.dicomnet.handler import StoreContext
+from mercure.dicomnet.scanner import SERIES_INSTANCE_UID, STUDY_INSTANCE_UID, DatasetScanner
+from mercure.receiver.staging import Staging
+from mercure.receiver.tags import series_tags
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "journal.jsonl"
+TAGS = "tags.json"
+MAX_HELD_SERIES = 4
+"""Series folders one association keeps locked at once; older ones are let go (LRU), so a
+long association (a PACS migration) does not keep every series it sent from being routed."""
+
+_SAFE_UID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def uid_problem(uid: str | None, what: str) -> str | None:
+    """Why ``uid`` cannot name a file or folder, or None when it can."""
+    if not uid:
+        return f"{what} is missing"
+    if ".." in uid or not _SAFE_UID.match(uid):
+        return f"{what} {uid[:80]!r} is not a safe file name"
+    return None
+
+
+class SeriesSlot:
+    """An association's hold on one series folder: a shared lock and the open journal."""
+
+    __slots__ = ("dir_fd", "folder", "inode", "journal_fd", "needs_tags")
+
+    def __init__(self, folder: str, dir_fd: int, journal_fd: int, needs_tags: bool) -> None:
+        self.folder = folder
+        self.dir_fd = dir_fd
+        self.journal_fd = journal_fd
+        self.needs_tags = needs_tags
+        self.inode = os.fstat(dir_fd).st_ino
+
+    def close(self) -> None:
+        """Close the journal and drop the shared lock."""
+        os.close(self.journal_fd)
+        os.close(self.dir_fd)
+
+
+@dataclass
+class AssociationState:
+    """What the receiver keeps per association."""
+
+    key: str
+    listener: str
+    calling_aet: str
+    called_aet: str
+    address: str
+    slots: OrderedDict[str, SeriesSlot] = field(default_factory=OrderedDict)
+    released_series: dict[str, tuple[str, int]] = field(default_factory=dict)
+    series_seen: set[str] = field(default_factory=set)
+    rejected: int = 0
+
+
+class Placer:
+    """Places instances of every association of one receiver process."""
+
+    def __init__(
+        self, data: DataFolder, staging: Staging, events: EventClient, *, fsync: bool
+    ) -> None:
+        self.data = data
+        self.incoming = str(data.stage(Stage.INCOMING))
+        self.staging = staging
+        self.events = events
+        self.fsync = fsync
+        self.associations = 0
+        """Associations open right now (across listeners)."""
+
+    def open_sink(self, state: AssociationState, context: StoreContext) -> InstanceSink:
+        """A sink that streams one instance to a temporary file."""
+        return InstanceSink(self, state, context)
+
+    async def series_slot(self, state: AssociationState, series_uid: str) -> SeriesSlot:
+        """The association's hold on ``incoming/<series_uid>/``, creating the folder if needed."""
+        slot = state.slots.get(series_uid)
+        if slot is not None:
+            state.slots.move_to_end(series_uid)
+            return slot
+        slot = await self._take_series(series_uid)
+        state.slots[series_uid] = slot
+        state.series_seen.add(series_uid)
+        if len(state.slots) > MAX_HELD_SERIES:
+            old_uid, old = state.slots.popitem(last=False)
+            state.released_series[old_uid] = (old.folder, old.inode)
+            old.close()
+        return slot
+
+    async def _take_series(self, series_uid: str) -> SeriesSlot:
+        folder = f"{self.incoming}/{series_uid}"
+        while True:
+            created = False
+            try:
+                os.mkdir(folder)
+                created = True
+            except FileExistsError:
+                pass
+            try:
+                fd = os.open(folder, _DIR_FLAGS)
+            except FileNotFoundError:
+                continue  # the router took it between mkdir and open: make a new one
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # The router holds it for the moment it takes to rename it away.
+                os.close(fd)
+                await asyncio.sleep(0.005)
+                continue
+            try:
+                same = os.stat(folder).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            journal = os.open(
+                f"{folder}/{JOURNAL}", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+            )
+            if created:
+                self.events.emit("series.first_seen", series_uid=series_uid)
+            return SeriesSlot(folder, fd, journal, not os.path.exists(f"{folder}/{TAGS}"))
+
+    def release(self, state: AssociationState, *, released: bool) -> None:
+        """End of an association: journal the release per series (if orderly) and let go."""
+        now = time.time()
+        line = (
+            json.dumps(
+                {"event": "released", "assoc": state.key, "listener": state.listener, "time": now}
+            )
+            + "\n"
+        ).encode()
+        for slot in state.slots.values():
+            if released:
+                os.write(slot.journal_fd, line)
+            slot.close()
+        state.slots.clear()
+        if released:
+            for folder, inode in state.released_series.values():
+                self._journal_release_late(folder, inode, line)
+
+    @staticmethod
+    def _journal_release_late(folder: str, inode: int, line: bytes) -> None:
+        # A series let go earlier: journal the release only into that same folder, not into a
+        # new folder of the same series made by a late arrival after the router took it.
+        try:
+            fd = os.open(folder, _DIR_FLAGS)
+        except FileNotFoundError:
+            return
+        try:
+            if os.fstat(fd).st_ino != inode:
+                return
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            journal = os.open(f"{folder}/{JOURNAL}", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            os.write(journal, line)
+            os.close(journal)
+        except (BlockingIOError, FileNotFoundError):
+            return
+        finally:
+            os.close(fd)
+
+    def write_tags(self, slot: SeriesSlot, path: str, state: AssociationState) -> None:
+        """Write the series' tags file from its first instance (once per series)."""
+        sender = {
+            "SenderAET": state.calling_aet,
+            "ReceiverAET": state.called_aet,
+            "SenderAddress": state.address,
+        }
+        try:
+            tags = series_tags(Path(path), sender)
+        except Exception as exc:
+            log.warning("tags of a new series could not be read (%s); router will rebuild", exc)
+            return
+        atomic_write_json(Path(slot.folder) / TAGS, tags, fsync=False)
+        slot.needs_tags = False
+
+    def reject(self, sink: InstanceSink, reason: str, series_uid: str | None) -> int:
+        """Keep an instance that cannot be placed in ``error/`` with the reason; its status."""
+        context = sink.context
+        task_id = new_task_id()
+        folder = self.data.stage(Stage.ERROR) / task_id
+        staging = Path(sink.temp_path).with_suffix(".error")
+        staging.mkdir()
+        name = (
+            context.sop_instance_uid
+            if not uid_problem(context.sop_instance_uid, "")
+            else "instance"
+        )
+        os.rename(sink.temp_path, staging / f"{name}.dcm")
+        record = {
+            "fail_stage": "receive",
+            "reason": reason,
+            "service": "receiver",
+            "time": utcnow().isoformat(),
+            "calling_aet": context.calling_aet,
+            "called_aet": context.called_aet,
+            "address": context.peer_address[0],
+        }
+        atomic_write_json(staging / ERROR_FILE, record)
+        info = TaskInfo(
+            action="discard",
+            uid=series_uid or "",
+            sender_aet=context.calling_aet,
+            receiver_aet=context.called_aet,
+            sender_address=context.peer_address[0],
+            fail_stage="receive",
+            reason=reason,
+        )
+        write_task(staging, Task(id=task_id, info=info))
+        os.rename(staging, folder)
+        self.events.emit(
+            "instance.rejected",
+            severity="error",
+            message=f"instance from {context.calling_aet} kept in error/{task_id}: {reason}",
+            task_id=task_id,
+            series_uid=series_uid,
+        )
+        log.error(
+            "instance from %s not placed (%s); kept as error/%s",
+            context.calling_aet,
+            reason,
+            task_id,
+        )
+        return CANNOT_UNDERSTAND
+
+
+class InstanceSink:
+    """Streams one instance into a temporary file and places it when complete."""
+
+    __slots__ = ("_fd", "_placer", "_scanner", "_state", "context", "size", "temp_path")
+
+    def __init__(self, placer: Placer, state: AssociationState, context: StoreContext) -> None:
+        self._placer = placer
+        self._state = state
+        self.context = context
+        self.temp_path = placer.staging.new_path()
+        self._fd: int | None = os.open(self.temp_path, _OPEN_FLAGS, 0o644)
+        self._scanner = DatasetScanner(context.transfer_syntax_uid)
+        self.size = 0
+        self._write(
+            build_file_meta(
+                context.sop_class_uid,
+                context.sop_instance_uid,
+                context.transfer_syntax_uid,
+                context.calling_aet,
+            )
+        )
+
+    def _write(self, data: bytes | memoryview) -> None:
+        try:
+            written = os.write(self._fd, data)  # type: ignore[arg-type]
+            while written < len(data):
+                data = memoryview(data)[written:]
+                written = os.write(self._fd, data)  # type: ignore[arg-type]
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreRefused(OUT_OF_RESOURCES, "disk full while receiving") from exc
+            raise
+
+    def write(self, chunk: memoryview) -> None:
+        """Append dataset bytes; look for the series UID while it has not been seen."""
+        self._write(chunk)
+        self.size += len(chunk)
+        scanner = self._scanner
+        if not scanner.done:
+            scanner.feed(chunk)
+
+    async def finish(self) -> int:
+        """Place the complete instance and return its C-STORE status."""
+        placer = self._placer
+        context = self.context
+        scanner = self._scanner
+        scanner.finish()
+        series_uid = scanner.text(SERIES_INSTANCE_UID)
+        problem = uid_problem(series_uid, "SeriesInstanceUID") or uid_problem(
+            context.sop_instance_uid, "SOPInstanceUID"
+        )
+        if problem is not None:
+            if scanner.error and not series_uid:
+                problem = f"{problem} (dataset not readable: {scanner.error})"
+            self._close()
+            return placer.reject(self, problem, series_uid)
+        assert series_uid is not None
+        slot = await placer.series_slot(self._state, series_uid)
+        final = f"{slot.folder}/{context.sop_instance_uid}.dcm"
+        os.rename(self.temp_path, final)
+        fd = self._fd
+        assert fd is not None
+        if placer.fsync:
+            if placer.associations > 1:
+                # Let other associations go on meanwhile; their fsyncs then share journal
+                # commits. Alone, the hand-off to a thread would only add latency.
+                await asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
+            else:
+                os.fsync(fd)
+        self._close()
+        state = self._state
+        record = {
+            "sop": context.sop_instance_uid,
+            "calling_aet": state.calling_aet,
+            "called_aet": state.called_aet,
+            "address": state.address,
+            "listener": state.listener,
+            "assoc": state.key,
+            "time": time.time(),
+            "size": self.size,
+            "ts": context.transfer_syntax_uid,
+            "study": scanner.text(STUDY_INSTANCE_UID),
+        }
+        os.write(slot.journal_fd, (json.dumps(record) + "\n").encode())
+        if slot.needs_tags:
+            placer.write_tags(slot, final, state)
+        return SUCCESS
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def abort(self) -> None:
+        """The association ended mid-dataset (or placing failed): remove the partial file."""
+        self._close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp_path)

@@ -1,0 +1,93 @@
+"""``mercure receiver``: serves every configured DICOM listener until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from mercure.core.config import LoadedConfig
+from mercure.core.config.models import ListenerConfig, ReceiverConfig
+from mercure.core.datafolder import Stage
+from mercure.core.service import Service
+from mercure.dicomnet.server import DicomServer
+from mercure.receiver.handler import DiskGuard, ReceiverHandler
+from mercure.receiver.listeners import ListenerError, listener_settings
+from mercure.receiver.placement import Placer
+from mercure.receiver.staging import Staging
+
+log = logging.getLogger(__name__)
+
+
+class ReceiverService(Service):
+    """The DICOM Storage SCP: one event loop serves every association of every listener."""
+
+    name = "receiver"
+
+    async def setup(self) -> None:
+        """Recover the staging area and prepare the placer; listeners start in serve()."""
+        incoming = self.data.stage(Stage.INCOMING)
+        self.staging = Staging(incoming, self.instance)
+        self.placer = Placer(self.data, self.staging, self.events, fsync=self.config.receiver.fsync)
+        self.disk = DiskGuard(str(incoming), self.config.receiver.min_free_disk_mb << 20)
+        self.servers: dict[str, tuple[tuple[ListenerConfig, ReceiverConfig], DicomServer]] = {}
+        self._apply_lock = asyncio.Lock()
+        self._reconfigure: asyncio.Task[None] | None = None
+
+    async def serve(self) -> None:
+        """Listen until the first stop signal, then let open associations finish."""
+        await self._apply_listeners(initial=True)
+        await self.stopping.wait()
+        grace = self.config.supervisor.stop_timeout
+        await asyncio.gather(*(server.shutdown(grace) for _, server in self.servers.values()))
+        self.servers.clear()
+
+    def on_config(self, loaded: LoadedConfig) -> None:
+        """Apply receiver changes: fsync and disk floor at once, listeners by restarting them."""
+        receiver = loaded.config.receiver
+        self.placer.fsync = receiver.fsync
+        self.disk.floor_bytes = receiver.min_free_disk_mb << 20
+        self._reconfigure = asyncio.get_running_loop().create_task(self._apply_listeners())
+
+    async def _apply_listeners(self, *, initial: bool = False) -> None:
+        async with self._apply_lock:
+            receiver = self.config.receiver
+            wanted = {listener.name: listener for listener in receiver.listeners}
+            for name, (settings, server) in list(self.servers.items()):
+                if wanted.get(name) != settings[0] or settings[1] != receiver:
+                    log.info("listener %s changed: restarting it", name)
+                    await server.shutdown(self.config.supervisor.stop_timeout)
+                    del self.servers[name]
+            for name, listener in wanted.items():
+                if name in self.servers:
+                    continue
+                try:
+                    self.servers[name] = (
+                        (listener, receiver),
+                        await self._start(listener, receiver),
+                    )
+                except ListenerError as exc:
+                    if initial:
+                        raise
+                    log.error("%s", exc)
+                    self.events.emit("listener.failed", severity="error", message=str(exc))
+
+    async def _start(self, listener: ListenerConfig, receiver: ReceiverConfig) -> DicomServer:
+        handler = ReceiverHandler(listener, self.placer, self.events, self.disk)
+        server = DicomServer(listener_settings(listener, receiver), handler)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ListenerError(
+                f"listener {listener.name!r} cannot listen on {listener.host}:{listener.port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        log.info("listener %s: %s on port %d", listener.name, listener.aet, server.port)
+        return server
+
+    async def teardown(self) -> None:
+        """Remove this process's (empty) staging folder."""
+        if hasattr(self, "staging"):
+            self.staging.close()
+
+
+SERVICE = ReceiverService
