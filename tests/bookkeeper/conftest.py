@@ -6,6 +6,7 @@ database with a unique name and drops it at the end; each test gets its own sche
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -81,22 +82,40 @@ def _postgres_url(user: str, database: str, schema: str) -> str:
     )
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.peers)],
-)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a SQLite file, or a fresh schema in the session's PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bookkeeper.sqlite3'}"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.peers)]
+
+
+@contextlib.contextmanager
+def _empty_database(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'bookkeeper.sqlite3'}"
         return
     user, database = request.getfixturevalue("postgres_database")
     schema = f"t_{secrets.token_hex(6)}"
     conninfo = f"host={POSTGRES_HOST} port={POSTGRES_PORT} user={user} dbname={database}"
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
-    yield _postgres_url(user, database, schema)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield _postgres_url(user, database, schema)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh schema in the session's PostgreSQL database."""
+    with _empty_database(request.param, tmp_path, request) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``database_url``, shared by the tests of one module (for read-only tests)."""
+    with _empty_database(request.param, tmp_path_factory.mktemp("db"), request) as url:
+        yield url
 
 
 @pytest.fixture

@@ -63,9 +63,12 @@ metadata = MetaData(
 events = Table(
     "events",
     metadata,
-    Column("id", String, primary_key=True, comment="Event id: what makes a retry harmless."),
-    Column("time", UTCDateTime, nullable=False, comment="When the event happened."),
-    Column("received_at", UTCDateTime, nullable=False, comment="When the bookkeeper stored it."),
+    # Event id: what makes a retry harmless.
+    Column("id", String, primary_key=True),
+    # When the event happened.
+    Column("time", UTCDateTime, nullable=False),
+    # When the bookkeeper stored it.
+    Column("received_at", UTCDateTime, nullable=False),
     Column("service", String, nullable=False),
     Column("instance", String, nullable=False),
     Column("kind", String, nullable=False),
@@ -74,7 +77,8 @@ events = Table(
     Column("series_uid", String),
     Column("study_uid", String),
     Column("message", Text, nullable=False),
-    Column("data", JSON, nullable=False, comment="Event data without `task` and `log`."),
+    # Event data without `task` and `log`.
+    Column("data", JSON, nullable=False),
     Index(None, "time"),
     Index(None, "task_id", "time"),
     Index(None, "series_uid", "time"),
@@ -97,7 +101,8 @@ series = Table(
     Column("instance_count", Integer, nullable=False),
     Column("first_received", UTCDateTime, nullable=False),
     Column("last_received", UTCDateTime, nullable=False),
-    Column("tags", JSON, nullable=False, comment="Tags of the series' first instance."),
+    # Tags of the series' first instance.
+    Column("tags", JSON, nullable=False),
     Index(None, "study_uid"),
     Index(None, "patient_id"),
     Index(None, "accession"),
@@ -108,7 +113,8 @@ tasks = Table(
     "tasks",
     metadata,
     Column("task_id", String, primary_key=True),
-    Column("parent_id", String, comment="The task this one was split from, if any."),
+    # The task this one was split from, if any.
+    Column("parent_id", String),
     Column("series_uid", String),
     Column("study_uid", String),
     Column("patient_id", String),
@@ -116,12 +122,14 @@ tasks = Table(
     Column("action", String),
     Column("applied_rule", String),
     Column("priority", String),
-    Column("state", String, nullable=False, comment="Stage folder, or `cleaned`."),
+    # Stage folder, or `cleaned`.
+    Column("state", String, nullable=False),
     Column("state_time", UTCDateTime),
     Column("fail_stage", String),
     Column("fail_reason", Text),
     Column("fail_time", UTCDateTime),
-    Column("document_time", UTCDateTime, comment="Time of the newest task.json version."),
+    # Time of the newest task.json version.
+    Column("document_time", UTCDateTime),
     Column("version_count", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -148,7 +156,8 @@ task_targets = Table(
     metadata,
     Column("task_id", String, primary_key=True),
     Column("target", String, primary_key=True),
-    Column("state", String, nullable=False, comment="waiting, sending, retrying, complete, error"),
+    # waiting, sending, retrying, complete, error
+    Column("state", String, nullable=False),
     Column("state_time", UTCDateTime, nullable=False),
     Column("reason", Text),
     Index(None, "target", "task_id"),
@@ -161,7 +170,8 @@ task_versions = Table(
     Column("task_id", String, nullable=False),
     Column("time", UTCDateTime, nullable=False),
     Column("kind", String, nullable=False),
-    Column("document", JSON, nullable=False, comment="The whole task.json of this version."),
+    # The whole task.json of this version.
+    Column("document", JSON, nullable=False),
     Index(None, "task_id", "time"),
 )
 
@@ -176,7 +186,8 @@ processing = Table(
     Column("exit_code", Integer),
     Column("success", Boolean, nullable=False),
     Column("log", Text, nullable=False),
-    Column("result", JSON, comment="The module's result.json, if it wrote one."),
+    # The module's result.json, if it wrote one.
+    Column("result", JSON),
     Index(None, "task_id"),
     Index(None, "module", "ended_at"),
 )

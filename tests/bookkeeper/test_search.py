@@ -1,0 +1,192 @@
+"""The read API: search tasks, series and events by every filter, with paging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pytest
+from bookkeeper_harness import RunningApp, serve_app
+from bookkeeper_pipeline import Pipeline, SeriesRun
+
+from mercure.bookkeeper.app import create_app
+from mercure.bookkeeper.database import create_database_engine, migrate
+from mercure.bookkeeper.ingest import ingest
+
+SERIES = 12
+
+
+@dataclass
+class Populated:
+    """A bookkeeper holding the events of :data:`SERIES` series."""
+
+    app: RunningApp
+    runs: list[SeriesRun]
+
+    def created(self, index: int) -> datetime:
+        """When the task of series ``index`` was created."""
+        return next(e.time for e in self.runs[index].events if e.kind == "task.created")
+
+
+@pytest.fixture(scope="module")
+def populated(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Populated]:
+    """Every test of this module reads the same data (once per database backend)."""
+    engine = create_database_engine(module_database_url)
+    migrate(engine)
+    pipeline = Pipeline(tmp_path_factory.mktemp("outbox"))
+    runs = [pipeline.run_series(i, process=i % 2 == 0, fail=i % 5 == 4) for i in range(SERIES)]
+    pipeline.stop()
+    ingest(engine, pipeline.emitted)
+    for running in serve_app(create_app(engine, api_key="test-token-3f9a")):
+        yield Populated(running, runs)
+    engine.dispose()
+
+
+def _all_pages(app: RunningApp, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        response = app.client.get(path, params={**params, "offset": offset})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        offset = page["next_offset"]
+    return items
+
+
+Case = tuple[dict[str, Any] | Callable[[Populated], dict[str, Any]], Callable[[SeriesRun], bool]]
+
+TASK_CASES: dict[str, Case] = {
+    "accession": ({"accession": "ACC0003"}, lambda r: r.index == 3),
+    "patient_id": ({"patient_id": "PAT1"}, lambda r: r.index % 5 == 1),
+    "series_uid": ({"series_uid": "1.2.826.0.1.3680043.10.543.1.4"}, lambda r: r.index == 4),
+    "study_uid": ({"study_uid": "1.2.826.0.1.3680043.10.543.2.1"}, lambda r: r.index in (2, 3)),
+    "rule": ({"rule": "mr_rule"}, lambda r: r.rule == "mr_rule"),
+    "target": ({"target": "archive"}, lambda r: r.target == "archive"),
+    "state": ({"state": "error"}, lambda r: r.failed),
+    "several_states": ({"state": ["error", "cleaned"]}, lambda r: True),
+    "since": (lambda p: {"since": p.created(7).isoformat()}, lambda r: r.index >= 7),
+    "until": (lambda p: {"until": p.created(3).isoformat()}, lambda r: r.index < 3),
+    "combined": (
+        {"rule": "ct_rule", "state": "cleaned", "patient_id": "PAT0"},
+        lambda r: r.rule == "ct_rule" and not r.failed and r.patient_id == "PAT0",
+    ),
+    "no_match": ({"accession": "nothing"}, lambda r: False),
+}
+
+
+def _params(case: Case, populated: Populated) -> dict[str, Any]:
+    params = case[0]
+    return params(populated) if callable(params) else dict(params)
+
+
+@pytest.mark.parametrize("name", list(TASK_CASES))
+def test_task_search_filters(populated: Populated, name: str) -> None:
+    """Each task filter, alone and combined, selects exactly the matching tasks."""
+    case = TASK_CASES[name]
+    found = _all_pages(populated.app, "/api/v1/tasks", {**_params(case, populated), "limit": 5})
+    expected = {run.task_id for run in populated.runs if case[1](run)}
+    assert {task["task_id"] for task in found} == expected
+    assert len(found) == len(expected)
+
+
+def test_task_pages_are_newest_first_and_complete(populated: Populated) -> None:
+    """Paging through tasks visits each once, newest first, with its targets and rules."""
+    found = _all_pages(populated.app, "/api/v1/tasks", {"limit": 5})
+    assert [task["task_id"] for task in found] == [run.task_id for run in reversed(populated.runs)]
+    first = found[-1]
+    assert first["rules"] == ["ct_rule"]
+    assert [(t["target"], t["state"]) for t in first["targets"]] == [("pacs", "complete")]
+
+
+SERIES_CASES: dict[str, Case] = {
+    "accession": ({"accession": "ACC0005"}, lambda r: r.index == 5),
+    "patient_id": ({"patient_id": "PAT2"}, lambda r: r.index % 5 == 2),
+    "series_uid": ({"series_uid": "1.2.826.0.1.3680043.10.543.1.6"}, lambda r: r.index == 6),
+    "study_uid": ({"study_uid": "1.2.826.0.1.3680043.10.543.2.4"}, lambda r: r.index in (8, 9)),
+    "modality": ({"modality": "MR"}, lambda r: r.modality == "MR"),
+    "sender_aet": ({"sender_aet": "MODALITY"}, lambda r: True),
+    "rule": ({"rule": "ct_rule"}, lambda r: r.rule == "ct_rule"),
+    "target": ({"target": "pacs"}, lambda r: r.target == "pacs"),
+    "state": ({"state": "error"}, lambda r: r.failed),
+    "since": (
+        lambda p: {"since": p.runs[9].events[0].time.isoformat()},
+        lambda r: r.index >= 9,
+    ),
+    "until": (
+        lambda p: {"until": p.runs[2].events[0].time.isoformat()},
+        lambda r: r.index < 2,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SERIES_CASES))
+def test_series_search_filters(populated: Populated, name: str) -> None:
+    """Each series filter selects exactly the matching series."""
+    case = SERIES_CASES[name]
+    found = _all_pages(populated.app, "/api/v1/series", {**_params(case, populated), "limit": 4})
+    expected = {run.series_uid for run in populated.runs if case[1](run)}
+    assert {series["series_uid"] for series in found} == expected
+    assert len(found) == len(expected)
+
+
+def test_series_record_holds_key_tags_and_counts(populated: Populated) -> None:
+    """A series row carries its key tags, sender and instance count."""
+    (series,) = populated.app.client.get("/api/v1/series", params={"accession": "ACC0000"}).json()[
+        "items"
+    ]
+    assert series["patient_id"] == "PAT0"
+    assert series["modality"] == "CT"
+    assert series["sender_aet"] == "MODALITY"
+    assert series["instance_count"] == 3
+    assert series["tags"]["SeriesDescription"] == "series 0"
+
+
+EVENT_CASES: dict[str, tuple[dict[str, Any], Callable[[Any], bool]]] = {
+    "kind": ({"kind": "dispatch.complete"}, lambda e: e.kind == "dispatch.complete"),
+    "kind_prefix": ({"kind_prefix": "dispatch."}, lambda e: e.kind.startswith("dispatch.")),
+    "service": ({"service": "processor"}, lambda e: e.service == "processor"),
+    "severity": ({"severity": "error"}, lambda e: e.severity in ("error", "critical")),
+    "task_id": ({"task_id": "task-0002"}, lambda e: e.task_id == "task-0002"),
+    "series_uid": (
+        {"series_uid": "1.2.826.0.1.3680043.10.543.1.1"},
+        lambda e: e.series_uid == "1.2.826.0.1.3680043.10.543.1.1",
+    ),
+    "study_uid": (
+        {"study_uid": "1.2.826.0.1.3680043.10.543.2.0"},
+        lambda e: e.study_uid == "1.2.826.0.1.3680043.10.543.2.0",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EVENT_CASES))
+def test_event_search_filters(populated: Populated, name: str) -> None:
+    """Each event filter selects exactly the matching events, newest first."""
+    params, predicate = EVENT_CASES[name]
+    found = _all_pages(populated.app, "/api/v1/events", {**params, "limit": 50})
+    emitted = [e for run in populated.runs for e in run.events if predicate(e)]
+    assert {e["id"] for e in found} == {e.id for e in emitted}
+    times = [e["time"] for e in found]
+    assert times == sorted(times, reverse=True)
+
+
+def test_event_search_by_time_range(populated: Populated) -> None:
+    """since/until bound the events by their own time."""
+    all_events = sorted((e for run in populated.runs for e in run.events), key=lambda e: e.time)
+    since, until = all_events[10].time, all_events[20].time
+    found = _all_pages(
+        populated.app,
+        "/api/v1/events",
+        {"since": since.isoformat(), "until": until.isoformat(), "limit": 7},
+    )
+    assert {e["id"] for e in found} == {e.id for e in all_events[10:20]}
+
+
+def test_unknown_task_is_404(populated: Populated) -> None:
+    """Detail and timeline of an unknown task answer 404."""
+    for path in ("/api/v1/tasks/nope", "/api/v1/tasks/nope/timeline"):
+        assert populated.app.client.get(path).status_code == 404
