@@ -43,8 +43,9 @@ def jpeg_series(folder: Path, count: int) -> list[Path]:
 
 
 def stores_received(scp: StoreSCP) -> int:
-    """How many C-STORE requests storescp logged (it must run with -v)."""
-    return scp.log_text().count("Received Store Request")
+    """How many C-STORE requests storescp logged (it must run with -v); stops it to flush."""
+    scp.stop()
+    return scp.log_path.read_text().count("Received Store Request")
 
 
 def test_series_arrives_at_storescp_over_two_associations(

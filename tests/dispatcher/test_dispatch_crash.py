@@ -1,0 +1,74 @@
+"""Crash safety: a dispatcher killed mid-send resumes and re-sends only unconfirmed instances."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Site
+from mercure.core.datafolder import Stage
+from mercure.dispatcher.progress import PROGRESS_FILE
+from mercure.testing.peers import StoreSCP
+from mercure.testing.series import GeneratedSeries
+from mercure.testing.wait import wait_until
+
+
+def start_dispatcher(site: Site) -> subprocess.Popen[bytes]:
+    """``mercure dispatcher`` in a child process."""
+    command = [sys.executable, "-m", "mercure", "dispatcher", "--config", str(site.config_path)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def journal_lines(path: Path) -> list[str]:
+    """Complete lines of the progress journal (file names)."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")[:-1]
+    return [json.loads(line)["file"] for line in lines]
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+def test_sigkill_mid_send_resumes_without_resending_confirmed(
+    site: Site, storescp: Callable[..., StoreSCP], series_cache: object, tmp_path: Path
+) -> None:
+    """SIGKILL during a 500-instance send; after a restart the task completes and storescp got
+    each confirmed instance once (at most the one in flight twice)."""
+    series: GeneratedSeries = series_cache.get("tiny", 500)  # type: ignore[attr-defined]
+    scp = storescp(extra_args=["-v"])
+    target = {"type": "dicom", "host": "127.0.0.1", "port": scp.port, "aet_target": scp.ae_title}
+    site.configure({"pacs": target})
+    task_id = site.add_task(series.paths, ["pacs"])
+    journal = site.data.stage(Stage.OUTGOING) / task_id / PROGRESS_FILE
+    first = start_dispatcher(site)
+    try:
+        wait_until(lambda: len(journal_lines(journal)) >= 100, timeout=30, message="100 sent")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    confirmed_before = journal_lines(journal)
+    assert 100 <= len(confirmed_before) < 500, "the kill must hit the middle of the send"
+    second = start_dispatcher(site)
+    try:
+        wait_until(lambda: site.where(task_id) == Stage.SUCCESS, timeout=60, message="delivered")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+    final = journal_lines(site.data.stage(Stage.SUCCESS) / task_id / PROGRESS_FILE)
+    assert sorted(final) == sorted(p.name for p in series.paths)
+    assert not [name for name, n in Counter(final).items() if n > 1]
+    assert scp.sop_instance_uids() == series.sop_instance_uids
+    scp.stop()  # flushes its log
+    received = scp.log_path.read_text().count("Received Store Request")
+    assert 500 <= received <= 501, f"storescp received {received} C-STOREs"
+    status = site.task_json(task_id)["dispatch"]["status"]["pacs"]
+    assert status["state"] == "complete"
+    assert status["instances_sent"] == 500
