@@ -107,6 +107,8 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
             os.rename(out_dir, in_dir)
         out_dir = work / f"{step}-out"
         out_dir.mkdir()
+        # The router merges already; a task made another way still gets the module defaults.
+        processing.settings = {**module.settings, **processing.settings}
         _write_module_task(in_dir, task, processing)
         log_path = work / f"{step}-{name}.log"
         logs.append(log_path)
