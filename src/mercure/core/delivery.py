@@ -162,7 +162,6 @@ class OutboxDeliverer:
         try:
             while True:
                 stopping = self._stopping.is_set()
-                self._report_drops()
                 wait = self._retry_at - time.monotonic()
                 if wait > 0 and not stopping:
                     self._sleep(wait)
@@ -186,6 +185,7 @@ class OutboxDeliverer:
 
         Called by the background thread; tests and tools may call it directly instead.
         """
+        self._report_drops()
         healthy = self.failures == 0
         if not healthy and not self.outbox.sealed_segments():
             # Probe instead of sealing: an outage must not cut the outbox into tiny segments.
