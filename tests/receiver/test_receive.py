@@ -250,3 +250,21 @@ def test_association_events_go_to_the_outbox(receiver: RunningReceiver, tmp_path
     closed = next(event for event in events if event.kind == "association.closed")
     assert closed.data["instances"] == 4 and closed.data["outcome"] == "released"
     assert closed.data["bytes"] == sum(len(dataset_bytes(p)) for p in series.paths)
+
+
+def test_mercure_echo_against_receiver_and_storescp(
+    receiver: RunningReceiver, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mercure echo` succeeds against our receiver and DCMTK's storescp; fails clearly else."""
+    from mercure.cli import main
+
+    assert main(["echo", "127.0.0.1", str(receiver.port), "MERCURE"]) == 0
+    with StoreSCP(tmp_path / "scp") as scp:
+        assert main(["echo", "127.0.0.1", str(scp.port), "STORESCP"]) == 0
+    assert "success" in capsys.readouterr().out
+    assert main(["echo", "127.0.0.1", str(receiver.port), "WRONG"]) == 1
+    assert "called AE title not recognised" in capsys.readouterr().out
+    from mercure.testing.ports import free_port
+
+    assert main(["echo", "127.0.0.1", str(free_port()), "X", "--timeout", "2"]) == 1
+    assert "cannot connect" in capsys.readouterr().out

@@ -28,9 +28,11 @@ class RunningReceiver:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    _log_offset: int = 0
 
     def start(self) -> RunningReceiver:
         """Start the process and wait until it listens."""
+        self._log_offset = len(self.log_text())
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mercure", "receiver", "--config", str(self.config_path)],
@@ -44,7 +46,7 @@ class RunningReceiver:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"receiver exited early:\n{self.log_text()}")
-        return f"on port {self.port}" in self.log_text()
+        return f"on port {self.port}" in self.log_text()[self._log_offset :]
 
     def log_text(self) -> str:
         """What the receiver logged so far."""
