@@ -1,0 +1,132 @@
+"""The ``sftp`` target (paramiko): each task into ``<folder>/<task_id>/``, then ``.complete``.
+
+A file is uploaded under a dot-name and renamed into place, so whoever watches the folder never
+sees half a file; the ``.complete`` marker (holding the number of instances) is written last,
+once every instance of the task is there. The server's host key is checked against
+``known_hosts`` when given; without it any key is accepted (and a warning is logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import posixpath
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import paramiko
+
+from mercure.core.config.models import SftpTarget
+from mercure.dispatcher.errors import DeliveryError
+from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = ".complete"
+TIMEOUT = 20.0
+
+
+class SftpPlugin(TargetPlugin):
+    """Uploads over SFTP."""
+
+    def __init__(self, name: str, config: SftpTarget) -> None:
+        super().__init__(name)
+        self.config = config
+
+    @property
+    def where(self) -> str:
+        """user@host:port, for messages."""
+        return f"{self.config.user}@{self.config.host}:{self.config.port}"
+
+    @contextmanager
+    def _session(self) -> Iterator[paramiko.SFTPClient]:
+        config = self.config
+        client = paramiko.SSHClient()
+        if config.known_hosts:
+            try:
+                client.load_host_keys(str(config.known_hosts))
+            except OSError as exc:
+                raise DeliveryError(f"cannot read known_hosts {config.known_hosts}: {exc}") from exc
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            log.warning(
+                "target %s: no known_hosts given, the server's key is not verified", self.name
+            )
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(
+                config.host,
+                config.port,
+                username=config.user,
+                password=config.password.get_secret_value() if config.password else None,
+                key_filename=str(config.key_file) if config.key_file else None,
+                timeout=TIMEOUT,
+                banner_timeout=TIMEOUT,
+                auth_timeout=TIMEOUT,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+            sftp = client.open_sftp()
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise DeliveryError(f"SFTP login as {self.where} failed: {exc}") from exc
+        except socket.gaierror as exc:
+            client.close()
+            raise DeliveryError(f"unknown host {config.host!r}: {exc.strerror}") from exc
+        except paramiko.SSHException as exc:
+            client.close()
+            raise DeliveryError(f"SSH connection to {self.where} failed: {exc}") from exc
+        except OSError as exc:
+            client.close()
+            raise DeliveryError(f"cannot connect to {self.where}: {exc}") from exc
+        try:
+            yield sftp
+        except (OSError, paramiko.SSHException) as exc:
+            raise DeliveryError(f"SFTP transfer to {self.where} failed: {exc}") from exc
+        finally:
+            client.close()
+
+    async def send(self, job: SendJob, confirm: Confirm) -> SendResult:
+        """Upload the pending files, then the marker."""
+        return await asyncio.to_thread(self._send, job, confirm)
+
+    def _send(self, job: SendJob, confirm: Confirm) -> SendResult:
+        folder = posixpath.join(self.config.folder, job.task_id)
+        with self._session() as sftp:
+            _makedirs(sftp, folder)
+            for path in job.files:
+                temp = posixpath.join(folder, f".{path.name}.part")
+                attributes = sftp.put(str(path), temp)
+                sftp.posix_rename(temp, posixpath.join(folder, path.name))
+                confirm(path, attributes.st_size or path.stat().st_size)
+            temp = posixpath.join(folder, f"{COMPLETE_MARKER}.part")
+            sftp.putfo(io.BytesIO(f"{job.total_files}\n".encode()), temp)
+            sftp.posix_rename(temp, posixpath.join(folder, COMPLETE_MARKER))
+        return SendResult()
+
+    async def test(self) -> str:
+        """Log in, write and remove a probe file in the target folder."""
+        return await asyncio.to_thread(self._test)
+
+    def _test(self) -> str:
+        probe = posixpath.join(self.config.folder, ".mercure-test-target")
+        with self._session() as sftp:
+            sftp.putfo(io.BytesIO(b"mercure test-target\n"), probe)
+            sftp.remove(probe)
+        return f"SFTP login as {self.where} and a write into {self.config.folder} succeeded"
+
+
+def _makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:
+    missing = []
+    current = folder
+    while current not in ("", "/", "."):
+        try:
+            sftp.stat(current)
+            break
+        except FileNotFoundError:
+            missing.append(current)
+            current = posixpath.dirname(current)
+    for part in reversed(missing):
+        sftp.mkdir(part)
