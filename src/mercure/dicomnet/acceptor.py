@@ -173,7 +173,7 @@ class AcceptorConnection(UpperLayerConnection):
             log.warning("association from %s idle for %s s, aborting", self._describe(), timeout)
             self._abort_locally(f"idle for {timeout} s", ABORT_REASON_NOT_SPECIFIED)
             return
-        self._timer = self._loop.call_at(max(due, now + 1.0), self._idle_check)
+        self._timer = self._loop.call_at(max(due, now + min(1.0, timeout)), self._idle_check)
 
     def _abort_locally(self, reason: str, abort_reason: int) -> None:
         if self._state == _ESTABLISHED:

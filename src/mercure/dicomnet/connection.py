@@ -22,6 +22,7 @@ from mercure.dicomnet.pdu import (
     A_ABORT,
     A_ASSOCIATE_RQ,
     ABORT_REASON_INVALID_PARAMETER,
+    ABORT_REASON_NOT_SPECIFIED,
     ABORT_REASON_UNEXPECTED_PARAMETER,
     ABORT_REASON_UNEXPECTED_PDU,
     ABORT_REASON_UNRECOGNIZED_PDU,
@@ -281,6 +282,12 @@ class UpperLayerConnection(asyncio.BufferedProtocol):
         except PduError as exc:
             self._start = self._end = 0
             self._on_protocol_error(exc)
+            return
+        except Exception as exc:
+            # A bug of ours must cost one association, never the service: abort, log loudly.
+            log.exception("internal error while handling data from the peer; aborting")
+            self._start = self._end = 0
+            self._on_protocol_error(PduError(f"internal error: {exc}", ABORT_REASON_NOT_SPECIFIED))
             return
         if self._closing:
             return

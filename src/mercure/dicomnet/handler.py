@@ -10,7 +10,7 @@ ignored (``on_association_*``). All are called on the event loop and must not bl
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from mercure.dicomnet.dimse import SOP_CLASS_NOT_SUPPORTED, SUCCESS
@@ -58,7 +58,7 @@ class AssociationRequest:
     called_aet: str
     peer_host: str
     peer_port: int
-    contexts: tuple[PresentationContextProposal, ...]
+    contexts: tuple[PresentationContextProposal, ...] = field(repr=False)
     implementation_class_uid: str
     implementation_version_name: str
     user_identity: UserIdentity | None
@@ -75,7 +75,7 @@ class AssociationInfo:
     called_aet: str
     peer_host: str
     peer_port: int
-    contexts: tuple[AcceptedContext, ...]
+    contexts: tuple[AcceptedContext, ...] = field(repr=False)
     peer_max_pdu: int
     tls: bool
     started_at: float

@@ -173,6 +173,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("ascii", "replace").strip(" \0")
 
 
+def _title(raw: bytes) -> str:
+    # Latin-1 maps every byte, so whatever title a peer sends can be echoed back unchanged.
+    return raw.decode("latin-1").strip(" \0")
+
+
 def _items(body: bytes, pos: int, end: int) -> list[tuple[int, bytes]]:
     """Split a run of items (type, reserved, 2-byte length) into (type, value) pairs."""
     items = []
@@ -192,7 +197,7 @@ def _decode_fixed_fields(body: bytes) -> tuple[int, str, str]:
     if len(body) < 68:
         raise PduError("association PDU shorter than its fixed fields")
     version = int.from_bytes(body[0:2], "big")
-    return version, _text(body[4:20]), _text(body[20:36])
+    return version, _title(body[4:20]), _title(body[20:36])
 
 
 def _decode_user_info(value: bytes, target: AssociateRequest | AssociateAccept) -> None:
@@ -314,14 +319,14 @@ def _item(item_type: int, value: bytes) -> bytes:
 
 
 def _aet(title: str) -> bytes:
-    raw = title.encode("ascii")
+    raw = title.encode("latin-1")
     if not 0 < len(raw) <= 16:
         raise ValueError(f"AE title {title!r} must have 1 to 16 characters")
     return raw.ljust(16, b" ")
 
 
 def _uid(uid: str) -> bytes:
-    return uid.encode("ascii")
+    return uid.encode("ascii", "replace")
 
 
 def _pdu(pdu_type: int, body: bytes) -> bytes:
