@@ -13,7 +13,7 @@ from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, Target
 
 TargetConfig = DicomTarget | DicomWebTarget | SftpTarget | S3Target | FolderTarget
 
-__all__ = ["Confirm", "SendJob", "SendResult", "TargetPlugin", "build_target"]
+__all__ = ["Confirm", "SendJob", "SendResult", "TargetPlugin", "build_target", "test_target"]
 
 
 def build_target(name: str, config: TargetConfig) -> TargetPlugin:
@@ -37,3 +37,16 @@ def build_target(name: str, config: TargetConfig) -> TargetPlugin:
     from mercure.dispatcher.targets.folder import FolderPlugin
 
     return FolderPlugin(name, config)
+
+
+async def test_target(targets: dict[str, TargetConfig], name: str) -> str:
+    """Run the connection test of the configured target ``name``; its success message.
+
+    Raises :class:`~mercure.core.errors.MercureError` saying what failed (an unknown name too).
+    """
+    from mercure.dispatcher.errors import TargetConfigError
+
+    if name not in targets:
+        known = ", ".join(sorted(targets)) or "none"
+        raise TargetConfigError(f"no target named {name!r} in the configuration (known: {known})")
+    return await build_target(name, targets[name]).test()
