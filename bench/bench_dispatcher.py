@@ -1,0 +1,243 @@
+"""The dispatcher's `dicom` target against DCMTK's senders: same data, same storescp, one run.
+
+Cases, alternating round by round so that both sides see the same machine state:
+
+- one association: `dcmsend` -> storescp, and the dispatcher's delivery engine (dicom target,
+  parallel_associations 1) -> storescp;
+- four associations: four `storescu` processes at once (a quarter of the files each) ->
+  `storescp --fork`, and the engine with parallel_associations 4 -> `storescp --fork`;
+- peak memory: `mercure dispatcher` (a child process) sends a large series (default 2 GB) to
+  Orthanc by DICOMweb; its peak RSS comes from wait4().
+
+The engine is measured in-process from claim to `success/`: it reads the files' meta, sends,
+records every confirmed instance in the progress journal and writes task.json, as in service.
+
+    .venv/bin/python bench/bench_dispatcher.py [--ct 1000] [--tiny 5000] [--rounds 3]
+        [--dicomweb-gb 2] [--work DIR]
+
+Prints instances/s per case and the ratio mercure / DCMTK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from mercure.core.claims import Claim
+from mercure.core.config.models import MercureConfig
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.events import EventClient, Outbox
+from mercure.core.task import Task, TaskDispatch, TaskInfo, new_task_id, write_task
+from mercure.dispatcher.engine import DeliveryEngine
+from mercure.testing.peers import Orthanc, StoreSCP
+from mercure.testing.peers.dcmtk import dcmsend, storescu
+from mercure.testing.series import generate_series
+from mercure.testing.wait import wait_until
+
+
+def queue_task(data: DataFolder, files: list[Path], target: str) -> Path:
+    """A task in outgoing/ with hard links to ``files``."""
+    task_id = new_task_id()
+    folder = data.stage(Stage.OUTGOING) / task_id
+    folder.mkdir()
+    for path in files:
+        os.link(path, folder / path.name)
+    task = Task(
+        id=task_id,
+        info=TaskInfo(action="route", uid="bench"),
+        dispatch=TaskDispatch(target_name=[target]),
+    )
+    write_task(folder, task)
+    return folder
+
+
+def engine_send(data: DataFolder, files: list[Path], port: int, associations: int) -> float:
+    """Seconds the delivery engine takes to deliver ``files`` to storescp on ``port``."""
+    config = MercureConfig.model_validate(
+        {
+            "data_dir": str(data.root),
+            "targets": {
+                "scp": {
+                    "type": "dicom",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "aet_target": "STORESCP",
+                    "parallel_associations": associations,
+                }
+            },
+            "dispatch": {"retry_attempts": 1},
+        }
+    )
+    folder = queue_task(data, files, "scp")
+    outbox = Outbox(data.outbox_dir, f"bench@{os.getpid()}")
+    engine = DeliveryEngine(data, EventClient(outbox, "dispatcher", "bench"))
+
+    async def run() -> Path:
+        claim = Claim.take(folder)
+        try:
+            return await engine.run(claim, config)
+        finally:
+            claim.release()
+
+    started = time.perf_counter()
+    where = asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    outbox.close()
+    if where.parent.name != Stage.SUCCESS:
+        raise SystemExit(f"the engine did not deliver: task in {where}")
+    return elapsed
+
+
+def storescu_parallel(port: int, files: list[Path], count: int) -> float:
+    """Seconds ``count`` storescu processes take, each sending an interleaved share."""
+    shares = [files[i::count] for i in range(count)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(lambda share: storescu(port, *share, called_aet="STORESCP"), shares))
+    return time.perf_counter() - started
+
+
+def measure(
+    name: str, count: int, rounds: int, cases: dict[str, Callable[[], float]]
+) -> dict[str, float]:
+    """Median instances/s of each case over ``rounds``, interleaved."""
+    seconds: dict[str, list[float]] = {case: [] for case in cases}
+    for _ in range(rounds):
+        for case, run in cases.items():
+            seconds[case].append(run())
+    rates = {case: count / statistics.median(values) for case, values in seconds.items()}
+    print(f"\n{name} ({count} instances, median of {rounds})")
+    for case, rate in rates.items():
+        print(f"  {case:<40} {rate:8.0f} instances/s")
+    return rates
+
+
+def with_scp(work: Path, fork: bool, run: Callable[[int], float]) -> Callable[[], float]:
+    """A case that starts a fresh storescp (output discarded afterwards) around ``run``."""
+
+    def case() -> float:
+        output = work / "scp-out"
+        shutil.rmtree(output, ignore_errors=True)
+        with StoreSCP(output, fork=fork) as scp:
+            elapsed = run(scp.port)
+        shutil.rmtree(output, ignore_errors=True)
+        return elapsed
+
+    return case
+
+
+def dicomweb_peak_rss(work: Path, gigabytes: float) -> None:
+    """Peak RSS of `mercure dispatcher` sending a large series to Orthanc by STOW-RS."""
+    count = max(1, int(gigabytes * 2000))  # a CT instance is ~0.5 MB
+    print(f"\ngenerating {count} CT instances (~{gigabytes:g} GB) for the DICOMweb case ...")
+    series = generate_series(work / f"big-{count}", "ct", count, seed=3)
+    site = work / "site"
+    shutil.rmtree(site, ignore_errors=True)
+    data = DataFolder(site / "data")
+    data.ensure()
+    with Orthanc(work / "orthanc") as orthanc:
+        config = site / "mercure.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "data_dir": str(data.root),
+                    "targets": {"web": {"type": "dicomweb", "url": orthanc.dicomweb_url}},
+                }
+            )
+        )
+        folder = queue_task(data, series.paths, "web")
+        started = time.perf_counter()
+        command = [sys.executable, "-m", "mercure", "dispatcher", "--config", str(config)]
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        success = data.stage(Stage.SUCCESS) / folder.name
+        try:
+            wait_until(success.exists, timeout=3600, message="the DICOMweb task was delivered")
+            elapsed = time.perf_counter() - started
+        finally:
+            child.send_signal(signal.SIGTERM)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        stored = len(orthanc.instances())
+    print(
+        f"  dispatcher -> Orthanc STOW-RS: {count} instances, {series.total_bytes / 2**30:.2f} GiB "
+        f"in {elapsed:.1f} s, Orthanc stored {stored}; dispatcher peak RSS "
+        f"{usage.ru_maxrss / 1024:.0f} MB"
+    )
+
+
+def main() -> None:
+    """Run the benchmark and print the ratios."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--ct", type=int, default=1000, help="CT instances (0.5 MB each)")
+    parser.add_argument("--tiny", type=int, default=5000, help="tiny instances (9 KB each)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dicomweb-gb", type=float, default=2.0, help="0 skips the RSS case")
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-dispatcher-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"working in {work}; generating data ...")
+    data = DataFolder(work / "data")
+    data.ensure()
+    for kind, count in (("ct", args.ct), ("tiny", args.tiny)):
+        files = generate_series(work / f"{kind}-{count}", kind, count, seed=1).paths
+        single = measure(
+            f"{kind}: one association",
+            count,
+            args.rounds,
+            {
+                "dcmsend -> storescp": with_scp(
+                    work, False, lambda port, files=files: _timed(lambda: dcmsend(port, *files))
+                ),
+                "mercure dicom target -> storescp": with_scp(
+                    work, False, lambda port, files=files: engine_send(data, files, port, 1)
+                ),
+            },
+        )
+        four = measure(
+            f"{kind}: four associations to storescp --fork",
+            count,
+            args.rounds,
+            {
+                "4 x storescu -> storescp --fork": with_scp(
+                    work, True, lambda port, files=files: storescu_parallel(port, files, 4)
+                ),
+                "mercure, 4 associations -> storescp --fork": with_scp(
+                    work, True, lambda port, files=files: engine_send(data, files, port, 4)
+                ),
+            },
+        )
+        one_ratio = single["mercure dicom target -> storescp"] / single["dcmsend -> storescp"]
+        four_ratio = (
+            four["mercure, 4 associations -> storescp --fork"]
+            / four["4 x storescu -> storescp --fork"]
+        )
+        print(f"  ratio mercure / dcmsend (1 association):      {one_ratio:.2f}")
+        print(f"  ratio mercure / 4 x storescu (4 associations): {four_ratio:.2f}")
+        shutil.rmtree(data.stage(Stage.SUCCESS))
+        data.stage(Stage.SUCCESS).mkdir()
+    if args.dicomweb_gb > 0:
+        dicomweb_peak_rss(work, args.dicomweb_gb)
+
+
+def _timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    main()
