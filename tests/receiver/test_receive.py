@@ -10,7 +10,7 @@ import pytest
 
 from mercure.core.datafolder import Stage
 from mercure.core.events import read_segment
-from mercure.testing.peers import PeerError, StoreSCP, dcmsend, echoscu, storescu
+from mercure.testing.peers import Orthanc, PeerError, StoreSCP, dcmsend, echoscu, storescu
 from mercure.testing.series import generate_series
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 
@@ -268,3 +268,44 @@ def test_mercure_echo_against_receiver_and_storescp(
 
     assert main(["echo", "127.0.0.1", str(free_port()), "X", "--timeout", "2"]) == 1
     assert "cannot connect" in capsys.readouterr().out
+
+
+def test_orthanc_sends_a_series_over_c_store(
+    receiver: RunningReceiver, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """A real PACS pushing a series: every instance lands as Orthanc stored it."""
+    series = generate_series(tmp_path / "in", kind="ct", count=5)
+    ids = orthanc.upload(series.paths)
+    orthanc.set_modality("mercure", ("MERCURE", "127.0.0.1", receiver.port))
+    orthanc.store_to_modality("mercure", ids)
+    [folder] = receiver.series_folders()
+    assert sorted(p.stem for p in folder.glob("*.dcm")) == sorted(series.sop_instance_uids)
+    for instance_id in ids:
+        stored = tmp_path / "orthanc.dcm"
+        stored.write_bytes(orthanc.instance_file(instance_id))
+        uid = pydicom.dcmread(stored, stop_before_pixels=True).SOPInstanceUID
+        assert dataset_bytes(folder / f"{uid}.dcm") == dataset_bytes(stored)
+    assert journal(folder)[0]["calling_aet"] == "ORTHANC"
+
+
+def test_listener_change_is_applied_without_restart(
+    receiver: RunningReceiver, tmp_path: Path
+) -> None:
+    """Adding a listener to the configuration opens it in the running receiver."""
+    import yaml
+
+    from mercure.core.config import save_config
+    from mercure.testing.ports import free_port
+    from mercure.testing.wait import wait_until
+
+    config = yaml.safe_load(receiver.config_path.read_text())
+    port = free_port()
+    config["receiver"]["listeners"].append({"name": "second", "port": port, "aet": "MERCURE2"})
+    save_config(receiver.config_path, yaml.safe_dump(config))
+    wait_until(lambda: f"on port {port}" in receiver.log_text(), timeout=15)
+    series = generate_series(tmp_path / "in", kind="tiny", count=2)
+    storescu(port, series.folder, called_aet="MERCURE2")
+    assert len(receiver.instances()) == 2
+    assert {
+        line["listener"] for line in journal(receiver.series_folders()[0]) if "sop" in line
+    } == {"second"}

@@ -271,7 +271,12 @@ class InstanceSink:
         self._state = state
         self.context = context
         self.temp_path = placer.staging.new_path()
-        self._fd: int | None = os.open(self.temp_path, _OPEN_FLAGS, 0o644)
+        try:
+            self._fd: int | None = os.open(self.temp_path, _OPEN_FLAGS, 0o644)
+        except FileNotFoundError:
+            # Someone removed the staging folder under us; make it again rather than fail.
+            placer.staging.recreate()
+            self._fd = os.open(self.temp_path, _OPEN_FLAGS, 0o644)
         self._scanner = DatasetScanner(context.transfer_syntax_uid)
         self.size = 0
         self._write(

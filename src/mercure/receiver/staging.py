@@ -27,10 +27,20 @@ class Staging:
         self.root.mkdir(exist_ok=True)
         self.removed_stale = self._remove_stale()
         self.folder = self.root / f"{instance}-{os.getpid()}"
-        self.folder.mkdir(exist_ok=True)
-        self._fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._fd = self._make_folder()
         self._counter = 0
+
+    def _make_folder(self) -> int:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+
+    def recreate(self) -> None:
+        """Make this process's folder again after it was removed from outside."""
+        log.warning("staging folder %s was removed from outside; recreating it", self.folder)
+        os.close(self._fd)
+        self._fd = self._make_folder()
 
     def _remove_stale(self) -> int:
         removed = 0

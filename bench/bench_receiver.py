@@ -1,0 +1,213 @@
+"""`mercure receiver` against DCMTK's storescp: same data, same machine, one run, interleaved.
+
+DCMTK's storescu sends the same folders to both receivers, alternating round by round:
+
+- one association: storescu -> storescp, and storescu -> mercure receiver;
+- four associations: four storescu processes at once -> `storescp --fork`, and -> mercure;
+- a single large multi-frame instance, to measure the receiver's peak memory (VmHWM).
+
+The receiver runs with its default settings (fsync before every acknowledgement, journal and
+tags written); storescp writes files without fsync. `--no-fsync` also measures the receiver
+with fsync off, to show what the disk flush costs on this machine.
+
+    .venv/bin/python bench/bench_receiver.py [--ct 1000] [--tiny 5000] [--rounds 3] [--big-mb 1024]
+
+Prints instances/s per case and the ratio mercure / storescp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mercure.testing.peers import StoreSCP
+from mercure.testing.peers.dcmtk import dcmtk_program
+from mercure.testing.peers.process import peer_environment
+from mercure.testing.receiver import RunningReceiver, receiver_config, start_receiver
+from mercure.testing.series import generate_series
+
+
+def send(port: int, folders: list[Path], called_aet: str) -> float:
+    """Send each folder on its own association, all at once; seconds until all are done."""
+    started = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            [
+                dcmtk_program("storescu"),
+                "-aec",
+                called_aet,
+                "+sd",
+                "+r",
+                "127.0.0.1",
+                str(port),
+                str(folder),
+            ],
+            env=peer_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for folder in folders
+    ]
+    results = [sender.communicate() for sender in senders]
+    elapsed = time.perf_counter() - started
+    if any(sender.returncode for sender in senders):
+        errors = "".join(out for out, _ in results)
+        raise SystemExit(f"storescu to port {port} failed:\n{errors}")
+    return elapsed
+
+
+def split(folder: Path, parts: int) -> list[Path]:
+    """Hard-link the files of ``folder`` into ``parts`` sub-folders, round robin."""
+    targets = [folder.with_name(f"{folder.name}-part{i}") for i in range(parts)]
+    for target in targets:
+        target.mkdir(exist_ok=True)
+    for i, path in enumerate(sorted(folder.glob("*.dcm"))):
+        link = targets[i % parts] / path.name
+        if not link.exists():
+            link.hardlink_to(path)
+    return targets
+
+
+def measure(
+    name: str, count: int, rounds: int, cases: dict[str, Callable[[], float]]
+) -> dict[str, float]:
+    """Run every case ``rounds`` times, interleaved; the median instances/s of each."""
+    times: dict[str, list[float]] = {case: [] for case in cases}
+    for _ in range(rounds):
+        for case, run in cases.items():
+            times[case].append(run())
+    rates = {case: count / statistics.median(values) for case, values in times.items()}
+    print(f"\n{name} ({count} instances, median of {rounds})")
+    for case, rate in rates.items():
+        print(f"  {case:<34} {rate:8.0f} instances/s")
+    return rates
+
+
+def main() -> None:
+    """Run the benchmark and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ct", type=int, default=1000, help="CT instances (0.5 MB each)")
+    parser.add_argument("--tiny", type=int, default=5000, help="tiny instances (9 KB each)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--big-mb", type=int, default=1024, help="multi-frame instance size")
+    parser.add_argument("--no-fsync", action="store_true", help="also measure with fsync off")
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    args = parser.parse_args()
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-receiver-"))
+    data = work / "data"
+    print(f"working in {work}; generating data ...")
+    sets = {
+        "CT 512x512": generate_series(data / "ct", kind="ct", count=args.ct, seed=1).folder,
+        "tiny 64x64": generate_series(data / "tiny", kind="tiny", count=args.tiny, seed=2).folder,
+    }
+
+    scp_out = work / "storescp"
+    scp = StoreSCP(scp_out, ae_title="STORESCP").start()
+    scp_fork = StoreSCP(work / "storescp-fork", ae_title="STORESCP", fork=True).start()
+    receivers: dict[str, RunningReceiver] = {
+        "mercure": start_receiver(receiver_config(work / "mercure"), work / "mercure.yaml"),
+    }
+    if args.no_fsync:
+        receivers["mercure, fsync off"] = start_receiver(
+            receiver_config(work / "mercure-nofsync", receiver={"fsync": False}),
+            work / "mercure-nofsync.yaml",
+        )
+
+    def fresh(run: Callable[[], float], *folders: Path) -> Callable[[], float]:
+        def case() -> float:
+            for folder in folders:  # empty it, but keep hidden working folders (.receiving)
+                for entry in folder.iterdir():
+                    if not entry.name.startswith("."):
+                        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            return run()
+
+        return case
+
+    try:
+        for name, folder in sets.items():
+            count = len(list(folder.glob("*.dcm")))
+            parts = split(folder, 4)
+            cases: dict[str, Callable[[], float]] = {
+                "storescp, 1 association": fresh(
+                    lambda f=folder: send(scp.port, [f], "STORESCP"), scp_out
+                ),
+            }
+            for label, receiver in receivers.items():
+                incoming = receiver.data.root / "incoming"
+                cases[f"{label}, 1 association"] = fresh(
+                    lambda r=receiver, f=folder: send(r.port, [f], "MERCURE"), incoming
+                )
+            cases["storescp --fork, 4 associations"] = fresh(
+                lambda p=parts: send(scp_fork.port, p, "STORESCP"), scp_fork.output_dir
+            )
+            for label, receiver in receivers.items():
+                incoming = receiver.data.root / "incoming"
+                cases[f"{label}, 4 associations"] = fresh(
+                    lambda r=receiver, p=parts: send(r.port, p, "MERCURE"), incoming
+                )
+            rates = measure(name, count, args.rounds, cases)
+            print(
+                f"  ratio mercure/storescp, 1 association: "
+                f"{rates['mercure, 1 association'] / rates['storescp, 1 association']:.2f}"
+            )
+            print(
+                f"  ratio mercure/storescp --fork, 4 associations: "
+                f"{rates['mercure, 4 associations'] / rates['storescp --fork, 4 associations']:.2f}"
+            )
+
+        if args.big_mb:
+            receiver = receivers["mercure"]
+            big = generate_big(data / "big", args.big_mb)
+            fresh(lambda: 0.0, receiver.data.root / "incoming")()
+            elapsed = send(receiver.port, [big], "MERCURE")
+            assert receiver.process is not None
+            peak = peak_rss_mb(receiver.process.pid)
+            print(
+                f"\nsingle {args.big_mb} MB multi-frame instance: {elapsed:.1f} s, "
+                f"receiver peak RSS {peak:.0f} MB"
+            )
+    finally:
+        for receiver in receivers.values():
+            receiver.stop()
+        scp.stop()
+        scp_fork.stop()
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def generate_big(folder: Path, megabytes: int) -> Path:
+    """A folder with one multi-frame CT instance of about ``megabytes`` MB (512x512 frames)."""
+    import pydicom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "big.dcm"
+    if path.exists():
+        return folder
+    template = generate_series(folder / "template", kind="ct", count=1, seed=9).paths[0]
+    dataset = pydicom.dcmread(template)
+    frames = max(1, megabytes * (1 << 20) // (512 * 512 * 2))
+    dataset.NumberOfFrames = frames
+    dataset.PixelData = bytes(512 * 512 * 2) * frames
+    dataset.save_as(path, enforce_file_format=True)
+    shutil.rmtree(folder / "template")
+    return folder
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+if __name__ == "__main__":
+    main()

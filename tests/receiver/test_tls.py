@@ -1,0 +1,114 @@
+"""DICOM over TLS: DCMTK's storescu with a client certificate, and senders without one."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mercure.dicomnet.errors import AssociationError
+from mercure.dicomnet.requestor import Association, ContextProposal
+from mercure.testing.peers import PeerError, storescu
+from mercure.testing.receiver import RunningReceiver
+from mercure.testing.series import generate_series
+
+pytestmark = pytest.mark.peers
+
+
+def openssl(*args: str | Path) -> None:
+    """Run the openssl command line quietly."""
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test CA with a server certificate (127.0.0.1) and a client certificate it signed."""
+    folder = tmp_path_factory.mktemp("pki")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+            "-keyout", folder / "ca.key", "-out", folder / "ca.pem")  # fmt: skip
+    for name in ("server", "client"):
+        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", folder / f"{name}.key", "-out", folder / f"{name}.csr")  # fmt: skip
+        openssl("x509", "-req", "-in", folder / f"{name}.csr", "-CA", folder / "ca.pem",
+                "-CAkey", folder / "ca.key", "-CAcreateserial", "-days", "2",
+                "-extfile", folder / f"{name}.ext", "-out", folder / f"{name}.pem")  # fmt: skip
+    return folder
+
+
+def tls_listener(pki: Path, *, require: bool) -> dict[str, object]:
+    """Listener settings for TLS with the test server certificate."""
+    tls: dict[str, object] = {
+        "certificate": str(pki / "server.pem"),
+        "key": str(pki / "server.key"),
+    }
+    if require:
+        tls |= {"ca_certificate": str(pki / "ca.pem"), "require_client_certificate": True}
+    return {"tls": tls}
+
+
+def send_without_client_certificate(receiver: RunningReceiver, pki: Path, path: Path) -> int:
+    """C-STORE one file over TLS from Python's ssl, presenting no client certificate."""
+
+    async def send() -> int:
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        association = await Association.connect(
+            "127.0.0.1",
+            receiver.port,
+            called_aet="MERCURE",
+            contexts=[ContextProposal("1.2.840.10008.5.1.4.1.1.2")],
+            ssl_context=context,
+            server_hostname="127.0.0.1",
+            acse_timeout=10,
+        )
+        async with association:
+            return (await association.store_file(path)).status
+
+    return asyncio.run(send())
+
+
+def test_storescu_with_client_certificate_is_accepted(
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path
+) -> None:
+    """A sender presenting a certificate from the configured CA delivers over TLS."""
+    receiver = receiver_factory(listener=tls_listener(pki, require=True))
+    series = generate_series(tmp_path / "in", kind="tiny", count=3)
+    tls = ["+tls", str(pki / "client.key"), str(pki / "client.pem"), "+cf", str(pki / "ca.pem")]
+    storescu(receiver.port, series.folder, called_aet="MERCURE", extra_args=tls)
+    assert len(receiver.instances()) == 3
+
+
+def test_sender_without_required_client_certificate_is_refused(
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path
+) -> None:
+    """With require_client_certificate, a TLS sender without a certificate stores nothing."""
+    receiver = receiver_factory(listener=tls_listener(pki, require=True))
+    series = generate_series(tmp_path / "in", kind="tiny", count=1)
+    with pytest.raises((AssociationError, ssl.SSLError, ConnectionError)):
+        send_without_client_certificate(receiver, pki, series.paths[0])
+    assert receiver.instances() == []
+
+
+def test_client_certificate_optional_when_not_required(
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path
+) -> None:
+    """Without the requirement, a TLS sender without a certificate delivers."""
+    receiver = receiver_factory(listener=tls_listener(pki, require=False))
+    series = generate_series(tmp_path / "in", kind="tiny", count=1)
+    assert send_without_client_certificate(receiver, pki, series.paths[0]) == 0
+    assert len(receiver.instances()) == 1
+
+
+def test_plain_sender_to_tls_listener_stores_nothing(
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path
+) -> None:
+    """A sender that does not speak TLS to a TLS listener fails and nothing is stored."""
+    receiver = receiver_factory(listener=tls_listener(pki, require=False))
+    series = generate_series(tmp_path / "in", kind="tiny", count=1)
+    with pytest.raises(PeerError):
+        storescu(receiver.port, series.folder, called_aet="MERCURE", timeout=30)
+    assert receiver.instances() == []
