@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -276,8 +277,12 @@ class Router:
         work.write_plan(plan)
         self._execute(work, plan)
 
+    def _now(self) -> datetime:
+        # Study times follow the router's clock, so that a test can move time forward.
+        return datetime.fromtimestamp(self.clock(), UTC)
+
     def _plan(self, facts: SeriesFacts, decision: Decision) -> Plan:
-        now = utcnow()
+        now = self._now()
         entries = []
         for rule in decision.study_rules:
             task = study_task(self.config, facts, decision, rule, now)
@@ -326,7 +331,7 @@ class Router:
         name = entry.study_folder or ""
         prepared = Task.model_validate(entry.task).study
         series_uid = prepared.received_series_uid[0] if prepared else ""
-        task, created = self.store.add_series(path, name, utcnow())
+        task, created = self.store.add_series(path, name, self._now())
         if created:
             report.task_created(self.events, task, Stage.STUDIES)
         else:

@@ -1,0 +1,241 @@
+"""``mercure rule-test`` and ``mercure study``: the router's commands.
+
+``mercure rule-test SOURCE`` evaluates one rule (``--rule NAME``), an expression (``-e``), or
+every configured rule against a DICOM file, a ``tags.json``, a series folder, or a series still
+waiting in ``incoming/`` (by SeriesInstanceUID), and prints the result with the tags it used.
+With all rules it also prints what the router would do with the series.
+
+``mercure study list`` shows the studies being collected; ``mercure study complete UID``
+completes them now (``--discard`` sends them to ``discard/`` instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mercure.core.config import LoadedConfig, load_config
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.delivery import OutboxDeliverer
+from mercure.core.errors import PermanentError, TaskError
+from mercure.core.events import EventClient, Outbox
+from mercure.core.logs import configure_logging
+from mercure.core.rules import CompiledRule, RuleResult, RuleSyntaxError, SeriesTags, compile_rule
+from mercure.router import report
+from mercure.router.decision import Decision, decide
+from mercure.router.studies import StudyStore
+from mercure.router.tags import TAGS_FILE, read_tags_file, tags_from_dicom
+
+DELIVERY_TIMEOUT = 5.0
+"""Longest wait for the bookkeeper to take the events of a ``mercure study complete``."""
+
+
+class SourceError(PermanentError):
+    """What ``rule-test`` was asked to read has no tags."""
+
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add ``mercure rule-test`` and ``mercure study`` to the command line."""
+    rule_test = subparsers.add_parser(
+        "rule-test",
+        parents=[common],
+        help="evaluate rules against a DICOM file or a received series",
+        description="Evaluate one rule, an expression, or all configured rules against the tags "
+        "of SOURCE: a DICOM file, a tags.json, a series folder, or the SeriesInstanceUID of a "
+        "series waiting in incoming/. Prints each result and the tags it used.",
+    )
+    rule_test.add_argument("source", help="DICOM file, tags.json, series folder or series UID")
+    which = rule_test.add_mutually_exclusive_group()
+    which.add_argument("--rule", metavar="NAME", help="a rule of the configuration")
+    which.add_argument(
+        "-e", "--expression", help="a rule expression, e.g. \"tags.Modality == 'CT'\""
+    )
+    rule_test.set_defaults(handler=cmd_rule_test)
+
+    study = subparsers.add_parser("study", help="studies being collected (studies/)")
+    commands = study.add_subparsers(dest="study_command", required=True, metavar="COMMAND")
+    listing = commands.add_parser("list", parents=[common], help="list the studies collecting")
+    listing.set_defaults(handler=cmd_study_list)
+    complete = commands.add_parser(
+        "complete", parents=[common], help="complete a collected study now"
+    )
+    complete.add_argument("study_uid", help="StudyInstanceUID")
+    complete.add_argument("--rule", metavar="NAME", help="only the study collected for this rule")
+    complete.add_argument(
+        "--discard", action="store_true", help="send it to discard/ instead of its action"
+    )
+    complete.set_defaults(handler=cmd_study_complete)
+
+
+# --- rule-test ----------------------------------------------------------------------------
+def cmd_rule_test(args: argparse.Namespace) -> int:
+    """Print what the rule(s) say about the source's tags; 0 if the (one) rule is true."""
+    loaded: LoadedConfig | None = None
+    if args.expression is None or not Path(args.source).exists():
+        loaded = load_config(args.config)
+    tags = SeriesTags(load_source_tags(args.source, loaded))
+    if args.expression is not None or args.rule is not None:
+        rule = _one_rule(args, loaded)
+        result = rule.evaluate(tags)
+        print(render_result(rule, result, tags))
+        return 0 if result.value else 1
+    assert loaded is not None
+    decision = decide(
+        loaded.config, loaded.compiled_rules, tags, has_study_uid="StudyInstanceUID" in tags
+    )
+    for name, rule in loaded.compiled_rules.items():
+        if loaded.config.rules[name].disabled:
+            print(f"{name}: disabled")
+            continue
+        print(render_result(rule, rule.evaluate(tags), tags))
+    print(render_decision(decision, loaded))
+    return 0
+
+
+def _one_rule(args: argparse.Namespace, loaded: LoadedConfig | None) -> CompiledRule:
+    if args.expression is not None:
+        try:
+            return compile_rule(args.expression, name="expression")
+        except RuleSyntaxError as exc:
+            raise SourceError(str(exc)) from None
+    assert loaded is not None
+    rule = loaded.compiled_rules.get(args.rule)
+    if rule is None:
+        known = ", ".join(sorted(loaded.compiled_rules)) or "none"
+        raise SourceError(f"no rule '{args.rule}' in {loaded.path} (rules: {known})")
+    return rule
+
+
+def load_source_tags(source: str, loaded: LoadedConfig | None) -> dict[str, str]:
+    """The tags of a DICOM file, a tags.json, a series folder, or a series in incoming/."""
+    path = Path(source)
+    if not path.exists() and loaded is not None:
+        path = DataFolder(loaded.config.data_dir).stage(Stage.INCOMING) / source
+        if not path.exists():
+            raise SourceError(f"{source}: no such file, folder, or series in {path.parent}")
+    if path.is_dir():
+        tags = read_tags_file(path / TAGS_FILE)
+        if tags is not None:
+            return tags
+        for candidate in sorted(path.glob("*.dcm")):
+            return _dicom_tags(candidate)
+        raise SourceError(f"{path}: neither tags.json nor .dcm files in it")
+    if path.suffix == ".json":
+        tags = read_tags_file(path)
+        if tags is None:
+            raise SourceError(f"{path}: not a JSON object of tags")
+        return tags
+    return _dicom_tags(path)
+
+
+def _dicom_tags(path: Path) -> dict[str, str]:
+    try:
+        return tags_from_dicom(path)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{path}: not a readable DICOM file ({exc})") from None
+
+
+def render_result(rule: CompiledRule, result: RuleResult, tags: Mapping[str, str]) -> str:
+    """One rule's result, and the tags it read with their values."""
+    lines = [f"{rule.name or 'rule'}: {'true' if result.value else 'false'}    {rule.source}"]
+    for keyword in result.used_tags:
+        lines.append(f"    {keyword} = {tags.get(keyword, '')!r}")
+    for keyword in result.missing_tags:
+        lines.append(f"    {keyword} is missing: the rule is false")
+    if result.error:
+        lines.append(f"    error: {result.error} (the rule counts as false)")
+    return "\n".join(lines)
+
+
+def render_decision(decision: Decision, loaded: LoadedConfig) -> str:
+    """What the router would do with a series with these tags."""
+    if decision.discarded:
+        return f"=> discard: {decision.reason}"
+    parts = []
+    if decision.route_rules:
+        parts.append("route to " + ", ".join(decision.route_targets))
+    for name in decision.processing_rules:
+        rule = loaded.config.rules[name]
+        after = f", then to {', '.join(rule.targets)}" if rule.targets else ""
+        parts.append(f"process with {' > '.join(rule.processing_module)}{after} ({name})")
+    for name in decision.study_rules:
+        parts.append(f"collect the study for '{name}'")
+    for name in decision.notification_rules:
+        parts.append(f"notify ({name})")
+    return "=> " + "; ".join(parts)
+
+
+# --- study --------------------------------------------------------------------------------
+def cmd_study_list(args: argparse.Namespace) -> int:
+    """List the studies being collected, with their series and age."""
+    data = DataFolder(load_config(args.config).config.data_dir)
+    store = StudyStore(data)
+    now = datetime.now(UTC)
+    names = store.names()
+    for name in names:
+        try:
+            task = store.read(name)
+        except TaskError as exc:
+            print(f"{name}  damaged: {exc}")
+            continue
+        study = task.study
+        if study is None:
+            print(f"{name}  (no study part in task.json)")
+            continue
+        age = (now - study.creation_time).total_seconds()
+        quiet = (now - study.last_receive_time).total_seconds()
+        print(
+            f"{name}  {len(study.received_series_uid)} series  {study.complete_trigger}  "
+            f"created {age:.0f} s ago, last series {quiet:.0f} s ago"
+        )
+    if not names:
+        print("no studies are being collected")
+    return 0
+
+
+def cmd_study_complete(args: argparse.Namespace) -> int:
+    """Complete the studies collected for a StudyInstanceUID now."""
+    loaded = load_config(args.config)
+    config = loaded.config
+    configure_logging(config.logging.level, config.logging.format)
+    data = DataFolder(config.data_dir)
+    store = StudyStore(data)
+    prefix = f"{args.study_uid}#"
+    names = [n for n in store.names() if n.startswith(prefix)]
+    if args.rule is not None:
+        names = [n for n in names if n == f"{prefix}{args.rule}"]
+    if not names:
+        print(f"no study {args.study_uid} is being collected", file=sys.stderr)
+        return 1
+    instance = f"{socket.gethostname()}-cli"
+    outbox = Outbox(
+        data.outbox_dir,
+        f"router@{instance}",
+        max_bytes=config.events.outbox_max_mb << 20,
+        fsync=config.events.fsync,
+    )
+    events = EventClient(outbox, "router", instance)
+    deliverer = OutboxDeliverer.from_config(events, config)
+    deliverer.start()
+    failed = 0
+    reason = "completed by `mercure study complete`"
+    try:
+        for name in names:
+            completed = store.complete(name, forced=True, discard=args.discard, reason=reason)
+            if completed is None:
+                print(f"{name}: busy (the router is adding a series); try again", file=sys.stderr)
+                failed += 1
+                continue
+            report.study_moved(events, completed.task, completed.stage, completed.path, reason)
+            print(f"{name}: task {completed.task.id} moved to {completed.stage.value}/")
+    finally:
+        deliverer.stop(timeout=DELIVERY_TIMEOUT)
+        outbox.close()
+    return 1 if failed else 0
