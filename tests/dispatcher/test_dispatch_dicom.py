@@ -159,3 +159,25 @@ def test_unknown_host_ends_in_error_with_clear_reason(site: Site, tmp_path: Path
     assert site.where(task_id) == Stage.ERROR
     reason = site.task_json(task_id)["info"]["reason"]
     assert reason.startswith("pacs: cannot connect to PACS@no-such-host.invalid:104")
+
+
+def test_series_arrives_over_tls_with_verified_certificate(
+    site: Site, storescp: Callable[..., StoreSCP], tmp_path: Path
+) -> None:
+    """storescp with TLS: the target's certificate is verified against the configured CA."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    scp = storescp(extra_args=["+tls", str(key), str(cert), "-ic"])
+    series = generate_series(tmp_path / "series", "tiny", 3)
+    site.configure(
+        {"pacs": dicom_target(scp.port, scp.ae_title, tls={"ca_certificate": str(cert)})}
+    )
+    task_id = site.add_task(series.paths, ["pacs"])
+    site.run_until_finished(task_id)
+    assert site.where(task_id) == Stage.SUCCESS
+    assert scp.sop_instance_uids() == series.sop_instance_uids

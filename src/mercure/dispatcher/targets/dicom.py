@@ -25,7 +25,7 @@ from mercure.dicomnet.requestor import Association, ContextProposal, DimseRespon
 from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
 from mercure.dispatcher.errors import DeliveryError, TargetConfigError
 from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
-from mercure.dispatcher.transcode import CONVERTIBLE_TO, ConversionError, encode_as
+from mercure.dispatcher.transcode import CONVERTIBLE_TO, encode_as
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +157,13 @@ class DicomPlugin(TargetPlugin):
     ) -> dict[Path, str]:
         rejected: dict[Path, str] = {}
         association = await self._connect(host, calling_aet, contexts)
-        async with association:
+        try:
             for instance in share:
                 try:
                     response = await self._store(association, instance)
-                except (ConversionError, PresentationContextError) as exc:
-                    rejected[instance.path] = str(exc)
-                    continue
                 except AssociationError as exc:
-                    raise DeliveryError(f"{exc}") from exc
-                except MercureError as exc:
+                    raise DeliveryError(str(exc)) from exc
+                except MercureError as exc:  # not convertible, no context, unreadable file
                     rejected[instance.path] = str(exc)
                     continue
                 if response.ok:
@@ -174,6 +171,14 @@ class DicomPlugin(TargetPlugin):
                 else:
                     comment = f" ({response.error_comment})" if response.error_comment else ""
                     rejected[instance.path] = f"status 0x{response.status:04X}{comment}"
+        except BaseException:
+            association.abort()
+            raise
+        try:
+            await association.release()
+        except (DicomNetError, OSError) as exc:
+            # Every response is in: the instances are delivered whatever the release does.
+            log.warning("target %s: association release failed after sending: %s", self.name, exc)
         return rejected
 
     async def _store(self, association: Association, instance: _Instance) -> DimseResponse:
