@@ -181,3 +181,23 @@ def test_series_arrives_over_tls_with_verified_certificate(
     site.run_until_finished(task_id)
     assert site.where(task_id) == Stage.SUCCESS
     assert scp.sop_instance_uids() == series.sop_instance_uids
+
+
+def test_sender_aet_and_address_are_passed_on(site: Site, orthanc: Orthanc, tmp_path: Path) -> None:
+    """pass_sender_aet presents the modality's AE title; use_sender_address ignores host."""
+    series = generate_series(tmp_path / "series", "tiny", 2)
+    target = dicom_target(
+        orthanc.dicom_port, orthanc.aet, pass_sender_aet=True, use_sender_address=True
+    )
+    target["host"] = "192.0.2.1"  # TEST-NET-1: would never answer
+    site.configure({"back": target})
+    task_id = site.add_task(
+        series.paths, ["back"], sender_aet="CT_SCANNER", sender_address="127.0.0.1"
+    )
+    site.run_until_finished(task_id)
+    assert site.where(task_id) == Stage.SUCCESS
+    instances = orthanc.instances()
+    assert len(instances) == 2
+    for instance_id in instances:
+        remote = orthanc.request("GET", f"/instances/{instance_id}/metadata/RemoteAET")
+        assert remote.text == "CT_SCANNER"

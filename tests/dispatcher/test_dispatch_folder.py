@@ -130,3 +130,17 @@ def test_urgent_task_goes_before_normal_and_offpeak_waits(site: Site, tmp_path: 
     order = [e["task_id"] for e in site.events() if e["kind"] == "dispatch.begin"]
     assert order == [urgent, normal]
     assert site.where(offpeak) == Stage.OUTGOING
+
+
+def test_task_left_complete_in_outgoing_is_moved_on(site: Site, tmp_path: Path) -> None:
+    """A task whose targets are all complete (killed before the move) goes to success/."""
+    series = generate_series(tmp_path / "series", "tiny", 1)
+    site.configure({"archive": {"type": "folder", "folder": str(tmp_path / "archive")}})
+    task_id = site.add_task(series.paths, ["archive"])
+    task_dir = site.data.stage(Stage.OUTGOING) / task_id
+    document = json.loads((task_dir / "task.json").read_text())
+    document["dispatch"]["status"] = {"archive": {"state": "complete", "instances_sent": 1}}
+    (task_dir / "task.json").write_text(json.dumps(document))
+    site.run_until_finished(task_id)
+    assert site.where(task_id) == Stage.SUCCESS
+    assert not (tmp_path / "archive").exists()

@@ -82,9 +82,10 @@ class DispatcherService(Service):
             except TaskError:
                 due.append(_Candidate(1, path.name, path))  # the engine moves it to error/
                 continue
+            # No waiting target: a process died between recording the last attempt and moving
+            # the task on; the engine finishes that move.
             when = next_due(task, now) if task.dispatch else now
-            if when is None:
-                continue
+            when = now if when is None else when
             if task.info.priority == "offpeak" and not in_window:
                 continue
             if when > now:
