@@ -62,9 +62,21 @@ class ServerThread:
         self.loop.close()
 
 
+PYDICOM_TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
+
+
 def pydicom_file(name: str) -> Path:
-    """A file shipped with pydicom."""
-    return Path(pydicom.data.get_testdata_file(name))
+    """A file shipped with pydicom (looked up locally: pydicom would try to download others)."""
+    path = PYDICOM_TEST_FILES / name
+    assert path.is_file(), f"{name} is not among pydicom's bundled test files"
+    return path
+
+
+def pydicom_files() -> list[Path]:
+    """Every file bundled with pydicom's test data, sorted."""
+    return sorted(
+        p for p in PYDICOM_TEST_FILES.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
 
 
 def dataset_bytes(path: Path) -> bytes:

@@ -95,6 +95,7 @@ class _RequestorConnection(UpperLayerConnection):
         self.where = where
         self.established: asyncio.Future[AssociateAccept] = loop.create_future()
         self.released: asyncio.Future[None] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
         self.error: AssociationError | None = None
         self._pending: asyncio.Future[dict[int, bytes]] | None = None
         self._pending_id = -1
@@ -167,6 +168,15 @@ class _RequestorConnection(UpperLayerConnection):
         self._fail(
             AssociationAborted(f"connection to {self.where} lost{f': {exc}' if exc else ''}")
         )
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    async def wait_closed(self, timeout: float = 5.0) -> None:
+        """Wait until the transport has really closed its socket (bounded)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.lost), timeout)
+        except TimeoutError:
+            self.force_close()
 
 
 class Association:
@@ -251,7 +261,12 @@ class Association:
             accept = await asyncio.wait_for(asyncio.shield(connection.established), acse_timeout)
         except TimeoutError:
             connection.force_close()
+            await connection.wait_closed()
             raise AssociationAborted(f"{where} did not answer the association request") from None
+        except BaseException:
+            connection.force_close()
+            await connection.wait_closed()
+            raise
         proposed = {p.context_id: p.abstract_syntax for p in proposals}
         return cls(connection, accept, proposed, dimse_timeout, acse_timeout)
 
@@ -325,6 +340,7 @@ class Association:
         """Release the association (A-RELEASE); aborts it if the peer does not answer."""
         if not self.is_open:
             self._conn.close()
+            await self._conn.wait_closed()
             return
         self._conn.write(encode_release_rq())
         try:
@@ -335,6 +351,7 @@ class Association:
             log.warning("%s did not answer A-RELEASE-RQ; aborting", self._conn.where)
             self.abort()
         self._conn.close()
+        await self._conn.wait_closed()
 
     def abort(self) -> None:
         """Abort the association (A-ABORT) and close the connection."""
@@ -349,6 +366,7 @@ class Association:
             await self.release()
         else:
             self.abort()
+            await self._conn.wait_closed()
 
     # --- internals -------------------------------------------------------------------------
 
