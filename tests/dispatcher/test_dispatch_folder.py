@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import Site
 from mercure.core.datafolder import Stage
 from mercure.dispatcher.progress import PROGRESS_FILE
@@ -144,3 +146,17 @@ def test_task_left_complete_in_outgoing_is_moved_on(site: Site, tmp_path: Path) 
     site.run_until_finished(task_id)
     assert site.where(task_id) == Stage.SUCCESS
     assert not (tmp_path / "archive").exists()
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_per_target_limit_bounds_tasks_sent_at_once(site: Site, tmp_path: Path, limit: int) -> None:
+    """With a target limit of 1, one task's send ends before the next begins; with 3, they
+    overlap."""
+    series = generate_series(tmp_path / "series", "tiny", 20)
+    folder = {"type": "folder", "folder": str(tmp_path / "archive"), "max_parallel_tasks": limit}
+    site.configure({"archive": folder}, max_parallel_tasks=3)
+    task_ids = [site.add_task(series.paths, ["archive"]) for _ in range(3)]
+    site.run_until_finished(*task_ids)
+    kinds = [e["kind"] for e in site.events() if e["kind"] != "dispatch.failed"]
+    alternating = ["dispatch.begin", "dispatch.complete"] * 3
+    assert (kinds == alternating) is (limit == 1)

@@ -168,18 +168,18 @@ class DeliveryEngine:
             counters.instances += 1
             counters.size += size
 
-        self.events.emit(
-            "dispatch.begin",
-            task_id=task.id,
-            series_uid=task.info.uid if task.info.uid_type == "series" else None,
-            message=f"sending {len(pending)} of {len(files)} instances to {name}",
-            target=name,
-            instances=len(pending),
-            attempt=status.retries + 1,
-        )
         job = SendJob(task.id, journal.task_dir, task.info, pending, len(files))
         permanent = False
         async with self._limit(name, target_config.max_parallel_tasks):
+            self.events.emit(
+                "dispatch.begin",
+                task_id=task.id,
+                series_uid=task.info.uid if task.info.uid_type == "series" else None,
+                message=f"sending {len(pending)} of {len(files)} instances to {name}",
+                target=name,
+                instances=len(pending),
+                attempt=status.retries + 1,
+            )
             try:
                 plugin = build_target(name, target_config)
                 result = await plugin.send(job, confirm)
