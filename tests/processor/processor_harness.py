@@ -41,6 +41,7 @@ class Processor:
             "modules": {},
         }
         self.process: subprocess.Popen[bytes] | None = None
+        self.others: list[subprocess.Popen[bytes]] = []
 
     def write_config(self) -> None:
         """Write the configuration file from :attr:`config`."""
@@ -48,20 +49,28 @@ class Processor:
 
     def start(self) -> Processor:
         """Start ``mercure processor`` with the current configuration."""
-        self.write_config()
-        command = [sys.executable, "-m", "mercure", "processor", "--config", str(self.config_path)]
-        self.process = subprocess.Popen(command, env={**os.environ, "TCP_NODELAY": "1"})
+        self.process = self._service("processor")
         return self
 
+    def start_dispatcher(self) -> None:
+        """Start ``mercure dispatcher`` on the same configuration (stopped with the processor)."""
+        self.others.append(self._service("dispatcher"))
+
+    def _service(self, name: str) -> subprocess.Popen[bytes]:
+        self.write_config()
+        command = [sys.executable, "-m", "mercure", name, "--config", str(self.config_path)]
+        return subprocess.Popen(command, env={**os.environ, "TCP_NODELAY": "1"})
+
     def stop(self) -> None:
-        """Stop the service (SIGTERM, then SIGKILL if it does not go)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop the services (SIGTERM, then SIGKILL if one does not go)."""
+        for process in [self.process, *self.others]:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
     def kill(self) -> None:
         """SIGKILL the service, as a crash would."""
@@ -71,7 +80,7 @@ class Processor:
 
     def add_task(
         self,
-        series: GeneratedSeries | None,
+        series: GeneratedSeries | list[Path] | None,
         modules: list[str],
         *,
         settings: dict[str, Any] | None = None,
@@ -84,14 +93,14 @@ class Processor:
         task_id = task_id or new_task_id()
         staging = self.data.stage(Stage.PROCESSING) / f".new-{task_id}"
         staging.mkdir()
-        if series is not None:
-            for path in series.paths:
-                shutil.copyfile(path, staging / path.name)
+        paths = series if isinstance(series, list) else series.paths if series else []
+        for path in paths:
+            shutil.copyfile(path, staging / path.name)
         task = Task(
             id=task_id,
             info=TaskInfo(
                 action="both" if targets else "process",
-                uid=series.series_uid if series else "1.2.3",
+                uid=series.series_uid if isinstance(series, GeneratedSeries) else "1.2.3",
                 priority=priority,  # type: ignore[arg-type]
             ),
             dispatch=TaskDispatch(target_name=targets or []),
