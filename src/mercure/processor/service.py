@@ -40,7 +40,7 @@ class ProcessorService(Service):
     """The processor service."""
 
     name: ClassVar[str] = "processor"
-    idle_wait: ClassVar[float] = 1.0
+    idle_wait: ClassVar[float] = 0.5
 
     def __init__(self, source: ConfigSource, *, instance: str | None = None) -> None:
         super().__init__(source, instance=instance)

@@ -68,7 +68,7 @@ class DockerRunner:
         started = time.monotonic()
         try:
             container = self.client.containers.create(
-                module.image, **self._options(request, module, name)
+                module.image, **self.container_options(request, module, name)
             )
         except docker.errors.ImageNotFound:
             raise PermanentError(
@@ -79,7 +79,12 @@ class DockerRunner:
         except requests.exceptions.ConnectionError as exc:
             raise TransientError(f"Docker API not reachable: {exc}") from None
         try:
-            container.start()
+            try:
+                container.start()
+            except docker.errors.APIError as exc:
+                raise PermanentError(
+                    f"module {request.module_name}: container did not start: {exc}"
+                ) from None
             timed_out, exit_code = False, None
             try:
                 status = container.wait(timeout=module.timeout)
@@ -93,7 +98,10 @@ class DockerRunner:
             self._remove(name)
         return RunOutcome(exit_code, timed_out, time.monotonic() - started)
 
-    def _options(self, request: RunRequest, module: DockerModule, name: str) -> dict[str, Any]:
+    def container_options(
+        self, request: RunRequest, module: DockerModule, name: str
+    ) -> dict[str, Any]:
+        """The keyword arguments of the create call for one module run."""
         volumes: dict[str, dict[str, str]] = {
             str(request.in_dir): {"bind": IN_DIR, "mode": "ro"},
             str(request.out_dir): {"bind": OUT_DIR, "mode": "rw"},

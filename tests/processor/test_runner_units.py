@@ -1,0 +1,79 @@
+"""Runner and work-area details that need no running service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mercure.core.config.models import DockerModule, ProcessingConfig
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.errors import PermanentError
+from mercure.processor.runners import RunRequest
+from mercure.processor.runners.docker import DockerRunner
+from mercure.processor.workspace import recover_stage
+
+
+def _request(tmp_path: Path, module: DockerModule) -> RunRequest:
+    return RunRequest("t1", 1, "box", module, tmp_path / "in", tmp_path / "out", tmp_path / "log")
+
+
+def _options(tmp_path: Path, module: dict[str, object], **processing: object) -> dict[str, object]:
+    docker_module = DockerModule.model_validate({"runner": "docker", "image": "x", **module})
+    runner = DockerRunner(ProcessingConfig.model_validate(processing), "host1")
+    return runner.container_options(_request(tmp_path, docker_module), docker_module, "name")
+
+
+def test_container_defaults_have_no_network_and_the_service_user(tmp_path: Path) -> None:
+    """By default a module container has no network and runs as the service's user."""
+    options = _options(tmp_path, {})
+    assert options["network_mode"] == "none"
+    assert options["user"]
+    assert options["volumes"][str(tmp_path / "in")] == {"bind": "/tmp/data", "mode": "ro"}
+
+
+def test_container_limits_gpu_and_volumes_are_passed(tmp_path: Path) -> None:
+    """Memory, CPU, GPU and read-only volumes under the allowed root reach the API call."""
+    models = tmp_path / "models"
+    models.mkdir()
+    options = _options(
+        tmp_path,
+        {
+            "memory_limit_mb": 512,
+            "cpu_limit": 1.5,
+            "gpu": True,
+            "network": True,
+            "volumes": [{"source": str(models), "target": "/models"}],
+        },
+        volume_root=str(tmp_path),
+    )
+    assert options["mem_limit"] == "512m"
+    assert options["nano_cpus"] == 1_500_000_000
+    assert options["device_requests"]
+    assert options["network_mode"] is None
+    assert options["volumes"][str(models)] == {"bind": "/models", "mode": "ro"}
+
+
+def test_volume_outside_the_allowed_root_is_refused(tmp_path: Path) -> None:
+    """An extra volume outside processing.volume_root fails the task instead of mounting."""
+    with pytest.raises(PermanentError, match=r"not under processing\.volume_root"):
+        _options(tmp_path, {"volumes": [{"source": "/etc", "target": "/x"}]}, volume_root="/srv")
+
+
+def test_root_module_needs_allow_root(tmp_path: Path) -> None:
+    """requires_root is refused unless processing.allow_root is on."""
+    with pytest.raises(PermanentError, match="allow_root"):
+        _options(tmp_path, {"requires_root": True})
+    assert "user" not in _options(tmp_path, {"requires_root": True}, allow_root=True)
+
+
+def test_recovery_drops_unfinished_assembly_and_leftover_trash(tmp_path: Path) -> None:
+    """A half-assembled result beside its original is dropped; orphaned trash is deleted."""
+    data = DataFolder(tmp_path)
+    data.ensure()
+    processing = data.stage(Stage.PROCESSING)
+    (processing / "task-a").mkdir()
+    (processing / ".done-task-a").mkdir()
+    (processing / ".trash-task-b").mkdir()
+    assert recover_stage(data) == []
+    assert sorted(p.name for p in processing.iterdir()) == ["task-a"]
