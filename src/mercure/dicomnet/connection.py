@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
 
 from mercure.dicomnet.pdu import (
     A_ABORT,
@@ -103,8 +103,8 @@ class UpperLayerConnection(asyncio.BufferedProtocol):
     # --- asyncio protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports do not derive from asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         set_nodelay(transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
