@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,10 +15,13 @@ from typing import Any
 from mercure.core.config import LoadedConfig, load_config
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.events import Event, Outbox, read_segment
+from mercure.core.heartbeat import read_heartbeats
 from mercure.core.task import Task, read_task
 from mercure.router.router import Router
 from mercure.router.simulate import IncomingWriter
+from mercure.testing.ports import free_port
 from mercure.testing.series import GeneratedSeries, generate_series
+from mercure.testing.wait import wait_until
 
 BASE_CONFIG = """
 data_dir: data
@@ -133,3 +139,81 @@ def dicom_names(folder: Path) -> set[str]:
 def sop_files(series: GeneratedSeries) -> set[str]:
     """The file names a series' instances have in incoming/ and in tasks."""
     return {f"{uid}.dcm" for uid in series.sop_instance_uids}
+
+
+class RouterProcess:
+    """``mercure router`` in a child process, as it runs in production."""
+
+    def __init__(self, config_path: Path, data: DataFolder, instance: str = "t") -> None:
+        self.config_path = config_path
+        self.data = data
+        self.instance = instance
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = config_path.with_name("router.log")
+
+    def start(self, *, wait: bool = True) -> RouterProcess:
+        """Start it; with ``wait``, return once its heartbeat says running."""
+        command = [
+            sys.executable,
+            "-m",
+            "mercure",
+            "router",
+            "--config",
+            str(self.config_path),
+            "--instance",
+            self.instance,
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        """Wait until the process reports itself running."""
+        process = self.process
+        assert process is not None
+
+        def running() -> bool:
+            assert process.poll() is None, self.log.read_text()
+            return any(
+                beat.pid == process.pid and beat.state == "running"
+                for beat in read_heartbeats(self.data.run_dir)
+            )
+
+        wait_until(running, timeout=30, message="router running")
+
+    def kill(self) -> None:
+        """SIGKILL: the hardest way to stop."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> int:
+        """SIGTERM and wait; the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+    def __enter__(self) -> RouterProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+def service_config(root: Path, extra: str, *, trigger: float = 0.3) -> tuple[Path, DataFolder]:
+    """A configuration for a router process: short quiet time, no rescan to lean on."""
+    config_path = root / "mercure.yaml"
+    config_path.write_text(
+        BASE_CONFIG.replace("series_complete_trigger: 60", f"series_complete_trigger: {trigger}")
+        + f"""
+supervisor: {{heartbeat_interval: 0.2}}
+bookkeeper: {{port: {free_port()}}}
+"""
+        + extra
+    )
+    data = DataFolder(root / "data")
+    data.ensure()
+    return config_path, data

@@ -56,8 +56,10 @@ def _tokenize(source: str) -> list[tuple[str, str, int]]:
     while position < len(stripped):
         found = _TOKEN.match(stripped, position)
         if found is None:
+            rest = stripped[position:]
+            column = position + len(rest) - len(rest.lstrip()) + 1
             raise RequiredSeriesError(
-                f"required series {source!r}, column {position + 1}: expected a series name in "
+                f"required series {source!r}, column {column}: expected a series name in "
                 "single quotes, 'and', 'or', 'not' or a parenthesis"
             )
         kind = found.lastgroup or ""
