@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydicom.errors import InvalidDicomError
+
 from mercure.core.config import LoadedConfig, load_config
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.delivery import OutboxDeliverer
@@ -138,7 +140,7 @@ def load_source_tags(source: str, loaded: LoadedConfig | None) -> dict[str, str]
 def _dicom_tags(path: Path) -> dict[str, str]:
     try:
         return tags_from_dicom(path)
-    except (OSError, ValueError) as exc:
+    except (InvalidDicomError, OSError, ValueError) as exc:
         raise SourceError(f"{path}: not a readable DICOM file ({exc})") from None
 
 
