@@ -29,6 +29,7 @@ SQLITE_FILE = Path("bookkeeper") / "bookkeeper.sqlite3"
 """Where the default SQLite database lives, relative to the data folder."""
 
 BUSY_TIMEOUT_MS = 30_000
+INSERT_PAGE_ROWS = 25
 _IMMEDIATE = "mercure_immediate"
 _VERSION_TABLE = "alembic_version"
 
@@ -73,7 +74,15 @@ def create_database_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    # Small multi-row INSERT pages keep each statement short enough for psycopg's query cache;
+    # one 500-row statement costs more in client-side parsing than 20 cached round trips.
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=8,
+        max_overflow=8,
+        insertmanyvalues_page_size=INSERT_PAGE_ROWS,
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -132,6 +141,21 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     after = current_revision(engine)
     if before != after:
         log.info("bookkeeper database schema upgraded from %s to %s", before or "empty", after)
+
+
+def optimize(engine: Engine) -> None:
+    """Refresh the query planner's statistics where the database does not do it itself.
+
+    PostgreSQL's autovacuum analyzes on its own; SQLite needs ``PRAGMA optimize`` now and then
+    (the service runs it after each retention pass).
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA optimize")
+    except sa.exc.DBAPIError as exc:
+        raise DatabaseError(f"cannot refresh the SQLite planner statistics: {exc.orig}") from exc
 
 
 def describe(engine: Engine) -> str:

@@ -1,13 +1,14 @@
 """Storing a batch of events: once per event id, projections updated in the same transaction.
 
-The ``events`` insert skips ids already stored (``INSERT … ON CONFLICT DO NOTHING RETURNING``,
-the same statement on SQLite and PostgreSQL) and only the events it really inserted are
-projected, so a batch sent twice changes nothing the second time. The projection rows are
-merged with the stored ones by SQL expressions that follow the rules of :mod:`projection`.
+The ``events`` insert skips ids already stored (:mod:`event_store`) and only the events it
+really inserted are projected, so a batch sent twice changes nothing the second time. The
+projection rows are merged with the stored ones by SQL expressions that follow the rules of
+:mod:`projection`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from mercure.bookkeeper import tables
 from mercure.bookkeeper.database import DatabaseError, write_connection
+from mercure.bookkeeper.event_store import insert_new_events
 from mercure.bookkeeper.projection import (
     SERIES_IDENTITY,
     TASK_DOCUMENT,
@@ -79,51 +81,45 @@ def _store(connection: Connection, events: Sequence[Event]) -> list[Event]:
         return []
     now = utcnow()
     rows = [event_row(event, now) for event in events]
-    inserted = set(
-        connection.execute(
-            _insert(connection, tables.events)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(tables.events.c.id),
-            rows,
-        ).scalars()
-    )
+    inserted = insert_new_events(connection, rows)
     new = [event for event, row in zip(events, rows, strict=True) if row["id"] in inserted]
     _apply(connection, project(new))
     return new
 
 
-def _insert(connection: Connection, table: sa.Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def _apply(connection: Connection, projection: Projection) -> None:
     # Rows go in key order so that concurrent batches lock rows in the same order.
+    dialect = connection.dialect.name
     if projection.series:
-        _upsert_series(connection, _sorted(projection.series))
+        connection.execute(_upsert_series(dialect), _sorted(projection.series))
     if projection.tasks:
-        _upsert_tasks(connection, _sorted(projection.tasks))
+        connection.execute(_upsert_tasks(dialect), _sorted(projection.tasks))
     if projection.task_targets:
-        _upsert_targets(connection, _sorted(projection.task_targets))
+        connection.execute(_upsert_targets(dialect), _sorted(projection.task_targets))
     if projection.task_rules:
         rows = [{"task_id": t, "rule": r} for t, r in sorted(projection.task_rules)]
-        _insert_new(connection, tables.task_rules, rows)
+        connection.execute(_insert_new(dialect, tables.task_rules.name), rows)
     for table, rows in (
         (tables.task_versions, projection.task_versions),
         (tables.processing, projection.processing),
         (tables.audit, projection.audit),
     ):
         if rows:
-            _insert_new(connection, table, rows)
+            connection.execute(_insert_new(dialect, table.name), rows)
 
 
 def _sorted(rows: dict[Any, Row]) -> list[Row]:
     return [rows[key] for key in sorted(rows)]
 
 
-def _insert_new(connection: Connection, table: sa.Table, rows: list[Row]) -> None:
-    connection.execute(_insert(connection, table).on_conflict_do_nothing(), rows)
+# The statements are the same for every batch: build each once per dialect.
+def _insert(dialect: str, table: sa.Table) -> Any:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+@functools.cache
+def _insert_new(dialect: str, table_name: str) -> Any:
+    return _insert(dialect, tables.metadata.tables[table_name]).on_conflict_do_nothing()
 
 
 def _later(stored: sa.Table, new: Any, value: str, clock: str) -> sa.ColumnElement[Any]:
@@ -152,9 +148,10 @@ def _first(stored: sa.Table, new: Any, column: str) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(stored.c[column], new[column])
 
 
-def _upsert_series(connection: Connection, rows: list[Row]) -> None:
+@functools.cache
+def _upsert_series(dialect: str) -> Any:
     table = tables.series
-    statement = _insert(connection, table)
+    statement = _insert(dialect, table)
     new = statement.excluded
     updates: dict[str, Any] = {column: _first(table, new, column) for column in SERIES_IDENTITY}
     updates.update(
@@ -162,14 +159,13 @@ def _upsert_series(connection: Connection, rows: list[Row]) -> None:
         first_received=_least(table, new, "first_received"),
         last_received=_greatest(table, new, "last_received"),
     )
-    connection.execute(
-        statement.on_conflict_do_update(index_elements=["series_uid"], set_=updates), rows
-    )
+    return statement.on_conflict_do_update(index_elements=["series_uid"], set_=updates)
 
 
-def _upsert_tasks(connection: Connection, rows: list[Row]) -> None:
+@functools.cache
+def _upsert_tasks(dialect: str) -> Any:
     table = tables.tasks
-    statement = _insert(connection, table)
+    statement = _insert(dialect, table)
     new = statement.excluded
     updates: dict[str, Any] = {column: _first(table, new, column) for column in TASK_IDENTITY}
     for column in TASK_DOCUMENT:
@@ -185,20 +181,16 @@ def _upsert_tasks(connection: Connection, rows: list[Row]) -> None:
         created_at=_least(table, new, "created_at"),
         updated_at=_greatest(table, new, "updated_at"),
     )
-    connection.execute(
-        statement.on_conflict_do_update(index_elements=["task_id"], set_=updates), rows
-    )
+    return statement.on_conflict_do_update(index_elements=["task_id"], set_=updates)
 
 
-def _upsert_targets(connection: Connection, rows: list[Row]) -> None:
+@functools.cache
+def _upsert_targets(dialect: str) -> Any:
     table = tables.task_targets
-    statement = _insert(connection, table)
+    statement = _insert(dialect, table)
     new = statement.excluded
     updates = {
         column: _later(table, new, column, "state_time")
         for column in ("state", "reason", "state_time")
     }
-    connection.execute(
-        statement.on_conflict_do_update(index_elements=["task_id", "target"], set_=updates),
-        rows,
-    )
+    return statement.on_conflict_do_update(index_elements=["task_id", "target"], set_=updates)

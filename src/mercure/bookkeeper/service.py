@@ -24,6 +24,7 @@ from mercure.bookkeeper.database import (
     database_url,
     describe,
     migrate,
+    optimize,
 )
 from mercure.bookkeeper.retention import prune
 from mercure.core.clock import utcnow
@@ -139,6 +140,7 @@ class BookkeeperService(Service):
             cutoff = utcnow() - timedelta(seconds=self.config.bookkeeper.retention)
             try:
                 await asyncio.to_thread(prune, self.engine, cutoff)
+                await asyncio.to_thread(optimize, self.engine)
             except MercureError as exc:
                 log.error("retention failed, trying again in an hour: %s", exc)
 

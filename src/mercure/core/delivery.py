@@ -37,6 +37,8 @@ EVENTS_PATH = "/api/v1/events"
 HEALTH_PATH = "/health"
 REPORTED_DROPS = "dropped.reported.json"
 _REJECTED_STATUS = frozenset({400, 413, 422})
+WARN_AFTER = 3
+"""Consecutive failures before the deliverer logs a warning (earlier ones are INFO)."""
 
 
 @dataclass(frozen=True)
@@ -201,8 +203,8 @@ class OutboxDeliverer:
                 return self._failed(str(exc))
             except _Rejected as exc:
                 self._set_aside(segment, exc)
-        if self.failures:
-            log.info("bookkeeper reachable again; event delivery resumed")
+        if self.failures >= WARN_AFTER:
+            log.warning("bookkeeper reachable again; event delivery resumed")
         self.failures, self.last_error, self._retry_at = 0, None, 0.0
         return True
 
@@ -210,8 +212,14 @@ class OutboxDeliverer:
         self.failures += 1
         delay = self.retry.delay(self.failures)
         self._retry_at = time.monotonic() + delay
-        if self.failures == 1 or reason != self.last_error:
+        # A few refusals are normal (services start while the bookkeeper still boots, the
+        # bookkeeper's own outbox at its stop); a longer outage is worth a warning.
+        if self.failures == WARN_AFTER or (
+            self.failures > WARN_AFTER and reason != self.last_error
+        ):
             log.warning("cannot deliver events to %s: %s (retrying)", self._url, reason)
+        elif self.failures < WARN_AFTER:
+            log.info("cannot deliver events to %s yet: %s (retrying)", self._url, reason)
         self.last_error = reason
         return False
 
