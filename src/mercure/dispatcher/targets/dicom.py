@@ -14,6 +14,8 @@ import asyncio
 import logging
 import ssl
 from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,10 +135,28 @@ class DicomPlugin(TargetPlugin):
         contexts = propose(instances)
         count = min(self.config.parallel_associations, len(instances))
         shares = [instances[i::count] for i in range(count)]
-        outcomes = await asyncio.gather(
-            *(self._send_share(host, calling_aet, contexts, s, confirm) for s in shares),
-            return_exceptions=True,
-        )
+        outcomes: Sequence[dict[Path, str] | BaseException]
+        if count == 1:
+            outcomes = await asyncio.gather(
+                self._send_share(host, calling_aet, contexts, shares[0], confirm),
+                return_exceptions=True,
+            )
+        else:
+            # One thread and event loop per association: file reads and socket writes release
+            # the GIL, so several associations use more than one core.
+            loop = asyncio.get_running_loop()
+            with ThreadPoolExecutor(count, thread_name_prefix=f"dicom-{self.name}") as pool:
+                outcomes = await asyncio.gather(
+                    *(
+                        loop.run_in_executor(
+                            pool,
+                            asyncio.run,
+                            self._send_share(host, calling_aet, contexts, share, confirm),
+                        )
+                        for share in shares
+                    ),
+                    return_exceptions=True,
+                )
         errors: list[BaseException] = []
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
