@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -162,11 +163,15 @@ class DeliveryEngine:
         already = dict(confirmed)
         counters = _Attempt()
 
+        lock = threading.Lock()
+
         def confirm(file: Path, size: int) -> None:
+            # Plug-ins may confirm from several threads (one per DICOM association).
             journal.record(name, file, size)
-            already[file.name] = size
-            counters.instances += 1
-            counters.size += size
+            with lock:
+                already[file.name] = size
+                counters.instances += 1
+                counters.size += size
 
         job = SendJob(task.id, journal.task_dir, task.info, pending, len(files))
         permanent = False

@@ -54,8 +54,10 @@ class ProgressJournal:
 
     def record(self, target: str, file: Path, size: int) -> None:
         """Append one confirmation; thread-safe (plug-ins may confirm from worker threads)."""
-        line = json.dumps(
-            {"target": target, "file": file.name, "bytes": size, "time": round(time.time(), 3)}
+        # Formatted by hand: this runs once per instance, json.dumps of a dict costs more.
+        line = (
+            f'{{"target": {json.dumps(target)}, "file": {json.dumps(file.name)}, '
+            f'"bytes": {int(size)}, "time": {time.time():.3f}}}'
         )
         with self._lock:
             if self._fd is None:
