@@ -108,14 +108,16 @@ def test_hanging_module_is_killed_at_its_timeout(
     processor: Processor, tiny_series: GeneratedSeries, tmp_path: Path
 ) -> None:
     """A module running past its timeout is killed and the task fails with the reason."""
-    processor.config["modules"]["stuck"] = command_module("behave.py", timeout=1)
-    processor.start()
     pid_file = tmp_path / "pid"
-    task_id = processor.add_task(
-        tiny_series, ["stuck"], settings={"behaviour": "hang", "pid_file": str(pid_file)}
-    )
+    processor.config["modules"]["stuck"] = {
+        "runner": "command",
+        "command": ["/bin/sh", "-c", f"echo $$ > {pid_file}; exec sleep 3600"],
+        "timeout": 1,
+    }
+    processor.start()
+    task_id = processor.add_task(tiny_series, ["stuck"])
     _assert_failed_with_input_kept(processor, task_id, tiny_series, "timeout after 1 s")
-    assert not Path(f"/proc/{pid_file.read_text()}").exists()
+    assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()
 
 
 def test_module_writing_nothing_fails_the_task(
@@ -169,6 +171,21 @@ def test_urgent_task_runs_before_older_normal_ones(
     begins = [e["task_id"] for e in processor.events("task.process.begin")]
     assert begins == [urgent, normal]
     assert processor.where(offpeak) == Stage.PROCESSING
+
+
+def test_offpeak_task_runs_inside_its_window(
+    processor: Processor, tiny_series: GeneratedSeries
+) -> None:
+    """An offpeak task runs when the off-peak window is open."""
+    processor.config["modules"]["copy"] = command_module("behave.py")
+    now_hour = datetime.now().hour
+    processor.config["offpeak"] = {
+        "start": f"{now_hour:02d}:00",
+        "end": f"{(now_hour + 1) % 24:02d}:59",
+    }
+    processor.start()
+    task_id = processor.add_task(tiny_series, ["copy"], priority="offpeak")
+    processor.wait_for(task_id, Stage.SUCCESS)
 
 
 def test_paused_queue_starts_nothing_until_resumed(

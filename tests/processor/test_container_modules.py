@@ -47,11 +47,12 @@ def test_failing_and_hanging_containers_fail_the_task(
     processor: Processor, podman: PodmanService, tiny_series: GeneratedSeries
 ) -> None:
     """Exit 1 and a timeout both fail the task with the reason; no container is left."""
-    _use_podman(processor, podman, timeout=2)
+    _use_podman(processor, podman)
+    processor.config["modules"]["stuck"] = {"runner": "docker", "image": MODULE_IMAGE, "timeout": 2}
     processor.config["processing"]["max_parallel"] = 2
     processor.start()
     failing = processor.add_task(tiny_series, ["box"], settings={"behaviour": "fail"})
-    hanging = processor.add_task(tiny_series, ["box"], settings={"behaviour": "hang"})
+    hanging = processor.add_task(tiny_series, ["stuck"], settings={"behaviour": "hang"})
     for task_id, reason in ((failing, "exit code 1"), (hanging, "timeout after 2 s")):
         folder = processor.wait_for(task_id, Stage.ERROR, timeout=60)
         assert reason in json.loads((folder / "error.json").read_text())["reason"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from processor_harness import Processor, command_module
 
+from mercure.core.claims import Claim
 from mercure.core.datafolder import Stage
 from mercure.core.errors import TaskError
 from mercure.core.task import read_task
@@ -66,12 +67,14 @@ def test_requeued_failure_runs_again_from_its_input(
 ) -> None:
     """A task failed in processing, requeued after the module was fixed, then succeeds."""
     flag = tmp_path / "fixed"
-    processor.config["modules"]["flaky"] = command_module("behave.py", timeout=1)
+    processor.config["modules"]["flaky"] = command_module("behave.py")
     processor.start()
-    settings = {"behaviour": "hang", "once": True, "pid_file": str(flag)}
+    settings = {"behaviour": "fail", "once": True, "flag": str(flag)}
     task_id = processor.add_task(tiny_series, ["flaky"], settings=settings)
-    processor.wait_for(task_id, Stage.ERROR)
-    assert json.loads((processor.data.stage(Stage.ERROR) / task_id / "error.json").read_text())
+    failed = processor.wait_for(task_id, Stage.ERROR)
+    assert json.loads((failed / "error.json").read_text())["fail_stage"] == "processing"
+    # The processor moves a failed task while still claiming it, and lets go just after.
+    wait_until(lambda: not Claim.is_claimed(failed))
     requeue_processing(processor.data, task_id)
     folder = processor.wait_for(task_id, Stage.SUCCESS)
     assert read_task(folder).info.reason is None

@@ -51,6 +51,8 @@ class ProcessorService(Service):
 
     def _runners(self) -> dict[str, Runner]:
         if self._docker is None or self._docker.config != self.config.processing:
+            if self._docker is not None and not self._running:
+                self._docker.close()  # running jobs may still use the old connection
             self._docker = DockerRunner(self.config.processing, self.instance)
         return {"command": CommandRunner(), "docker": self._docker}
 
@@ -137,6 +139,8 @@ class ProcessorService(Service):
         """Let running jobs finish (a second stop signal cancels the wait)."""
         if self._running:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
+        if self._docker is not None:
+            self._docker.close()
 
 
 SERVICE = ProcessorService

@@ -1,7 +1,8 @@
 """A test module whose behaviour comes from its settings in task.json (``behaviour``).
 
 copy: copy the input files to the output, write result.json with the settings it saw.
-fail: write to stdout and stderr, exit 1.  nothing: exit 0 without output.
+fail: write to stdout and stderr, exit 1 (with "once": only if settings["flag"] does not exist
+  yet, which it then creates; else copy).  nothing: exit 0 without output.
 hang: record its pid in settings["pid_file"], then wait forever (with "once": only if that
   file does not exist yet; else copy).
 barrier: announce itself in settings["barrier"] and wait until ``count`` modules did (parallel).
@@ -21,7 +22,10 @@ settings = task["process"]["settings"]
 behaviour = settings.get("behaviour", "copy")
 print(f"module {task['process']['module_name']} starts: {behaviour}", flush=True)
 
-if behaviour == "fail":
+if behaviour == "fail" and settings.get("once") and not Path(settings["flag"]).exists():
+    Path(settings["flag"]).touch()
+    sys.exit("failing this first time")
+if behaviour == "fail" and not settings.get("once"):
     print("something went wrong", file=sys.stderr, flush=True)
     sys.exit(1)
 if behaviour == "nothing":

@@ -57,6 +57,12 @@ class DockerRunner:
                 raise TransientError(f"Docker API not reachable: {exc}") from None
         return self._client
 
+    def close(self) -> None:
+        """Close the API connection (a later call connects again)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def run(self, request: RunRequest) -> RunOutcome:
         """Create and start the container, wait for it or its timeout, keep its log, remove it."""
         module = request.module
