@@ -134,7 +134,6 @@ class AcceptorConnection(UpperLayerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._server.connection_closed(self)
         self._cancel_timer()
         if self._state == _ESTABLISHED and self._outcome == "connection_lost":
             self._reason = str(exc) if exc else "connection closed without release"
@@ -143,6 +142,8 @@ class AcceptorConnection(UpperLayerConnection):
             self._abort_sink("association ended mid-dataset")
         if self._finishing is None:
             self._notify_closed()
+        # else: _await_finish reports the end once the application has finished; until then
+        # the server counts this connection as busy (a shutdown waits for it).
 
     def _on_bytes_received(self) -> None:
         self._last_rx = self._loop.time()
@@ -505,6 +506,7 @@ class AcceptorConnection(UpperLayerConnection):
             log.exception("%s failed", name)
 
     def _notify_closed(self) -> None:
+        self._server.connection_closed(self)
         if self._counted:
             self._counted = False
             self._server.association_ended()

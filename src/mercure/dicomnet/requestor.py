@@ -411,10 +411,11 @@ class Association:
                 ) from None
         finally:
             self._busy = False
-        return DimseResponse(
-            dimse.command_int(cmd, dimse.STATUS) or 0,
-            dimse.command_text(cmd, dimse.ERROR_COMMENT),
-        )
+        status = dimse.command_int(cmd, dimse.STATUS)
+        if status is None:
+            # Never read a missing status as success: the instance may not have been kept.
+            return DimseResponse(dimse.CANNOT_UNDERSTAND, "response without a status")
+        return DimseResponse(status, dimse.command_text(cmd, dimse.ERROR_COMMENT))
 
     async def _send_memory(self, context_id: int, data: memoryview) -> None:
         step = self._send_max - 6
