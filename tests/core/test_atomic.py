@@ -7,6 +7,8 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import pytest
+
 from mercure.core.atomic import atomic_write_json
 
 
@@ -40,9 +42,7 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path: Path) -> None:
     """A value that cannot be written leaves the previous file untouched."""
     path = tmp_path / "task.json"
     atomic_write_json(path, {"ok": True})
-    try:
+    with pytest.raises(TypeError):
         atomic_write_json(path, {"bad": object()})
-    except TypeError:
-        pass
     assert json.loads(path.read_text()) == {"ok": True}
     assert os.listdir(tmp_path) == ["task.json"]

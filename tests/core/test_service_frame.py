@@ -91,7 +91,7 @@ def test_second_sigterm_stops_now(tmp_path: Path) -> None:
 
 def test_heartbeat_and_events_of_a_running_service(tmp_path: Path) -> None:
     """The service writes a heartbeat while up and boot/stop events to its outbox."""
-    with demo_service(tmp_path) as (process, _config, log):
+    with demo_service(tmp_path) as (process, _config, _log):
         data = DataFolder(tmp_path / "data")
         beat = wait_until(
             lambda: [b for b in read_heartbeats(data.run_dir) if b.state == "running"], timeout=20

@@ -11,8 +11,8 @@ import pytest
 from mercure.core.datafolder import Stage
 from mercure.core.events import read_segment
 from mercure.testing.peers import Orthanc, PeerError, StoreSCP, dcmsend, echoscu, storescu
-from mercure.testing.series import generate_series
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
+from mercure.testing.series import generate_series
 
 pytestmark = pytest.mark.peers
 

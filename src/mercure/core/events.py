@@ -64,7 +64,8 @@ class Outbox:
         segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        self.folder, self._lock_fd = _own_folder(root, name)
+        self.folder, lock_fd = _own_folder(root, name)
+        self._lock_fd: int | None = lock_fd
         self.max_bytes = max_bytes
         self.fsync = fsync
         self.segment_bytes = segment_bytes
