@@ -246,11 +246,16 @@ rules:
 def test_events_tell_the_bookkeeper_about_series_and_tasks(
     make_router: Callable[..., Harness],
 ) -> None:
-    """series.complete, then task.created with the whole task.json and its stage."""
+    """series.received, series.complete, then task.created with the task.json and stage."""
     h = make_router(ROUTE_CT)
     series = h.send(h.series(4, modality="CT"))
     h.advance(61)
     _path, task = h.only_task(Stage.OUTGOING)
+    [received] = h.events("series.received")
+    assert received.series_uid == series.series_uid
+    assert received.data["instances"] == 4
+    assert received.data["tags"]["Modality"] == "CT"
+    assert received.data["first_received"] <= received.data["last_received"]
     [complete] = h.events("series.complete")
     assert complete.series_uid == series.series_uid
     assert complete.study_uid == series.study_uid

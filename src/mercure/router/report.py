@@ -7,6 +7,8 @@ version of the document and the task's state.
 ========================  ==================================================================
 kind                      when
 ========================  ==================================================================
+``series.received``       a complete series, for the bookkeeper's series table (data: tags,
+                          instances, first_received, last_received)
 ``series.complete``       a series was claimed as complete (data: instances, quiet_time,
                           completed_by: the setting that decided, e.g. ``release (default)``)
 ``rule.error``            a rule failed while running for a series; it counted as false
@@ -21,6 +23,8 @@ kind                      when
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mercure.core.datafolder import Stage
@@ -37,6 +41,32 @@ def _uids(task: Task) -> tuple[str | None, str | None]:
         return None, task.info.uid
     study = task.study.study_uid if task.study is not None else None
     return task.info.uid, study
+
+
+def series_received(
+    events: EventClient,
+    series_uid: str,
+    tags: Mapping[str, str],
+    *,
+    instances: int,
+    first_received: float | None,
+    last_received: float | None,
+) -> None:
+    """A complete series as the bookkeeper records it (tags of its first instance, counts)."""
+    events.emit(
+        "series.received",
+        series_uid=series_uid,
+        study_uid=tags.get("StudyInstanceUID") or None,
+        message=f"series of {instances} instances received",
+        tags=dict(tags),
+        instances=instances,
+        first_received=_moment(first_received),
+        last_received=_moment(last_received),
+    )
+
+
+def _moment(timestamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None
 
 
 def series_complete(

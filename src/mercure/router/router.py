@@ -265,6 +265,14 @@ class Router:
         for rule, reason in decision.errors.items():
             log.warning("series %s: rule %s: %s", series_uid, rule, reason)
             report.rule_error(self.events, series_uid, rule, reason)
+        report.series_received(
+            self.events,
+            series_uid,
+            facts.tags,
+            instances=len(names),
+            first_received=journal.first_time,
+            last_received=journal.last_time,
+        )
         report.series_complete(
             self.events,
             series_uid,
