@@ -110,17 +110,20 @@ rules:
 
 
 def test_discard_rule_wins_over_route_rules(make_router: Callable[..., Harness]) -> None:
-    """A firing discard rule sends the series to discard/ and nowhere else."""
+    """A firing discard rule sends the series to discard/: no route, study or notification."""
     h = make_router(
         ROUTE_CT
         + """
   no_scouts: {rule: "'SCOUT' in tags.SeriesDescription", action: discard}
+  ct_studies: {rule: "True", targets: pacs, action_trigger: study}
+  watch: {rule: "True", action: notification}
 """
     )
     series = h.send(h.series(modality="CT", series_description="SCOUT 1"))
     h.advance(61)
     path, task = h.only_task(Stage.DISCARD)
-    assert h.tasks(Stage.OUTGOING) == []
+    assert h.tasks(Stage.OUTGOING) == h.tasks(Stage.STUDIES) == []
+    assert h.events("rule.notification") == []
     assert dicom_names(path) == sop_files(series)
     assert task.info.action == "discard"
     assert task.info.reason == "discarded by rule 'no_scouts'"

@@ -113,4 +113,10 @@ def decide(
             decision.processing_rules.append(name)
         elif rule_config.action == "notification":
             decision.notification_rules.append(name)
+    if decision.discard_rule is not None:  # discard wins: nothing else happens to the series
+        decision.route_rules.clear()
+        decision.route_targets.clear()
+        decision.processing_rules.clear()
+        decision.study_rules.clear()
+        decision.notification_rules.clear()
     return decision

@@ -186,7 +186,13 @@ class Router:
             # The series' lock is held: nothing can arrive now; did anything arrive just before?
             return tracker.refresh(series) and tracker.deadline(series) <= self.clock()
 
-        work = claim_series(self.data, series.name, still_complete)
+        try:
+            work = claim_series(self.data, series.name, still_complete)
+        except OSError as exc:  # e.g. no space for the work folder: keep the series, try later
+            log.error("series %s: cannot claim it: %s", series.name, exc)
+            series.retry_at = self.clock() + self.config.router.rescan_interval
+            tracker.schedule(series, tracker.deadline(series))
+            return
         if work is None:
             if not (tracker.incoming / series.name).is_dir():
                 tracker.remove(series.name)

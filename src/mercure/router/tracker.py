@@ -130,6 +130,8 @@ class SeriesTracker:
                         added += 1
                 else:
                     self.refresh(known)
+                    if known.scheduled is None:  # lost its heap entry to an error: look again
+                        self.schedule(known, self.deadline(known))
         gone = [name for name in self.series if name not in present]
         for name in gone:
             self.remove(name)
