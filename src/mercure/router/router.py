@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,15 +22,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from mercure.core.atomic import atomic_write_json
-from mercure.core.clock import utcnow
 from mercure.core.config import LoadedConfig, MercureConfig
 from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.errors import MercureError, PermanentError, TaskError
+from mercure.core.errors import MercureError, PermanentError
 from mercure.core.events import EventClient
 from mercure.core.rules import SeriesTags
-from mercure.core.task import ERROR_FILE, Task, TaskInfo, fail_task, new_task_id, write_task
+from mercure.core.task import Task
 from mercure.router import report
+from mercure.router.collector import StudyCollector
 from mercure.router.completion import CompletionPolicy
 from mercure.router.decision import Decision, decide
 from mercure.router.journal import JOURNAL_FILE, JournalState, read_new_lines
@@ -41,11 +39,12 @@ from mercure.router.routing import (
     RoutingWork,
     claim_series,
     execute,
+    fail_work,
     finish,
     leftover_work,
     routing_root,
 )
-from mercure.router.studies import StudyState, StudyStore, judge_study
+from mercure.router.studies import StudyState
 from mercure.router.tags import series_tags
 from mercure.router.taskdocs import SeriesFacts, series_tasks, study_folder_name, study_task
 from mercure.router.tracker import NoWatcher, PendingSeries, SeriesTracker, SeriesWatcher
@@ -75,13 +74,16 @@ class Router:
         self.tracker = SeriesTracker(
             data.stage(Stage.INCOMING), CompletionPolicy(loaded), watcher or NoWatcher()
         )
-        self.store = StudyStore(data)
-        self.studies: dict[str, StudyState] = {}
-        self._study_checks: dict[str, float] = {}
+        self.collector = StudyCollector(data, events)
         self._next_rescan = 0.0
         self._failures: dict[str, int] = {}
         self.routed = 0
         """Series routed by this process (for status and benchmarks)."""
+
+    @property
+    def studies(self) -> dict[str, StudyState]:
+        """The studies being collected, by folder name."""
+        return self.collector.states
 
     @property
     def config(self) -> MercureConfig:
@@ -100,8 +102,7 @@ class Router:
         self.loaded = loaded
         self.tracker.set_policy(CompletionPolicy(loaded))
         now = self.clock()
-        for name in self.studies:
-            self._study_checks[name] = now
+        self.collector.recheck_all(now)
         self._next_rescan = min(self._next_rescan, now + self.config.router.rescan_interval)
 
     def recover(self) -> int:
@@ -120,7 +121,7 @@ class Router:
         if added or dropped:
             log.debug("rescan: %d series found, %d gone", added, dropped)
         self.recover()
-        self._sync_studies(now)
+        self.collector.sync(now)
         self._next_rescan = now + self.config.router.rescan_interval
 
     def request_rescan(self) -> None:
@@ -160,16 +161,13 @@ class Router:
             self._check_series(series, now)
             if time.monotonic() - started > budget:
                 return True
-        self._check_studies(now)
+        self.collector.run_due(now, self.config, self.tracker.study_uids)
         return False
 
     def next_wakeup(self) -> float:
         """When :meth:`run_due` has something to do next (wall-clock time)."""
-        times = [self._next_rescan, *self._study_checks.values()]
-        series_due = self.tracker.next_due()
-        if series_due is not None:
-            times.append(series_due)
-        return min(times)
+        times = [self._next_rescan, self.collector.next_check(), self.tracker.next_due()]
+        return min(t for t in times if t is not None)
 
     def _check_series(self, series: PendingSeries, now: float) -> None:
         tracker = self.tracker
@@ -345,130 +343,30 @@ class Router:
         name = entry.study_folder or ""
         prepared = Task.model_validate(entry.task).study
         series_uid = prepared.received_series_uid[0] if prepared else ""
-        task, created = self.store.add_series(path, name, self._now())
+        task, created = self.collector.store.add_series(path, name, self._now())
         if created:
             report.task_created(self.events, task, Stage.STUDIES)
         else:
             report.study_updated(self.events, task, series_uid)
         log.info("study %s: series %s collected", name, series_uid)
-        self.studies[name] = StudyState.from_task(name, task)
-        self._study_checks[name] = 0.0
+        self.collector.joined(name, task)
 
     def _fail_work(self, work: RoutingWork, reason: str) -> None:
-        """Give up on a series: what is left of it goes to ``error/`` with the reason."""
         try:
-            if work.series_dir.is_dir() and work.dicom_names():
-                plan = work.read_plan()
-                action = (
-                    plan.entries[0].task["info"]["action"] if plan and plan.entries else "route"
-                )
-                task = Task(
-                    id=new_task_id(),
-                    info=TaskInfo(
-                        action=action,
-                        uid=work.series_name,
-                        fail_stage="router",
-                        reason=reason,
-                    ),
-                )
-                atomic_write_json(
-                    work.series_dir / ERROR_FILE,
-                    {
-                        "fail_stage": "router",
-                        "reason": reason,
-                        "service": "router",
-                        "time": utcnow().isoformat(),
-                    },
-                )
-                write_task(work.series_dir, task)
-                destination = self.data.stage(Stage.ERROR) / task.id
-                os.rename(work.series_dir, destination)
-                self.events.emit(
-                    "task.failed",
-                    severity="error",
-                    task_id=task.id,
-                    series_uid=work.series_name,
-                    message=reason,
-                    task=task.model_dump(mode="json"),
-                    stage=Stage.ERROR.value,
-                    fail_stage="router",
-                    reason=reason,
-                )
-            finish(work)
+            task = fail_work(work, self.data, reason)
         except (MercureError, OSError) as exc:
-            log.error(
-                "series %s: cannot move to error/ (%s); left in %s",
-                work.series_name,
-                exc,
-                work.folder,
-            )
+            log.error("series %s: cannot move to error/ (%s)", work.series_name, exc)
             work.release()
-
-    # --- studies -------------------------------------------------------------------------
-    def _sync_studies(self, now: float) -> None:
-        names = set(self.store.names())
-        for name in [n for n in self.studies if n not in names]:
-            self.studies.pop(name, None)
-            self._study_checks.pop(name, None)
-        for name in sorted(names - set(self.studies)):
-            try:
-                state = StudyState.from_task(name, self.store.read(name))
-            except TaskError as exc:
-                log.error("study folder %s is damaged, moved to error/: %s", name, exc)
-                fail_task(
-                    self.store.root / name,
-                    self.data,
-                    stage="router",
-                    reason=str(exc),
-                    service="router",
-                )
-                continue
-            self.studies[name] = state
-            self._study_checks[name] = now
-
-    def _check_studies(self, now: float) -> None:
-        due = [name for name, when in self._study_checks.items() if when <= now]
-        if not due:
             return
-        pending: set[str] | None = None
-        for name in due:
-            state = self.studies.get(name)
-            if state is None:
-                self._study_checks.pop(name, None)
-                continue
-            if pending is None:
-                pending = self.tracker.study_uids()
-            verdict = judge_study(
-                state, now, self.config, series_pending=state.study_uid in pending
-            )
-            if verdict.required_error:
-                report.rule_error(self.events, "", state.rule or name, verdict.required_error)
-            if not verdict.complete:
-                if verdict.check_at is None:
-                    self._study_checks.pop(name, None)
-                else:
-                    self._study_checks[name] = verdict.check_at
-                continue
-            self._complete_study(name, verdict.forced, verdict.discard, verdict.reason, now)
-
-    def _complete_study(
-        self, name: str, forced: bool, discard: bool, reason: str, now: float
-    ) -> None:
-        try:
-            completed = self.store.complete(name, forced=forced, discard=discard, reason=reason)
-        except (MercureError, OSError) as exc:
-            log.error("study %s: cannot complete: %s", name, exc)
-            self._study_checks[name] = now + self.config.router.rescan_interval
-            return
-        if completed is None and (self.store.root / name).is_dir():
-            self._study_checks[name] = now + 1.0  # held by `mercure study complete`
-            return
-        self.studies.pop(name, None)
-        self._study_checks.pop(name, None)
-        if completed is None:
-            return
-        report.study_moved(self.events, completed.task, completed.stage, completed.path, reason)
-        if completed.task.info.action == "notification":
-            report.notification(
-                self.events, completed.task.info.applied_rule or name, None, completed.task.info.uid
+        if task is not None:
+            self.events.emit(
+                "task.failed",
+                severity="error",
+                task_id=task.id,
+                series_uid=work.series_name,
+                message=reason,
+                task=task.model_dump(mode="json"),
+                stage=Stage.ERROR.value,
+                fail_stage="router",
+                reason=reason,
             )

@@ -36,11 +36,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from mercure.core.atomic import atomic_write_text, fsync_dir
+from mercure.core.atomic import atomic_write_json, atomic_write_text, fsync_dir
 from mercure.core.claims import Claim
+from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage, is_visible
 from mercure.core.errors import TaskError
-from mercure.core.task import Task, write_task
+from mercure.core.task import ERROR_FILE, Task, TaskInfo, new_task_id, write_task
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,36 @@ def finish(work: RoutingWork) -> None:
     _remove_tree(work.folder)
     fsync_dir(work.folder.parent)
     work.release()
+
+
+def fail_work(work: RoutingWork, data: DataFolder, reason: str) -> Task | None:
+    """Give up on a series: what is left of it goes to ``error/`` with the reason.
+
+    The series folder holds every instance until the last task took it, so it is what goes to
+    ``error/`` (as a task with ``error.json``); tasks already in their stages stay there, tasks
+    still being built are dropped (they are hard links to the same files). Returns the error
+    task, or None if nothing was left to keep. The work folder is removed either way.
+    """
+    task = None
+    if work.series_dir.is_dir() and work.dicom_names():
+        plan = work.read_plan()
+        action = plan.entries[0].task["info"]["action"] if plan and plan.entries else "route"
+        task = Task(
+            id=new_task_id(),
+            info=TaskInfo(action=action, uid=work.series_name, fail_stage="router", reason=reason),
+        )
+        record = {
+            "fail_stage": "router",
+            "reason": reason,
+            "service": "router",
+            "time": utcnow().isoformat(),
+        }
+        atomic_write_json(work.series_dir / ERROR_FILE, record)
+        write_task(work.series_dir, task)
+        _rename_task(work.series_dir, data.stage(Stage.ERROR) / task.id)
+        fsync_dir(data.stage(Stage.ERROR))
+    finish(work)
+    return task
 
 
 def _stage_path(data: DataFolder, entry: PlanEntry) -> Path:
