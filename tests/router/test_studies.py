@@ -200,3 +200,20 @@ def test_studies_are_rebuilt_from_disk_after_a_restart(
     assert list(again.router.studies) == [h.tasks(Stage.STUDIES)[0].name]
     again.advance(301)
     again.only_task(Stage.OUTGOING)
+
+
+def test_invalid_required_series_is_reported_and_the_study_completes_by_timeout(
+    make_router: Callable[..., Harness],
+) -> None:
+    """A study_trigger_series that cannot be parsed: one rule.error, then the timeout."""
+    h = make_router(
+        REQUIRED_RULE.format(force="proceed").replace("'T1' and ('T2' or 'FLAIR')", "T1 and")
+    )
+    h.send(study_series(h, 1, "T1", modality="MR"))
+    h.advance(61)
+    h.advance(100)
+    assert len(h.tasks(Stage.STUDIES)) == 1
+    h.advance(201)
+    h.only_task(Stage.PROCESSING)
+    [error] = h.events("rule.error")
+    assert error.data["rule"] == "mr_brain" and "column 1" in error.data["reason"]

@@ -7,7 +7,8 @@
 - :mod:`mercure.router.decision`: which rules fire and what that means
 - :mod:`mercure.router.taskdocs`: the task.json documents
 - :mod:`mercure.router.routing`: the crash-safe claim and hand-over of one series
-- :mod:`mercure.router.studies`: study collection and completion
+- :mod:`mercure.router.studies`: study folders, and when a study is complete
+- :mod:`mercure.router.collector`: the studies being collected, completed when due
 - :mod:`mercure.router.cli`: ``mercure rule-test`` and ``mercure study``
 - :mod:`mercure.router.simulate`: writes incoming/ as the receiver does (tests, benchmarks)
 
