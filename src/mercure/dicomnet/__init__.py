@@ -41,9 +41,11 @@ from mercure.dicomnet.handler import (
     AssociationInfo,
     AssociationRequest,
     AssociationStats,
+    DiscardSink,
     Rejection,
     StoreContext,
     StoreSink,
+    failure_status,
 )
 from mercure.dicomnet.negotiation import AcceptedContext
 from mercure.dicomnet.requestor import Association, ContextProposal, DimseResponse
@@ -86,6 +88,7 @@ __all__ = [
     "DicomNetError",
     "DicomServer",
     "DimseResponse",
+    "DiscardSink",
     "FileMeta",
     "ListenerSettings",
     "PresentationContextError",
@@ -94,6 +97,7 @@ __all__ = [
     "StoreRefused",
     "StoreSink",
     "build_file_meta",
+    "failure_status",
     "is_success",
     "read_file_meta",
     "scan_dataset",

@@ -9,7 +9,6 @@ the request's raw UIDs. No pydicom, no per-fragment coroutine, one small context
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import logging
 import time
@@ -18,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from mercure.dicomnet import dimse
 from mercure.dicomnet.connection import UpperLayerConnection, peer_address
-from mercure.dicomnet.errors import StoreRefused
 from mercure.dicomnet.handler import (
+    DISCARD_SINK,
     REJECT_LOCAL_LIMIT,
     AssociationInfo,
     AssociationRequest,
@@ -28,6 +27,7 @@ from mercure.dicomnet.handler import (
     Rejection,
     StoreContext,
     StoreSink,
+    failure_status,
 )
 from mercure.dicomnet.negotiation import AcceptedContext, negotiate
 from mercure.dicomnet.pdu import (
@@ -63,30 +63,6 @@ _association_ids = itertools.count(1)
 _AWAIT_REQUEST, _ESTABLISHED, _DONE = 0, 1, 2
 
 
-class _DiscardSink:
-    """Swallows a dataset whose answer is already decided."""
-
-    def write(self, chunk: memoryview) -> None:
-        pass
-
-    def finish(self) -> int:
-        return dimse.SUCCESS
-
-    def abort(self) -> None:
-        pass
-
-
-_DISCARD = _DiscardSink()
-
-
-def _status_for(exc: BaseException) -> int:
-    if isinstance(exc, StoreRefused):
-        return exc.status
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return dimse.OUT_OF_RESOURCES
-    return dimse.HANDLER_FAILURE
-
-
 class AcceptorConnection(UpperLayerConnection):
     """Serves one incoming connection for a :class:`~mercure.dicomnet.server.DicomServer`."""
 
@@ -110,7 +86,7 @@ class AcceptorConnection(UpperLayerConnection):
         # The message in progress: its sink, the write method (looked up once) and what the
         # response needs. ``_status`` is set when the answer is already decided.
         self._sink: StoreSink | None = None
-        self._sink_write = _DISCARD.write
+        self._sink_write = DISCARD_SINK.write
         self._status: int | None = None
         self._comment = ""
         self._rsp_field = 0
@@ -222,17 +198,8 @@ class AcceptorConnection(UpperLayerConnection):
         transport = self.transport
         assert transport is not None
         ssl_object = transport.get_extra_info("ssl_object")
-        request = AssociationRequest(
-            calling_aet=rq.calling_aet,
-            called_aet=rq.called_aet,
-            peer_host=self._peer[0],
-            peer_port=self._peer[1],
-            contexts=tuple(rq.contexts),
-            implementation_class_uid=rq.implementation_class_uid,
-            implementation_version_name=rq.implementation_version_name,
-            user_identity=rq.user_identity,
-            peer_certificate=ssl_object.getpeercert() if ssl_object is not None else None,
-        )
+        certificate = ssl_object.getpeercert() if ssl_object is not None else None
+        request = AssociationRequest.from_pdu(rq, self._peer, certificate)
         rejection: Rejection | None
         if not rq.protocol_version & 1:
             rejection = Rejection(REJECTED_PERMANENT, SOURCE_PROVIDER_ACSE, 2)
@@ -335,8 +302,8 @@ class AcceptorConnection(UpperLayerConnection):
             self._rsp_field = field | dimse.RESPONSE_BIT
             self._status = dimse.UNRECOGNIZED_OPERATION
         if has_dataset:
-            self._sink = _DISCARD
-            self._sink_write = _DISCARD.write
+            self._sink = DISCARD_SINK
+            self._sink_write = DISCARD_SINK.write
             return True
         self._respond()
         return False
@@ -388,7 +355,7 @@ class AcceptorConnection(UpperLayerConnection):
             sink = self._handler.open_store(ctx)
         except Exception as exc:
             self._refused_by(exc, "open_store")
-            sink = _DISCARD
+            sink = DISCARD_SINK
         self._sink = sink
         self._sink_write = sink.write
 
@@ -396,12 +363,12 @@ class AcceptorConnection(UpperLayerConnection):
         """Decide the answer now; the dataset (if any) is read and dropped."""
         self._status = status
         self._comment = comment
-        self._sink = _DISCARD
-        self._sink_write = _DISCARD.write
+        self._sink = DISCARD_SINK
+        self._sink_write = DISCARD_SINK.write
 
     def _refused_by(self, exc: Exception, where: str) -> None:
         """Set the failure answer for an exception raised by the application."""
-        status = _status_for(exc)
+        status = failure_status(exc)
         if status == dimse.HANDLER_FAILURE:
             log.error("%s failed for a C-STORE from %s", where, self._describe(), exc_info=exc)
         else:
@@ -416,13 +383,13 @@ class AcceptorConnection(UpperLayerConnection):
         except Exception as exc:
             self._abort_sink("write failed")
             self._refused_by(exc, "sink.write")
-            self._sink = _DISCARD
+            self._sink = DISCARD_SINK
 
     def _abort_sink(self, why: str) -> None:
         sink = self._sink
         self._sink = None
-        self._sink_write = _DISCARD.write
-        if sink is None or sink is _DISCARD:
+        self._sink_write = DISCARD_SINK.write
+        if sink is None or sink is DISCARD_SINK:
             return
         log.debug("aborting store from %s: %s", self._describe(), why)
         try:
@@ -433,8 +400,8 @@ class AcceptorConnection(UpperLayerConnection):
     def _on_dataset_end(self, context_id: int) -> None:
         sink = self._sink
         self._sink = None
-        self._sink_write = _DISCARD.write
-        if self._status is not None or sink is None or sink is _DISCARD:
+        self._sink_write = DISCARD_SINK.write
+        if self._status is not None or sink is None or sink is DISCARD_SINK:
             self._respond()
             return
         try:

@@ -9,11 +9,17 @@ ignored (``on_association_*``). All are called on the event loop and must not bl
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from mercure.dicomnet.dimse import SOP_CLASS_NOT_SUPPORTED, SUCCESS
+from mercure.dicomnet.dimse import (
+    HANDLER_FAILURE,
+    OUT_OF_RESOURCES,
+    SOP_CLASS_NOT_SUPPORTED,
+    SUCCESS,
+)
 from mercure.dicomnet.errors import StoreRefused
 from mercure.dicomnet.negotiation import AcceptedContext
 from mercure.dicomnet.pdu import (
@@ -21,6 +27,7 @@ from mercure.dicomnet.pdu import (
     REJECTED_TRANSIENT,
     SOURCE_PROVIDER_PRESENTATION,
     SOURCE_SERVICE_USER,
+    AssociateRequest,
     PresentationContextProposal,
     UserIdentity,
     describe_rejection,
@@ -64,6 +71,23 @@ class AssociationRequest:
     user_identity: UserIdentity | None
     peer_certificate: dict[str, Any] | None
     """The TLS client certificate (``ssl.SSLSocket.getpeercert()``), None without TLS or cert."""
+
+    @classmethod
+    def from_pdu(
+        cls, rq: AssociateRequest, peer: tuple[str, int], certificate: dict[str, Any] | None
+    ) -> AssociationRequest:
+        """The request as the handler sees it, from the decoded A-ASSOCIATE-RQ."""
+        return cls(
+            calling_aet=rq.calling_aet,
+            called_aet=rq.called_aet,
+            peer_host=peer[0],
+            peer_port=peer[1],
+            contexts=tuple(rq.contexts),
+            implementation_class_uid=rq.implementation_class_uid,
+            implementation_version_name=rq.implementation_version_name,
+            user_identity=rq.user_identity,
+            peer_certificate=certificate,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +180,40 @@ class StoreSink(Protocol):
     def finish(self) -> int | Awaitable[int]: ...
 
     def abort(self) -> None: ...
+
+
+class DiscardSink:
+    """Reads a dataset and drops it; ``finish`` answers ``status``. For answers decided up
+    front (the acceptor uses it for refused instances) and for benchmarks."""
+
+    def __init__(self, status: int = SUCCESS) -> None:
+        self.status = status
+
+    def write(self, chunk: memoryview) -> None:
+        """Drop the chunk."""
+
+    def finish(self) -> int:
+        """Answer the configured status."""
+        return self.status
+
+    def abort(self) -> None:
+        """Nothing to clean up."""
+
+
+DISCARD_SINK = DiscardSink()
+
+
+def failure_status(exc: BaseException) -> int:
+    """The C-STORE status for an exception from an application's handler or sink.
+
+    StoreRefused carries its own; a full disk or quota is Out of Resources (0xA700); anything
+    else is 0xC211 (the handler failed).
+    """
+    if isinstance(exc, StoreRefused):
+        return exc.status
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OUT_OF_RESOURCES
+    return HANDLER_FAILURE
 
 
 Outcome = Literal["released", "aborted_by_peer", "aborted_locally", "connection_lost"]
