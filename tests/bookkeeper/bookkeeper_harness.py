@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +43,9 @@ def serve_app(app: FastAPI) -> Iterator[RunningApp]:
     thread.start()
     wait_until(lambda: server.started, timeout=10, message="uvicorn start")
     url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+    nodelay = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, headers=headers, transport=nodelay) as client:
         yield RunningApp(app, url, client)
     server.should_exit = True
     thread.join(10)

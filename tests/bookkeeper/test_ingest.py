@@ -177,3 +177,30 @@ def test_malformed_batch_is_refused_with_422(bookkeeper: RunningApp) -> None:
     """An event without service or kind makes the whole batch a client error."""
     response = bookkeeper.client.post("/api/v1/events", json={"events": [{"kind": "x"}]})
     assert response.status_code == 422
+
+
+def test_processor_names_and_dispatch_finality_are_understood(engine: Engine) -> None:
+    """task.process.* events and dispatch.failed's `final` flag update task and targets."""
+    clock = Event(service="x", kind="k").time
+    events = [
+        event_at(clock, "task.process.begin", task_id="t", service="processor"),
+        event_at(
+            clock + hours(0.1),
+            "task.process.log",
+            task_id="t",
+            service="processor",
+            data={"module": "seg", "exit_code": 3, "log": "boom\n"},
+        ),
+        event_at(clock + hours(0.2), "task.process.error", task_id="t", message="module failed"),
+        event_at(clock, "dispatch.failed", task_id="u", data={"target": "a", "final": False}),
+        event_at(clock, "dispatch.failed", task_id="u", data={"target": "b", "final": True}),
+    ]
+    ingest(engine, events)
+    with engine.connect() as connection:
+        tasks = {row.task_id: row for row in connection.execute(sa.select(tables.tasks))}
+        run = connection.execute(sa.select(tables.processing)).one()
+        query = sa.select(tables.task_targets.c.target, tables.task_targets.c.state)
+        targets = {target: state for target, state in connection.execute(query)}
+    assert (tasks["t"].state, tasks["t"].fail_reason) == ("error", "module failed")
+    assert (run.module, run.exit_code, run.success, run.log) == ("seg", 3, False, "boom\n")
+    assert targets == {"a": "retrying", "b": "error"}

@@ -28,6 +28,16 @@ DISPATCH_FAILED: Final = "dispatch.failed"
 OUTBOX_DROPPED: Final = "outbox.dropped"
 AUDIT_PREFIX: Final = "audit."
 
+# The processor's names for the same facts (it reports per module run): accepted as aliases.
+PROCESSOR_BEGIN: Final = "task.process.begin"
+PROCESSOR_LOG: Final = "task.process.log"
+PROCESSOR_ERROR: Final = "task.process.error"
+
+PROCESSING_RUN_KINDS: Final = frozenset({PROCESS_END, PROCESSOR_LOG})
+"""Kinds that record one run of a module (data: module, exit_code, log, result)."""
+FAILURE_KINDS: Final = frozenset({TASK_FAILED, PROCESSOR_ERROR})
+"""Kinds that say a task failed (data: fail_stage, reason; or the message)."""
+
 CLEANED: Final = "cleaned"
 UNKNOWN: Final = "unknown"
 ACTIVE_STATES: Final = ("incoming", "studies", "processing", "outgoing")
@@ -36,6 +46,8 @@ FINISHED_STATES: Final = ("success", "discard", "error", CLEANED)
 
 STAGE_BY_KIND: Final = {
     PROCESS_BEGIN: "processing",
+    PROCESSOR_BEGIN: "processing",
+    PROCESSOR_ERROR: "error",
     DISPATCH_BEGIN: "outgoing",
     TASK_COMPLETED: "success",
     TASK_FAILED: "error",
@@ -77,6 +89,11 @@ KNOWN_KINDS: Final = (
     "rule.error",
     PROCESS_BEGIN,
     PROCESS_END,
+    PROCESSOR_BEGIN,
+    PROCESSOR_LOG,
+    "task.process.result",
+    "task.process.complete",
+    PROCESSOR_ERROR,
     DISPATCH_BEGIN,
     DISPATCH_COMPLETE,
     DISPATCH_FAILED,

@@ -86,7 +86,7 @@ def _stripped_keys(event: Event) -> tuple[str, ...]:
     if not event.task_id:
         return ()
     keys: tuple[str, ...] = ("task",) if isinstance(event.data.get("task"), dict) else ()
-    if event.kind == kinds.PROCESS_END and "log" in event.data:
+    if event.kind in kinds.PROCESSING_RUN_KINDS and "log" in event.data:
         keys += ("log",)
     return keys
 
@@ -222,19 +222,21 @@ def _project_task_event(result: Projection, event: Event) -> None:
     if stage is not None and _is_later(time, row["state_time"]):
         row["state"], row["state_time"] = stage, time
 
-    if event.kind == kinds.TASK_FAILED:
+    if event.kind in kinds.FAILURE_KINDS:
         reason = _text(data.get("reason")) or _text(event.message)
         _fail(row, _text(data.get("fail_stage")), reason, time)
 
     target_state = kinds.TARGET_STATE_BY_KIND.get(event.kind)
     target = _text(data.get("target"))
     if target_state is not None and target is not None:
-        if event.kind == kinds.DISPATCH_FAILED and data.get("will_retry"):
+        if event.kind == kinds.DISPATCH_FAILED and (
+            data.get("will_retry") or data.get("final") is False
+        ):
             target_state = kinds.RETRYING
         reason = _text(data.get("reason")) or _text(event.message)
         _set_target(result, task_id, target, target_state, time, reason)
 
-    if event.kind == kinds.PROCESS_END:
+    if event.kind in kinds.PROCESSING_RUN_KINDS:
         result.processing.append(_processing_row(event, task_id))
 
 

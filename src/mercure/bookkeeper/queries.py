@@ -177,11 +177,15 @@ def search_series(engine: Engine, filters: Filters, page: Page) -> PageOf:
     task_filters = Filters(rule=filters.rule, target=filters.target, states=filters.states)
     task_conditions = _task_conditions(task_filters)
     if task_conditions:
-        belongs = sa.or_(
-            t.c.series_uid == s.c.series_uid,
-            sa.and_(t.c.series_uid.is_(None), t.c.study_uid == s.c.study_uid),
+        # Two uncorrelated IN lists rather than one EXISTS with an OR: each is computed once
+        # and SQLite cannot use an index for an OR inside a correlated subquery.
+        series_tasks = sa.select(t.c.series_uid).where(
+            t.c.series_uid.is_not(None), *task_conditions
         )
-        conditions.append(sa.exists().where(belongs, *task_conditions))
+        study_tasks = sa.select(t.c.study_uid).where(
+            t.c.series_uid.is_(None), t.c.study_uid.is_not(None), *task_conditions
+        )
+        conditions.append(sa.or_(s.c.series_uid.in_(series_tasks), s.c.study_uid.in_(study_tasks)))
     query = (
         sa.select(s).where(*conditions).order_by(s.c.last_received.desc(), s.c.series_uid.desc())
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -242,7 +243,14 @@ class OutboxDeliverer:
         with self._lock:
             url, token = self._url, self._token
         if self._client is None:
-            self._client = httpx.Client(timeout=httpx.Timeout(self.timeout, connect=5.0))
+            # httpx writes headers and body separately; without TCP_NODELAY the body waits for
+            # the server's delayed ACK of the headers (40 ms per batch).
+            self._client = httpx.Client(
+                timeout=httpx.Timeout(self.timeout, connect=5.0),
+                transport=httpx.HTTPTransport(
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+                ),
+            )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client.headers.clear()
         self._client.headers.update(headers)
