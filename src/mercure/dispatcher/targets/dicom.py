@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -136,27 +137,32 @@ class DicomPlugin(TargetPlugin):
         count = min(self.config.parallel_associations, len(instances))
         shares = [instances[i::count] for i in range(count)]
         outcomes: Sequence[dict[Path, str] | BaseException]
+        stop = threading.Event()
         if count == 1:
             outcomes = await asyncio.gather(
-                self._send_share(host, calling_aet, contexts, shares[0], confirm),
+                self._send_share(host, calling_aet, contexts, shares[0], confirm, stop),
                 return_exceptions=True,
             )
         else:
             # One thread and event loop per association: file reads and socket writes release
             # the GIL, so several associations use more than one core.
             loop = asyncio.get_running_loop()
-            with ThreadPoolExecutor(count, thread_name_prefix=f"dicom-{self.name}") as pool:
+            pool = ThreadPoolExecutor(count, thread_name_prefix=f"dicom-{self.name}")
+            try:
                 outcomes = await asyncio.gather(
                     *(
                         loop.run_in_executor(
                             pool,
                             asyncio.run,
-                            self._send_share(host, calling_aet, contexts, share, confirm),
+                            self._send_share(host, calling_aet, contexts, share, confirm, stop),
                         )
                         for share in shares
                     ),
                     return_exceptions=True,
                 )
+            finally:
+                stop.set()  # when cancelled: the threads stop after their current instance
+                pool.shutdown(wait=False)
         errors: list[BaseException] = []
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -174,11 +180,14 @@ class DicomPlugin(TargetPlugin):
         contexts: list[ContextProposal],
         share: list[_Instance],
         confirm: Confirm,
+        stop: threading.Event,
     ) -> dict[Path, str]:
         rejected: dict[Path, str] = {}
         association = await self._connect(host, calling_aet, contexts)
         try:
             for instance in share:
+                if stop.is_set():
+                    raise DeliveryError("sending was stopped")
                 try:
                     response = await self._store(association, instance)
                 except AssociationError as exc:
