@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pydicom
 import pytest
 
@@ -71,3 +73,34 @@ def test_refused_instances_are_listed_and_only_they_are_retried(
     begins = [e["instances"] for e in site.events() if e["kind"] == "dispatch.begin"]
     assert begins == [6, 2]
     assert len(orthanc.instances()) == 4
+
+
+@pytest.fixture
+def orthanc_with_login(tmp_path: Path) -> Iterator[Orthanc]:
+    """An Orthanc that requires HTTP basic authentication (user alice, password right)."""
+    users = {"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "right"}}
+    orthanc = Orthanc(tmp_path / "orthanc-login", config=users)
+    orthanc.client.auth = httpx.BasicAuth("alice", "right")  # for its readiness check
+    with orthanc:
+        yield orthanc
+
+
+@pytest.mark.parametrize("password", ["right", "wrong"])
+def test_basic_auth_is_sent_and_a_wrong_password_is_a_clear_error(
+    site: Site, orthanc_with_login: Orthanc, tmp_path: Path, password: str
+) -> None:
+    """The right password delivers; a wrong one ends in error/ saying the credentials failed."""
+    series = generate_series(tmp_path / "series", "tiny", 2)
+    target = dicomweb_target(orthanc_with_login, auth="basic", username="alice", password=password)
+    site.configure({"web": target}, retry_attempts=2)
+    task_id = site.add_task(series.paths, ["web"])
+    site.run_until_finished(task_id)
+    if password == "right":
+        assert site.where(task_id) == Stage.SUCCESS
+        assert len(orthanc_with_login.instances()) == 2
+    else:
+        assert site.where(task_id) == Stage.ERROR
+        reason = site.task_json(task_id)["info"]["reason"]
+        assert (
+            reason == f"web: {orthanc_with_login.dicomweb_url} refused the credentials (HTTP 401)"
+        )
