@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from conftest import Site
+from mercure.cli.main import main
 from mercure.core.datafolder import Stage
 from mercure.dicomnet.filemeta import read_file_meta
 from mercure.testing.peers import Orthanc
@@ -104,3 +105,16 @@ def test_basic_auth_is_sent_and_a_wrong_password_is_a_clear_error(
         assert (
             reason == f"web: {orthanc_with_login.dicomweb_url} refused the credentials (HTTP 401)"
         )
+
+
+def test_test_target_probes_dicomweb_with_credentials(
+    site: Site, orthanc_with_login: Orthanc, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """test-target's DICOMweb probe passes with the right login and names a refused one."""
+    good = dicomweb_target(orthanc_with_login, auth="basic", username="alice", password="right")
+    bad = {**good, "password": "wrong"}
+    site.configure({"good": good, "bad": bad})
+    assert main(["test-target", "good", "--config", str(site.config_path)]) == 0
+    assert "good: OK: DICOMweb service" in capsys.readouterr().out
+    assert main(["test-target", "bad", "--config", str(site.config_path)]) == 1
+    assert "refused the credentials (HTTP 401)" in capsys.readouterr().err

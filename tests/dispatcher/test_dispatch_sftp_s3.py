@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from conftest import Site
+from mercure.cli.main import main
 from mercure.core.datafolder import Stage
 from mercure.testing.peers.process import PeerProcess, is_listening, require_program
 from mercure.testing.ports import free_port
@@ -170,3 +171,38 @@ def test_s3_missing_bucket_is_a_clear_error(site: Site, moto: MotoServer, tmp_pa
     reason = site.task_json(task_id)["info"]["reason"]
     assert reason.startswith(f"s3: S3 bucket nothere at {moto.url}:")
     assert "NoSuchBucket" in reason
+
+
+def test_test_target_checks_sftp_write_and_s3_bucket(
+    site: Site, sshd: Sshd, moto: MotoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """test-target logs in and writes over SFTP, and finds (or misses) the S3 bucket."""
+    boto3.client("s3", region_name="us-east-1", endpoint_url=moto.url).create_bucket(
+        Bucket="images"
+    )
+    (tmp_path / "drop").mkdir()
+    sftp = {
+        "type": "sftp",
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "user": "root",
+        "key_file": str(sshd.client_key),
+        "known_hosts": str(sshd.known_hosts),
+        "folder": str(tmp_path / "drop"),
+    }
+    site.configure(
+        {
+            "sftp": sftp,
+            "s3": {"type": "s3", "bucket": "images", "endpoint_url": moto.url},
+            "s3-missing": {"type": "s3", "bucket": "missing", "endpoint_url": moto.url},
+        }
+    )
+    config = ["--config", str(site.config_path)]
+    assert main(["test-target", "sftp", *config]) == 0
+    assert main(["test-target", "s3", *config]) == 0
+    out = capsys.readouterr().out
+    assert f"sftp: OK: SFTP login as root@127.0.0.1:{sshd.port} and a write into" in out
+    assert "s3: OK: S3 bucket images is reachable" in out
+    assert main(["test-target", "s3-missing", *config]) == 1
+    assert capsys.readouterr().err.startswith("s3-missing: FAILED: S3 bucket missing at")
+    assert list((tmp_path / "drop").iterdir()) == []
