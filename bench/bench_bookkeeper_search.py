@@ -1,13 +1,14 @@
 """Searches of the bookkeeper over 1,000,000 task events, on SQLite and on PostgreSQL.
 
-The bench fills a fresh database with ``--tasks`` synthetic tasks (default 100,000: ten task
-events each plus the reception of their series, spread over 30 days) through the same
+The bench fills a fresh database with synthetic tasks until it holds ``--task-events`` task
+events (default 1,000,000: about nine per task plus the reception of its series, spread over
+30 days) through the same
 ``ingest`` code the write API runs, refreshes the planner statistics (``PRAGMA optimize`` /
 ``ANALYZE``: the service does it after each retention pass, PostgreSQL's autovacuum on its
 own), starts ``mercure bookkeeper`` on it and times each read API call over HTTP with
 varying values.
 
-    .venv/bin/python bench/bench_bookkeeper_search.py [--backend both] [--tasks 100000]
+    .venv/bin/python bench/bench_bookkeeper_search.py [--backend both] [--task-events 1000000]
 
 Target: every search answers in under 200 ms.
 """
@@ -43,28 +44,37 @@ from mercure.core.events import Event
 SPAN = timedelta(days=30)
 LOAD_BATCH = 10_000
 RUNS = 20
+EVENTS_PER_TASK = 9
+"""About how many task events task_events() makes per task (for the time spacing)."""
 TARGET_MS = 200.0
 
 
-def fill(url: str, tasks: int, end: datetime) -> tuple[int, int]:
-    """Ingest ``tasks`` tasks; (task events, all events)."""
+def task_spacing(task_events_wanted: int) -> timedelta:
+    """Time between two generated tasks, so that they span :data:`SPAN`."""
+    return SPAN / (task_events_wanted / EVENTS_PER_TASK)
+
+
+def fill(url: str, task_events_wanted: int, end: datetime) -> tuple[int, int, int]:
+    """Ingest tasks until there are ``task_events_wanted`` task events; (tasks, task events,
+    all events)."""
     engine = create_database_engine(url)
     migrate(engine)
     rng = random.Random(42)
-    spacing = SPAN / tasks
+    spacing = task_spacing(task_events_wanted)
     start = end - SPAN
     batch: list[Event] = []
-    total = task_total = 0
+    total = task_total = task = 0
     started = time.perf_counter()
-    for task in range(tasks):
+    while task_total < task_events_wanted:
         events = task_events(task, start + spacing * task, rng)
         batch += events
         total += len(events)
         task_total += sum(1 for e in events if e.task_id)
+        task += 1
         if len(batch) >= LOAD_BATCH:
             ingest(engine, batch)
             batch = []
-        if task and task % (tasks // 10) == 0:
+        if task % 10_000 == 0:
             print(
                 f"    {task:>9,} tasks, {total:>10,} events, {time.perf_counter() - started:5.0f} s"
             )
@@ -78,11 +88,11 @@ def fill(url: str, tasks: int, end: datetime) -> tuple[int, int]:
         stored = connection.execute(sa.select(sa.func.count()).select_from(tables.events)).scalar()
     engine.dispose()
     assert stored == total, f"stored {stored} of {total} events"
-    return task_total, total
+    return task, task_total, total
 
 
 def searches(
-    tasks: int, end: datetime
+    tasks: int, end: datetime, spacing: timedelta
 ) -> dict[str, Callable[[random.Random], tuple[str, dict[str, Any]]]]:
     """Each search of the read API with a generator of random but matching values."""
     start = end - SPAN
@@ -95,7 +105,7 @@ def searches(
 
     def task_id(rng: random.Random) -> str:
         number = task_number(rng)
-        time = start + SPAN / tasks * number
+        time = start + spacing * number
         return f"{time:%Y%m%dT%H%M%S}-{number:08d}"
 
     def window(rng: random.Random, hours: float) -> dict[str, str]:
@@ -164,12 +174,14 @@ def searches(
     }
 
 
-def measure(url: str, tasks: int, end: datetime) -> list[tuple[str, float, float, float]]:
+def measure(
+    url: str, tasks: int, end: datetime, spacing: timedelta
+) -> list[tuple[str, float, float, float]]:
     """(search, median ms, p95 ms, max ms) of each search."""
     rng = random.Random(7)
     results = []
     with api_client(url) as client:
-        for name, make in searches(tasks, end).items():
+        for name, make in searches(tasks, end, spacing).items():
             path, params = make(rng)
             client.get(path, params=params).raise_for_status()
             times = []
@@ -189,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
-        "--tasks", type=int, default=100_000, help="tasks to generate (x10 task events)"
+        "--task-events", type=int, default=1_000_000, help="task events to generate"
     )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
@@ -199,17 +211,20 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="bench-bookkeeper-") as tmp,
             database(backend, Path(tmp)) as url,
         ):
-            print(f"{backend}: filling with {args.tasks:,} tasks")
+            print(f"{backend}: filling with {args.task_events:,} task events")
             started = time.perf_counter()
-            task_total, total = fill(url, args.tasks, end)
+            tasks, task_total, total = fill(url, args.task_events, end)
             seconds = time.perf_counter() - started
             print(
-                f"  {task_total:,} task events ({total:,} events) in {seconds:.0f} s "
+                f"  {tasks:,} tasks, {task_total:,} task events ({total:,} events) "
+                f"in {seconds:.0f} s "
                 f"({total / seconds:,.0f} events/s through ingest, batches of {LOAD_BATCH:,})"
             )
             with bookkeeper(Path(tmp), url) as service:
                 print(f"  {'search':<26} {'median':>8} {'p95':>8} {'max':>8}  (ms, {RUNS} runs)")
-                for name, median, p95, worst in measure(service, args.tasks, end):
+                for name, median, p95, worst in measure(
+                    service, tasks, end, task_spacing(args.task_events)
+                ):
                     searched = not name.startswith("statistics")
                     verdict = ("ok" if p95 < TARGET_MS else "SLOW") if searched else ""
                     print(f"  {name:<26} {median:8.1f} {p95:8.1f} {worst:8.1f}  {verdict}")

@@ -43,6 +43,8 @@ def test_batch_sent_twice_is_stored_once(
     assert first.json() == {"stored": 500, "duplicates": 0}
     versions = _count(engine, tables.task_versions)
     series = bookkeeper.client.get("/api/v1/series", params={"limit": 1000}).json()["items"]
+    statistics = bookkeeper.client.get("/api/v1/statistics").json()["buckets"]
+    assert sum(bucket["tasks_created"] for bucket in statistics) > 0
 
     second = bookkeeper.client.post("/api/v1/events", json=_payload(batch))
 
@@ -51,6 +53,7 @@ def test_batch_sent_twice_is_stored_once(
     assert _count(engine, tables.task_versions) == versions
     again = bookkeeper.client.get("/api/v1/series", params={"limit": 1000}).json()["items"]
     assert again == series
+    assert bookkeeper.client.get("/api/v1/statistics").json()["buckets"] == statistics
 
 
 def test_duplicate_ids_inside_one_batch_count_once(engine: Engine) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -16,6 +16,7 @@ from mercure.bookkeeper.database import (
     migrate,
 )
 from mercure.bookkeeper.ingest import ingest
+from mercure.bookkeeper.queries import statistics
 from mercure.core.events import Event
 
 PREVIOUS = "0001"
@@ -46,6 +47,13 @@ def test_migrations_upgrade_an_existing_database(database_url: str) -> None:
                 data={"user": "alice", "object": "mercure.yaml", "lines": 3},
                 time=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC),
             ),
+            Event(
+                service="receiver",
+                kind="series.received",
+                series_uid="1.2.3",
+                data={"instances": 7},
+                time=datetime(2030, 1, 2, 3, 59, 59, tzinfo=UTC),
+            ),
         ]
         with engine.begin() as connection:
             connection.execute(
@@ -63,6 +71,9 @@ def test_migrations_upgrade_an_existing_database(database_url: str) -> None:
         assert (audit.user, audit.action, audit.object) == ("alice", "config.saved", "mercure.yaml")
         assert audit.details == {"lines": 3}
         assert audit.time == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+        hour = datetime(2030, 1, 2, 3, tzinfo=UTC)
+        (bucket,) = statistics(engine, "hour", hour, hour + timedelta(hours=1))
+        assert (bucket["series_received"], bucket["instances_received"]) == (1, 7)
         assert ingest(engine, [Event(service="x", kind="audit.login", data={"user": "b"})]).stored
     finally:
         engine.dispose()

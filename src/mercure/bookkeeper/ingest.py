@@ -96,6 +96,8 @@ def _apply(connection: Connection, projection: Projection) -> None:
         connection.execute(_upsert_tasks(dialect), _sorted(projection.tasks))
     if projection.task_targets:
         connection.execute(_upsert_targets(dialect), _sorted(projection.task_targets))
+    if projection.event_counts:
+        connection.execute(_add_counts(dialect), _sorted(projection.event_counts))
     if projection.task_rules:
         rows = [{"task_id": t, "rule": r} for t, r in sorted(projection.task_rules)]
         connection.execute(_insert_new(dialect, tables.task_rules.name), rows)
@@ -194,3 +196,17 @@ def _upsert_targets(dialect: str) -> Any:
         for column in ("state", "reason", "state_time")
     }
     return statement.on_conflict_do_update(index_elements=["task_id", "target"], set_=updates)
+
+
+@functools.cache
+def _add_counts(dialect: str) -> Any:
+    table = tables.event_counts
+    statement = _insert(dialect, table)
+    new = statement.excluded
+    updates = {
+        "events": table.c.events + new.events,
+        "instances": table.c.instances + new.instances,
+    }
+    return statement.on_conflict_do_update(
+        index_elements=["hour", "kind", "severity"], set_=updates
+    )

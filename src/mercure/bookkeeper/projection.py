@@ -117,12 +117,14 @@ class Projection:
     task_versions: list[Row] = field(default_factory=list)
     processing: list[Row] = field(default_factory=list)
     audit: list[Row] = field(default_factory=list)
+    event_counts: dict[tuple[datetime, str, str], Row] = field(default_factory=dict)
 
 
 def project(events: Iterable[Event]) -> Projection:
     """Reduce newly stored events (each id once) to the rows they touch."""
     result = Projection()
     for event in sorted(events, key=lambda e: e.time):
+        _count(result.event_counts, event)
         if event.kind == kinds.SERIES_RECEIVED and event.series_uid:
             _merge_series(result.series, _series_row(event))
         if event.kind.startswith(kinds.AUDIT_PREFIX):
@@ -130,6 +132,27 @@ def project(events: Iterable[Event]) -> Projection:
         if event.task_id:
             _project_task_event(result, event)
     return result
+
+
+def hour_of(time: datetime) -> datetime:
+    """The UTC hour a time falls in."""
+    return time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _count(counts: dict[tuple[datetime, str, str], Row], event: Event) -> None:
+    key = (hour_of(event.time), clean_text(event.kind), event.severity)
+    row = counts.get(key)
+    if row is None:
+        row = counts[key] = {
+            "hour": key[0],
+            "kind": key[1],
+            "severity": key[2],
+            "events": 0,
+            "instances": 0,
+        }
+    row["events"] += 1
+    if event.kind == kinds.SERIES_RECEIVED:
+        row["instances"] += max(_int(event.data.get("instances")) or 0, 0)
 
 
 # --- series ------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mercure.bookkeeper import kinds, tables
+from mercure.bookkeeper.projection import hour_of
 
 Bucket = Literal["hour", "day"]
 BUCKET_SECONDS = {"hour": 3600, "day": 86400}
@@ -322,84 +323,47 @@ def timeline(engine: Engine, task_id: str) -> list[dict[str, Any]] | None:
         return [dict(row) for row in rows]
 
 
-def _bucket(connection: Connection, column: Any, bucket: Bucket) -> Any:
-    if connection.dialect.name == "postgresql":
-        return sa.func.date_trunc(bucket, sa.func.timezone("UTC", column))
-    pattern = "%Y-%m-%d %H:00:00" if bucket == "hour" else "%Y-%m-%d 00:00:00"
-    return sa.func.strftime(pattern, column)
-
-
-_KEY_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-def _bucket_key(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.strftime(_KEY_FORMAT)
-    return str(value)
-
-
-def _bucket_starts(since: datetime, until: datetime, bucket: Bucket) -> list[datetime]:
-    step = timedelta(seconds=BUCKET_SECONDS[bucket])
-    if bucket == "hour":
-        start = since.replace(minute=0, second=0, microsecond=0)
-    else:
-        start = since.replace(hour=0, minute=0, second=0, microsecond=0)
-    starts = []
-    while start < until:
-        starts.append(start)
-        start += step
-    return starts
+def _bucket_start(time: datetime, bucket: Bucket) -> datetime:
+    start = hour_of(time)
+    return start.replace(hour=0) if bucket == "day" else start
 
 
 def statistics(
     engine: Engine, bucket: Bucket, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
-    """Throughput per hour or day in [since, until): counts of the kinds in
-    :data:`kinds.STATISTICS`, instances received and events of severity error or worse.
+    """Throughput per hour or day: the counts of the kinds in :data:`kinds.STATISTICS`,
+    instances received and events of severity error or worse.
 
-    Buckets are in UTC and every bucket of the range is listed, also the empty ones.
+    Buckets are whole UTC hours or days: every bucket that [since, until) touches is listed,
+    the empty ones too. They are read from the hourly ``event_counts``, not from the events.
     """
-    starts = _bucket_starts(since, until, bucket)
-    if len(starts) > MAX_BUCKETS:
-        raise ValueError(f"the range has {len(starts)} buckets; at most {MAX_BUCKETS} allowed")
+    first, step = _bucket_start(since, bucket), timedelta(seconds=BUCKET_SECONDS[bucket])
+    if until <= first:
+        return []
+    count = int((until - first) / step) + (1 if (until - first) % step else 0)
+    if count > MAX_BUCKETS:
+        raise ValueError(f"the range has {count} buckets; at most {MAX_BUCKETS} allowed")
     counters = [*kinds.STATISTICS, "instances_received", "errors"]
-    table: dict[str, dict[str, int]] = {
-        _bucket_key(start): dict.fromkeys(counters, 0) for start in starts
-    }
+    table = {first + step * n: dict.fromkeys(counters, 0) for n in range(count)}
     name_of_kind = {kind: name for name, kind in kinds.STATISTICS.items()}
-    e, s = tables.events, tables.series
+    errors = set(_severities_from("error"))
+    c = tables.event_counts
+    query = sa.select(c.c.hour, c.c.kind, c.c.severity, c.c.events, c.c.instances).where(
+        c.c.hour >= first,
+        c.c.hour < first + step * count,
+        sa.or_(c.c.kind.in_(list(name_of_kind)), c.c.severity.in_(sorted(errors))),
+    )
     with engine.connect() as connection:
-        key = _bucket(connection, e.c.time, bucket).label("bucket")
-        in_range = (e.c.time >= since, e.c.time < until)
-        by_kind = (
-            sa.select(key, e.c.kind, sa.func.count())
-            .where(e.c.kind.in_(list(name_of_kind)), *in_range)
-            .group_by(key, e.c.kind)
-        )
-        for start, kind, count in connection.execute(by_kind):
-            table.setdefault(_bucket_key(start), dict.fromkeys(counters, 0))
-            table[_bucket_key(start)][name_of_kind[kind]] += count
-        errors = (
-            sa.select(key, sa.func.count())
-            .where(e.c.severity.in_(_severities_from("error")), *in_range)
-            .group_by(key)
-        )
-        for start, count in connection.execute(errors):
-            table.setdefault(_bucket_key(start), dict.fromkeys(counters, 0))["errors"] += count
-        series_key = _bucket(connection, s.c.first_received, bucket).label("bucket")
-        instances = (
-            sa.select(series_key, sa.func.sum(s.c.instance_count))
-            .where(s.c.first_received >= since, s.c.first_received < until)
-            .group_by(series_key)
-        )
-        for start, count in connection.execute(instances):
-            table.setdefault(_bucket_key(start), dict.fromkeys(counters, 0))[
-                "instances_received"
-            ] += int(count or 0)
-    return [
-        {"start": datetime.strptime(key, _KEY_FORMAT).replace(tzinfo=UTC), **counts}
-        for key, counts in sorted(table.items())
-    ]
+        for row in connection.execute(query):
+            counts = table[_bucket_start(row.hour, bucket)]
+            name = name_of_kind.get(row.kind)
+            if name is not None:
+                counts[name] += row.events
+            if row.kind == kinds.SERIES_RECEIVED:
+                counts["instances_received"] += row.instances
+            if row.severity in errors:
+                counts["errors"] += row.events
+    return [{"start": start, **counts} for start, counts in sorted(table.items())]
 
 
 def task_states(engine: Engine) -> dict[str, int]:

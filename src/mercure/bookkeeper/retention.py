@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from mercure.bookkeeper import kinds, tables
 from mercure.bookkeeper.database import DatabaseError, write_connection
+from mercure.bookkeeper.projection import hour_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def prune(engine: Engine, cutoff: datetime, *, batch_size: int = BATCH_SIZE) -> 
         _prune_keyed(engine, s, s.c.series_uid, s.c.last_received < cutoff, batch_size, result)
         a = tables.audit
         _prune_keyed(engine, a, a.c.event_id, a.c.time < cutoff, batch_size, result)
+        _prune_counts(engine, cutoff, result)
     except sa.exc.DBAPIError as exc:
         raise DatabaseError(f"retention could not prune: {exc.orig}") from exc
     if result.total:
@@ -82,6 +84,14 @@ def _prune_tasks(engine: Engine, cutoff: datetime, batch_size: int, result: Prun
                 result.add(table.name, deleted.rowcount)
             connection.execute(sa.delete(t).where(t.c.task_id.in_(ids)))
             result.add(t.name, len(ids))
+
+
+def _prune_counts(engine: Engine, cutoff: datetime, result: PruneResult) -> None:
+    # A few rows per hour: one statement is small enough.
+    c = tables.event_counts
+    with write_connection(engine) as connection, connection.begin():
+        deleted = connection.execute(sa.delete(c).where(c.c.hour < hour_of(cutoff))).rowcount
+    result.add(c.name, deleted)
 
 
 def _prune_keyed(

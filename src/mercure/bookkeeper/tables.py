@@ -206,3 +206,16 @@ audit = Table(
     Index(None, "time"),
     Index(None, "user", "time"),
 )
+
+event_counts = Table(
+    "event_counts",
+    metadata,
+    # Events per UTC hour, kind and severity, kept up to date at ingest: the statistics read
+    # these few rows instead of counting millions of events.
+    Column("hour", UTCDateTime, primary_key=True),
+    Column("kind", String, primary_key=True),
+    Column("severity", String, primary_key=True),
+    Column("events", Integer, nullable=False),
+    # Instances reported by the `series.received` events counted here.
+    Column("instances", Integer, nullable=False),
+)
