@@ -207,3 +207,12 @@ def test_processor_names_and_dispatch_finality_are_understood(engine: Engine) ->
     assert (tasks["t"].state, tasks["t"].fail_reason) == ("error", "module failed")
     assert (run.module, run.exit_code, run.success, run.log) == ("seg", 3, False, "boom\n")
     assert targets == {"a": "retrying", "b": "error"}
+
+
+def test_time_without_zone_counts_as_utc(bookkeeper: RunningApp) -> None:
+    """An event time sent without a zone is stored and returned as that UTC time."""
+    event = Event(service="script", kind="rule.error").model_dump(mode="json")
+    event["time"] = "2030-06-01T12:30:00"
+    bookkeeper.client.post("/api/v1/events", json={"events": [event]})
+    stored = bookkeeper.client.get("/api/v1/events").json()["items"][0]
+    assert stored["time"] == "2030-06-01T12:30:00Z"

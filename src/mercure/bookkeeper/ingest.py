@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,6 +58,9 @@ def ingest(engine: Engine, events: Sequence[Event]) -> IngestResult:
     """
     first_of_id: dict[str, Event] = {}
     for event in events:
+        if event.time.tzinfo is None:
+            # A time without zone is UTC (as the API documents), everywhere from here on.
+            event = event.model_copy(update={"time": event.time.replace(tzinfo=UTC)})
         first_of_id.setdefault(event.id, event)
     unique = list(first_of_id.values())
     for attempt in range(1, ATTEMPTS + 1):
