@@ -116,3 +116,9 @@ def test_openapi_documents_the_read_and_write_api(bookkeeper: RunningApp) -> Non
     assert {"accession", "patient_id", "series_uid", "study_uid", "rule", "target", "state"} <= (
         task_params
     )
+
+
+def test_no_page_loads_scripts_from_a_cdn(bookkeeper: RunningApp) -> None:
+    """FastAPI's CDN-backed /docs and /redoc pages are not served."""
+    assert bookkeeper.client.get("/docs").status_code == 404
+    assert bookkeeper.client.get("/redoc").status_code == 404

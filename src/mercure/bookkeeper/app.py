@@ -101,6 +101,10 @@ def create_app(
 ) -> FastAPI:
     """The bookkeeper application on ``engine`` (whose schema must be migrated already)."""
     app = FastAPI(
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; a hospital network
+        # should not, so only the schema itself is served (/openapi.json).
+        docs_url=None,
+        redoc_url=None,
         title="mercure-router bookkeeper",
         version=__version__,
         description="Events of every mercure-router service, and what they tell about series "

@@ -87,6 +87,8 @@ def _insert_sqlite(connection: Connection, rows: Sequence[Row]) -> set[str]:
 
 
 def _insert_postgresql(connection: Connection, rows: Sequence[Row]) -> set[str]:
+    # In id order, so that two batches sharing ids wait for each other instead of deadlocking.
+    rows = sorted(rows, key=lambda row: row["id"])
     arrays = [
         [_json(row["data"]) for row in rows] if column == "data" else [row[column] for row in rows]
         for column in COLUMNS
