@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -216,3 +217,30 @@ def test_time_without_zone_counts_as_utc(bookkeeper: RunningApp) -> None:
     bookkeeper.client.post("/api/v1/events", json={"events": [event]})
     stored = bookkeeper.client.get("/api/v1/events").json()["items"][0]
     assert stored["time"] == "2030-06-01T12:30:00Z"
+
+
+def test_concurrent_overlapping_batches_store_each_event_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Four writers racing with the same events in different orders store them once."""
+    events = _recorded(tmp_path, 30)
+    orders = [events[:], events[::-1], events[100:] + events[:100], events[50:] + events[:50]]
+    results: list[int] = []
+
+    def write(order: list[Event]) -> None:
+        results.append(
+            sum(ingest(engine, order[i : i + 100]).stored for i in range(0, len(order), 100))
+        )
+
+    threads = [threading.Thread(target=write, args=(order,)) for order in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(results) == len(events)
+    assert _count(engine, tables.events) == len(events)
+    with engine.connect() as connection:
+        instances = connection.execute(sa.select(sa.func.sum(tables.series.c.instance_count)))
+        versions = _count(engine, tables.task_versions)
+        assert instances.scalar() == 3 * 30
+    assert versions == sum(1 for e in events if "task" in e.data)
