@@ -97,3 +97,46 @@ def test_killed_supervisor_takes_its_children_down(tmp_path: Path) -> None:
         process.wait()
     wait_until(lambda: not alive(pids[1]), timeout=10)
     assert (tmp_path / "stopped").read_text() == str(pids[1])
+
+
+STOPPABLE = """
+import signal, sys, time
+folder, name = sys.argv[1], sys.argv[2]
+def stop(signum, frame):
+    with open(folder + "/stops", "a") as handle:
+        handle.write(name + " ")
+    time.sleep(0.3)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with open(folder + "/started", "a") as handle:
+    handle.write(name + " ")
+while True:
+    time.sleep(1)
+"""
+
+ORDERED = """
+import sys
+from mercure.supervisor.supervisor import ChildSpec, Supervisor
+folder, child = sys.argv[1], sys.argv[2]
+specs = [
+    ChildSpec(name, [sys.executable, "-c", child, folder, name], stop_last=name == "bookkeeper")
+    for name in ("bookkeeper", "receiver", "router")
+]
+sys.exit(Supervisor(specs, tick=0.2, stop_timeout=5).run())
+"""
+
+
+def test_bookkeeper_is_stopped_after_the_others(tmp_path: Path) -> None:
+    """The supervisor stops the bookkeeper last, so it still receives the others' last events."""
+    command = [sys.executable, "-c", ORDERED, str(tmp_path), STOPPABLE]
+    with subprocess.Popen(command) as process:
+        try:
+            started = tmp_path / "started"
+            wait_until(lambda: started.exists() and len(started.read_text().split()) == 3)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    stops = (tmp_path / "stops").read_text().split()
+    assert sorted(stops[:2]) == ["receiver", "router"] and stops[2] == "bookkeeper"

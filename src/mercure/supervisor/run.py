@@ -68,7 +68,10 @@ def run_all(loaded: LoadedConfig) -> int:
         )
 
     supervisor = Supervisor(
-        [ChildSpec(name, service_argv(name, loaded.path)) for name in names],
+        [
+            ChildSpec(name, service_argv(name, loaded.path), stop_last=name == "bookkeeper")
+            for name in names
+        ],
         backoff_max=config.supervisor.restart_backoff_max,
         stop_timeout=config.supervisor.stop_timeout,
         tick=config.supervisor.heartbeat_interval,

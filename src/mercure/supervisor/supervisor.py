@@ -30,6 +30,8 @@ class ChildSpec:
     name: str
     argv: Sequence[str]
     env: dict[str, str] | None = None
+    stop_last: bool = False
+    """Stopped after every other child (the bookkeeper, so it receives their last events)."""
 
 
 @dataclass
@@ -157,12 +159,18 @@ class Supervisor:
                 self._start(child)
 
     def _stop_all(self) -> None:
-        running = [
-            c.process for c in self.children.values() if c.process and c.process.poll() is None
-        ]
+        first = [c for c in self.children.values() if not c.spec.stop_last]
+        last = [c for c in self.children.values() if c.spec.stop_last]
+        hurried = False
+        for group in (first, last):
+            deadline = 0.0 if hurried else time.monotonic() + self.stop_timeout
+            hurried = self._stop_group(group, deadline) == 0.0
+
+    def _stop_group(self, group: list[_Child], deadline: float) -> float:
+        """SIGTERM a group and wait for it (until ``deadline``); the deadline still in force."""
+        running = [c.process for c in group if c.process and c.process.poll() is None]
         for process in running:
             process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
         for process in running:
             remaining = deadline - time.monotonic()
             while process.poll() is None and remaining > 0:
@@ -175,3 +183,4 @@ class Supervisor:
                 log.warning("supervisor: pid %d did not stop in time, killing it", process.pid)
                 process.kill()
                 process.wait()
+        return deadline
