@@ -125,6 +125,16 @@ class DeliveryEngine:
             destination = move_task(task_dir, self.data, Stage.SUCCESS)
             claim.moved_to(destination)
             log.info("task %s delivered to %s", task.id, ", ".join(task.dispatch.target_name))
+            series_uid, study_uid = _uids(task)
+            self.events.emit(
+                "task.completed",
+                task_id=task.id,
+                series_uid=series_uid,
+                study_uid=study_uid,
+                message="delivered to " + ", ".join(task.dispatch.target_name),
+                task=task.model_dump(mode="json"),
+                stage=Stage.SUCCESS.value,
+            )
             return destination
         if not waiting:
             reasons = "; ".join(
@@ -133,6 +143,17 @@ class DeliveryEngine:
                 if task.dispatch.status[name].state == "error"
             )
             return self._fail(claim, reasons)
+        # Still waiting for a retry: the bookkeeper records the per-target status as it is now.
+        series_uid, study_uid = _uids(task)
+        self.events.emit(
+            "task.update",
+            task_id=task.id,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            message="waiting for the next attempt",
+            task=task.model_dump(mode="json"),
+            stage=Stage.OUTGOING.value,
+        )
         return task_dir
 
     def _fail(self, claim: Claim, reason: str) -> Path:
@@ -141,6 +162,23 @@ class DeliveryEngine:
         )
         claim.moved_to(destination)
         log.warning("task %s moved to error/: %s", destination.name, reason)
+        try:
+            task: Task | None = read_task(destination)
+        except TaskError:
+            task = None  # an unreadable task.json is why it failed; report without it
+        series_uid, study_uid = _uids(task)
+        self.events.emit(
+            "task.failed",
+            severity="error",
+            task_id=destination.name,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            message=reason,
+            fail_stage=FAIL_STAGE,
+            reason=reason,
+            stage=Stage.ERROR.value,
+            task=task.model_dump(mode="json") if task is not None else None,
+        )
         return destination
 
     async def _attempt(
@@ -176,10 +214,12 @@ class DeliveryEngine:
         job = SendJob(task.id, journal.task_dir, task.info, pending, len(files))
         permanent = False
         async with self._limit(name, target_config.max_parallel_tasks):
+            series_uid, study_uid = _uids(task)
             self.events.emit(
                 "dispatch.begin",
                 task_id=task.id,
-                series_uid=task.info.uid if task.info.uid_type == "series" else None,
+                series_uid=series_uid,
+                study_uid=study_uid,
                 message=f"sending {len(pending)} of {len(files)} instances to {name}",
                 target=name,
                 instances=len(pending),
@@ -249,10 +289,22 @@ class DeliveryEngine:
             target=name,
             attempt=status.retries,
             final=final,
+            will_retry=not final,
+            reason=reason,
             next_retry_at=status.next_retry_at.isoformat() if status.next_retry_at else None,
             instances=counters.instances if counters else 0,
             bytes=counters.size if counters else 0,
         )
+
+
+def _uids(task: Task | None) -> tuple[str | None, str | None]:
+    """The series and study UID of a task for its events (the bookkeeper links them)."""
+    if task is None:
+        return None, None
+    if task.info.uid_type == "study":
+        return None, task.info.uid or None
+    study = task.study.study_uid if task.study is not None else None
+    return task.info.uid or None, study
 
 
 def _rejection_reason(result: SendResult, total: int) -> str | None:

@@ -12,13 +12,15 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mercure.core.atomic import atomic_write_json
+from mercure.core.clock import utcnow
 from mercure.core.config.models import Module
-from mercure.core.datafolder import DataFolder
-from mercure.core.errors import PermanentError
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.errors import PermanentError, TaskError
 from mercure.core.events import EventClient
 from mercure.core.task import TASK_FILE, Task, TaskProcessing, fail_task, read_task, write_task
 from mercure.processor import workspace
@@ -73,22 +75,62 @@ def run_job(ctx: JobContext, task_dir: Path) -> Path:
         task = read_task(task_dir)
         if not task.process:
             raise PermanentError("the task names no processing module")
+        series_uid, study_uid = _uids(task)
         ctx.events.emit(
             "task.process.begin",
             task_id=task_id,
+            series_uid=series_uid,
+            study_uid=study_uid,
             message="processing with " + " -> ".join(p.module_name for p in task.process),
+            module=task.process[0].module_name,
+            modules=[p.module_name for p in task.process],
+            stage=Stage.PROCESSING.value,
         )
         work.mkdir()
         final_out = _run_chain(ctx, task_dir, task, work, logs)
         final = _finish(ctx, task_dir, task, final_out, logs)
     except PermanentError as exc:
         return _fail(ctx, task_dir, str(exc), logs)
+    _report_complete(ctx, task, final)
+    return final
+
+
+def _uids(task: Task | None) -> tuple[str | None, str | None]:
+    """The series and study UID of a task for its events (the bookkeeper links them)."""
+    if task is None:
+        return None, None
+    if task.info.uid_type == "study":
+        return None, task.info.uid or None
+    study = task.study.study_uid if task.study is not None else None
+    return task.info.uid or None, study
+
+
+def _report_complete(ctx: JobContext, task: Task, final: Path) -> None:
+    # The task document as handed on (with each module's result in process[].output) and the
+    # stage it is in now; a task without targets is finished here.
+    series_uid, study_uid = _uids(task)
+    document = task.model_dump(mode="json")
+    stage = final.parent.name
     ctx.events.emit(
         "task.process.complete",
-        task_id=task_id,
-        message=f"processed; now in {final.parent.name}/",
+        task_id=task.id,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        message=f"processed; now in {stage}/",
+        task=document,
+        stage=stage,
+        results={p.module_name: p.output for p in task.process if p.output is not None},
     )
-    return final
+    if stage == Stage.SUCCESS.value:
+        ctx.events.emit(
+            "task.completed",
+            task_id=task.id,
+            series_uid=series_uid,
+            study_uid=study_uid,
+            message="processed; no dispatch target",
+            task=document,
+            stage=stage,
+        )
 
 
 def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: list[Path]) -> Path:
@@ -122,17 +164,23 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
             log_path=log_path,
             record=_recorder(work, step, ctx.instance),
         )
+        started_at = utcnow()
         outcome = ctx.runners[module.runner].run(request)
         (work / workspace.JOB_FILE).unlink(missing_ok=True)
-        _report_log(ctx, task_dir.name, name, log_path, outcome.exit_code)
-        if outcome.timed_out:
-            raise ModuleFailed(f"module {name}: timeout after {module.timeout:g} s")
-        if outcome.exit_code != 0:
-            raise ModuleFailed(f"module {name} failed with exit code {outcome.exit_code}")
-        (out_dir / TASK_FILE).unlink(missing_ok=True)
-        if not any(out_dir.iterdir()):
-            raise ModuleFailed(f"module {name} wrote nothing (no output files, no result.json)")
-        processing.output = _read_result(name, out_dir)
+        run = _ModuleRun(name, log_path, outcome.exit_code, started_at)
+        try:
+            if outcome.timed_out:
+                raise ModuleFailed(f"module {name}: timeout after {module.timeout:g} s")
+            if outcome.exit_code != 0:
+                raise ModuleFailed(f"module {name} failed with exit code {outcome.exit_code}")
+            (out_dir / TASK_FILE).unlink(missing_ok=True)
+            if not any(out_dir.iterdir()):
+                raise ModuleFailed(f"module {name} wrote nothing (no output files, no result.json)")
+            processing.output = _read_result(name, out_dir)
+            run.success = True
+        finally:
+            # One event per run, failed or not: the bookkeeper stores it with log and result.
+            _report_log(ctx, task_dir.name, run, processing.output if run.success else None)
         if processing.output is not None:
             ctx.events.emit(
                 "task.process.result", task_id=task_dir.name, module=name, result=processing.output
@@ -165,20 +213,34 @@ def _read_result(module_name: str, out_dir: Path) -> dict[str, Any] | None:
     return result if isinstance(result, dict) else {"result": result}
 
 
+@dataclass
+class _ModuleRun:
+    """One run of one module, as reported to the bookkeeper."""
+
+    module: str
+    log_path: Path
+    exit_code: int | None
+    started_at: datetime
+    success: bool = False
+
+
 def _report_log(
-    ctx: JobContext, task_id: str, module_name: str, log_path: Path, exit_code: int | None
+    ctx: JobContext, task_id: str, run: _ModuleRun, result: dict[str, Any] | None
 ) -> None:
     try:
-        text = log_path.read_bytes()[-LOG_EVENT_LIMIT:].decode("utf-8", "replace")
+        text = run.log_path.read_bytes()[-LOG_EVENT_LIMIT:].decode("utf-8", "replace")
     except FileNotFoundError:
         text = ""
     ctx.events.emit(
         "task.process.log",
         task_id=task_id,
-        message=f"module {module_name} ended with exit code {exit_code}",
-        module=module_name,
-        exit_code=exit_code,
+        message=f"module {run.module} ended with exit code {run.exit_code}",
+        module=run.module,
+        exit_code=run.exit_code,
+        success=run.success,
+        started_at=run.started_at.isoformat(),
         log=text,
+        result=result,
     )
 
 
@@ -205,8 +267,27 @@ def _fail(ctx: JobContext, task_dir: Path, reason: str, logs: list[Path]) -> Pat
     log.error("task %s failed: %s", task_dir.name, reason)
     _keep_logs(logs, task_dir)
     workspace.remove_tree(task_dir / workspace.WORK_DIR)
-    ctx.events.emit("task.process.error", severity="error", task_id=task_dir.name, message=reason)
-    return fail_task(task_dir, ctx.data, stage="processing", reason=reason, service="processor")
+    destination = fail_task(
+        task_dir, ctx.data, stage="processing", reason=reason, service="processor"
+    )
+    try:
+        task: Task | None = read_task(destination)
+    except TaskError:
+        task = None  # an unreadable task.json may be why it failed; report without it
+    series_uid, study_uid = _uids(task)
+    ctx.events.emit(
+        "task.process.error",
+        severity="error",
+        task_id=task_dir.name,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        message=reason,
+        fail_stage="processing",
+        reason=reason,
+        stage=Stage.ERROR.value,
+        task=task.model_dump(mode="json") if task is not None else None,
+    )
+    return destination
 
 
 __all__ = ["JobContext", "ModuleFailed", "run_job"]
