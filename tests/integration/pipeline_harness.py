@@ -1,0 +1,283 @@
+"""Real mercure-router processes for the integration tests, and what the tests read back.
+
+- :func:`write_config`: a ``mercure.yaml`` with free ports and short timings.
+- :class:`MercureProcess`: ``python -m mercure <command> --config ...`` as a child process
+  (``run`` for the supervisor with every service, or one service), started and stopped by PID.
+- :class:`BookkeeperClient`: the bookkeeper's read API with the configured token.
+- :class:`OutboxRecorder`: a hard link to every outbox segment the moment it appears, so the
+  test still reads every event written after the deliverer deleted the delivered segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from mercure.core.datafolder import DataFolder
+from mercure.core.events import Event, read_segment
+from mercure.core.heartbeat import read_heartbeats
+from mercure.router.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, Inotify
+from mercure.testing.peers.process import PeerProcess, is_listening
+from mercure.testing.wait import wait_until
+
+API_KEY = "integration-test-key"
+
+COPY_MODULE = """
+import json, os, shutil
+from pathlib import Path
+in_dir, out_dir = Path(os.environ["MERCURE_IN_DIR"]), Path(os.environ["MERCURE_OUT_DIR"])
+files = sorted(p for p in in_dir.iterdir() if p.suffix == ".dcm")
+for path in files:
+    shutil.copyfile(path, out_dir / path.name)
+print(f"copied {len(files)} files", flush=True)
+(out_dir / "result.json").write_text(json.dumps({"copied": len(files), "findings": ["none"]}))
+"""
+"""A command module: copies its input to its output and reports a result."""
+
+
+def write_config(
+    folder: Path,
+    *,
+    receiver_port: int,
+    bookkeeper_port: int,
+    targets: Mapping[str, Any],
+    rules: Mapping[str, Any],
+    modules: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``folder/mercure.yaml`` for a fast test installation; returns its path."""
+    config = {
+        "data_dir": str(folder / "data"),
+        "logging": {"level": "INFO"},
+        "receiver": {
+            "listeners": [
+                {"name": "default", "host": "127.0.0.1", "port": receiver_port, "aet": "MERCURE"}
+            ],
+            "fsync": False,
+            "min_free_disk_mb": 10,
+        },
+        "router": {"series_complete_trigger": 1, "rescan_interval": 5},
+        "targets": dict(targets),
+        "rules": dict(rules),
+        "modules": dict(modules or {}),
+        "dispatch": {"retry_attempts": 3, "retry_base_delay": 0.5, "retry_max_delay": 1},
+        "bookkeeper": {"host": "127.0.0.1", "port": bookkeeper_port, "api_key": API_KEY},
+        "supervisor": {"heartbeat_interval": 0.5, "restart_backoff_max": 1, "stop_timeout": 15},
+    }
+    path = folder / "mercure.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def copy_module(folder: Path) -> dict[str, Any]:
+    """The configuration of :data:`COPY_MODULE`, written into ``folder``."""
+    script = folder / "copy_module.py"
+    script.write_text(COPY_MODULE)
+    return {"runner": "command", "command": [sys.executable, str(script)], "timeout": 60}
+
+
+class MercureProcess(PeerProcess):
+    """``mercure <command> --config CONFIG`` as a child process in its own process group.
+
+    Ready means: the listener's port (``listen_port``) is open, and for the bookkeeper or
+    ``run`` its ``/health`` answers; for other services, a heartbeat of this process says
+    ``running``.
+    """
+
+    start_timeout = 60.0
+
+    def __init__(
+        self,
+        command: str,
+        config_path: Path,
+        *,
+        listen_port: int | None = None,
+        health_url: str | None = None,
+        log_name: str | None = None,
+    ) -> None:
+        self.name = f"mercure {command}"
+        self.command = command
+        self.config_path = config_path
+        self.listen_port = listen_port
+        self.health_url = health_url
+        self.run_dir = DataFolder(yaml.safe_load(config_path.read_text())["data_dir"]).run_dir
+        argv = [sys.executable, "-m", "mercure", command, "--config", str(config_path)]
+        log_path = config_path.parent / "logs" / f"{log_name or command}.log"
+        super().__init__(argv, log_path)
+
+    def is_ready(self) -> bool:
+        """The port is open, the bookkeeper answers, or this process reports running."""
+        if self.listen_port is not None and not is_listening(self.listen_port):
+            return False
+        if self.health_url is not None:
+            try:
+                return httpx.get(self.health_url, timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+        if self.listen_port is not None:
+            return True
+        return any(b.pid == self.pid and b.state == "running" for b in _heartbeats(self.run_dir))
+
+    def shutdown(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM to this process only (a supervisor stops its services in order); its code."""
+        if not self.running:
+            self.stop()
+            return None
+        os.kill(self.pid, signal.SIGTERM)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not self.running, timeout=timeout, interval=0.05)
+        code = None if self._process is None else self._process.poll()
+        self.stop()
+        return code
+
+
+def _heartbeats(run_dir: Path) -> list[Any]:
+    try:
+        return list(read_heartbeats(run_dir))
+    except OSError:
+        return []
+
+
+class BookkeeperClient:
+    """The bookkeeper's read API (``docs/bookkeeper.md``), authenticated with :data:`API_KEY`."""
+
+    def __init__(self, port: int) -> None:
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=30,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET ``/api/v1/<path>`` and the decoded JSON; raises for an error status."""
+        response = self.client.get(f"/api/v1/{path}", params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def all_pages(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paged search."""
+        items: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = self.get(path, limit=1000, offset=offset, **params)
+            items += page["items"]
+            offset = page["next_offset"]
+        return items
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every stored event matching the filters."""
+        return self.all_pages("events", **filters)
+
+    def tasks(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every task matching the filters."""
+        return self.all_pages("tasks", **filters)
+
+    def series(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every series matching the filters."""
+        return self.all_pages("series", **filters)
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        """One task with its versions and processing runs."""
+        result: dict[str, Any] = self.get(f"tasks/{task_id}")
+        return result
+
+    def timeline(self, task_id: str) -> list[dict[str, Any]]:
+        """The events of a task, oldest first, from the reception of its series."""
+        result: list[dict[str, Any]] = self.get(f"tasks/{task_id}/timeline")
+        return result
+
+
+def is_in_order(kinds: list[str], expected: list[str]) -> bool:
+    """Whether ``expected`` occurs in ``kinds`` as a subsequence (other kinds between)."""
+    remaining = iter(kinds)
+    return all(kind in remaining for kind in expected)
+
+
+class OutboxRecorder:
+    """Hard-links every outbox segment of every service into ``shadow`` as it is created.
+
+    A segment is appended to as ``<seq>.open``, renamed ``<seq>.jsonl`` and deleted once
+    delivered; the link keeps the same file, so :meth:`events` reads every event any service
+    wrote, delivered or not. inotify reports each new outbox folder and segment at once.
+    """
+
+    def __init__(self, outbox_dir: Path, shadow: Path) -> None:
+        self.outbox_dir = outbox_dir
+        self.shadow = shadow
+        self._inotify = Inotify()
+        self._folders: dict[int, Path] = {}
+        self._stop = threading.Event()
+        self.missed: list[Path] = []
+        """Segments that were gone before they could be linked (the test must fail then)."""
+        self._thread = threading.Thread(target=self._run, name="outbox recorder", daemon=True)
+
+    def start(self) -> OutboxRecorder:
+        """Watch the outbox folder (created if missing) and record from now on."""
+        self.outbox_dir.mkdir(parents=True, exist_ok=True)
+        self.shadow.mkdir(parents=True, exist_ok=True)
+        root = self._inotify.add_watch(self.outbox_dir, IN_CREATE | IN_MOVED_TO)
+        self._folders[root] = self.outbox_dir
+        for folder in self.outbox_dir.iterdir():
+            if folder.is_dir():
+                self._watch(folder)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._inotify.close()
+
+    def _watch(self, folder: Path) -> None:
+        wd = self._inotify.add_watch(folder, IN_CREATE | IN_MOVED_TO)
+        self._folders[wd] = folder
+        # Segments created before the watch existed.
+        for path in folder.iterdir():
+            self._record(path)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._inotify.fileno()], [], [], 0.2)
+            if not ready:
+                continue
+            for event in self._inotify.read_events():
+                folder = self._folders.get(event.wd)
+                if folder is None or not event.name:
+                    continue
+                path = folder / event.name
+                if folder == self.outbox_dir:
+                    if event.mask & IN_ISDIR:
+                        self._watch(path)
+                else:
+                    self._record(path)
+
+    def _record(self, path: Path) -> None:
+        if path.suffix not in (".open", ".jsonl") or not path.stem.isdigit():
+            return
+        link = self.shadow / f"{path.parent.name}--{path.stem}"
+        if link.exists():
+            return
+        candidates = (path, path.with_suffix(".jsonl"))
+        for candidate in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                os.link(candidate, link)
+                return
+        self.missed.append(path)
+
+    def events(self) -> list[Event]:
+        """Every event written to any outbox since :meth:`start` (complete lines only)."""
+        return [event for path in sorted(self.shadow.iterdir()) for event in read_segment(path)]

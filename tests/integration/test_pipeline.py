@@ -1,0 +1,138 @@
+"""The whole pipeline under `mercure run`: storescu -> receiver -> router -> processor (a command
+module) -> dispatcher -> Orthanc, and the bookkeeper's record of every step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pipeline_harness import (
+    BookkeeperClient,
+    MercureProcess,
+    copy_module,
+    is_in_order,
+    write_config,
+)
+
+from mercure.testing.peers import Orthanc
+from mercure.testing.peers.dcmtk import storescu
+from mercure.testing.ports import free_port
+from mercure.testing.series import GeneratedSeries, generate_series
+from mercure.testing.wait import wait_until
+
+pytestmark = [pytest.mark.peers, pytest.mark.slow]
+
+SERIES = 3
+INSTANCES = 4
+TIMELINE = [
+    "series.received",
+    "task.created",
+    "task.process.begin",
+    "task.process.log",
+    "task.process.complete",
+    "dispatch.begin",
+    "dispatch.complete",
+    "task.completed",
+]
+"""What every task's timeline shows, in this order, from reception to dispatch."""
+RESULT = {"copied": INSTANCES, "findings": ["none"]}
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, orthanc: Orthanc) -> Iterator[tuple[MercureProcess, BookkeeperClient]]:
+    """`mercure run` routing CT through the copy module to Orthanc; its bookkeeper client."""
+    receiver_port, bookkeeper_port = free_port(), free_port()
+    config = write_config(
+        tmp_path,
+        receiver_port=receiver_port,
+        bookkeeper_port=bookkeeper_port,
+        targets={
+            "orthanc": {
+                "type": "dicom",
+                "host": "127.0.0.1",
+                "port": orthanc.dicom_port,
+                "aet_target": orthanc.aet,
+            }
+        },
+        modules={"copier": copy_module(tmp_path)},
+        rules={
+            "ct_both": {
+                "rule": "tags.Modality == 'CT'",
+                "action": "both",
+                "processing_module": ["copier"],
+                "targets": ["orthanc"],
+            }
+        },
+    )
+    mercure = MercureProcess(
+        "run",
+        config,
+        listen_port=receiver_port,
+        health_url=f"http://127.0.0.1:{bookkeeper_port}/health",
+    )
+    client = BookkeeperClient(bookkeeper_port)
+    with mercure:
+        yield mercure, client
+        assert mercure.shutdown() == 0, mercure.log_text()
+    client.close()
+
+
+def _send(port: int, series: list[GeneratedSeries]) -> None:
+    for one in series:
+        storescu(port, one.folder, calling_aet="CT01", called_aet="MERCURE")
+
+
+def test_series_reach_orthanc_and_every_step_is_in_the_bookkeeper(
+    tmp_path: Path, orthanc: Orthanc, pipeline: tuple[MercureProcess, BookkeeperClient]
+) -> None:
+    """Each CT series is processed and sent; the bookkeeper has its whole timeline and result."""
+    mercure, bookkeeper = pipeline
+    series = [
+        generate_series(tmp_path / f"series{n}", "ct", INSTANCES, seed=100 + n)
+        for n in range(SERIES)
+    ]
+    assert mercure.listen_port is not None
+    _send(mercure.listen_port, series)
+
+    expected = set().union(*(s.sop_instance_uids for s in series))
+    wait_until(lambda: orthanc.sop_instance_uids() == expected, timeout=45, interval=0.2)
+
+    def completed() -> list[dict[str, object]]:
+        tasks = bookkeeper.tasks(state="success")
+        return tasks if len(tasks) == SERIES else []
+
+    wait_until(completed, timeout=20, interval=0.2, message="every task success in bookkeeper")
+
+    for one in series:
+        (record,) = bookkeeper.tasks(series_uid=one.series_uid)
+        assert (record["accession"], record["patient_id"]) == (
+            one.accession_number,
+            one.patient_id,
+        )
+        assert record["state"] == "success" and record["action"] == "both"
+        assert record["rules"] == ["ct_both"]
+        assert [(t["target"], t["state"]) for t in record["targets"]] == [("orthanc", "complete")]
+
+        kinds = [event["kind"] for event in bookkeeper.timeline(record["task_id"])]
+        assert is_in_order(kinds, TIMELINE), kinds
+        for kind in TIMELINE:
+            assert kinds.count(kind) == 1, (kind, kinds)
+
+        detail = bookkeeper.task(record["task_id"])
+        (run,) = detail["processing"]
+        assert (run["module"], run["success"], run["exit_code"]) == ("copier", True, 0)
+        assert run["result"] == RESULT
+        assert f"copied {INSTANCES} files" in run["log"]
+        # Created, processed, completed: each a version of task.json; the last holds the result.
+        versions = bookkeeper.get(f"tasks/{record['task_id']}/versions")
+        assert [v["kind"] for v in versions][-1] == "task.completed"
+        assert versions[-1]["document"]["process"][0]["output"] == RESULT
+
+        (found,) = bookkeeper.series(accession=one.accession_number)
+        assert found["series_uid"] == one.series_uid
+        assert found["instance_count"] == INSTANCES
+        assert found["modality"] == "CT" and found["sender_aet"] == "CT01"
+        assert [s["series_uid"] for s in bookkeeper.series(patient_id=one.patient_id)] == [
+            one.series_uid
+        ]
