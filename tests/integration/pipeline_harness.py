@@ -125,7 +125,9 @@ class MercureProcess(PeerProcess):
                 return False
         if self.listen_port is not None:
             return True
-        return any(b.pid == self.pid and b.state == "running" for b in _heartbeats(self.run_dir))
+        return any(
+            b.pid == self.pid and b.state == "running" for b in read_heartbeats(self.run_dir)
+        )
 
     def shutdown(self, timeout: float = 30.0) -> int | None:
         """SIGTERM to this process only (a supervisor stops its services in order); its code."""
@@ -138,13 +140,6 @@ class MercureProcess(PeerProcess):
         code = None if self._process is None else self._process.poll()
         self.stop()
         return code
-
-
-def _heartbeats(run_dir: Path) -> list[Any]:
-    try:
-        return list(read_heartbeats(run_dir))
-    except OSError:
-        return []
 
 
 class BookkeeperClient:
@@ -221,6 +216,7 @@ class OutboxRecorder:
         self._folders: dict[int, Path] = {}
         self._stop = threading.Event()
         self.missed: list[Path] = []
+        self._inodes: set[int] = set()
         """Segments that were gone before they could be linked (the test must fail then)."""
         self._thread = threading.Thread(target=self._run, name="outbox recorder", daemon=True)
 
@@ -268,16 +264,24 @@ class OutboxRecorder:
     def _record(self, path: Path) -> None:
         if path.suffix not in (".open", ".jsonl") or not path.stem.isdigit():
             return
-        link = self.shadow / f"{path.parent.name}--{path.stem}"
-        if link.exists():
-            return
-        candidates = (path, path.with_suffix(".jsonl"))
-        for candidate in candidates:
+        # A restarted service may reuse a sequence number once its segment was delivered, so
+        # segments are told apart by inode (held by the link, so never reused meanwhile).
+        temporary = self.shadow / f".{path.parent.name}--{path.stem}"
+        for candidate in (path, path.with_suffix(".jsonl")):
             with contextlib.suppress(FileNotFoundError):
-                os.link(candidate, link)
-                return
-        self.missed.append(path)
+                os.link(candidate, temporary)
+                break
+        else:
+            self.missed.append(path)
+            return
+        inode = temporary.stat().st_ino
+        if inode in self._inodes:
+            temporary.unlink()
+            return
+        self._inodes.add(inode)
+        temporary.rename(self.shadow / f"{path.parent.name}--{path.stem}--{inode}")
 
     def events(self) -> list[Event]:
         """Every event written to any outbox since :meth:`start` (complete lines only)."""
-        return [event for path in sorted(self.shadow.iterdir()) for event in read_segment(path)]
+        paths = sorted(p for p in self.shadow.iterdir() if not p.name.startswith("."))
+        return [event for path in paths for event in read_segment(path)]
