@@ -31,12 +31,12 @@ from pathlib import Path
 
 from mercure.core.config import load_config
 from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.dicomtags import tags_from_dicom
 from mercure.core.events import EventClient, Outbox
 from mercure.core.heartbeat import read_heartbeats
 from mercure.router.inotify import IN_MOVED_TO, Inotify
 from mercure.router.router import Router
 from mercure.router.simulate import IncomingWriter
-from mercure.router.tags import tags_from_dicom
 from mercure.testing.ports import free_port
 from mercure.testing.series import GeneratedSeries, generate_series
 from mercure.testing.wait import wait_until

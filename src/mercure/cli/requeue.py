@@ -54,7 +54,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     for task_id in args.task_ids:
         try:
             print(requeue(data, task_id))
-        except Exception as exc:
+        except (MercureError, OSError) as exc:
             print(f"{task_id}: not requeued: {exc}")
             failed += 1
     return 1 if failed else 0

@@ -23,6 +23,7 @@ from pydicom.errors import InvalidDicomError
 from mercure.core.config import LoadedConfig, load_config
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.delivery import OutboxDeliverer
+from mercure.core.dicomtags import tags_from_dicom
 from mercure.core.errors import PermanentError, TaskError
 from mercure.core.events import EventClient, Outbox
 from mercure.core.logs import configure_logging
@@ -30,7 +31,7 @@ from mercure.core.rules import CompiledRule, RuleResult, RuleSyntaxError, Series
 from mercure.router import report
 from mercure.router.decision import Decision, decide
 from mercure.router.studies import StudyStore
-from mercure.router.tags import TAGS_FILE, read_tags_file, tags_from_dicom
+from mercure.router.tags import TAGS_FILE, read_tags_file
 
 DELIVERY_TIMEOUT = 5.0
 """Longest wait for the bookkeeper to take the events of a ``mercure study complete``."""

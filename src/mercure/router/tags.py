@@ -4,34 +4,22 @@
 The files are the truth, so when it is missing or unreadable the router builds the same
 mapping from the first readable instance: every text-like element at the top level of the
 dataset, keyed by DICOM keyword, multiple values joined by a backslash, plus ``SenderAET``,
-``ReceiverAET`` and ``SenderAddress`` from the journal. ``mercure rule-test`` uses the same
-function for a DICOM file.
+``ReceiverAET`` and ``SenderAddress`` from the journal (:mod:`mercure.core.dicomtags`, which
+the receiver uses too). ``mercure rule-test`` uses the same function for a DICOM file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import pydicom
-from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
+
+from mercure.core.dicomtags import tags_from_dicom
 
 TAGS_FILE = "tags.json"
-
-TEXT_VRS = frozenset(
-    {
-        *("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM"),
-        *("UC", "UI", "UR", "UT", "US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"),
-    }
-)
-"""Value representations rules can compare as text (numbers as their text), as the receiver."""
-MAX_VALUE_LENGTH = 4096
-"""Longer values are cut, as the receiver does."""
 
 log = logging.getLogger(__name__)
 
@@ -61,39 +49,6 @@ def read_tags_file(path: Path) -> dict[str, str] | None:
         log.warning("%s is not valid JSON; the tags are rebuilt from the instances", path)
         return None
     return normalise_tags(document) if isinstance(document, dict) else None
-
-
-def tags_from_dicom(path: Path) -> dict[str, str]:
-    """The text-like public top-level elements of a DICOM file, keyed by keyword.
-
-    Values are decoded leniently (an odd character set gives replacement characters, never a
-    failure). Raises ``InvalidDicomError`` or ``OSError`` for a file that cannot be read.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        tags: dict[str, str] = {}
-        for tag in list(dataset.keys()):
-            keyword = keyword_for_tag(tag)
-            if tag.is_private or not keyword or dictionary_VR(tag) not in TEXT_VRS:
-                continue
-            try:
-                text = _as_text(dataset[tag].value)
-            except (ValueError, TypeError, LookupError, UnicodeError):
-                raw = getattr(dataset.get_item(tag), "value", b"")
-                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
-            tags[keyword] = text.strip("\0 ")[:MAX_VALUE_LENGTH]
-    return tags
-
-
-def _as_text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, MultiValue | list | tuple):
-        return "\\".join(_as_text(item) for item in value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip("\0 ")
-    return str(value)
 
 
 def tags_from_instances(files: Iterable[Path]) -> dict[str, str] | None:
