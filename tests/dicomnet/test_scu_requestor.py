@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -174,26 +173,6 @@ def test_unreachable_peer_raises_association_error() -> None:
 
     with pytest.raises(TransientError, match="cannot connect"):
         asyncio.run(connect())
-
-
-def openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A test CA, a server certificate for 127.0.0.1 and a client certificate, all signed by it."""
-    folder = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ca",
-            "-keyout", folder / "ca.key", "-out", folder / "ca.pem")  # fmt: skip
-    for name in ("server", "client"):
-        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", folder / f"{name}.key", "-out", folder / f"{name}.csr")  # fmt: skip
-        openssl("x509", "-req", "-in", folder / f"{name}.csr", "-CA", folder / "ca.pem",
-                "-CAkey", folder / "ca.key", "-CAcreateserial", "-days", "2",
-                "-extfile", folder / f"{name}.ext", "-out", folder / f"{name}.pem")  # fmt: skip
-    return folder
 
 
 @pytest.mark.peers

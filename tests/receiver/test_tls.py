@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,27 +16,6 @@ from mercure.testing.receiver import RunningReceiver
 from mercure.testing.series import generate_series
 
 pytestmark = pytest.mark.peers
-
-
-def openssl(*args: str | Path) -> None:
-    """Run the openssl command line quietly."""
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A test CA with a server certificate (127.0.0.1) and a client certificate it signed."""
-    folder = tmp_path_factory.mktemp("pki")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", folder / "ca.key", "-out", folder / "ca.pem")  # fmt: skip
-    for name in ("server", "client"):
-        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-                "-keyout", folder / f"{name}.key", "-out", folder / f"{name}.csr")  # fmt: skip
-        openssl("x509", "-req", "-in", folder / f"{name}.csr", "-CA", folder / "ca.pem",
-                "-CAkey", folder / "ca.key", "-CAcreateserial", "-days", "2",
-                "-extfile", folder / f"{name}.ext", "-out", folder / f"{name}.pem")  # fmt: skip
-    return folder
 
 
 def tls_listener(pki: Path, *, require: bool) -> dict[str, object]:

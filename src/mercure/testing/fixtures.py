@@ -135,3 +135,11 @@ def make_series(tmp_path: Path) -> Callable[..., GeneratedSeries]:
         return generate_series(tmp_path / f"series{next(numbers)}", kind, count, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test CA with server and client certificates for 127.0.0.1 (see mercure.testing.pki)."""
+    from mercure.testing.pki import make_test_pki
+
+    return make_test_pki(tmp_path_factory.mktemp("pki"))
