@@ -246,6 +246,8 @@ class DeliveryEngine:
             self.events.emit(
                 "dispatch.complete",
                 task_id=task.id,
+                series_uid=series_uid,
+                study_uid=study_uid,
                 message=f"{len(files)} instances delivered to {name}",
                 target=name,
                 instances=counters.instances,
@@ -281,10 +283,13 @@ class DeliveryEngine:
             " (no attempt left)" if final else "",
             reason,
         )
+        series_uid, study_uid = _uids(task)
         self.events.emit(
             "dispatch.failed",
             severity="error" if final else "warning",
             task_id=task.id,
+            series_uid=series_uid,
+            study_uid=study_uid,
             message=reason,
             target=name,
             attempt=status.retries,

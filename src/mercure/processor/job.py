@@ -113,18 +113,22 @@ def _report_complete(ctx: JobContext, task: Task, final: Path) -> None:
     stage = final.parent.name
     ctx.events.emit(
         "task.process.complete",
-        task_id=task.id,
+        task_id=final.name,
         series_uid=series_uid,
         study_uid=study_uid,
         message=f"processed; now in {stage}/",
         task=document,
         stage=stage,
-        results={p.module_name: p.output for p in task.process if p.output is not None},
+        results=[
+            {"module": p.module_name, "result": p.output}
+            for p in task.process
+            if p.output is not None
+        ],
     )
     if stage == Stage.SUCCESS.value:
         ctx.events.emit(
             "task.completed",
-            task_id=task.id,
+            task_id=final.name,
             series_uid=series_uid,
             study_uid=study_uid,
             message="processed; no dispatch target",
@@ -180,10 +184,16 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
             run.success = True
         finally:
             # One event per run, failed or not: the bookkeeper stores it with log and result.
-            _report_log(ctx, task_dir.name, run, processing.output if run.success else None)
+            _report_log(ctx, task_dir.name, task, run, processing.output if run.success else None)
         if processing.output is not None:
+            series_uid, study_uid = _uids(task)
             ctx.events.emit(
-                "task.process.result", task_id=task_dir.name, module=name, result=processing.output
+                "task.process.result",
+                task_id=task_dir.name,
+                series_uid=series_uid,
+                study_uid=study_uid,
+                module=name,
+                result=processing.output,
             )
     return out_dir
 
@@ -225,15 +235,18 @@ class _ModuleRun:
 
 
 def _report_log(
-    ctx: JobContext, task_id: str, run: _ModuleRun, result: dict[str, Any] | None
+    ctx: JobContext, task_id: str, task: Task, run: _ModuleRun, result: dict[str, Any] | None
 ) -> None:
     try:
         text = run.log_path.read_bytes()[-LOG_EVENT_LIMIT:].decode("utf-8", "replace")
     except FileNotFoundError:
         text = ""
+    series_uid, study_uid = _uids(task)
     ctx.events.emit(
         "task.process.log",
         task_id=task_id,
+        series_uid=series_uid,
+        study_uid=study_uid,
         message=f"module {run.module} ended with exit code {run.exit_code}",
         module=run.module,
         exit_code=run.exit_code,
