@@ -1,8 +1,9 @@
 """The whole pipeline under `mercure run`: storescu -> receiver -> router -> processor (a command
-module) -> dispatcher -> Orthanc, and the bookkeeper's record of every step."""
+module) -> dispatcher -> Orthanc, and the bookkeeper's record of every step, failures included."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,12 +38,17 @@ TIMELINE = [
 ]
 """What every task's timeline shows, in this order, from reception to dispatch."""
 RESULT = {"copied": INSTANCES, "findings": ["none"]}
+FAILING_MODULE = 'import sys\nprint("cannot read this input", flush=True)\nsys.exit(3)\n'
 
 
 @pytest.fixture
 def pipeline(tmp_path: Path, orthanc: Orthanc) -> Iterator[tuple[MercureProcess, BookkeeperClient]]:
-    """`mercure run` routing CT through the copy module to Orthanc; its bookkeeper client."""
+    """`mercure run`: 'routine' series through the copy module to Orthanc, 'broken' ones to a
+    failing module, 'unreachable' ones to a target nobody serves; and its bookkeeper client."""
     receiver_port, bookkeeper_port = free_port(), free_port()
+    script = tmp_path / "failing_module.py"
+    script.write_text(FAILING_MODULE)
+    failing = {"runner": "command", "command": [sys.executable, str(script)]}
     config = write_config(
         tmp_path,
         receiver_port=receiver_port,
@@ -53,16 +59,28 @@ def pipeline(tmp_path: Path, orthanc: Orthanc) -> Iterator[tuple[MercureProcess,
                 "host": "127.0.0.1",
                 "port": orthanc.dicom_port,
                 "aet_target": orthanc.aet,
-            }
+            },
+            # Nothing listens there: every attempt is refused.
+            "nowhere": {"type": "dicom", "host": "127.0.0.1", "port": free_port()},
         },
-        modules={"copier": copy_module(tmp_path)},
+        modules={"copier": copy_module(tmp_path), "failing": failing},
         rules={
             "ct_both": {
-                "rule": "tags.Modality == 'CT'",
+                "rule": "tags.SeriesDescription == 'routine'",
                 "action": "both",
                 "processing_module": ["copier"],
                 "targets": ["orthanc"],
-            }
+            },
+            "broken": {
+                "rule": "tags.SeriesDescription == 'broken'",
+                "action": "process",
+                "processing_module": ["failing"],
+            },
+            "unreachable": {
+                "rule": "tags.SeriesDescription == 'unreachable'",
+                "action": "route",
+                "targets": ["nowhere"],
+            },
         },
     )
     mercure = MercureProcess(
@@ -89,7 +107,9 @@ def test_series_reach_orthanc_and_every_step_is_in_the_bookkeeper(
     """Each CT series is processed and sent; the bookkeeper has its whole timeline and result."""
     mercure, bookkeeper = pipeline
     series = [
-        generate_series(tmp_path / f"series{n}", "ct", INSTANCES, seed=100 + n)
+        generate_series(
+            tmp_path / f"series{n}", "ct", INSTANCES, seed=100 + n, series_description="routine"
+        )
         for n in range(SERIES)
     ]
     assert mercure.listen_port is not None
@@ -136,3 +156,44 @@ def test_series_reach_orthanc_and_every_step_is_in_the_bookkeeper(
         assert [s["series_uid"] for s in bookkeeper.series(patient_id=one.patient_id)] == [
             one.series_uid
         ]
+
+
+def test_failures_reach_the_bookkeeper_with_stage_reason_and_log(
+    tmp_path: Path, pipeline: tuple[MercureProcess, BookkeeperClient]
+) -> None:
+    """A failing module and a target that refuses every attempt: both tasks end in error with
+    their reason; the module's log, each retry and the final failure are recorded."""
+    mercure, bookkeeper = pipeline
+    broken, unreachable = (
+        generate_series(tmp_path / name, "tiny", 2, seed=300 + n, series_description=name)
+        for n, name in enumerate(("broken", "unreachable"))
+    )
+    assert mercure.listen_port is not None
+    _send(mercure.listen_port, [broken, unreachable])
+
+    def failed() -> list[dict[str, object]]:
+        tasks = bookkeeper.tasks(state="error")
+        return tasks if len(tasks) == 2 else []
+
+    wait_until(failed, timeout=30, interval=0.2, message="both tasks in error in bookkeeper")
+
+    (record,) = bookkeeper.tasks(series_uid=broken.series_uid)
+    assert record["fail_stage"] == "processing"
+    assert "exit code 3" in record["fail_reason"]
+    (run,) = bookkeeper.task(record["task_id"])["processing"]
+    assert (run["module"], run["success"], run["exit_code"]) == ("failing", False, 3)
+    assert "cannot read this input" in run["log"] and run["result"] is None
+    kinds = [event["kind"] for event in bookkeeper.timeline(record["task_id"])]
+    assert is_in_order(kinds, ["task.created", "task.process.begin", "task.process.log"]), kinds
+    assert kinds[-1] == "task.process.error", kinds
+
+    (record,) = bookkeeper.tasks(series_uid=unreachable.series_uid)
+    assert record["fail_stage"] == "dispatch"
+    assert [(t["target"], t["state"]) for t in record["targets"]] == [("nowhere", "error")]
+    timeline = bookkeeper.timeline(record["task_id"])
+    failures = [e["data"] for e in timeline if e["kind"] == "dispatch.failed"]
+    assert [(f["attempt"], f["will_retry"]) for f in failures] == [(1, True), (2, True), (3, False)]
+    kinds = [event["kind"] for event in timeline]
+    assert kinds.count("task.update") == 2 and kinds[-1] == "task.failed", kinds
+    versions = bookkeeper.get(f"tasks/{record['task_id']}/versions")
+    assert versions[-1]["document"]["info"]["fail_stage"] == "dispatch"
