@@ -31,6 +31,7 @@ import httpx
 from mercure.core.atomic import atomic_write_json
 from mercure.core.config import MercureConfig
 from mercure.core.events import Event, EventClient, read_segment
+from mercure.core.logs import service_var
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ class OutboxDeliverer:
 
     # --- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
+        # A new thread starts with an empty context: name the service in its log lines.
+        service_var.set(self.events.service)
         try:
             while True:
                 stopping = self._stopping.is_set()
