@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
 
     reference = commands.add_parser(
-        "config-reference", help="print the configuration reference (Markdown)"
+        "config-reference", parents=[common], help="print the configuration reference (Markdown)"
     )
     reference.set_defaults(handler=cmd_config_reference)
 

@@ -15,7 +15,9 @@ def register(
     common: argparse.ArgumentParser,
 ) -> None:
     """Add ``mercure echo HOST PORT AET``."""
-    echo = commands.add_parser("echo", help="send a C-ECHO to a DICOM node (verification)")
+    echo = commands.add_parser(
+        "echo", parents=[common], help="send a C-ECHO to a DICOM node (verification)"
+    )
     echo.add_argument("host")
     echo.add_argument("port", type=int)
     echo.add_argument("aet", help="called AE title")
