@@ -110,3 +110,18 @@ def test_run_brings_up_supervisor_and_status_answers(tmp_path: Path) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_check_config_validates_required_series(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broken required-series condition of a study rule is reported with its key path."""
+    config = tmp_path / "mercure.yaml"
+    config.write_text(
+        "targets: {pacs: {type: folder, folder: /tmp}}\n"
+        "rules:\n"
+        "  mr: {rule: 'True', targets: [pacs], action_trigger: study,\n"
+        "       study_trigger_condition: received_series, study_trigger_series: \"'T1' and (\"}\n"
+    )
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert "rules.mr.study_trigger_series: required series" in capsys.readouterr().err
