@@ -43,8 +43,9 @@ FAILING_MODULE = 'import sys\nprint("cannot read this input", flush=True)\nsys.e
 
 @pytest.fixture
 def pipeline(tmp_path: Path, orthanc: Orthanc) -> Iterator[tuple[MercureProcess, BookkeeperClient]]:
-    """`mercure run`: 'routine' series through the copy module to Orthanc, 'broken' ones to a
-    failing module, 'unreachable' ones to a target nobody serves; and its bookkeeper client."""
+    """`mercure run`: 'routine' series through the copy module to Orthanc, 'analysis' ones only
+    processed, 'broken' ones to a failing module, 'unreachable' ones to a target nobody serves;
+    and a client of its bookkeeper."""
     receiver_port, bookkeeper_port = free_port(), free_port()
     script = tmp_path / "failing_module.py"
     script.write_text(FAILING_MODULE)
@@ -70,6 +71,11 @@ def pipeline(tmp_path: Path, orthanc: Orthanc) -> Iterator[tuple[MercureProcess,
                 "action": "both",
                 "processing_module": ["copier"],
                 "targets": ["orthanc"],
+            },
+            "analysis": {
+                "rule": "tags.SeriesDescription == 'analysis'",
+                "action": "process",
+                "processing_module": ["copier"],
             },
             "broken": {
                 "rule": "tags.SeriesDescription == 'broken'",
@@ -158,24 +164,31 @@ def test_series_reach_orthanc_and_every_step_is_in_the_bookkeeper(
         ]
 
 
-def test_failures_reach_the_bookkeeper_with_stage_reason_and_log(
+def test_processed_only_and_failed_tasks_are_recorded_with_their_outcome(
     tmp_path: Path, pipeline: tuple[MercureProcess, BookkeeperClient]
 ) -> None:
-    """A failing module and a target that refuses every attempt: both tasks end in error with
-    their reason; the module's log, each retry and the final failure are recorded."""
+    """A task without targets completes after processing; a failing module and a target that
+    refuses every attempt end in error with their reason, the log and each retry recorded."""
     mercure, bookkeeper = pipeline
-    broken, unreachable = (
+    analysis, broken, unreachable = (
         generate_series(tmp_path / name, "tiny", 2, seed=300 + n, series_description=name)
-        for n, name in enumerate(("broken", "unreachable"))
+        for n, name in enumerate(("analysis", "broken", "unreachable"))
     )
     assert mercure.listen_port is not None
-    _send(mercure.listen_port, [broken, unreachable])
+    _send(mercure.listen_port, [analysis, broken, unreachable])
 
-    def failed() -> list[dict[str, object]]:
-        tasks = bookkeeper.tasks(state="error")
-        return tasks if len(tasks) == 2 else []
+    def finished() -> bool:
+        states = [task["state"] for task in bookkeeper.tasks()]
+        return sorted(states) == ["error", "error", "success"]
 
-    wait_until(failed, timeout=30, interval=0.2, message="both tasks in error in bookkeeper")
+    wait_until(finished, timeout=30, interval=0.2, message="three tasks finished in bookkeeper")
+
+    (record,) = bookkeeper.tasks(series_uid=analysis.series_uid)
+    assert record["state"] == "success" and record["targets"] == []
+    kinds = [event["kind"] for event in bookkeeper.timeline(record["task_id"])]
+    assert kinds[-2:] == ["task.process.complete", "task.completed"], kinds
+    (run,) = bookkeeper.task(record["task_id"])["processing"]
+    assert run["result"] == {"copied": 2, "findings": ["none"]}
 
     (record,) = bookkeeper.tasks(series_uid=broken.series_uid)
     assert record["fail_stage"] == "processing"
