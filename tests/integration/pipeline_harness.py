@@ -217,6 +217,7 @@ class OutboxRecorder:
         self._stop = threading.Event()
         self.missed: list[Path] = []
         self._inodes: set[int] = set()
+        self._names: set[str] = set()
         """Segments that were gone before they could be linked (the test must fail then)."""
         self._thread = threading.Thread(target=self._run, name="outbox recorder", daemon=True)
 
@@ -266,14 +267,18 @@ class OutboxRecorder:
             return
         # A restarted service may reuse a sequence number once its segment was delivered, so
         # segments are told apart by inode (held by the link, so never reused meanwhile).
-        temporary = self.shadow / f".{path.parent.name}--{path.stem}"
+        name = f"{path.parent.name}--{path.stem}"
+        temporary = self.shadow / f".{name}"
         for candidate in (path, path.with_suffix(".jsonl")):
             with contextlib.suppress(FileNotFoundError):
                 os.link(candidate, temporary)
                 break
         else:
-            self.missed.append(path)
+            # Gone already: fine if this is the rename of a segment linked while it was open.
+            if path.suffix == ".open" or name not in self._names:
+                self.missed.append(path)
             return
+        self._names.add(name)
         inode = temporary.stat().st_ino
         if inode in self._inodes:
             temporary.unlink()
