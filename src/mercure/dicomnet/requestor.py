@@ -2,19 +2,23 @@
 
 One request at a time (no asynchronous operations window). Datasets are read from their file
 in PDU-sized blocks straight after the File Meta Information, so a 1 GB instance costs no more
-memory than one PDU.
+memory than one PDU; a file no larger than one PDU is read whole with one read.
+
+The per-request path is lean because small instances are bound by it: the command set and the
+first dataset PDU leave in one socket write, and the DIMSE timeout is one deadline checked by a
+single long-lived timer rather than a timer (and ``wait_for`` wrapper) per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from io import RawIOBase
 from pathlib import Path
 
 from mercure.dicomnet import dimse
@@ -87,6 +91,10 @@ class DimseResponse:
         return dimse.is_success(self.status)
 
 
+_SUCCESS = DimseResponse(dimse.SUCCESS)
+"""The common answer, shared: responses are immutable."""
+
+
 class _RequestorConnection(UpperLayerConnection):
     def __init__(self, request: AssociateRequest, where: str, read_buffer_size: int) -> None:
         super().__init__(max_pdu=request.max_pdu, read_buffer_size=read_buffer_size)
@@ -99,6 +107,11 @@ class _RequestorConnection(UpperLayerConnection):
         self.error: AssociationError | None = None
         self._pending: asyncio.Future[dict[int, bytes]] | None = None
         self._pending_id = -1
+
+    @property
+    def pending(self) -> asyncio.Future[dict[int, bytes]] | None:
+        """The future of the response awaited last (done once answered or failed)."""
+        return self._pending
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -204,6 +217,10 @@ class Association:
         self._acse_timeout = acse_timeout
         self._message_ids = itertools.count(1)
         self._busy = False
+        self._loop = asyncio.get_running_loop()
+        self._deadline: float | None = None
+        """When the awaited response is due; None while no response is awaited."""
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
     async def connect(
@@ -306,20 +323,41 @@ class Association:
         transfer syntax (convert it and use :meth:`store_dataset`), DicomFileError when the file
         is unusable, AssociationError when the association fails.
         """
+        name = os.fspath(path)
         try:
-            handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, used across awaits
+            fd = os.open(name, os.O_RDONLY)
         except OSError as exc:
-            raise DicomFileError(f"cannot open {path}: {exc}") from exc
-        with handle:
-            meta = read_file_meta_from(handle, str(path))
-            size = os.fstat(handle.fileno()).st_size - meta.dataset_offset
-            handle.seek(meta.dataset_offset)
+            raise DicomFileError(f"cannot open {name}: {exc}") from exc
+        try:
+            try:
+                file_size = os.fstat(fd).st_size
+                if file_size <= self._send_max:
+                    # Small (the common case): one read, the file closed before sending.
+                    whole = _read_whole(fd, file_size, name)
+                    handle = None
+                else:
+                    handle = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
+            except OSError as exc:
+                raise DicomFileError(f"cannot open {name}: {exc}") from exc
+            dataset: memoryview | tuple[io.RawIOBase, int, str]
+            if handle is None:
+                os.close(fd)
+                fd = -1
+                meta = read_file_meta_from(io.BytesIO(whole), name)
+                dataset = memoryview(whole)[meta.dataset_offset :]
+            else:
+                meta = read_file_meta_from(handle, name)
+                handle.seek(meta.dataset_offset)
+                dataset = (handle, file_size - meta.dataset_offset, name)
             context = self._context_or_raise(meta.sop_class_uid, meta.transfer_syntax_uid)
             message_id = self._next_message_id()
             command = dimse.encode_c_store_rq(
                 meta.sop_class_uid, meta.sop_instance_uid, message_id, priority
             )
-            return await self._request(context.context_id, command, message_id, (handle, size))
+            return await self._request(context.context_id, command, message_id, dataset)
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     async def store_dataset(
         self,
@@ -338,6 +376,7 @@ class Association:
 
     async def release(self) -> None:
         """Release the association (A-RELEASE); aborts it if the peer does not answer."""
+        self._stop_watchdog()
         if not self.is_open:
             self._conn.close()
             await self._conn.wait_closed()
@@ -355,6 +394,7 @@ class Association:
 
     def abort(self) -> None:
         """Abort the association (A-ABORT) and close the connection."""
+        self._stop_watchdog()
         self._conn.send_abort(ABORT_SOURCE_SERVICE_USER, ABORT_REASON_NOT_SPECIFIED)
         self._conn.close()
 
@@ -387,7 +427,7 @@ class Association:
         context_id: int,
         command: bytes,
         message_id: int,
-        dataset: memoryview | tuple[RawIOBase, int] | None,
+        dataset: memoryview | tuple[io.RawIOBase, int, str] | None,
     ) -> DimseResponse:
         conn = self._conn
         if conn.error is not None:
@@ -395,16 +435,21 @@ class Association:
         if self._busy:
             raise RuntimeError("an Association sends one request at a time")
         self._busy = True
+        self._deadline = None
         try:
             response = conn.expect(message_id)
-            conn.write(encode_pdata(context_id, command, command=True, max_pdu=self._send_max))
-            if isinstance(dataset, memoryview):
-                await self._send_memory(context_id, dataset)
-            elif dataset is not None:
-                await self._send_file(context_id, *dataset)
+            head = encode_pdata(context_id, command, command=True, max_pdu=self._send_max)
+            if dataset is None:
+                conn.write(head)
+            elif isinstance(dataset, memoryview):
+                await self._send_memory(context_id, dataset, head)
+            else:
+                await self._send_file(context_id, *dataset, head)
+            if self._dimse_timeout is not None:
+                self._arm_watchdog()
             try:
-                cmd = await asyncio.wait_for(response, self._dimse_timeout)
-            except TimeoutError:
+                cmd = await response
+            except _NoResponse:
                 self.abort()
                 raise AssociationAborted(
                     f"{conn.where} sent no response within {self._dimse_timeout} s"
@@ -415,47 +460,95 @@ class Association:
         if status is None:
             # Never read a missing status as success: the instance may not have been kept.
             return DimseResponse(dimse.CANNOT_UNDERSTAND, "response without a status")
-        return DimseResponse(status, dimse.command_text(cmd, dimse.ERROR_COMMENT))
+        comment = dimse.command_text(cmd, dimse.ERROR_COMMENT)
+        if status == dimse.SUCCESS and not comment:
+            return _SUCCESS
+        return DimseResponse(status, comment)
 
-    async def _send_memory(self, context_id: int, data: memoryview) -> None:
+    def _arm_watchdog(self) -> None:
+        """Start the response deadline; the timer, if running, picks it up when it fires."""
+        assert self._dimse_timeout is not None
+        deadline = self._deadline = self._loop.time() + self._dimse_timeout
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        pending = self._conn.pending
+        deadline = self._deadline
+        if deadline is None or pending is None or pending.done():
+            return  # nothing awaited now: the timer lapses until the next request arms it
+        if self._loop.time() >= deadline:
+            pending.set_exception(_NoResponse())
+        else:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    async def _send_memory(self, context_id: int, data: memoryview, head: bytes) -> None:
+        """Send ``data`` as dataset PDUs; ``head`` (the command PDU) goes out with the first."""
         step = self._send_max - 6
         size = len(data)
         start = 0
         while True:
             chunk = data[start : start + step]
             start += len(chunk)
-            self._conn.write(
-                pdata_header(context_id, len(chunk), command=False, last=start >= size) + chunk
-            )
+            header = pdata_header(context_id, len(chunk), command=False, last=start >= size)
+            self._conn.write(b"".join((head, header, chunk)))
             if start >= size:
                 return
+            head = b""
             await self._drain()
 
-    async def _send_file(self, context_id: int, handle: RawIOBase, size: int) -> None:
+    async def _send_file(
+        self, context_id: int, handle: io.RawIOBase, size: int, name: str, head: bytes
+    ) -> None:
+        """Stream ``size`` bytes of ``handle`` as dataset PDUs, ``head`` before the first."""
         step = self._send_max - 6
         remaining = size
         while True:
             n = min(step, remaining)
             # A fresh block per PDU: the transport may keep a view of it until it is sent.
-            block = bytearray(12 + n)
+            offset = len(head)
+            block = bytearray(offset + 12 + n)
             view = memoryview(block)
-            got = 12
-            while got < 12 + n:
+            got = offset + 12
+            while got < offset + 12 + n:
                 read = handle.readinto(view[got:])
                 if not read:
                     self.abort()
-                    raise DicomFileError(
-                        f"{getattr(handle, 'name', 'file')} shrank while being sent"
-                    )
+                    raise DicomFileError(f"{name} shrank while being sent")
                 got += read
             remaining -= n
-            view[:12] = pdata_header(context_id, n, command=False, last=not remaining)
+            view[:offset] = head
+            view[offset : offset + 12] = pdata_header(
+                context_id, n, command=False, last=not remaining
+            )
             self._conn.write(block)
             if not remaining:
                 return
+            head = b""
             await self._drain()
 
     async def _drain(self) -> None:
         await self._conn.drain()
         if self._conn.error is not None:
             raise self._conn.error
+
+
+class _NoResponse(Exception):
+    """Set on a pending response whose DIMSE deadline passed (never leaves this module)."""
+
+
+def _read_whole(fd: int, size: int, name: str) -> bytes:
+    """The first ``size`` bytes of an open file, in one read unless it is being rewritten."""
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise DicomFileError(f"{name} shrank while being sent")
+        data += more
+    return data
