@@ -91,7 +91,7 @@ def run_job(ctx: JobContext, task_dir: Path) -> Path:
         final = _finish(ctx, task_dir, task, final_out, logs)
     except PermanentError as exc:
         return _fail(ctx, task_dir, str(exc), logs)
-    _report_complete(ctx, task, final)
+    report_complete(ctx.events, task, final)
     return final
 
 
@@ -105,13 +105,17 @@ def _uids(task: Task | None) -> tuple[str | None, str | None]:
     return task.info.uid or None, study
 
 
-def _report_complete(ctx: JobContext, task: Task, final: Path) -> None:
-    # The task document as handed on (with each module's result in process[].output) and the
-    # stage it is in now; a task without targets is finished here.
+def report_complete(events: EventClient, task: Task, final: Path) -> None:
+    """Tell the bookkeeper a task was processed and handed on to ``final``.
+
+    The event carries the task document as handed on (each module's result in
+    ``process[].output``) and its stage now; a task without targets is finished here, which
+    ``task.completed`` says.
+    """
     series_uid, study_uid = _uids(task)
     document = task.model_dump(mode="json")
     stage = final.parent.name
-    ctx.events.emit(
+    events.emit(
         "task.process.complete",
         task_id=final.name,
         series_uid=series_uid,
@@ -126,7 +130,7 @@ def _report_complete(ctx: JobContext, task: Task, final: Path) -> None:
         ],
     )
     if stage == Stage.SUCCESS.value:
-        ctx.events.emit(
+        events.emit(
             "task.completed",
             task_id=final.name,
             series_uid=series_uid,
@@ -303,4 +307,4 @@ def _fail(ctx: JobContext, task_dir: Path, reason: str, logs: list[Path]) -> Pat
     return destination
 
 
-__all__ = ["JobContext", "ModuleFailed", "run_job"]
+__all__ = ["JobContext", "ModuleFailed", "report_complete", "run_job"]

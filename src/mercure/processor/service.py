@@ -24,7 +24,7 @@ from mercure.core.logs import log_context
 from mercure.core.service import Service
 from mercure.core.task import read_task
 from mercure.processor import workspace
-from mercure.processor.job import JobContext, run_job
+from mercure.processor.job import JobContext, report_complete, run_job
 from mercure.processor.runners import Runner
 from mercure.processor.runners.command import CommandRunner
 from mercure.processor.runners.docker import DockerRunner
@@ -63,6 +63,7 @@ class ProcessorService(Service):
         """Finish half-done hand-overs and remove containers this instance left running."""
         for task_id in workspace.recover_stage(self.data):
             log.info("task %s: finished a hand-over interrupted by a crash", task_id)
+            self._report_recovered(task_id)
         if self._uses_docker():
             try:
                 runner = self._runners()["docker"]
@@ -70,6 +71,20 @@ class ProcessorService(Service):
                 await asyncio.to_thread(runner.stop_instance_orphans)
             except TransientError as exc:
                 log.warning("cannot look for orphaned containers: %s", exc)
+
+    def _report_recovered(self, task_id: str) -> None:
+        # The crash came before the job could report: the bookkeeper learns it from here. The
+        # task may have moved on already, so its stage comes from the document, as in hand_over.
+        for stage in (Stage.OUTGOING, Stage.SUCCESS):
+            folder = self.data.stage(stage) / task_id
+            try:
+                task = read_task(folder)
+                handed_to = workspace.destination_of(folder)
+            except TaskError:
+                continue
+            report_complete(self.events, task, self.data.stage(handed_to) / task_id)
+            return
+        log.warning("task %s: recovered, but moved on before its processing was reported", task_id)
 
     async def step(self) -> bool:
         """Start one job if there is room and a task waiting; True if one was started."""
