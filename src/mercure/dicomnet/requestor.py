@@ -98,7 +98,7 @@ _SUCCESS = DimseResponse(dimse.SUCCESS)
 class _RequestorConnection(UpperLayerConnection):
     def __init__(self, request: AssociateRequest, where: str, read_buffer_size: int) -> None:
         super().__init__(max_pdu=request.max_pdu, read_buffer_size=read_buffer_size)
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self._request = request
         self.where = where
         self.established: asyncio.Future[AssociateAccept] = loop.create_future()
@@ -118,7 +118,7 @@ class _RequestorConnection(UpperLayerConnection):
         self.write(encode_associate_rq(self._request))
 
     def expect(self, message_id: int) -> asyncio.Future[dict[int, bytes]]:
-        self._pending = asyncio.get_running_loop().create_future()
+        self._pending = self._loop.create_future()
         self._pending_id = message_id
         return self._pending
 
