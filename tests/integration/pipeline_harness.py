@@ -6,21 +6,25 @@
 - :class:`BookkeeperClient`: the bookkeeper's read API with the configured token.
 - :class:`OutboxRecorder`: a hard link to every outbox segment the moment it appears, so the
   test still reads every event written after the deliverer deleted the delivered segment.
+- :func:`postgres_database`: an empty database on the real PostgreSQL server, dropped after.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import select
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import yaml
 
 from mercure.core.datafolder import DataFolder
@@ -53,6 +57,7 @@ def write_config(
     targets: Mapping[str, Any],
     rules: Mapping[str, Any],
     modules: Mapping[str, Any] | None = None,
+    database_url: str | None = None,
 ) -> Path:
     """Write ``folder/mercure.yaml`` for a fast test installation; returns its path."""
     config = {
@@ -70,7 +75,12 @@ def write_config(
         "rules": dict(rules),
         "modules": dict(modules or {}),
         "dispatch": {"retry_attempts": 3, "retry_base_delay": 0.5, "retry_max_delay": 1},
-        "bookkeeper": {"host": "127.0.0.1", "port": bookkeeper_port, "api_key": API_KEY},
+        "bookkeeper": {
+            "host": "127.0.0.1",
+            "port": bookkeeper_port,
+            "api_key": API_KEY,
+            "database_url": database_url,
+        },
         "supervisor": {"heartbeat_interval": 0.5, "restart_backoff_max": 1, "stop_timeout": 15},
     }
     path = folder / "mercure.yaml"
@@ -290,3 +300,52 @@ class OutboxRecorder:
         """Every event written to any outbox since :meth:`start` (complete lines only)."""
         paths = sorted(p for p in self.shadow.iterdir() if not p.name.startswith("."))
         return [event for path in paths for event in read_segment(path)]
+
+
+POSTGRES = "host=127.0.0.1 port=5432 dbname=postgres user="
+POSTGRES_USERS = ("postgres", "root")
+
+
+def _postgres_admin() -> str | None:
+    for user in POSTGRES_USERS:
+        with (
+            contextlib.suppress(psycopg.OperationalError),
+            psycopg.connect(POSTGRES + user, connect_timeout=3),
+        ):
+            return user
+    return None
+
+
+def _postgres_admin_started() -> str:
+    # Debian's cluster may be installed but not running (a fresh machine, a reboot).
+    user = _postgres_admin()
+    if user is not None:
+        return user
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if versions:
+        command = ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"]
+        subprocess.run(command, check=False, capture_output=True, timeout=60)
+    found = wait_until(
+        _postgres_admin,
+        timeout=30,
+        interval=0.5,
+        message="PostgreSQL reachable on 127.0.0.1:5432 as postgres or root "
+        "(apt-get install postgresql)",
+    )
+    assert found is not None
+    return found
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database on the local PostgreSQL server (started if
+    installed but not running), dropped afterwards."""
+    user = _postgres_admin_started()
+    name = f"mercure_integration_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES + user, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://{user}@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES + user, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -17,6 +17,7 @@ from pipeline_harness import (
     MercureProcess,
     OutboxRecorder,
     is_in_order,
+    postgres_database,
     write_config,
 )
 
@@ -73,8 +74,18 @@ class Delivery:
         return f"missing {dict(missing)}, not written {dict(extra)}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The bookkeeper's database: SQLite in the data folder, or a real PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
-def installation(tmp_path: Path) -> Iterator[Installation]:
+def installation(tmp_path: Path, database_url: str | None) -> Iterator[Installation]:
     """Bookkeeper, receiver, router and dispatcher as separate processes; a folder target."""
     receiver_port, bookkeeper_port = free_port(), free_port()
     config = write_config(
@@ -85,6 +96,7 @@ def installation(tmp_path: Path) -> Iterator[Installation]:
         rules={
             "ct_route": {"rule": "tags.Modality == 'CT'", "action": "route", "targets": ["archive"]}
         },
+        database_url=database_url,
     )
     data = DataFolder(tmp_path / "data")
     recorder = OutboxRecorder(data.outbox_dir, tmp_path / "outbox-record").start()

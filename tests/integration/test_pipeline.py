@@ -167,8 +167,7 @@ def test_series_reach_orthanc_and_every_step_is_in_the_bookkeeper(
 def test_processed_only_and_failed_tasks_are_recorded_with_their_outcome(
     tmp_path: Path, pipeline: tuple[MercureProcess, BookkeeperClient]
 ) -> None:
-    """A task without targets completes after processing; a failing module and a target that
-    refuses every attempt end in error with their reason, the log and each retry recorded."""
+    """Processed-only tasks complete; a failing module or dead target ends in error, with why."""
     mercure, bookkeeper = pipeline
     analysis, broken, unreachable = (
         generate_series(tmp_path / name, "tiny", 2, seed=300 + n, series_description=name)
