@@ -38,7 +38,7 @@ fi
 
 if [ "$mode" = test ]; then
   # Real peers of the test suite (see docs/testing.md).
-  apt_install dcmtk orthanc orthanc-dicomweb postgresql openssl podman runc busybox-static
+  apt_install dcmtk orthanc orthanc-dicomweb postgresql openssl openssh-server podman runc busybox-static
 fi
 
 extras=""
