@@ -8,6 +8,7 @@ import pytest
 
 from mercure.cli import main
 from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.events import read_segment
 from mercure.core.task import (
     TargetStatus,
     Task,
@@ -46,6 +47,17 @@ def test_requeue_sends_each_task_back_where_it_failed(
     assert (data.stage(Stage.OUTGOING) / "t-dispatch").is_dir()
     assert (data.stage(Stage.PROCESSING) / "t-process").is_dir()
     assert "t-dispatch: back in outgoing/" in capsys.readouterr().out
+    requeued = [
+        event
+        for outbox in data.outbox_dir.iterdir()
+        for segment in sorted(outbox.glob("*.jsonl"))
+        for event in read_segment(segment)
+        if event.kind == "task.requeued"
+    ]
+    assert {(e.task_id, e.data["stage"]) for e in requeued} == {
+        ("t-dispatch", "outgoing"),
+        ("t-process", "processing"),
+    }
 
 
 def test_requeue_explains_what_it_cannot_do(

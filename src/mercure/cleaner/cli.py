@@ -8,17 +8,14 @@ threshold. Each line gives the task, the reason, its age and its size.
 from __future__ import annotations
 
 import argparse
-import socket
 
 from mercure.cleaner.cleaner import Cleaner, PassReport
 from mercure.cleaner.policy import cleaning_window
 from mercure.core.config import MercureConfig, load_config
 from mercure.core.datafolder import DataFolder
-from mercure.core.delivery import OutboxDeliverer
-from mercure.core.events import EventClient, Outbox
+from mercure.core.delivery import command_events
 from mercure.core.logs import configure_logging
 
-DELIVERY_TIMEOUT = 5.0
 """Longest wait for the bookkeeper to take the events of a ``mercure clean``."""
 
 
@@ -58,24 +55,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
             config, dry_run=True, ignore_window=args.ignore_window
         )
     else:
-        # Events from the command line go through their own outbox, like a service's.
-        instance = f"{socket.gethostname()}-cli"
-        outbox = Outbox(
-            data.outbox_dir,
-            f"cleaner@{instance}",
-            max_bytes=config.events.outbox_max_mb << 20,
-            fsync=config.events.fsync,
-        )
-        events = EventClient(outbox, "cleaner", instance)
-        # One bounded delivery attempt at the end; what the bookkeeper does not take now stays
-        # in this outbox and goes with the next `mercure clean`.
-        deliverer = OutboxDeliverer.from_config(events, config)
-        deliverer.start()
-        try:
+        with command_events(config, "cleaner") as events:
             report = Cleaner(data, events).run_pass(config, ignore_window=args.ignore_window)
-        finally:
-            deliverer.stop(timeout=DELIVERY_TIMEOUT)
-            outbox.close()
     print(render_report(report, config))
     return 0
 

@@ -8,10 +8,13 @@ failures go back to ``processing/`` (their original input was preserved), dispat
 from __future__ import annotations
 
 import argparse
+import getpass
 
 from mercure.core.config import load_config
 from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.delivery import command_events
 from mercure.core.errors import MercureError, TaskError
+from mercure.core.events import EventClient
 from mercure.core.task import read_task
 
 
@@ -27,8 +30,8 @@ def register(
     requeue.set_defaults(handler=cmd_requeue)
 
 
-def requeue(data: DataFolder, task_id: str) -> str:
-    """Requeue one task from ``error/``; a line saying where it went."""
+def requeue(data: DataFolder, task_id: str, events: EventClient) -> str:
+    """Requeue one task from ``error/`` and report it; a line saying where it went."""
     folder = data.stage(Stage.ERROR) / task_id
     if not folder.is_dir():
         raise TaskError(f"no task {task_id} in {data.stage(Stage.ERROR)}")
@@ -36,25 +39,40 @@ def requeue(data: DataFolder, task_id: str) -> str:
     if stage == "processing":
         from mercure.processor.requeue import requeue_processing
 
-        return f"{task_id}: back in {requeue_processing(data, task_id).parent.name}/"
-    if stage == "dispatch":
+        moved = requeue_processing(data, task_id)
+    elif stage == "dispatch":
         from mercure.dispatcher.requeue import requeue_task
 
-        return f"{task_id}: back in {requeue_task(data, task_id).parent.name}/"
-    raise TaskError(
-        f"task {task_id} failed in {stage or 'an unknown stage'}: only processing and dispatch "
-        "failures can be requeued (see its error.json for the reason)"
+        moved = requeue_task(data, task_id)
+    else:
+        raise TaskError(
+            f"task {task_id} failed in {stage or 'an unknown stage'}: only processing and "
+            "dispatch failures can be requeued (see its error.json for the reason)"
+        )
+    task = read_task(moved)
+    events.emit(
+        "task.requeued",
+        task_id=task_id,
+        series_uid=task.info.uid if task.info.uid_type == "series" else None,
+        study_uid=task.info.uid if task.info.uid_type == "study" else None,
+        message=f"requeued from the command line after failing in {stage}",
+        stage=moved.parent.name,
+        user=f"{getpass.getuser()} (command line)",
+        task=task.model_dump(mode="json"),
     )
+    return f"{task_id}: back in {moved.parent.name}/"
 
 
 def cmd_requeue(args: argparse.Namespace) -> int:
     """Requeue each task; exit 1 if any could not be requeued."""
-    data = DataFolder(load_config(args.config).config.data_dir)
+    config = load_config(args.config).config
+    data = DataFolder(config.data_dir)
     failed = 0
-    for task_id in args.task_ids:
-        try:
-            print(requeue(data, task_id))
-        except (MercureError, OSError) as exc:
-            print(f"{task_id}: not requeued: {exc}")
-            failed += 1
+    with command_events(config, "cli") as events:
+        for task_id in args.task_ids:
+            try:
+                print(requeue(data, task_id, events))
+            except (MercureError, OSError) as exc:
+                print(f"{task_id}: not requeued: {exc}")
+                failed += 1
     return 1 if failed else 0

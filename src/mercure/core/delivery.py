@@ -16,6 +16,7 @@ size bound by dropping its oldest segments, which this deliverer reports as an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -30,7 +31,8 @@ import httpx
 
 from mercure.core.atomic import atomic_write_json
 from mercure.core.config import MercureConfig
-from mercure.core.events import Event, EventClient, read_segment
+from mercure.core.datafolder import DataFolder
+from mercure.core.events import Event, EventClient, Outbox, read_segment
 from mercure.core.logs import service_var
 
 log = logging.getLogger(__name__)
@@ -329,3 +331,33 @@ def _batches(events: Iterator[Event], size: int, *, skip: int) -> Iterator[list[
             batch = []
     if batch:
         yield batch
+
+
+COMMAND_DELIVERY_TIMEOUT = 5.0
+"""How long a command-line run waits at its end for the bookkeeper to take its events."""
+
+
+@contextlib.contextmanager
+def command_events(config: MercureConfig, service: str) -> Iterator[EventClient]:
+    """Events of a command-line run (``mercure clean``, ``requeue`` ...), written as a service's.
+
+    They go to their own outbox (``<service>@<host>-cli``), and one delivery attempt of at most
+    :data:`COMMAND_DELIVERY_TIMEOUT` seconds is made at the end; what the bookkeeper does not
+    take then stays in that outbox and goes with the next run.
+    """
+    data = DataFolder(config.data_dir)
+    instance = f"{socket.gethostname()}-cli"
+    outbox = Outbox(
+        data.outbox_dir,
+        f"{service}@{instance}",
+        max_bytes=config.events.outbox_max_mb << 20,
+        fsync=config.events.fsync,
+    )
+    events = EventClient(outbox, service, instance)
+    deliverer = OutboxDeliverer.from_config(events, config)
+    deliverer.start()
+    try:
+        yield events
+    finally:
+        deliverer.stop(timeout=COMMAND_DELIVERY_TIMEOUT)
+        outbox.close()

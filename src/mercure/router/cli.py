@@ -12,7 +12,6 @@ completes them now (``--discard`` sends them to ``discard/`` instead).
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,10 +21,9 @@ from pydicom.errors import InvalidDicomError
 
 from mercure.core.config import LoadedConfig, load_config
 from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.delivery import OutboxDeliverer
+from mercure.core.delivery import command_events
 from mercure.core.dicomtags import tags_from_dicom
 from mercure.core.errors import PermanentError, TaskError
-from mercure.core.events import EventClient, Outbox
 from mercure.core.logs import configure_logging
 from mercure.core.rules import CompiledRule, RuleResult, RuleSyntaxError, SeriesTags, compile_rule
 from mercure.router import report
@@ -33,7 +31,6 @@ from mercure.router.decision import Decision, decide
 from mercure.router.studies import StudyStore
 from mercure.router.tags import TAGS_FILE, read_tags_file
 
-DELIVERY_TIMEOUT = 5.0
 """Longest wait for the bookkeeper to take the events of a ``mercure study complete``."""
 
 
@@ -217,19 +214,9 @@ def cmd_study_complete(args: argparse.Namespace) -> int:
     if not names:
         print(f"no study {args.study_uid} is being collected", file=sys.stderr)
         return 1
-    instance = f"{socket.gethostname()}-cli"
-    outbox = Outbox(
-        data.outbox_dir,
-        f"router@{instance}",
-        max_bytes=config.events.outbox_max_mb << 20,
-        fsync=config.events.fsync,
-    )
-    events = EventClient(outbox, "router", instance)
-    deliverer = OutboxDeliverer.from_config(events, config)
-    deliverer.start()
     failed = 0
     reason = "completed by `mercure study complete`"
-    try:
+    with command_events(config, "router") as events:
         for name in names:
             completed = store.complete(name, forced=True, discard=args.discard, reason=reason)
             if completed is None:
@@ -238,7 +225,4 @@ def cmd_study_complete(args: argparse.Namespace) -> int:
                 continue
             report.study_moved(events, completed.task, completed.stage, completed.path, reason)
             print(f"{name}: task {completed.task.id} moved to {completed.stage.value}/")
-    finally:
-        deliverer.stop(timeout=DELIVERY_TIMEOUT)
-        outbox.close()
     return 1 if failed else 0
