@@ -336,6 +336,7 @@ class Association:
                     whole = _read_whole(fd, file_size, name)
                     handle = None
                 else:
+                    # The descriptor is closed in the finally below, after the awaits.
                     handle = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
             except OSError as exc:
                 raise DicomFileError(f"cannot open {name}: {exc}") from exc
