@@ -34,7 +34,7 @@ from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.dicomtags import tags_from_dicom
 from mercure.core.events import EventClient, Outbox
 from mercure.core.heartbeat import read_heartbeats
-from mercure.router.inotify import IN_MOVED_TO, Inotify
+from mercure.core.inotify import IN_MOVED_TO, Inotify
 from mercure.router.router import Router
 from mercure.router.simulate import IncomingWriter
 from mercure.testing.ports import free_port

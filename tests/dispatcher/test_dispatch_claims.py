@@ -6,7 +6,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
-from conftest import FastDispatcher, Site
+from dispatch_site import FastDispatcher, Site
+
 from mercure.core.config import ConfigSource
 from mercure.core.datafolder import Stage
 from mercure.testing.series import generate_series

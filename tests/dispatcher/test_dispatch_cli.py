@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from dispatch_site import Site
 
-from conftest import Site
 from mercure.cli.main import main
 from mercure.core.datafolder import Stage
 from mercure.core.errors import TaskError

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from dispatch_site import Site
 
-from conftest import Site
 from mercure.core.datafolder import Stage
 from mercure.dispatcher.progress import PROGRESS_FILE
 from mercure.testing.peers import StoreSCP

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from dispatch_site import Site
 
-from conftest import Site
 from mercure.core.datafolder import Stage
 from mercure.testing.peers import Orthanc, StoreSCP
 from mercure.testing.peers.dcmtk import dcmtk_program

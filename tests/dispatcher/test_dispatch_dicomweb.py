@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pydicom
 import pytest
+from dispatch_site import Site
 
-from conftest import Site
 from mercure.cli.main import main
 from mercure.core.datafolder import Stage
 from mercure.dicomnet.filemeta import read_file_meta

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from dispatch_site import Site
 
-from conftest import Site
 from mercure.core.datafolder import Stage
 from mercure.dispatcher.progress import PROGRESS_FILE
 from mercure.testing.series import generate_series

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from dispatch_site import Site
 
-from conftest import Site
 from mercure.cli.main import main
 from mercure.core.datafolder import Stage
 from mercure.testing.peers.process import PeerProcess, is_listening, require_program

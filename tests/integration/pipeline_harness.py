@@ -30,7 +30,7 @@ import yaml
 from mercure.core.datafolder import DataFolder
 from mercure.core.events import Event, read_segment
 from mercure.core.heartbeat import read_heartbeats
-from mercure.router.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, Inotify
+from mercure.core.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, Inotify
 from mercure.testing.peers.process import PeerProcess, is_listening
 from mercure.testing.wait import wait_until
 

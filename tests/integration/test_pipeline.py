@@ -140,7 +140,12 @@ def test_series_reach_orthanc_and_every_step_is_in_the_bookkeeper(
         assert record["rules"] == ["ct_both"]
         assert [(t["target"], t["state"]) for t in record["targets"]] == [("orthanc", "complete")]
 
-        kinds = [event["kind"] for event in bookkeeper.timeline(record["task_id"])]
+        def timeline(task_id: str = record["task_id"]) -> list[str]:
+            # Each service delivers its own events, so the last ones may still be on their way.
+            kinds = [event["kind"] for event in bookkeeper.timeline(task_id)]
+            return kinds if set(TIMELINE) <= set(kinds) else []
+
+        kinds = wait_until(timeline, timeout=15, interval=0.2, message="timeline complete")
         assert is_in_order(kinds, TIMELINE), kinds
         for kind in TIMELINE:
             assert kinds.count(kind) == 1, (kind, kinds)

@@ -215,9 +215,14 @@ class EventClient:
         task_id: str | None = None,
         series_uid: str | None = None,
         study_uid: str | None = None,
+        time: datetime | None = None,
         **data: Any,
     ) -> Event:
-        """Record an event; never raises for a bookkeeper that is down (it is not contacted)."""
+        """Record an event; never raises for a bookkeeper that is down (it is not contacted).
+
+        ``time`` is when it happened, if not now: e.g. when a task was created, for an event
+        written just after the task became visible to the next service.
+        """
         event = Event(
             service=self.service,
             instance=self.instance,
@@ -228,6 +233,7 @@ class EventClient:
             series_uid=series_uid,
             study_uid=study_uid,
             data=data,
+            **({"time": time} if time is not None else {}),
         )
         self.outbox.append(event)
         return event

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 from typing import ClassVar
 
 from mercure.core.clock import utcnow
@@ -29,6 +30,7 @@ from mercure.core.datafolder import DataFolder
 from mercure.core.delivery import OutboxDeliverer
 from mercure.core.events import EventClient, Outbox
 from mercure.core.heartbeat import Heartbeat, State, write_heartbeat
+from mercure.core.inotify import IN_CREATE, IN_MOVED_TO, IN_ONLYDIR, Inotify
 from mercure.core.logs import log_context
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class Service:
         self._signals = 0
         self._started_at = utcnow()
         self._state: State = "starting"
+        self._watchers: list[Inotify] = []
 
     @property
     def loaded(self) -> LoadedConfig:
@@ -110,6 +113,27 @@ class Service:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def wake_on_arrivals(self, folder: Path) -> None:
+        """Wake the worker loop as soon as an entry is created in or moved into ``folder``.
+
+        Call from ``setup()``. Uses inotify; the idle wait stays as the safety net (and is all
+        there is where inotify is not available).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            watcher = Inotify()
+            watcher.add_watch(folder, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
+        except OSError as exc:
+            log.warning("no file-system notifications for %s (%s): polling only", folder, exc)
+            return
+
+        def arrived() -> None:
+            if watcher.read_events():
+                self._wake.set()
+
+        loop.add_reader(watcher.fileno(), arrived)
+        self._watchers.append(watcher)
+
     def request_stop(self) -> None:
         """Finish the current unit of work, then stop; safe to call from any thread."""
         if self._loop is not None:
@@ -137,7 +161,7 @@ class Service:
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         # Workers reload between steps; server-shaped services have no steps, so poll for them.
         is_worker = type(self).serve is Service.serve
-        watcher = asyncio.create_task(self._config_loop()) if not is_worker else None
+        reloader = asyncio.create_task(self._config_loop()) if not is_worker else None
         self.deliverer.start()
         self.events.emit("service.boot", message=f"{self.name} started (pid {os.getpid()})")
         log.info("%s starting (pid %d)", self.name, os.getpid())
@@ -160,9 +184,12 @@ class Service:
         finally:
             self._state = "stopping"
             heartbeat.cancel()
-            if watcher is not None:
-                watcher.cancel()
+            if reloader is not None:
+                reloader.cancel()
             await self.teardown()
+            for inotify in self._watchers:
+                self._loop.remove_reader(inotify.fileno())
+                inotify.close()
             self._state = "stopped"
             self._beat()
             self.events.emit("service.stop", message=f"{self.name} stopped", exit_code=code)

@@ -45,6 +45,7 @@ class DispatcherService(Service):
         self.engine = DeliveryEngine(self.data, self.events)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self.wake_on_arrivals(self.data.stage(Stage.OUTGOING))
 
     async def step(self) -> bool:
         """Start attempts for due tasks while slots are free; False when none was started."""

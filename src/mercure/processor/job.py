@@ -88,10 +88,12 @@ def run_job(ctx: JobContext, task_dir: Path) -> Path:
         )
         work.mkdir()
         final_out = _run_chain(ctx, task_dir, task, work, logs)
+        # The dispatcher may report on the task as soon as it is handed on: date ours before.
+        handed_on_at = utcnow()
         final = _finish(ctx, task_dir, task, final_out, logs)
     except PermanentError as exc:
         return _fail(ctx, task_dir, str(exc), logs)
-    report_complete(ctx.events, task, final)
+    report_complete(ctx.events, task, final, time=handed_on_at)
     return final
 
 
@@ -105,7 +107,9 @@ def _uids(task: Task | None) -> tuple[str | None, str | None]:
     return task.info.uid or None, study
 
 
-def report_complete(events: EventClient, task: Task, final: Path) -> None:
+def report_complete(
+    events: EventClient, task: Task, final: Path, *, time: datetime | None = None
+) -> None:
     """Tell the bookkeeper a task was processed and handed on to ``final``.
 
     The event carries the task document as handed on (each module's result in
@@ -121,6 +125,7 @@ def report_complete(events: EventClient, task: Task, final: Path) -> None:
         series_uid=series_uid,
         study_uid=study_uid,
         message=f"processed; now in {stage}/",
+        time=time,
         task=document,
         stage=stage,
         results=[

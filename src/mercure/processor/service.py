@@ -61,6 +61,7 @@ class ProcessorService(Service):
 
     async def setup(self) -> None:
         """Finish half-done hand-overs and remove containers this instance left running."""
+        self.wake_on_arrivals(self.data.stage(Stage.PROCESSING))
         for task_id in workspace.recover_stage(self.data):
             log.info("task %s: finished a hand-over interrupted by a crash", task_id)
             self._report_recovered(task_id)

@@ -113,6 +113,8 @@ def task_created(
         series_uid=series_uid,
         study_uid=study_uid or task_study,
         message=f"{task.info.action} task created in {stage.value}",
+        # The next service may report on the task before this line runs: date it to its making.
+        time=task.created_at,
         task=_document(task),
         stage=stage.value,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mercure.core.datafolder import is_visible
-from mercure.router.inotify import (
+from mercure.core.inotify import (
     IN_CREATE,
     IN_DELETE,
     IN_IGNORED,

@@ -1,5 +1,8 @@
 """Linux inotify through ctypes: file-system notifications read in batches on the event loop.
 
+The router watches incoming/ with it; workers wake on new tasks in their stage with it
+(:meth:`mercure.core.service.Service.wake_on_arrivals`).
+
 Why our own ~100 lines rather than watchdog or asyncinotify: the router needs one non-blocking
 descriptor it can hand to ``loop.add_reader`` and drain in one ``read`` per wake-up (a busy
 receiver causes thousands of events a second), exact control over each watch (one per series
