@@ -81,3 +81,18 @@ def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
     whole = Event(service="s", kind="k").model_dump_json()
     segment.write_text(whole + "\n" + whole[:20])
     assert len(list(read_segment(segment))) == 1
+
+
+def test_segment_numbers_are_never_reused(tmp_path: Path) -> None:
+    """After every segment was delivered and the process restarted, numbering goes on."""
+    first = Outbox(tmp_path, "svc@host")
+    first.append(Event(service="svc", kind="demo"))
+    first.seal()
+    [segment] = first.sealed_segments()
+    first.acknowledge(segment)
+    first.close()
+    second = Outbox(tmp_path, "svc@host")
+    second.append(Event(service="svc", kind="demo"))
+    second.seal()
+    [later] = second.sealed_segments()
+    assert int(later.stem) > int(segment.stem)

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -96,8 +97,10 @@ class Outbox:
         line = (event.model_dump_json() + "\n").encode("utf-8")
         with self._mutex:
             if self._fd is None:
-                self._seq += 1
-                path = self.folder / f"{self._seq:012d}.open"
+                # Never reuse a number, also across restarts (a set-aside ``<seq>.rejected``
+                # must not be overwritten): microseconds since the epoch, always increasing.
+                self._seq = max(self._seq + 1, time.time_ns() // 1000)
+                path = self.folder / _segment_name(self._seq)
                 self._fd = os.open(
                     path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
                 )
@@ -120,7 +123,7 @@ class Outbox:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        path = self.folder / f"{self._seq:012d}.open"
+        path = self.folder / _segment_name(self._seq)
         os.replace(path, path.with_suffix(".jsonl"))
         self._enforce_bound()
 
@@ -168,6 +171,11 @@ class Outbox:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _segment_name(sequence: int) -> str:
+    # Fixed width, so that names sort like their numbers.
+    return f"{sequence:020d}.open"
 
 
 def read_segment(path: Path) -> Iterator[Event]:
