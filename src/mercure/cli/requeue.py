@@ -15,7 +15,7 @@ from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.delivery import command_events
 from mercure.core.errors import MercureError, TaskError
 from mercure.core.events import EventClient
-from mercure.core.task import read_task
+from mercure.core.task import event_uids, read_task
 
 
 def register(
@@ -50,11 +50,12 @@ def requeue(data: DataFolder, task_id: str, events: EventClient) -> str:
             "dispatch failures can be requeued (see its error.json for the reason)"
         )
     task = read_task(moved)
+    series_uid, study_uid = event_uids(task)
     events.emit(
         "task.requeued",
         task_id=task_id,
-        series_uid=task.info.uid if task.info.uid_type == "series" else None,
-        study_uid=task.info.uid if task.info.uid_type == "study" else None,
+        series_uid=series_uid,
+        study_uid=study_uid,
         message=f"requeued from the command line after failing in {stage}",
         stage=moved.parent.name,
         user=f"{getpass.getuser()} (command line)",

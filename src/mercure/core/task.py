@@ -117,6 +117,16 @@ class Task(_Part):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+def event_uids(task: Task | None) -> tuple[str | None, str | None]:
+    """The (series UID, study UID) of a task for its events: the bookkeeper links by them."""
+    if task is None:
+        return None, None
+    if task.info.uid_type == "study":
+        return None, task.info.uid or None
+    study = task.study.study_uid if task.study is not None else None
+    return task.info.uid or None, study
+
+
 def read_task(task_dir: Path | str) -> Task:
     """Load ``task.json`` from a task folder; :class:`TaskError` says what is wrong with it."""
     path = Path(task_dir) / TASK_FILE

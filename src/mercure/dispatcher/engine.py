@@ -22,7 +22,15 @@ from mercure.core.config.models import MercureConfig
 from mercure.core.datafolder import DataFolder, Stage, is_visible
 from mercure.core.errors import MercureError, PermanentError, TaskError
 from mercure.core.events import EventClient
-from mercure.core.task import TargetStatus, Task, fail_task, move_task, read_task, write_task
+from mercure.core.task import (
+    TargetStatus,
+    Task,
+    event_uids,
+    fail_task,
+    move_task,
+    read_task,
+    write_task,
+)
 from mercure.dispatcher.progress import ProgressJournal
 from mercure.dispatcher.retry import RetryPolicy
 from mercure.dispatcher.targets import SendJob, SendResult, build_target
@@ -125,7 +133,7 @@ class DeliveryEngine:
             destination = move_task(task_dir, self.data, Stage.SUCCESS)
             claim.moved_to(destination)
             log.info("task %s delivered to %s", task.id, ", ".join(task.dispatch.target_name))
-            series_uid, study_uid = _uids(task)
+            series_uid, study_uid = event_uids(task)
             self.events.emit(
                 "task.completed",
                 task_id=task.id,
@@ -144,7 +152,7 @@ class DeliveryEngine:
             )
             return self._fail(claim, reasons)
         # Still waiting for a retry: the bookkeeper records the per-target status as it is now.
-        series_uid, study_uid = _uids(task)
+        series_uid, study_uid = event_uids(task)
         self.events.emit(
             "task.update",
             task_id=task.id,
@@ -166,7 +174,7 @@ class DeliveryEngine:
             task: Task | None = read_task(destination)
         except TaskError:
             task = None  # an unreadable task.json is why it failed; report without it
-        series_uid, study_uid = _uids(task)
+        series_uid, study_uid = event_uids(task)
         self.events.emit(
             "task.failed",
             severity="error",
@@ -214,7 +222,7 @@ class DeliveryEngine:
         job = SendJob(task.id, journal.task_dir, task.info, pending, len(files))
         permanent = False
         async with self._limit(name, target_config.max_parallel_tasks):
-            series_uid, study_uid = _uids(task)
+            series_uid, study_uid = event_uids(task)
             self.events.emit(
                 "dispatch.begin",
                 task_id=task.id,
@@ -283,7 +291,7 @@ class DeliveryEngine:
             " (no attempt left)" if final else "",
             reason,
         )
-        series_uid, study_uid = _uids(task)
+        series_uid, study_uid = event_uids(task)
         self.events.emit(
             "dispatch.failed",
             severity="error" if final else "warning",
@@ -300,16 +308,6 @@ class DeliveryEngine:
             instances=counters.instances if counters else 0,
             bytes=counters.size if counters else 0,
         )
-
-
-def _uids(task: Task | None) -> tuple[str | None, str | None]:
-    """The series and study UID of a task for its events (the bookkeeper links them)."""
-    if task is None:
-        return None, None
-    if task.info.uid_type == "study":
-        return None, task.info.uid or None
-    study = task.study.study_uid if task.study is not None else None
-    return task.info.uid or None, study
 
 
 def _rejection_reason(result: SendResult, total: int) -> str | None:

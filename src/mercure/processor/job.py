@@ -22,7 +22,15 @@ from mercure.core.config.models import Module
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import PermanentError, TaskError
 from mercure.core.events import EventClient
-from mercure.core.task import TASK_FILE, Task, TaskProcessing, fail_task, read_task, write_task
+from mercure.core.task import (
+    TASK_FILE,
+    Task,
+    TaskProcessing,
+    event_uids,
+    fail_task,
+    read_task,
+    write_task,
+)
 from mercure.processor import workspace
 from mercure.processor.runners import JobRecorder, Runner, RunRequest
 
@@ -75,7 +83,7 @@ def run_job(ctx: JobContext, task_dir: Path) -> Path:
         task = read_task(task_dir)
         if not task.process:
             raise PermanentError("the task names no processing module")
-        series_uid, study_uid = _uids(task)
+        series_uid, study_uid = event_uids(task)
         ctx.events.emit(
             "task.process.begin",
             task_id=task_id,
@@ -97,16 +105,6 @@ def run_job(ctx: JobContext, task_dir: Path) -> Path:
     return final
 
 
-def _uids(task: Task | None) -> tuple[str | None, str | None]:
-    """The series and study UID of a task for its events (the bookkeeper links them)."""
-    if task is None:
-        return None, None
-    if task.info.uid_type == "study":
-        return None, task.info.uid or None
-    study = task.study.study_uid if task.study is not None else None
-    return task.info.uid or None, study
-
-
 def report_complete(
     events: EventClient, task: Task, final: Path, *, time: datetime | None = None
 ) -> None:
@@ -116,7 +114,7 @@ def report_complete(
     ``process[].output``) and its stage now; a task without targets is finished here, which
     ``task.completed`` says.
     """
-    series_uid, study_uid = _uids(task)
+    series_uid, study_uid = event_uids(task)
     document = task.model_dump(mode="json")
     stage = final.parent.name
     events.emit(
@@ -195,7 +193,7 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
             # One event per run, failed or not: the bookkeeper stores it with log and result.
             _report_log(ctx, task_dir.name, task, run, processing.output if run.success else None)
         if processing.output is not None:
-            series_uid, study_uid = _uids(task)
+            series_uid, study_uid = event_uids(task)
             ctx.events.emit(
                 "task.process.result",
                 task_id=task_dir.name,
@@ -250,7 +248,7 @@ def _report_log(
         text = run.log_path.read_bytes()[-LOG_EVENT_LIMIT:].decode("utf-8", "replace")
     except FileNotFoundError:
         text = ""
-    series_uid, study_uid = _uids(task)
+    series_uid, study_uid = event_uids(task)
     ctx.events.emit(
         "task.process.log",
         task_id=task_id,
@@ -296,7 +294,7 @@ def _fail(ctx: JobContext, task_dir: Path, reason: str, logs: list[Path]) -> Pat
         task: Task | None = read_task(destination)
     except TaskError:
         task = None  # an unreadable task.json may be why it failed; report without it
-    series_uid, study_uid = _uids(task)
+    series_uid, study_uid = event_uids(task)
     ctx.events.emit(
         "task.process.error",
         severity="error",

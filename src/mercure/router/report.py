@@ -29,18 +29,11 @@ from pathlib import Path
 
 from mercure.core.datafolder import Stage
 from mercure.core.events import EventClient
-from mercure.core.task import Task
+from mercure.core.task import Task, event_uids
 
 
 def _document(task: Task) -> dict[str, object]:
     return task.model_dump(mode="json")
-
-
-def _uids(task: Task) -> tuple[str | None, str | None]:
-    if task.info.uid_type == "study":
-        return None, task.info.uid
-    study = task.study.study_uid if task.study is not None else None
-    return task.info.uid, study
 
 
 def series_received(
@@ -106,7 +99,7 @@ def task_created(
     events: EventClient, task: Task, stage: Stage, *, study_uid: str | None = None
 ) -> None:
     """A task reached its first stage."""
-    series_uid, task_study = _uids(task)
+    series_uid, task_study = event_uids(task)
     events.emit(
         "task.created",
         task_id=task.id,
