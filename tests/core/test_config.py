@@ -148,3 +148,17 @@ modules:
 """
     issues = issues_of(text)
     assert len(issues) == 1 and issues[0].startswith("modules.ai.volumes[0].source:")
+
+
+def test_rule_syntax_error_names_rule_and_column() -> None:
+    """A broken rule expression is a config error at rules.<name>.rule with its column."""
+    text = GOOD.replace("\"tags.Modality == 'CT'\"", "\"tags.Modality == 'CT' and\"")
+    [issue] = issues_of(text)
+    assert issue.startswith("rules.ct_head.rule: syntax error at column")
+
+
+def test_forbidden_rule_construct_is_a_config_error() -> None:
+    """A rule that tries to reach Python internals is refused when the config loads."""
+    text = GOOD.replace("\"tags.Modality == 'CT'\"", "\"tags.__class__ == 'CT'\"")
+    [issue] = issues_of(text)
+    assert issue.startswith("rules.ct_head.rule:") and "__class__" in issue
