@@ -13,7 +13,7 @@ import os
 import secrets
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,6 +21,9 @@ from mercure.core.atomic import atomic_write_text, fsync_dir
 from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import TaskError
+
+if TYPE_CHECKING:
+    from mercure.core.events import EventClient
 
 TASK_FILE = "task.json"
 ERROR_FILE = "error.json"
@@ -194,3 +197,35 @@ def fail_task(
         task.info.reason = reason
         write_task(task_dir, task)
     return move_task(task_dir, data, Stage.ERROR)
+
+
+def fail_and_report(
+    task_dir: Path | str,
+    data: DataFolder,
+    events: EventClient,
+    *,
+    stage: str,
+    reason: str,
+    service: str,
+    kind: str = "task.failed",
+) -> Path:
+    """:func:`fail_task`, then tell the bookkeeper with the task document as it now stands."""
+    destination = fail_task(task_dir, data, stage=stage, reason=reason, service=service)
+    try:
+        task: Task | None = read_task(destination)
+    except TaskError:
+        task = None  # an unreadable task.json may be why it failed; report without it
+    series_uid, study_uid = event_uids(task)
+    events.emit(
+        kind,
+        severity="error",
+        task_id=destination.name,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        message=reason,
+        fail_stage=stage,
+        reason=reason,
+        stage=Stage.ERROR.value,
+        task=task.model_dump(mode="json") if task is not None else None,
+    )
+    return destination

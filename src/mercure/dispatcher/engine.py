@@ -26,7 +26,7 @@ from mercure.core.task import (
     TargetStatus,
     Task,
     event_uids,
-    fail_task,
+    fail_and_report,
     move_task,
     read_task,
     write_task,
@@ -165,28 +165,16 @@ class DeliveryEngine:
         return task_dir
 
     def _fail(self, claim: Claim, reason: str) -> Path:
-        destination = fail_task(
-            claim.path, self.data, stage=FAIL_STAGE, reason=reason, service="dispatcher"
+        destination = fail_and_report(
+            claim.path,
+            self.data,
+            self.events,
+            stage=FAIL_STAGE,
+            reason=reason,
+            service="dispatcher",
         )
         claim.moved_to(destination)
         log.warning("task %s moved to error/: %s", destination.name, reason)
-        try:
-            task: Task | None = read_task(destination)
-        except TaskError:
-            task = None  # an unreadable task.json is why it failed; report without it
-        series_uid, study_uid = event_uids(task)
-        self.events.emit(
-            "task.failed",
-            severity="error",
-            task_id=destination.name,
-            series_uid=series_uid,
-            study_uid=study_uid,
-            message=reason,
-            fail_stage=FAIL_STAGE,
-            reason=reason,
-            stage=Stage.ERROR.value,
-            task=task.model_dump(mode="json") if task is not None else None,
-        )
         return destination
 
     async def _attempt(

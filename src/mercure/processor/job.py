@@ -20,14 +20,14 @@ from mercure.core.atomic import atomic_write_json
 from mercure.core.clock import utcnow
 from mercure.core.config.models import Module
 from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.errors import PermanentError, TaskError
+from mercure.core.errors import PermanentError
 from mercure.core.events import EventClient
 from mercure.core.task import (
     TASK_FILE,
     Task,
     TaskProcessing,
     event_uids,
-    fail_task,
+    fail_and_report,
     read_task,
     write_task,
 )
@@ -287,27 +287,15 @@ def _fail(ctx: JobContext, task_dir: Path, reason: str, logs: list[Path]) -> Pat
     log.error("task %s failed: %s", task_dir.name, reason)
     _keep_logs(logs, task_dir)
     workspace.remove_tree(task_dir / workspace.WORK_DIR)
-    destination = fail_task(
-        task_dir, ctx.data, stage="processing", reason=reason, service="processor"
-    )
-    try:
-        task: Task | None = read_task(destination)
-    except TaskError:
-        task = None  # an unreadable task.json may be why it failed; report without it
-    series_uid, study_uid = event_uids(task)
-    ctx.events.emit(
-        "task.process.error",
-        severity="error",
-        task_id=task_dir.name,
-        series_uid=series_uid,
-        study_uid=study_uid,
-        message=reason,
-        fail_stage="processing",
+    return fail_and_report(
+        task_dir,
+        ctx.data,
+        ctx.events,
+        stage="processing",
         reason=reason,
-        stage=Stage.ERROR.value,
-        task=task.model_dump(mode="json") if task is not None else None,
+        service="processor",
+        kind="task.process.error",
     )
-    return destination
 
 
 __all__ = ["JobContext", "ModuleFailed", "report_complete", "run_job"]
