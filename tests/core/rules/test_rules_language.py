@@ -325,3 +325,10 @@ def test_backslash_sequences_in_patterns_are_kept() -> None:
     """'\\d' in a pattern means a digit, as the user intends, without a warning or error."""
     assert value("match('\\d+$', tags.SeriesNumber.strip())")
     assert value("search(r'\\bHead\\b', tags.StudyDescription)")
+
+
+def test_count_works_on_a_split_list_as_in_python() -> None:
+    """`.count()` on a list (e.g. split multi-values) counts items, as mercure's Python did."""
+    rule = compile_rule("tags.ImageType.split('\\\\').count('AXIAL') == 1")
+    assert rule.evaluate({"ImageType": "ORIGINAL\\PRIMARY\\AXIAL"}).value is True
+    assert rule.evaluate({"ImageType": "ORIGINAL\\PRIMARY"}).value is False

@@ -231,8 +231,14 @@ def method(name: str) -> Function:
     low, high = _METHOD_ARITY[name]
     unbound = getattr(str, name)
     is_replace = name == "replace"
+    is_count = name == "count"
 
     def run(ctx: Context, text: Any, *args: Any) -> Any:
+        if is_count and type(text) in (list, tuple) and len(args) == 1:
+            # `tags.ImageType.split('\\').count('AXIAL')`: counting in a list, as in Python.
+            ctx.charge(len(text))
+            _charge_values(ctx, args)
+            return text.count(args[0])
         if type(text) is not str:
             raise RuleRuntimeError(f".{name}() needs text, got {type_name(text)}")
         ctx.charge(len(text))
