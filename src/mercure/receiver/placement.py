@@ -20,6 +20,7 @@ import os
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,8 +308,13 @@ class InstanceSink:
         if not scanner.done:
             scanner.feed(chunk)
 
-    async def finish(self) -> int:
-        """Place the complete instance and return its C-STORE status."""
+    def finish(self) -> int | Awaitable[int]:
+        """Place the complete instance; its C-STORE status, or an awaitable of it.
+
+        The common case (the association already holds the series, and fsync runs inline) is
+        answered directly, without a task per instance; taking a new series folder, or an fsync
+        handed to a thread while other associations are open, is awaited.
+        """
         placer = self._placer
         context = self.context
         scanner = self._scanner
@@ -323,19 +329,41 @@ class InstanceSink:
             self._close()
             return placer.reject(self, problem, series_uid)
         assert series_uid is not None
-        slot = await placer.series_slot(self._state, series_uid)
-        final = f"{slot.folder}/{context.sop_instance_uid}.dcm"
-        os.rename(self.temp_path, final)
-        fd = self._fd
-        assert fd is not None
+        slot = self._state.slots.get(series_uid)
+        if slot is None or (placer.fsync and placer.associations > 1):
+            return self._finish_later(series_uid)
+        self._state.slots.move_to_end(series_uid)
+        final = self._rename_into(slot)
         if placer.fsync:
+            assert self._fd is not None
+            os.fsync(self._fd)
+        return self._record(slot, final)
+
+    async def _finish_later(self, series_uid: str) -> int:
+        placer = self._placer
+        slot = await placer.series_slot(self._state, series_uid)
+        final = self._rename_into(slot)
+        if placer.fsync:
+            fd = self._fd
+            assert fd is not None
             if placer.associations > 1:
-                # Let other associations go on meanwhile; their fsyncs then share journal
-                # commits. Alone, the hand-off to a thread would only add latency.
+                # Let other associations go on meanwhile; their flushes then overlap. Alone,
+                # the hand-off to a thread would only add latency.
                 await asyncio.get_running_loop().run_in_executor(None, os.fsync, fd)
             else:
                 os.fsync(fd)
+        return self._record(slot, final)
+
+    def _rename_into(self, slot: SeriesSlot) -> str:
+        # The fsync comes after the rename: one flush makes the data and the name durable.
+        final = f"{slot.folder}/{self.context.sop_instance_uid}.dcm"
+        os.rename(self.temp_path, final)
+        return final
+
+    def _record(self, slot: SeriesSlot, final: str) -> int:
+        """The instance is durable: close it, journal it, write the series' tags if due."""
         self._close()
+        context = self.context
         state = self._state
         record = {
             "sop": context.sop_instance_uid,
@@ -347,11 +375,11 @@ class InstanceSink:
             "time": time.time(),
             "size": self.size,
             "ts": context.transfer_syntax_uid,
-            "study": scanner.text(STUDY_INSTANCE_UID),
+            "study": self._scanner.text(STUDY_INSTANCE_UID),
         }
         os.write(slot.journal_fd, (json.dumps(record) + "\n").encode())
         if slot.needs_tags:
-            placer.write_tags(slot, final, state)
+            self._placer.write_tags(slot, final, state)
         return SUCCESS
 
     def _close(self) -> None:

@@ -1,0 +1,60 @@
+"""Several associations at once: flushes handed to threads, series folders shared between them."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mercure.testing.peers import storescu
+from mercure.testing.receiver import RunningReceiver, dataset_bytes
+from mercure.testing.series import generate_series
+
+pytestmark = pytest.mark.peers
+
+
+def split(folder: Path, parts: int) -> list[Path]:
+    """Hard-link the instances of ``folder`` into ``parts`` folders, round robin."""
+    targets = [folder.with_name(f"{folder.name}-{i}") for i in range(parts)]
+    for target in targets:
+        target.mkdir()
+    for i, path in enumerate(sorted(folder.glob("*.dcm"))):
+        (targets[i % parts] / path.name).hardlink_to(path)
+    return targets
+
+
+def test_five_associations_at_once_deliver_every_instance_once(
+    receiver: RunningReceiver, tmp_path: Path
+) -> None:
+    """Four associations share one series, a fifth sends another; fsync is on (the default),
+    so with several associations open the flushes run in threads while the others go on."""
+    shared = generate_series(tmp_path / "shared", kind="tiny", count=60, seed=11)
+    other = generate_series(tmp_path / "other", kind="tiny", count=15, seed=12)
+    folders = [*split(shared.folder, 4), other.folder]
+    with ThreadPoolExecutor(len(folders)) as pool:
+        list(
+            pool.map(
+                lambda folder: storescu(
+                    receiver.port, folder, calling_aet="MODALITY", called_aet="MERCURE"
+                ),
+                folders,
+            )
+        )
+
+    for series in (shared, other):
+        folder = receiver.data.root / "incoming" / series.series_uid
+        for instance in series.instances:
+            received = folder / f"{instance.sop_instance_uid}.dcm"
+            assert dataset_bytes(received) == dataset_bytes(instance.path)
+        lines = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+        stored = sorted(line["sop"] for line in lines if "sop" in line)
+        assert stored == sorted(series.sop_instance_uids)
+        released = {line["assoc"] for line in lines if line.get("event") == "released"}
+        senders = {line["assoc"] for line in lines if "sop" in line}
+        assert released == senders
+        assert len(senders) == (4 if series is shared else 1)
+        assert (folder / "tags.json").exists()
+    assert len(receiver.series_folders()) == 2
+    assert receiver.staging_files() == []
