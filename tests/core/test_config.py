@@ -162,3 +162,58 @@ def test_forbidden_rule_construct_is_a_config_error() -> None:
     text = GOOD.replace("\"tags.Modality == 'CT'\"", "\"tags.__class__ == 'CT'\"")
     [issue] = issues_of(text)
     assert issue.startswith("rules.ct_head.rule:") and "__class__" in issue
+
+
+def test_extra_sop_classes_default_empty_and_private_uids_load() -> None:
+    """A listener accepts only the standard classes unless told; private UIDs load as given."""
+    [default] = validate_document({}, source="x.yaml").config.receiver.listeners
+    assert default.extra_sop_classes == [] and default.accept_unknown_sop_classes is False
+    text = (
+        "receiver: {listeners: [{name: a, accept_unknown_sop_classes: true, "
+        "extra_sop_classes: ['1.3.12.2.1107.5.9.1', '2.25.0', '1.2.840.10008.5.1.4.1.1.2']}]}"
+    )
+    [listener] = validate_document(
+        parse_document(text, "x.yaml"), source="x.yaml"
+    ).config.receiver.listeners
+    assert listener.extra_sop_classes == [
+        "1.3.12.2.1107.5.9.1",
+        "2.25.0",
+        "1.2.840.10008.5.1.4.1.1.2",
+    ]
+    assert listener.accept_unknown_sop_classes is True
+
+
+@pytest.mark.parametrize(
+    ("uid", "problem"),
+    [
+        ("'1.3.12.2.1107.5.09.1'", "not a valid UID: component '09' has a leading zero"),
+        ("'1.3.12.x.1'", "not a valid UID: component 'x' is not made of the digits 0-9"),
+        ("'1.3..1'", "not a valid UID: empty component"),
+        ("'1.3.12.'", "not a valid UID: empty component"),
+        ("''", "not a valid UID: it is empty"),
+        ("'" + "1." * 32 + "1'", "not a valid UID: 65 characters, at most 64 are allowed"),
+        ("1.2", "a UID must be a string: put it in quotes"),
+    ],
+)
+def test_invalid_extra_sop_class_is_named_with_its_key_path(uid: str, problem: str) -> None:
+    """Each bad UID is reported at receiver.listeners[i].extra_sop_classes[j], saying why."""
+    text = (
+        f"receiver: {{listeners: [{{name: a, extra_sop_classes: ['1.3.12.2.1107.5.9.1', {uid}]}}]}}"
+    )
+    [issue] = issues_of(text)
+    assert issue.startswith(f"receiver.listeners[0].extra_sop_classes[1]: {problem}")
+
+
+def test_extra_sop_class_naming_another_service_is_refused() -> None:
+    """A query/retrieve or worklist model is no storage class, even when listed as extra."""
+    text = (
+        "receiver: {listeners: [{name: a, extra_sop_classes: "
+        "['1.2.840.10008.5.1.4.1.2.2.1', '1.2.840.10008.5.1.4.31']}]}"
+    )
+    assert issues_of(text) == [
+        "receiver.listeners[0].extra_sop_classes[0]: not a storage SOP class: the standard "
+        "defines it as 'Study Root Query/Retrieve Information Model - FIND' "
+        "(got '1.2.840.10008.5.1.4.1.2.2.1')",
+        "receiver.listeners[0].extra_sop_classes[1]: not a storage SOP class: the standard "
+        "defines it as 'Modality Worklist Information Model - FIND' (got '1.2.840.10008.5.1.4.31')",
+    ]

@@ -226,7 +226,12 @@ class AcceptorConnection(UpperLayerConnection):
             self.close()
             self._notify("on_association_rejected", request, rejection)
             return
-        negotiated = negotiate(rq, self._settings.sop_classes, self._settings.transfer_syntaxes)
+        negotiated = negotiate(
+            rq,
+            self._settings.sop_classes,
+            self._settings.transfer_syntaxes,
+            accept_unknown=self._settings.accept_unknown_sop_classes,
+        )
         accept = AssociateAccept(
             called_aet=rq.called_aet or self._settings.ae_title,
             calling_aet=rq.calling_aet or "UNKNOWN",
@@ -260,6 +265,16 @@ class AcceptorConnection(UpperLayerConnection):
             len(negotiated.accepted),
             len(rq.contexts),
         )
+        if negotiated.unsupported:
+            # Once per association: tells an administrator which SOP classes a sender could
+            # not deliver here (a private one may need the listener's extra_sop_classes).
+            log.info(
+                "association %s -> %s from %s:%s: abstract syntax not supported: %s",
+                rq.calling_aet,
+                rq.called_aet,
+                *self._peer,
+                _uid_list(negotiated.unsupported),
+            )
         self._notify("on_association_opened", self._info)
         self._last_rx = self._loop.time()
         self._timer = self._loop.call_later(self._settings.idle_timeout, self._idle_check)
@@ -493,3 +508,11 @@ class AcceptorConnection(UpperLayerConnection):
         )
         log.debug("association %s ended: %s", info.id, self._outcome)
         self._notify("on_association_closed", stats)
+
+
+def _uid_list(uids: list[str], limit: int = 8) -> str:
+    """A bounded rendering of UIDs a peer sent (it chooses how many and how long)."""
+    shown = ", ".join(
+        uid[:64] if uid[:64].isprintable() else repr(uid[:64]) for uid in uids[:limit]
+    )
+    return shown + (f" and {len(uids) - limit} more" if len(uids) > limit else "")

@@ -14,7 +14,7 @@ from mercure.dicomnet.pdu import (
     PresentationContextResult,
     RoleSelection,
 )
-from mercure.dicomnet.uids import IMPLICIT_VR_LITTLE_ENDIAN
+from mercure.dicomnet.uids import IMPLICIT_VR_LITTLE_ENDIAN, is_valid_uid, non_storage_uids
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +28,30 @@ class AcceptedContext:
 
 @dataclass(slots=True)
 class Negotiated:
-    """The acceptor's answer: one result per proposed context, role replies, accepted contexts."""
+    """The acceptor's answer: one result per proposed context, role replies, accepted contexts,
+    and the proposed abstract syntaxes that were refused as not supported (for the log)."""
 
     results: list[PresentationContextResult]
     role_replies: list[RoleSelection]
     accepted: dict[int, AcceptedContext]
+    unsupported: list[str]
 
 
 def negotiate(
     request: AssociateRequest,
     sop_classes: Collection[str],
     transfer_syntaxes: Sequence[str],
+    *,
+    accept_unknown: bool = False,
 ) -> Negotiated:
     """Answer each proposed context as a Storage/Verification SCP.
+
+    ``sop_classes`` are accepted. With ``accept_unknown`` (promiscuous, like storescp's
+    ``--promiscuous``) any other abstract syntax that is a valid UID is accepted as a storage
+    SOP class too, except the standard's UIDs for other services (Query/Retrieve, worklists,
+    Storage Commitment, MPPS, print ...): those stay "abstract syntax not supported". The
+    decision is made here, once per association; the DIMSE layer answers anything but C-STORE
+    and C-ECHO with "unrecognized operation" whatever the context.
 
     The transfer syntax chosen is the first one the requestor proposed that we accept: the
     sender lists its preference first, usually the syntax its file is in, and keeping that
@@ -50,18 +61,26 @@ def negotiate(
     # We can only act as SCP; a requestor that declines the SCU role for a SOP class (C-GET
     # style) leaves nothing to do for that class.
     declined_scu = {r.sop_class_uid for r in request.role_selections if not r.scu_role}
+    refused = non_storage_uids() if accept_unknown else frozenset()
     results: list[PresentationContextResult] = []
     accepted: dict[int, AcceptedContext] = {}
+    unsupported: list[str] = []
     for ctx in request.contexts:
         placeholder = (
             ctx.transfer_syntaxes[0] if ctx.transfer_syntaxes else IMPLICIT_VR_LITTLE_ENDIAN
         )
-        if ctx.abstract_syntax not in sop_classes:
+        if ctx.abstract_syntax not in sop_classes and not (
+            accept_unknown
+            and ctx.abstract_syntax not in refused
+            and is_valid_uid(ctx.abstract_syntax)
+        ):
             results.append(
                 PresentationContextResult(
                     ctx.context_id, PC_ABSTRACT_SYNTAX_NOT_SUPPORTED, placeholder
                 )
             )
+            if ctx.abstract_syntax not in unsupported:
+                unsupported.append(ctx.abstract_syntax)
             continue
         if ctx.abstract_syntax in declined_scu:
             results.append(
@@ -84,4 +103,4 @@ def negotiate(
         for r in request.role_selections
         if r.sop_class_uid in accepted_classes
     ]
-    return Negotiated(results, role_replies, accepted)
+    return Negotiated(results, role_replies, accepted, unsupported)

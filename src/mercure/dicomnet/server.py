@@ -27,6 +27,8 @@ class ListenerSettings:
     port: int = 11112
     transfer_syntaxes: Sequence[str] = ALL_TRANSFER_SYNTAXES
     sop_classes: Collection[str] = field(default_factory=default_sop_classes)
+    accept_unknown_sop_classes: bool = False
+    """Also accept abstract syntaxes the standard does not define, as storage (promiscuous)."""
     max_associations: int = 32
     """More concurrent associations are rejected (transient, local limit exceeded)."""
     max_pdu: int = 262144

@@ -5,12 +5,17 @@ from __future__ import annotations
 from functools import cache
 
 import pydicom.uid
-from pydicom.uid import UID_dictionary
 
 from mercure import __version__
 
+# What the standard's registry says about a UID lives in core (the configuration checks UIDs
+# too); re-exported here for the upper layer.
+from mercure.core.uids import VERIFICATION_SOP_CLASS as VERIFICATION_SOP_CLASS
+from mercure.core.uids import is_valid_uid as is_valid_uid
+from mercure.core.uids import non_storage_uids as non_storage_uids
+from mercure.core.uids import storage_sop_classes as storage_sop_classes
+
 APPLICATION_CONTEXT_NAME = "1.2.840.10008.3.1.1.1"
-VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -34,20 +39,6 @@ UNCOMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (
 
 ALL_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(str(uid) for uid in pydicom.uid.AllTransferSyntaxes)
 """Every transfer syntax pydicom knows, compressed and deflated included (the listener default)."""
-
-
-@cache
-def storage_sop_classes() -> frozenset[str]:
-    """Every storage SOP class in pydicom's UID dictionary, retired ones included.
-
-    Retired classes stay in because old modalities still send them; Storage Commitment is a
-    different service and is left out.
-    """
-    return frozenset(
-        uid
-        for uid, (name, kind, *_rest) in UID_dictionary.items()
-        if kind == "SOP Class" and "Storage" in name and "Commitment" not in name
-    )
 
 
 @cache

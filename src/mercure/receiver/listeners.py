@@ -7,7 +7,7 @@ import ssl
 from mercure.core.config.models import ListenerConfig, ReceiverConfig, TLSServerConfig
 from mercure.core.errors import PermanentError
 from mercure.dicomnet.server import ListenerSettings
-from mercure.dicomnet.uids import ALL_TRANSFER_SYNTAXES
+from mercure.dicomnet.uids import ALL_TRANSFER_SYNTAXES, default_sop_classes
 
 
 class ListenerError(PermanentError):
@@ -40,6 +40,8 @@ def listener_settings(listener: ListenerConfig, receiver: ReceiverConfig) -> Lis
         host=None if listener.host in ("", "0.0.0.0", "::") else listener.host,
         port=listener.port,
         transfer_syntaxes=tuple(listener.transfer_syntaxes) or ALL_TRANSFER_SYNTAXES,
+        sop_classes=default_sop_classes().union(listener.extra_sop_classes),
+        accept_unknown_sop_classes=listener.accept_unknown_sop_classes,
         max_associations=listener.max_associations,
         max_pdu=receiver.max_pdu,
         ssl_context=server_ssl_context(listener, listener.tls) if listener.tls else None,

@@ -202,8 +202,9 @@ def generate_series(
     calling again with a higher ``first_instance_number`` adds late instances to the same
     series. ``modality`` overrides the kind's (CT and MR keep their SOP class, others become
     Secondary Capture); ``size`` is ``(rows, columns)``; ``tags`` maps DICOM keywords to values
-    set on every instance last (``None`` removes the element). ``transfer_syntax`` is a UID or
-    one of ``SYNTAXES``' short names.
+    set on every instance last (``None`` removes the element; a ``SOPClassUID`` given here
+    goes into the File Meta too). ``transfer_syntax`` is a UID or one of ``SYNTAXES``' short
+    names.
     """
     profile = _kind(kind)
     syntax = _syntax(transfer_syntax)
@@ -238,6 +239,9 @@ def generate_series(
                 delattr(ds, keyword)
         else:
             setattr(ds, keyword, value)
+    if "SOPClassUID" in ds:
+        # A SOP class set by tags (a private one, say) must be the File Meta's too.
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
 
     instances = []
     for number in range(first_instance_number, first_instance_number + count):

@@ -10,9 +10,24 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    model_validator,
+)
 
-from mercure.core.config.types import AETitle, Name, Seconds, StrictModel, TimeWindow
+from mercure.core.config.types import (
+    AETitle,
+    DicomUID,
+    Name,
+    Seconds,
+    StrictModel,
+    TimeWindow,
+)
+from mercure.core.uids import non_storage_uids, uid_name
 
 
 def _one_or_many(value: object) -> object:
@@ -23,6 +38,17 @@ def _one_or_many(value: object) -> object:
 
 
 NameList = Annotated[list[Name], BeforeValidator(_one_or_many)]
+
+
+def _not_another_service(uid: str) -> str:
+    """Refuse a UID the standard defines for a service other than storage (C-FIND models ...)."""
+    if uid in non_storage_uids():
+        raise ValueError(f"not a storage SOP class: the standard defines it as {uid_name(uid)!r}")
+    return uid
+
+
+StorageSopClassUID = Annotated[DicomUID, AfterValidator(_not_another_service)]
+"""A SOP class UID a listener may accept for storage (a private or newer one, usually)."""
 
 
 class LoggingConfig(StrictModel):
@@ -76,6 +102,17 @@ class ListenerConfig(StrictModel):
     transfer_syntaxes: list[str] = Field(
         default_factory=list,
         description="Accepted transfer syntax UIDs; empty accepts every known one, compressed too.",
+    )
+    extra_sop_classes: list[StorageSopClassUID] = Field(
+        default_factory=list,
+        description="SOP class UIDs accepted for storage besides the standard storage classes, "
+        "e.g. private ones such as Siemens CSA Non-Image `1.3.12.2.1107.5.9.1`.",
+    )
+    accept_unknown_sop_classes: bool = Field(
+        False,
+        description="Also accept, as storage, every SOP class UID the DICOM standard does not "
+        "define (promiscuous, like storescp `--promiscuous`); the standard's other services "
+        "(query/retrieve, worklist, storage commitment, MPPS, print ...) stay refused.",
     )
     allowed_calling_aets: list[AETitle] = Field(
         default_factory=list, description="If not empty, only these calling AE titles may connect."

@@ -6,7 +6,9 @@ import re
 from datetime import datetime, time
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from mercure.core.uids import uid_problem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -34,6 +36,25 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 AE_TITLE_PATTERN = r"^[\x20-\x5b\x5d-\x7e]{1,16}$"
 AETitle = Annotated[str, Field(pattern=AE_TITLE_PATTERN)]
 """A DICOM application entity title: 1-16 printable characters, no backslash."""
+
+
+def check_uid(value: str) -> str:
+    """A DICOM UID as written (PS3.5 9.1), or a ValueError saying what is wrong with it."""
+    problem = uid_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _uid_not_number(value: object) -> object:
+    # YAML reads an unquoted `1.2` as a number, which would then fail with a vague message.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a UID must be a string: put it in quotes")
+    return value
+
+
+DicomUID = Annotated[str, BeforeValidator(_uid_not_number), AfterValidator(check_uid)]
+"""A DICOM UID: digits and dots, at most 64 characters, no component with a leading zero."""
 
 
 class StrictModel(BaseModel):
