@@ -14,6 +14,14 @@ from pydicom.uid import UID_dictionary
 MAX_UID_LENGTH = 64
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 
+NEWER_STORAGE_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.9.100.1": "Waveform Presentation State Storage",
+    "1.2.840.10008.5.1.4.1.1.9.100.2": "Waveform Acquisition Presentation State Storage",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.8": "Height Map Segmentation Storage",
+}
+"""Standard storage SOP classes newer than pydicom's UID dictionary (PS3.4 B.5, 2024-2025)."""
+
 _UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 _COMPONENT_DIGITS = re.compile(r"[0-9]+")
 
@@ -45,12 +53,13 @@ def uid_problem(value: str) -> str | None:
 def uid_name(uid: str) -> str:
     """The standard's name of ``uid``, or ``""`` for a UID it does not define."""
     entry = UID_dictionary.get(uid)
-    return entry[0] if entry else ""
+    return entry[0] if entry else NEWER_STORAGE_SOP_CLASSES.get(uid, "")
 
 
 @cache
 def storage_sop_classes() -> frozenset[str]:
-    """Every storage SOP class in pydicom's UID dictionary, retired ones included.
+    """Every storage SOP class in pydicom's UID dictionary, retired ones included, and the
+    newer ones it does not know yet.
 
     Retired classes stay in because old modalities still send them; Storage Commitment is a
     different service and is left out.
@@ -59,7 +68,7 @@ def storage_sop_classes() -> frozenset[str]:
         uid
         for uid, (name, kind, *_rest) in UID_dictionary.items()
         if kind == "SOP Class" and "Storage" in name and "Commitment" not in name
-    )
+    ) | frozenset(NEWER_STORAGE_SOP_CLASSES)
 
 
 @cache
