@@ -10,6 +10,10 @@ The receiver runs with its default settings (fsync before every acknowledgement,
 tags written); storescp writes files without fsync. `--no-fsync` also measures the receiver
 with fsync off, to show what the disk flush costs on this machine.
 
+With a C compiler on the machine, storescp also runs a second time made durable: a small
+LD_PRELOAD shim (bench/fsync_on_close.c) fsyncs each file before storescp closes it and so
+before it answers, which compares like with like.
+
 The "flush floor" cases make the same number of files of the same size durable the way the
 receiver does (create, write, rename, fsync), from 1 and 4 threads, with no network and no
 DICOM: the disk's own limit. From it the script prints what a receiver exactly as fast as
@@ -71,6 +75,19 @@ def send(port: int, folders: list[Path], called_aet: str) -> float:
     return elapsed
 
 
+def build_fsync_shim(work: Path) -> Path | None:
+    """Compile bench/fsync_on_close.c into ``work``; None without a C compiler."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        return None
+    shim = work / "fsync_on_close.so"
+    source = Path(__file__).with_name("fsync_on_close.c")
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O2", "-o", str(shim), str(source), "-ldl"], check=True
+    )
+    return shim
+
+
 def flush_floor(folder: Path, content: bytes, count: int, threads: int) -> float:
     """Seconds to make ``count`` files of ``content`` durable the way the receiver does (create
     in a staging folder, write, rename into place, fsync), from ``threads`` threads, with no
@@ -118,7 +135,7 @@ def measure(
     rates = {case: count / statistics.median(values) for case, values in times.items()}
     print(f"\n{name} ({count} instances, median of {rounds})")
     for case, rate in rates.items():
-        print(f"  {case:<34} {rate:8.0f} instances/s")
+        print(f"  {case:<40} {rate:8.0f} instances/s")
     return rates
 
 
@@ -144,6 +161,19 @@ def main() -> None:
     scp_out = work / "storescp"
     scp = StoreSCP(scp_out, ae_title="STORESCP").start()
     scp_fork = StoreSCP(work / "storescp-fork", ae_title="STORESCP", fork=True).start()
+    # The same storescp made durable: a shim fsyncs each file before storescp closes it, and
+    # so before it answers; the like-for-like reference for the receiver's default.
+    durable: dict[bool, StoreSCP] = {}
+    shim = build_fsync_shim(work)
+    if shim is not None:
+        for fork in (False, True):
+            durable[fork] = StoreSCP(
+                work / f"storescp-fsync{'-fork' * fork}", ae_title="STORESCP", fork=fork
+            )
+            durable[fork].env = {"LD_PRELOAD": str(shim)}
+            durable[fork].start()
+    else:
+        print("no C compiler: the storescp + fsync reference is left out")
     receivers: dict[str, RunningReceiver] = {
         "mercure": start_receiver(receiver_config(work / "mercure"), work / "mercure.yaml"),
     }
@@ -184,9 +214,19 @@ def main() -> None:
                 cases[f"{label}, 1 association"] = fresh(
                     lambda r=receiver, f=folder: send(r.port, [f], "MERCURE"), incoming
                 )
+            if False in durable:
+                cases["storescp + fsync, 1 association"] = fresh(
+                    lambda f=folder, d=durable[False]: send(d.port, [f], "STORESCP"),
+                    durable[False].output_dir,
+                )
             cases["storescp --fork, 4 associations"] = fresh(
                 lambda p=parts: send(scp_fork.port, p, "STORESCP"), scp_fork.output_dir
             )
+            if True in durable:
+                cases["storescp --fork + fsync, 4 associations"] = fresh(
+                    lambda p=parts, d=durable[True]: send(d.port, p, "STORESCP"),
+                    durable[True].output_dir,
+                )
             for label, receiver in receivers.items():
                 incoming = receiver.data.root / "incoming"
                 cases[f"{label}, 4 associations"] = fresh(
@@ -214,6 +254,10 @@ def main() -> None:
                     f"  ratio mercure/{reference.split(',')[0]}, {assoc}: {ratio:.2f}"
                     f"   (storescp plus one flush per instance would reach {ceiling:.2f})"
                 )
+                durable_reference = reference.replace(",", " + fsync,")
+                if durable_reference in rates:
+                    like = rates[f"mercure, {assoc}"] / rates[durable_reference]
+                    print(f"  ratio mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}")
                 if f"mercure, fsync off, {assoc}" in rates:
                     unflushed = rates[f"mercure, fsync off, {assoc}"] / rates[reference]
                     print(f"  ratio with fsync off, {assoc}: {unflushed:.2f}")
@@ -234,6 +278,8 @@ def main() -> None:
             receiver.stop()
         scp.stop()
         scp_fork.stop()
+        for durable_scp in durable.values():
+            durable_scp.stop()
         shutil.rmtree(trash, ignore_errors=True)
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

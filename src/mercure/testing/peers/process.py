@@ -133,6 +133,8 @@ class PeerProcess:
         self.argv = [str(arg) for arg in argv]
         self.log_path = log_path
         self.cwd = cwd
+        self.env: dict[str, str] = {}
+        """Variables added to the peer's environment (e.g. ``LD_PRELOAD`` in bench/)."""
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
 
@@ -168,7 +170,7 @@ class PeerProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            env=peer_environment(),
+            env=peer_environment(self.env),
             cwd=self.cwd,
             start_new_session=True,
             preexec_fn=_die_with_parent,
