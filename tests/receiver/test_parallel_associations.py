@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from mercure.receiver.placement import Flusher
 from mercure.testing.peers import storescu
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 from mercure.testing.series import generate_series
@@ -58,3 +63,29 @@ def test_five_associations_at_once_deliver_every_instance_once(
         assert (folder / "tags.json").exists()
     assert len(receiver.series_folders()) == 2
     assert receiver.staging_files() == []
+
+
+def test_flusher_completes_flushes_and_reports_a_failed_one(tmp_path: Path) -> None:
+    """The flush threads settle each future on the event loop: done, or with the OSError."""
+    flusher = Flusher(2)
+
+    async def flush_both() -> tuple[BaseException | None, BaseException | None]:
+        fd = os.open(tmp_path / "instance.dcm", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"data")
+        closed = os.open(tmp_path / "other.dcm", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(closed)  # flushing a closed descriptor fails with EBADF
+        try:
+            good, bad = await asyncio.gather(
+                flusher.flush(fd), flusher.flush(closed), return_exceptions=True
+            )
+        finally:
+            os.close(fd)
+        return good, bad
+
+    try:
+        good, bad = asyncio.run(flush_both())
+    finally:
+        flusher.close()
+    assert good is None
+    assert isinstance(bad, OSError) and bad.errno == errno.EBADF
+    assert not any(thread.name.startswith("fsync-") for thread in threading.enumerate())

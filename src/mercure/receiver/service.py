@@ -85,7 +85,9 @@ class ReceiverService(Service):
         return server
 
     async def teardown(self) -> None:
-        """Remove this process's (empty) staging folder."""
+        """Stop the flush threads and remove this process's (empty) staging folder."""
+        if hasattr(self, "placer"):
+            self.placer.flusher.close()
         if hasattr(self, "staging"):
             self.staging.close()
 
