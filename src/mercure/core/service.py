@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -45,6 +46,9 @@ class Service:
     name: ClassVar[str] = "service"
     idle_wait: ClassVar[float] = 5.0
     """Longest sleep between steps when idle; :meth:`wake` cuts it short."""
+    fast_event_loop: ClassVar[bool] = False
+    """Run on uvloop (libuv) where installed: less CPU per I/O event, for services whose hot
+    path is network I/O (the receiver)."""
 
     def __init__(self, source: ConfigSource, *, instance: str | None = None) -> None:
         self.source = source
@@ -151,8 +155,21 @@ class Service:
 
     def run(self) -> int:
         """Run the service until stopped; the process exit code."""
-        with log_context(service=self.name):
-            return asyncio.run(self._run())
+        with (
+            log_context(service=self.name),
+            asyncio.Runner(loop_factory=self._loop_factory()) as runner,
+        ):
+            return runner.run(self._run())
+
+    def _loop_factory(self) -> Callable[[], asyncio.AbstractEventLoop] | None:
+        if not self.fast_event_loop:
+            return None
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop is not installed; %s runs on asyncio's own event loop", self.name)
+            return None
+        return uvloop.new_event_loop
 
     async def _run(self) -> int:
         self._loop = asyncio.get_running_loop()

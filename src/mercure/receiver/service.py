@@ -22,6 +22,7 @@ class ReceiverService(Service):
     """The DICOM Storage SCP: one event loop serves every association of every listener."""
 
     name = "receiver"
+    fast_event_loop = True
 
     async def setup(self) -> None:
         """Recover the staging area and prepare the placer; listeners start in serve()."""
