@@ -9,6 +9,7 @@ import pytest
 from mercure.core.config import load_config, parse_document, validate_document
 from mercure.core.config.models import DicomTarget
 from mercure.core.errors import ConfigError
+from mercure.core.uids import known_transfer_syntaxes
 
 GOOD = """
 data_dir: data
@@ -217,3 +218,28 @@ def test_extra_sop_class_naming_another_service_is_refused() -> None:
         "receiver.listeners[0].extra_sop_classes[1]: not a storage SOP class: the standard "
         "defines it as 'Modality Worklist Information Model - FIND' (got '1.2.840.10008.5.1.4.31')",
     ]
+
+
+def test_listener_transfer_syntaxes_must_be_known_ones() -> None:
+    """A typo or a SOP class in a listener's transfer_syntaxes is named at its key path."""
+    text = (
+        "receiver: {listeners: [{name: a, transfer_syntaxes: ['1.2.840.10008.1.2.1', "
+        "'1.2.840.10008.1.2.4.5O', '1.2.840.10008.5.1.4.1.1.2', '1.2.3', "
+        "'1.2.840.10008.1.2.4.50']}]}"
+    )
+    assert issues_of(text) == [
+        "receiver.listeners[0].transfer_syntaxes[1]: not a valid UID: component '5O' is not "
+        "made of the digits 0-9 (got '1.2.840.10008.1.2.4.5O')",
+        "receiver.listeners[0].transfer_syntaxes[2]: not a transfer syntax the receiver knows "
+        "(the standard defines it as 'CT Image Storage'); see docs/receiver.md for the list "
+        "(got '1.2.840.10008.5.1.4.1.1.2')",
+        "receiver.listeners[0].transfer_syntaxes[3]: not a transfer syntax the receiver knows; "
+        "see docs/receiver.md for the list (got '1.2.3')",
+    ]
+
+
+def test_receiver_docs_list_every_known_transfer_syntax() -> None:
+    """docs/receiver.md names each syntax a listener may list (and accepts by default)."""
+    docs = (Path(__file__).parents[2] / "docs" / "receiver.md").read_text()
+    missing = [uid for uid in sorted(known_transfer_syntaxes()) if f"`{uid}`" not in docs]
+    assert missing == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from pydicom.uid import UID_dictionary
+from pydicom.uid import AllTransferSyntaxes, UID_dictionary
 
 MAX_UID_LENGTH = 64
 VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
@@ -80,3 +80,10 @@ def non_storage_uids() -> frozenset[str]:
     listener that accepts unknown SOP classes as storage must still refuse them.
     """
     return frozenset(UID_dictionary) - storage_sop_classes() - {VERIFICATION_SOP_CLASS}
+
+
+@cache
+def known_transfer_syntaxes() -> frozenset[str]:
+    """Every transfer syntax pydicom knows, compressed and deflated included: what a listener
+    accepts by default, and what a listener's list may name."""
+    return frozenset(str(uid) for uid in AllTransferSyntaxes)

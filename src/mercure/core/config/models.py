@@ -27,7 +27,7 @@ from mercure.core.config.types import (
     StrictModel,
     TimeWindow,
 )
-from mercure.core.uids import non_storage_uids, uid_name
+from mercure.core.uids import known_transfer_syntaxes, non_storage_uids, uid_name
 
 
 def _one_or_many(value: object) -> object:
@@ -48,6 +48,19 @@ def _not_another_service(uid: str) -> str:
 
 
 StorageSopClassUID = Annotated[DicomUID, AfterValidator(_not_another_service)]
+
+
+def _known_transfer_syntax(uid: str) -> str:
+    """Refuse a UID that is no transfer syntax the receiver can take (a typo, a SOP class)."""
+    if uid not in known_transfer_syntaxes():
+        what = f" (the standard defines it as {uid_name(uid)!r})" if uid_name(uid) else ""
+        raise ValueError(
+            f"not a transfer syntax the receiver knows{what}; see docs/receiver.md for the list"
+        )
+    return uid
+
+
+TransferSyntaxUID = Annotated[DicomUID, AfterValidator(_known_transfer_syntax)]
 """A SOP class UID a listener may accept for storage (a private or newer one, usually)."""
 
 
@@ -99,7 +112,7 @@ class ListenerConfig(StrictModel):
     host: str = Field("0.0.0.0", description="Address to listen on.")
     port: int = Field(11112, ge=1, le=65535, description="TCP port.")
     aet: AETitle = Field("MERCURE", description="Called AE title this listener accepts.")
-    transfer_syntaxes: list[str] = Field(
+    transfer_syntaxes: list[TransferSyntaxUID] = Field(
         default_factory=list,
         description="Accepted transfer syntax UIDs; empty accepts every known one, compressed too.",
     )
