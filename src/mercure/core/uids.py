@@ -82,8 +82,12 @@ def non_storage_uids() -> frozenset[str]:
     return frozenset(UID_dictionary) - storage_sop_classes() - {VERIFICATION_SOP_CLASS}
 
 
+ALL_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(str(uid) for uid in AllTransferSyntaxes)
+"""Every transfer syntax pydicom knows, compressed and deflated included: what a listener
+accepts by default, and what a listener's list may name."""
+
+
 @cache
 def known_transfer_syntaxes() -> frozenset[str]:
-    """Every transfer syntax pydicom knows, compressed and deflated included: what a listener
-    accepts by default, and what a listener's list may name."""
-    return frozenset(str(uid) for uid in AllTransferSyntaxes)
+    """:data:`ALL_TRANSFER_SYNTAXES` as a set."""
+    return frozenset(ALL_TRANSFER_SYNTAXES)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from functools import cache
 
-import pydicom.uid
-
 from mercure import __version__
 
 # What the standard's registry says about a UID lives in core (the configuration checks UIDs
 # too); re-exported here for the upper layer.
+from mercure.core.uids import ALL_TRANSFER_SYNTAXES as ALL_TRANSFER_SYNTAXES
 from mercure.core.uids import VERIFICATION_SOP_CLASS as VERIFICATION_SOP_CLASS
 from mercure.core.uids import is_valid_uid as is_valid_uid
 from mercure.core.uids import non_storage_uids as non_storage_uids
@@ -36,9 +35,6 @@ UNCOMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (
     IMPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
 )
-
-ALL_TRANSFER_SYNTAXES: tuple[str, ...] = tuple(str(uid) for uid in pydicom.uid.AllTransferSyntaxes)
-"""Every transfer syntax pydicom knows, compressed and deflated included (the listener default)."""
 
 
 @cache
