@@ -10,6 +10,7 @@ import pytest
 
 from mercure.core.datafolder import Stage
 from mercure.core.events import read_segment
+from mercure.receiver.handler import MAX_SERIES_IN_EVENT
 from mercure.testing.peers import Orthanc, PeerError, StoreSCP, dcmsend, echoscu, storescu
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 from mercure.testing.series import generate_series
@@ -309,3 +310,25 @@ def test_listener_change_is_applied_without_restart(
     assert {
         line["listener"] for line in journal(receiver.series_folders()[0]) if "sop" in line
     } == {"second"}
+
+
+def test_association_closed_lists_a_bounded_number_of_series(
+    receiver: RunningReceiver, tmp_path: Path
+) -> None:
+    """An association with more series than the event lists still reports the exact count."""
+    count = MAX_SERIES_IN_EVENT + 1
+    for number in range(count):
+        folder = tmp_path / "in" / f"{number:04d}"
+        generate_series(folder, kind="tiny", count=1, series_number=number)
+    storescu(receiver.port, tmp_path / "in", called_aet="MERCURE")
+    assert len(receiver.series_folders()) == count
+    assert receiver.stop() == 0
+    [closed] = [
+        event
+        for outbox in receiver.data.outbox_dir.iterdir()
+        for segment in sorted(outbox.glob("*.jsonl"))
+        for event in read_segment(segment)
+        if event.kind == "association.closed"
+    ]
+    assert closed.data["series_count"] == count and closed.data["instances"] == count
+    assert len(closed.data["series"]) == MAX_SERIES_IN_EVENT

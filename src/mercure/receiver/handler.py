@@ -28,6 +28,10 @@ from mercure.receiver.placement import AssociationState, Placer
 
 log = logging.getLogger(__name__)
 
+MAX_SERIES_IN_EVENT = 256
+"""``association.closed`` lists at most this many series UIDs (and always the count): one
+association of a PACS migration can carry tens of thousands of series."""
+
 
 @dataclass
 class DiskGuard:
@@ -160,6 +164,7 @@ class ReceiverHandler(AssociationHandler):
             instances=stats.instances_stored,
             failed=stats.instances_failed,
             bytes=stats.bytes_received,
-            series=sorted(state.series_seen),
+            series=sorted(state.series_seen)[:MAX_SERIES_IN_EVENT],
+            series_count=len(state.series_seen),
             seconds=round(stats.ended_at - stats.association.started_at, 3),
         )
