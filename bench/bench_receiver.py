@@ -126,17 +126,24 @@ def split(folder: Path, parts: int) -> list[Path]:
 
 def measure(
     name: str, count: int, rounds: int, cases: dict[str, Callable[[], float]]
-) -> dict[str, float]:
-    """Run every case ``rounds`` times, interleaved; the median instances/s of each."""
+) -> dict[str, list[float]]:
+    """Run every case ``rounds`` times, interleaved; print the median instances/s of each and
+    return the seconds of each round."""
     times: dict[str, list[float]] = {case: [] for case in cases}
     for _ in range(rounds):
         for case, run in cases.items():
             times[case].append(run())
-    rates = {case: count / statistics.median(values) for case, values in times.items()}
     print(f"\n{name} ({count} instances, median of {rounds})")
-    for case, rate in rates.items():
-        print(f"  {case:<40} {rate:8.0f} instances/s")
-    return rates
+    for case, values in times.items():
+        print(f"  {case:<40} {count / statistics.median(values):8.0f} instances/s")
+    return times
+
+
+def paired(times: dict[str, list[float]], case: str, reference: str) -> float:
+    """The median over rounds of case's rate / reference's rate, each round's pair measured
+    minutes apart at most: steadier than a ratio of medians when the machine drifts."""
+    pairs = zip(times[case], times[reference], strict=True)
+    return statistics.median(t_ref / t for t, t_ref in pairs)
 
 
 def main() -> None:
@@ -240,27 +247,29 @@ def main() -> None:
                     lambda t=threads, b=sample, n=count, d=floor_dir: flush_floor(d, b, n, t),
                     floor_dir,
                 )
-            rates = measure(name, count, args.rounds, cases)
+            times = measure(name, count, args.rounds, cases)
+            print("  ratios (median over rounds of each round's ratio):")
             for assoc, reference, floor in (
                 ("1 association", "storescp, 1 association", "flush floor, 1 thread"),
                 ("4 associations", "storescp --fork, 4 associations", "flush floor, 4 threads"),
             ):
-                ratio = rates[f"mercure, {assoc}"] / rates[reference]
+                ratio = paired(times, f"mercure, {assoc}", reference)
                 # A receiver exactly as fast as storescp in everything else, plus one flush per
                 # instance before its answer: per instance it takes storescp's time plus the
                 # flush's, so it reaches 1 / (1 + storescp rate / flush rate) of storescp.
-                ceiling = 1 / (1 + rates[reference] / rates[floor])
+                ceiling = 1 / (1 + paired(times, reference, floor))
                 print(
-                    f"  ratio mercure/{reference.split(',')[0]}, {assoc}: {ratio:.2f}"
+                    f"  mercure/{reference.split(',')[0]}, {assoc}: {ratio:.2f}"
                     f"   (storescp plus one flush per instance would reach {ceiling:.2f})"
                 )
                 durable_reference = reference.replace(",", " + fsync,")
-                if durable_reference in rates:
-                    like = rates[f"mercure, {assoc}"] / rates[durable_reference]
-                    print(f"  ratio mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}")
-                if f"mercure, fsync off, {assoc}" in rates:
-                    unflushed = rates[f"mercure, fsync off, {assoc}"] / rates[reference]
-                    print(f"  ratio with fsync off, {assoc}: {unflushed:.2f}")
+                if durable_reference in times:
+                    like = paired(times, f"mercure, {assoc}", durable_reference)
+                    print(f"  mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}")
+                if f"mercure, fsync off, {assoc}" in times:
+                    unflushed = paired(times, f"mercure, fsync off, {assoc}", reference)
+                    label = f"mercure with fsync off/{reference.split(',')[0]}, {assoc}"
+                    print(f"  {label}: {unflushed:.2f}")
 
         if args.big_mb:
             receiver = receivers["mercure"]
