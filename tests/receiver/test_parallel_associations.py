@@ -6,6 +6,9 @@ import asyncio
 import errno
 import json
 import os
+import re
+import signal
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,11 +16,16 @@ from pathlib import Path
 import pytest
 
 from mercure.receiver.placement import Flusher
+from mercure.testing.checks import assert_no_partial_files
 from mercure.testing.peers import storescu
+from mercure.testing.peers.dcmtk import dcmtk_program
+from mercure.testing.peers.process import peer_environment
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 from mercure.testing.series import generate_series
 
 pytestmark = pytest.mark.peers
+
+_SENDING = re.compile(r"Sending file: (\S+)")
 
 
 def split(folder: Path, parts: int) -> list[Path]:
@@ -89,3 +97,51 @@ def test_flusher_completes_flushes_and_reports_a_failed_one(tmp_path: Path) -> N
     assert good is None
     assert isinstance(bad, OSError) and bad.errno == errno.EBADF
     assert not any(thread.name.startswith("fsync-") for thread in threading.enumerate())
+
+
+@pytest.mark.slow
+def test_kill_during_four_associations_keeps_every_acknowledged_instance(
+    receiver: RunningReceiver, tmp_path: Path
+) -> None:
+    """SIGKILL while four associations send (flushes on the flush threads): every instance
+    any sender saw acknowledged is complete in incoming/."""
+    series = generate_series(tmp_path / "in", kind="tiny", count=800, seed=21)
+    acknowledged: list[Path] = []
+    lock = threading.Lock()
+    assert receiver.process is not None
+    pid = receiver.process.pid
+
+    def send(folder: Path) -> None:
+        command = [
+            dcmtk_program("storescu"), "-v", "-aec", "MERCURE", "+sd", "+r",
+            "127.0.0.1", str(receiver.port), str(folder),
+        ]  # fmt: skip
+        with subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=peer_environment(),
+        ) as sender:
+            assert sender.stdout is not None
+            current: Path | None = None
+            for line in sender.stdout:
+                if match := _SENDING.search(line):
+                    current = Path(match.group(1))
+                elif "Received Store Response (Success)" in line and current is not None:
+                    with lock:
+                        acknowledged.append(current)
+                        if len(acknowledged) == 200:
+                            os.kill(pid, signal.SIGKILL)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, split(series.folder, 4)))
+    receiver.process.wait()
+    receiver.process = None
+    assert 200 <= len(acknowledged) < 800
+    [folder] = receiver.series_folders()
+    assert assert_no_partial_files(folder) >= len(acknowledged)
+    by_uid = {p.stem: p for p in folder.glob("*.dcm")}
+    uids = {instance.path.name: instance.sop_instance_uid for instance in series.instances}
+    for path in acknowledged:
+        assert dataset_bytes(by_uid[uids[path.name]]) == dataset_bytes(path)
