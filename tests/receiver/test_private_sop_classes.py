@@ -7,21 +7,23 @@ context profile, ``-xf``), findscu, and pynetdicom's SCU.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
 import pytest
-import yaml
 from pynetdicom import AE
 
 from mercure.dicomnet.filemeta import read_file_meta
 from mercure.testing.peers import storescu
 from mercure.testing.peers.dcmtk import dcmtk_program
 from mercure.testing.peers.process import run_client
-from mercure.testing.receiver import RunningReceiver, dataset_bytes, receiver_config
+from mercure.testing.receiver import (
+    RunningReceiver,
+    dataset_bytes,
+    receiver_config,
+    run_receiver_to_exit,
+)
 from mercure.testing.series import GeneratedSeries, generate_series
 from mercure.testing.wait import wait_until
 
@@ -217,15 +219,7 @@ def test_invalid_extra_sop_class_stops_the_receiver_with_its_key_path(tmp_path: 
     config = receiver_config(
         tmp_path / "data", listener={"extra_sop_classes": ["1.3.12.2.1107.5.09.1"]}
     )
-    path = tmp_path / "mercure.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "mercure", "receiver", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_receiver_to_exit(config, tmp_path / "mercure.yaml")
     assert result.returncode != 0
     assert (
         "receiver.listeners[0].extra_sop_classes[0]: not a valid UID: "

@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mercure.dicomnet.errors import AssociationError
 from mercure.dicomnet.requestor import Association, ContextProposal
 from mercure.testing.peers import PeerError, storescu
-from mercure.testing.receiver import RunningReceiver, receiver_config
+from mercure.testing.receiver import RunningReceiver, receiver_config, run_receiver_to_exit
 from mercure.testing.series import generate_series
 
 pytestmark = pytest.mark.peers
@@ -103,14 +100,7 @@ def test_unreadable_certificate_stops_the_receiver_with_a_clear_error(tmp_path: 
     config = receiver_config(
         tmp_path / "data", listener={"tls": {"certificate": str(missing), "key": str(missing)}}
     )
-    path = tmp_path / "mercure.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "mercure", "receiver", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_receiver_to_exit(config, tmp_path / "mercure.yaml")
     assert result.returncode == 1
     assert "listener 'default': cannot load its TLS certificate or key" in result.stderr
 
@@ -122,13 +112,7 @@ def test_port_in_use_stops_the_receiver_with_a_clear_error(tmp_path: Path) -> No
         holder.bind(("0.0.0.0", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        path = tmp_path / "mercure.yaml"
-        path.write_text(yaml.safe_dump(receiver_config(tmp_path / "data", port)))
-        result = subprocess.run(
-            [sys.executable, "-m", "mercure", "receiver", "--config", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        config = receiver_config(tmp_path / "data", port)
+        result = run_receiver_to_exit(config, tmp_path / "mercure.yaml")
     assert result.returncode == 1
     assert f"listener 'default' cannot listen on 0.0.0.0:{port}" in result.stderr

@@ -116,6 +116,21 @@ def start_receiver(config: dict[str, Any], config_path: Path) -> RunningReceiver
     return running.start()
 
 
+def run_receiver_to_exit(
+    config: dict[str, Any], config_path: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Write ``config`` and run a receiver on it until it exits by itself (a receiver that
+    cannot start); its exit code and output."""
+    config_path.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "mercure", "receiver", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def dataset_bytes(path: Path) -> bytes:
     """The bytes of a Part 10 file after its File Meta group."""
     meta = read_file_meta(path)
