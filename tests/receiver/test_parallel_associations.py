@@ -6,9 +6,7 @@ import asyncio
 import errno
 import json
 import os
-import re
 import signal
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,15 +15,11 @@ import pytest
 
 from mercure.receiver.placement import Flusher
 from mercure.testing.checks import assert_no_partial_files
-from mercure.testing.peers import storescu
-from mercure.testing.peers.dcmtk import dcmtk_program
-from mercure.testing.peers.process import peer_environment
+from mercure.testing.peers import storescu, storescu_reporting_acks
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 from mercure.testing.series import generate_series
 
 pytestmark = pytest.mark.peers
-
-_SENDING = re.compile(r"Sending file: (\S+)")
 
 
 def split(folder: Path, parts: int) -> list[Path]:
@@ -111,28 +105,14 @@ def test_kill_during_four_associations_keeps_every_acknowledged_instance(
     assert receiver.process is not None
     pid = receiver.process.pid
 
+    def on_ack(path: Path) -> None:
+        with lock:
+            acknowledged.append(path)
+            if len(acknowledged) == 200:
+                os.kill(pid, signal.SIGKILL)
+
     def send(folder: Path) -> None:
-        command = [
-            dcmtk_program("storescu"), "-v", "-aec", "MERCURE", "+sd", "+r",
-            "127.0.0.1", str(receiver.port), str(folder),
-        ]  # fmt: skip
-        with subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=peer_environment(),
-        ) as sender:
-            assert sender.stdout is not None
-            current: Path | None = None
-            for line in sender.stdout:
-                if match := _SENDING.search(line):
-                    current = Path(match.group(1))
-                elif "Received Store Response (Success)" in line and current is not None:
-                    with lock:
-                        acknowledged.append(current)
-                        if len(acknowledged) == 200:
-                            os.kill(pid, signal.SIGKILL)
+        storescu_reporting_acks(receiver.port, folder, on_ack)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(send, split(series.folder, 4)))

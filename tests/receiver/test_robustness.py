@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mercure.testing.checks import assert_no_partial_files
-from mercure.testing.peers import storescu
+from mercure.testing.peers import storescu, storescu_reporting_acks
 from mercure.testing.peers.dcmtk import dcmtk_program
 from mercure.testing.peers.process import peer_environment
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
@@ -20,8 +19,6 @@ from mercure.testing.wait import wait_until
 
 pytestmark = pytest.mark.peers
 
-_SENDING = re.compile(r"Sending file: (\S+)")
-
 
 @pytest.mark.slow
 def test_kill_during_transfer_keeps_every_acknowledged_instance(
@@ -29,25 +26,16 @@ def test_kill_during_transfer_keeps_every_acknowledged_instance(
 ) -> None:
     """SIGKILL mid-way through 1000 instances: every acknowledged one is complete in incoming/."""
     series = generate_series(tmp_path / "in", kind="tiny", count=1000, seed=3)
-    command = [
-        dcmtk_program("storescu"), "-v", "-aec", "MERCURE", "+sd", "+r",
-        "127.0.0.1", str(receiver.port), str(series.folder),
-    ]  # fmt: skip
     acknowledged: list[Path] = []
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=peer_environment()
-    ) as sender:
-        assert sender.stdout is not None
-        current: Path | None = None
-        for line in sender.stdout:
-            if match := _SENDING.search(line):
-                current = Path(match.group(1))
-            elif "Received Store Response (Success)" in line and current is not None:
-                acknowledged.append(current)
-                if len(acknowledged) == 300:
-                    assert receiver.process is not None
-                    os.kill(receiver.process.pid, signal.SIGKILL)
-        sender.wait()
+    assert receiver.process is not None
+    pid = receiver.process.pid
+
+    def on_ack(path: Path) -> None:
+        acknowledged.append(path)
+        if len(acknowledged) == 300:
+            os.kill(pid, signal.SIGKILL)
+
+    storescu_reporting_acks(receiver.port, series.folder, on_ack)
     assert receiver.process is not None
     receiver.process.wait()
     receiver.process = None

@@ -16,6 +16,7 @@ from mercure.testing.peers.dcmtk import (
     dcmtk_program,
     echoscu,
     storescu,
+    storescu_reporting_acks,
 )
 from mercure.testing.peers.orthanc import Modality, Orthanc
 from mercure.testing.peers.process import (
@@ -41,4 +42,5 @@ __all__ = [
     "is_listening",
     "peer_environment",
     "storescu",
+    "storescu_reporting_acks",
 ]

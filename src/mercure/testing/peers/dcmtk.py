@@ -6,8 +6,9 @@ and talk to 127.0.0.1. Note that storescp cannot bind to one address: it listens
 
 from __future__ import annotations
 
+import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pydicom
@@ -15,6 +16,7 @@ import pydicom
 from mercure.testing.peers.process import (
     PeerProcess,
     is_listening,
+    peer_environment,
     require_program,
     run_client,
 )
@@ -148,6 +150,32 @@ def storescu(
         argv.append(propose)
     argv += [*extra_args, host, str(port), *map(str, paths)]
     return run_client(argv, what="storescu", timeout=timeout, check=check)
+
+
+_SENDING = re.compile(r"Sending file: (\S+)")
+
+
+def storescu_reporting_acks(
+    port: int, folder: Path, on_ack: Callable[[Path], None], *, called_aet: str = "MERCURE"
+) -> int:
+    """Send ``folder`` with storescu (one association) and call ``on_ack`` with each file as
+    soon as storescu reads its success response; storescu's exit code. For tests that act
+    mid-transfer (kill the receiver after N acknowledged instances)."""
+    command = [
+        dcmtk_program("storescu"), "-v", "-aec", called_aet, "+sd", "+r",
+        "127.0.0.1", str(port), str(folder),
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=peer_environment()
+    ) as sender:
+        assert sender.stdout is not None
+        current: Path | None = None
+        for line in sender.stdout:
+            if match := _SENDING.search(line):
+                current = Path(match.group(1))
+            elif "Received Store Response (Success)" in line and current is not None:
+                on_ack(current)
+    return sender.returncode
 
 
 def dcmsend(
