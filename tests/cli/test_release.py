@@ -101,6 +101,16 @@ def _imported_top_level_modules_of_files(paths: Iterable[Path]) -> set[str]:
     return names
 
 
+def test_pynetdicom_is_a_test_dependency_only() -> None:
+    """src/ never imports pynetdicom (not even lazily), so only the test extra requires it."""
+    config = pyproject()["project"]
+    runtime = {requirement_name(r) for r in config["dependencies"]}
+    test = {requirement_name(r) for r in config["optional-dependencies"]["test"]}
+    assert "pynetdicom" not in _imported_top_level_modules(ROOT / "src")
+    assert "pynetdicom" not in runtime
+    assert "pynetdicom" in test
+
+
 def _with_their_requirements(names: set[str]) -> set[str]:
     """Distribution names plus everything they require at run time, transitively."""
     closure, todo = set(), list(names)
