@@ -28,18 +28,25 @@ log = logging.getLogger(__name__)
 STARTER = Path(__file__).with_name("starter.yaml")
 
 
+CONFIG_HELP = "configuration file (default: $MERCURE_CONFIG, else ./mercure.yaml)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand of this build."""
+    """The argument parser with every subcommand of this build.
+
+    ``--config`` is accepted on the top level, on command groups and on every command
+    (``mercure --config X study list``, ``mercure study --config X list``, ``mercure study list
+    --config X``); the one nearest to the command wins.
+    """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="PATH",
-        help="configuration file (default: $MERCURE_CONFIG, else ./mercure.yaml)",
-    )
+    # SUPPRESS: a subcommand that was not given --config must not overwrite the value an
+    # outer level parsed (argparse copies every default of a subparser into the namespace).
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP)
     parser = argparse.ArgumentParser(
         prog="mercure", description="mercure-router: DICOM routing and processing server"
     )
     parser.add_argument("--version", action="version", version=f"mercure-router {__version__}")
+    parser.add_argument("--config", metavar="PATH", default=None, help=CONFIG_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser(
@@ -83,7 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         extension.register(commands, common)
+    for sub in _all_subparsers(parser):
+        if not any("--config" in action.option_strings for action in sub._actions):
+            sub.add_argument(
+                "--config", metavar="PATH", default=argparse.SUPPRESS, help=CONFIG_HELP
+            )
     return parser
+
+
+def _all_subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser``: commands and command groups, at any depth."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                found.append(child)
+                found.extend(_all_subparsers(child))
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
