@@ -34,7 +34,7 @@ def test_licence_file_is_mit_and_declared() -> None:
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert text.startswith("MIT License")
     assert re.search(r"Copyright \(c\) \d{4} The mercure-router developers", text)
-    assert "THE SOFTWARE IS PROVIDED \"AS IS\"" in text
+    assert 'THE SOFTWARE IS PROVIDED "AS IS"' in text
     project = pyproject()["project"]
     assert project["license"] == "MIT"
     assert project["license-files"] == ["LICENSE"]
