@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,9 +90,13 @@ class _Attempt:
 class DeliveryEngine:
     """Runs attempts; holds the per-target concurrency limits across tasks."""
 
-    def __init__(self, data: DataFolder, events: EventClient) -> None:
+    def __init__(
+        self, data: DataFolder, events: EventClient, rng: random.Random | None = None
+    ) -> None:
         self.data = data
         self.events = events
+        # One generator for the process: retry delays drawn from it are spread (seeded in tests).
+        self.rng = rng or random.Random()
         self._limits: dict[tuple[str, int], asyncio.Semaphore] = {}
 
     def _limit(self, target: str, size: int) -> asyncio.Semaphore:
@@ -188,7 +193,7 @@ class DeliveryEngine:
     ) -> None:
         assert task.dispatch is not None
         status = task.dispatch.status.setdefault(name, TargetStatus())
-        policy = RetryPolicy.from_config(config.dispatch)
+        policy = RetryPolicy.from_config(config.dispatch, self.rng)
         target_config = config.targets.get(name)
         if target_config is None:
             self._failed(task, name, status, f"target '{name}' is not in the configuration", True)

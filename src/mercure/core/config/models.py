@@ -385,6 +385,14 @@ class DispatchConfig(StrictModel):
     retry_attempts: int = Field(5, ge=1, description="Attempts per target before error/.")
     retry_base_delay: Seconds = Field(60.0, description="Delay before the first retry.")
     retry_max_delay: Seconds = Field(3600.0, description="Cap of the doubling retry delay.")
+    retry_jitter: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Random part of each retry delay: a delay is drawn evenly between "
+        "(1 - retry_jitter) and 1 times the doubled, capped delay, so that tasks that failed "
+        "together do not retry together. 0: exact delays; 1: anywhere from 0.",
+    )
     max_parallel_tasks: int = Field(4, ge=1, description="Tasks sent at once in total.")
 
 
