@@ -41,7 +41,7 @@ HARD_STOP_GRACE = 5.0
 
 
 class Service:
-    """Base class of the seven services. Subclasses set :attr:`name` and override a hook."""
+    """Base class of the services. Subclasses set :attr:`name` and override a hook."""
 
     name: ClassVar[str] = "service"
     idle_wait: ClassVar[float] = 5.0

@@ -1,7 +1,6 @@
 """Requeue a task that failed in processing: it runs again from its preserved input.
 
-The lead wires this into the single ``mercure requeue TASK_ID`` command (the dispatcher has its
-own kind of failures); the web interface calls it for the "requeue" button.
+``mercure requeue TASK_ID`` calls it for processing failures (the dispatcher has its own kind).
 """
 
 from __future__ import annotations

@@ -1,36 +1,16 @@
-"""The seven services by name, and which of them are installed in this build."""
+"""The services by name, which of them are installed, and the class that runs each one."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING
+
+from mercure.core.installed import SERVICE_NAMES, installed_services, is_installed
 
 if TYPE_CHECKING:
     from mercure.core.service import Service
 
-SERVICE_NAMES = (
-    "bookkeeper",
-    "receiver",
-    "router",
-    "processor",
-    "dispatcher",
-    "cleaner",
-    "webgui",
-)
-"""In start-up order: the bookkeeper first, so the others find it."""
-
-
-def is_installed(name: str) -> bool:
-    """Whether the service's package exists (each issue adds one)."""
-    if importlib.util.find_spec(f"mercure.{name}") is None:
-        return False
-    return importlib.util.find_spec(f"mercure.{name}.service") is not None
-
-
-def installed_services() -> list[str]:
-    """Names of the services this build can run, in start-up order."""
-    return [name for name in SERVICE_NAMES if is_installed(name)]
+__all__ = ["SERVICE_NAMES", "installed_services", "is_installed", "service_class"]
 
 
 def service_class(name: str) -> type[Service]:

@@ -27,6 +27,7 @@ from mercure.core.config.types import (
     StrictModel,
     TimeWindow,
 )
+from mercure.core.installed import SERVICE_NAMES, installed_services
 from mercure.core.uids import known_transfer_syntaxes, non_storage_uids, uid_name
 
 
@@ -108,7 +109,7 @@ class TLSClientConfig(StrictModel):
 class ListenerConfig(StrictModel):
     """One DICOM listener: a port and the AE title it answers to."""
 
-    name: Name = Field("default", description="Name in logs, events and the web interface.")
+    name: Name = Field("default", description="Name in logs and events.")
     host: str = Field("0.0.0.0", description="Address to listen on.")
     port: int = Field(11112, ge=1, le=65535, description="TCP port.")
     aet: AETitle = Field("MERCURE", description="Called AE title this listener accepts.")
@@ -440,12 +441,14 @@ class BookkeeperConfig(StrictModel):
 
 
 class WebGuiConfig(StrictModel):
-    """The web interface."""
+    """The web interface: not served yet (the next version adds it; the section is accepted)."""
 
-    host: str = Field("127.0.0.1", description="Address the web interface listens on.")
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field(
+        "127.0.0.1", description="Address the web interface will listen on (not served yet)."
+    )
+    port: int = Field(8000, ge=1, le=65535, description="Its port (not served yet).")
     session_secret: SecretStr | None = Field(
-        None, description="Key that signs sessions; generated into data_dir when empty."
+        None, description="Key that will sign its sessions (not served yet)."
     )
 
 
@@ -458,17 +461,32 @@ class EventsConfig(StrictModel):
     fsync: bool = Field(False, description="fsync every event (survives power loss, slower).")
 
 
+def _installed_service(name: str) -> str:
+    """Refuse a name that is no service, or a service this version does not have."""
+    installed = installed_services()
+    if name not in SERVICE_NAMES:
+        raise ValueError(f"unknown service {name!r}; the services are: {', '.join(installed)}")
+    if name not in installed:
+        what = " (the web interface is not served yet)" if name == "webgui" else ""
+        raise ValueError(
+            f"service {name!r} is not installed in this version{what}; "
+            f"installed: {', '.join(installed)}"
+        )
+    return name
+
+
+ServiceName = Annotated[str, AfterValidator(_installed_service)]
+
+
 class SupervisorConfig(StrictModel):
     """`mercure run`: which services it starts, and how it watches them."""
 
-    services: (
-        list[
-            Literal[
-                "receiver", "router", "processor", "dispatcher", "cleaner", "bookkeeper", "webgui"
-            ]
-        ]
-        | None
-    ) = Field(None, description="Services to start; every installed one when empty.")
+    services: list[ServiceName] | None = Field(
+        None,
+        description="Services to start, of those installed in this version ("
+        + ", ".join(installed_services())
+        + "); every installed one when empty.",
+    )
     heartbeat_interval: Seconds = Field(5.0, gt=0, description="How often services report.")
     restart_backoff_max: Seconds = Field(60.0, description="Longest wait before a restart.")
     stop_timeout: Seconds = Field(30.0, description="Time a service gets to stop cleanly.")

@@ -33,8 +33,9 @@ else `$MERCURE_CONFIG`, else `./mercure.yaml`. `mercure init` writes a commented
   A missing variable is a configuration error. Write `$$` for a literal `$`.
 - **Changes** are picked up by running services between units of work, without a restart. An
   invalid change is rejected (logged) and the services keep the last good configuration.
-- **History**: saves made by mercure (the web interface) keep each previous version in
-  `mercure.yaml.history/`, so a change can be rolled back.
+- **History**: saves made by mercure itself keep each previous version in
+  `mercure.yaml.history/`, so a change can be rolled back. (The web interface, not served yet
+  in this version, will be the first to save; a file edited by hand keeps no history.)
 """
 
 
