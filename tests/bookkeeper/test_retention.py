@@ -73,3 +73,22 @@ def test_pruning_twice_deletes_nothing_more(engine: Engine, tmp_path: Path) -> N
     cutoff: datetime = utcnow() - timedelta(days=5)
     assert prune(engine, cutoff).total > 0
     assert prune(engine, cutoff).total == 0
+
+
+def test_deleted_tasks_are_finished_and_pruned_like_cleaned_ones(engine: Engine) -> None:
+    """A task an operator deleted (state `deleted`) is done: retention prunes it when old."""
+    created = Event(
+        service="router", kind="task.created", task_id="t-1", data={"stage": "outgoing"}
+    )
+    deleted = Event(
+        service="cli",
+        kind="task.deleted",
+        task_id="t-1",
+        data={"stage": "deleted", "from_stage": "outgoing", "user": "alice (command line)"},
+    )
+    ingest(engine, _aged([created, deleted], timedelta(days=100)))
+    with engine.connect() as connection:
+        state = connection.execute(sa.select(tables.tasks.c.state)).scalar_one()
+    assert state == "deleted"
+    prune(engine, utcnow() - timedelta(days=90))
+    assert _keys(engine, tables.tasks, "task_id") == set()

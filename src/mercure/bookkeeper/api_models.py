@@ -47,7 +47,7 @@ class TaskRecord(BaseModel):
     action: str | None = None
     applied_rule: str | None = None
     priority: str | None = None
-    state: str = Field(description="The stage folder it is in, `cleaned`, or `unknown`.")
+    state: str = Field(description="The stage folder it is in, `cleaned`, `deleted`, or `unknown`.")
     state_time: datetime | None = None
     fail_stage: str | None = None
     fail_reason: str | None = None

@@ -20,6 +20,8 @@ TASK_FAILED: Final = "task.failed"
 TASK_DISCARDED: Final = "task.discarded"
 TASK_REQUEUED: Final = "task.requeued"
 TASK_CLEANED: Final = "task.cleaned"
+TASK_DELETED: Final = "task.deleted"
+TASK_RESENT: Final = "task.resent"
 PROCESS_BEGIN: Final = "process.begin"
 PROCESS_END: Final = "process.end"
 DISPATCH_BEGIN: Final = "dispatch.begin"
@@ -39,9 +41,10 @@ FAILURE_KINDS: Final = frozenset({TASK_FAILED, PROCESSOR_ERROR})
 """Kinds that say a task failed (data: fail_stage, reason; or the message)."""
 
 CLEANED: Final = "cleaned"
+DELETED: Final = "deleted"
 UNKNOWN: Final = "unknown"
 ACTIVE_STATES: Final = ("incoming", "studies", "processing", "outgoing")
-FINISHED_STATES: Final = ("success", "discard", "error", CLEANED)
+FINISHED_STATES: Final = ("success", "discard", "error", CLEANED, DELETED)
 """A task in one of these states is done; retention may prune it."""
 
 STAGE_BY_KIND: Final = {
@@ -53,6 +56,7 @@ STAGE_BY_KIND: Final = {
     TASK_FAILED: "error",
     TASK_DISCARDED: "discard",
     TASK_CLEANED: CLEANED,
+    TASK_DELETED: DELETED,
 }
 """The state a kind implies when its event carries no ``data["stage"]``."""
 
@@ -102,6 +106,8 @@ KNOWN_KINDS: Final = (
     TASK_DISCARDED,
     TASK_REQUEUED,
     TASK_CLEANED,
+    TASK_DELETED,
+    TASK_RESENT,
     "cleaner.disk_pressure",
 )
 """Kinds named in the contract; metrics count others under ``kind="other"``."""

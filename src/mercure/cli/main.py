@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mercure import __version__
-from mercure.cli import requeue
+from mercure.cli import delete, requeue
 from mercure.core.config import LoadedConfig, load_config
 from mercure.core.config.reference import render_reference
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--instance", help="instance name (default: host name)")
         service.set_defaults(handler=cmd_service, service=name)
     requeue.register(commands, common)
+    delete.register(commands, common)
     for name in SERVICE_NAMES:
         try:
             extension = importlib.import_module(f"mercure.{name}.cli")

@@ -29,6 +29,9 @@ TASK_FILE = "task.json"
 ERROR_FILE = "error.json"
 SCHEMA_VERSION = 1
 
+TASK_STAGES = (Stage.PROCESSING, Stage.OUTGOING, Stage.ERROR, Stage.SUCCESS, Stage.DISCARD)
+"""Stages whose entries are tasks named by their id (incoming/ and studies/ hold UIDs)."""
+
 Action = Literal["route", "process", "both", "notification", "discard"]
 Priority = Literal["urgent", "normal", "offpeak"]
 
@@ -128,6 +131,36 @@ def event_uids(task: Task | None) -> tuple[str | None, str | None]:
         return None, task.info.uid or None
     study = task.study.study_uid if task.study is not None else None
     return task.info.uid or None, study
+
+
+def check_task_id(task_id: str) -> None:
+    """Raise :class:`TaskError` unless ``task_id`` can name a task folder.
+
+    An id given by an operator must not reach outside its stage folder (``../x``) or name a
+    hidden work folder (``.deleting-x``): it is one visible path component.
+    """
+    if (
+        not task_id
+        or task_id.startswith(".")
+        or "/" in task_id
+        or "\0" in task_id
+        or task_id != task_id.strip()
+    ):
+        raise TaskError("not a task id (a task folder's name: no '/', not starting with '.')")
+
+
+def locate_task(data: DataFolder, task_id: str, stages: tuple[Stage, ...] = TASK_STAGES) -> Path:
+    """The folder of task ``task_id`` in the first of ``stages`` that has it.
+
+    Raises :class:`TaskError` for an id that is no folder name, or a task in none of them.
+    """
+    check_task_id(task_id)
+    for stage in stages:
+        folder = data.stage(stage) / task_id
+        if folder.is_dir():
+            return folder
+    where = ", ".join(f"{stage.value}/" for stage in stages)
+    raise TaskError(f"no task {task_id} in {where} of {data.root}")
 
 
 def read_task(task_dir: Path | str) -> Task:

@@ -1,21 +1,38 @@
-"""Requeue: move a task that failed in dispatch from ``error/`` back to ``outgoing/``.
+"""Requeue: send a task again, as the same task after a failure or as a new one.
 
-Targets that ended in error get a fresh set of attempts; instances already confirmed by a
-target stay confirmed (the progress journal travels with the task), so a requeued task sends
-only what is missing. The previous ``error.json`` is kept as ``requeued-error-<time>.json``.
+- :func:`requeue_task` moves a task that failed in dispatch from ``error/`` back to
+  ``outgoing/``. Targets that ended in error get a fresh set of attempts; instances already
+  confirmed by a target stay confirmed (the progress journal travels with the task), so a
+  requeued task sends only what is missing. The previous ``error.json`` is kept as
+  ``requeued-error-<time>.json``.
+- :func:`resend_task` sends a finished task (``success/``, ``discard/``) again: a new task with
+  a new id and its own copies of the files, built hidden in ``outgoing/`` and renamed into
+  place; the old task is kept.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 
+from mercure.core.atomic import fsync_dir
 from mercure.core.claims import Claim
 from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import ClaimError, TaskError
-from mercure.core.task import ERROR_FILE, move_task, read_task, write_task
-from mercure.dispatcher.engine import FAIL_STAGE
+from mercure.core.task import (
+    ERROR_FILE,
+    Task,
+    move_task,
+    new_task_id,
+    read_task,
+    write_task,
+)
+from mercure.dispatcher.engine import FAIL_STAGE, task_files
+
+log = logging.getLogger(__name__)
 
 
 def requeue_task(data: DataFolder, task_id: str) -> Path:
@@ -52,3 +69,100 @@ def requeue_task(data: DataFolder, task_id: str) -> Path:
         destination = move_task(folder, data, Stage.OUTGOING)
         claim.moved_to(destination)
     return destination
+
+
+# --- re-sending a finished task ----------------------------------------------------------
+RESEND_PREFIX = ".resend-"
+"""A new task being built in ``outgoing/`` (hidden until complete, claimed while built)."""
+
+
+def resend_task(
+    data: DataFolder, source: Path, targets: list[str], *, user: str
+) -> tuple[Task, Path]:
+    """Build a new task in ``outgoing/`` that sends the finished task in ``source`` again.
+
+    The new task has a new id, fresh per-target status and its own copies of the DICOM files:
+    not hard links, because the finished task's files may be links shared with a task that a
+    module is processing (fan-out), and a module that rewrites its input in place must not
+    change what is re-sent. The old task stays as it is; it is claimed while its files are
+    copied so that the cleaner cannot remove it meanwhile. ``targets`` replace the old task's
+    targets when given. Returns the new task and its folder.
+
+    Raises :class:`ClaimError` when another process holds the old task, :class:`TaskError`
+    when it has nothing to send or no target to send it to.
+    """
+    stage = source.parent.name
+    claim = Claim.try_take(source)
+    if claim is None:
+        raise ClaimError(f"task {source.name} is being worked on by another process")
+    with claim:
+        old = read_task(source)
+        chosen = targets or (old.dispatch.target_name if old.dispatch else [])
+        if not chosen:
+            raise TaskError(
+                f"task {old.id} in {stage}/ has no targets: name them with --target NAME"
+            )
+        files = task_files(source)
+        if not files:
+            raise TaskError(f"task {old.id} in {stage}/ has no DICOM files to send")
+        document = old.model_dump(mode="json", include={"info", "process", "study", "nomatch"})
+        document["info"].update(action="route", fail_stage=None, reason=None)
+        document.update(
+            id=new_task_id(),
+            dispatch={"target_name": list(chosen)},
+            resent_from={
+                "task_id": old.id,
+                "stage": stage,
+                "time": utcnow().isoformat(),
+                "user": user,
+            },
+        )
+        new = Task.model_validate(document)
+        sweep_unfinished_resends(data)
+        return new, _build(data, new, files)
+
+
+def _build(data: DataFolder, task: Task, files: list[Path]) -> Path:
+    outgoing = data.stage(Stage.OUTGOING)
+    staging = outgoing / f"{RESEND_PREFIX}{task.id}"
+    destination = outgoing / task.id
+    staging.mkdir()
+    # Claimed while it is built: a concurrent sweep must not take it for a crash's leftover.
+    with Claim.take(staging):
+        try:
+            for path in files:
+                _copy_durably(path, staging / path.name)
+            write_task(staging, task)
+            fsync_dir(staging)
+            if destination.exists():
+                raise TaskError(f"cannot create task {task.id}: it exists in outgoing/")
+            os.rename(staging, destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fsync_dir(outgoing)
+    return destination
+
+
+def _copy_durably(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+    with open(target, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def sweep_unfinished_resends(data: DataFolder) -> list[Path]:
+    """Remove new tasks a killed ``mercure requeue`` left half built; those removed.
+
+    One still claimed is being built by a running requeue and is left alone.
+    """
+    outgoing = data.stage(Stage.OUTGOING)
+    removed = []
+    for entry in sorted(outgoing.glob(f"{RESEND_PREFIX}*")):
+        claim = Claim.try_take(entry)
+        if claim is None:
+            continue
+        with claim:
+            shutil.rmtree(entry, ignore_errors=True)
+        log.info("removed %s, a re-sent task whose building was interrupted", entry.name)
+        removed.append(entry)
+    return removed
