@@ -42,6 +42,8 @@ class Processor:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.others: list[subprocess.Popen[bytes]] = []
+        self.env: dict[str, str] = {}
+        """Variables added to the services' environment (secrets a test must not see leak)."""
 
     def write_config(self) -> None:
         """Write the configuration file from :attr:`config`."""
@@ -59,7 +61,7 @@ class Processor:
     def _service(self, name: str) -> subprocess.Popen[bytes]:
         self.write_config()
         command = [sys.executable, "-m", "mercure", name, "--config", str(self.config_path)]
-        return subprocess.Popen(command, env={**os.environ, "TCP_NODELAY": "1"})
+        return subprocess.Popen(command, env={**os.environ, "TCP_NODELAY": "1", **self.env})
 
     def stop(self) -> None:
         """Stop the services (SIGTERM, then SIGKILL if one does not go)."""

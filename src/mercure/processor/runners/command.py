@@ -22,6 +22,26 @@ from mercure.processor.runners import RunOutcome, RunRequest
 
 log = logging.getLogger(__name__)
 
+BASE_ENVIRONMENT = ("PATH", "LANG", "HOME", "TMPDIR")
+"""Variables a command module inherits from the processor; nothing else of its environment."""
+
+
+def module_environment(request: RunRequest, module: CommandModule) -> dict[str, str]:
+    """The whole environment of a command module run.
+
+    The processor's own environment holds the secrets of the installation (``${VAR}`` target
+    passwords, the bookkeeper key): a module gets only :data:`BASE_ENVIRONMENT`, what its
+    configuration lists under ``environment``, and the module contract's variables.
+    """
+    env = {name: os.environ[name] for name in BASE_ENVIRONMENT if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return {
+        **env,
+        **module.environment,
+        "MERCURE_IN_DIR": str(request.in_dir),
+        "MERCURE_OUT_DIR": str(request.out_dir),
+    }
+
 
 def process_start_time(pid: int) -> int | None:
     """The kernel start time of ``pid`` (clock ticks since boot); None if there is no such pid.
@@ -45,12 +65,7 @@ class CommandRunner:
         module = request.module
         if not isinstance(module, CommandModule):
             raise PermanentError(f"module {request.module_name} is not a command module")
-        env = {
-            **os.environ,
-            **module.environment,
-            "MERCURE_IN_DIR": str(request.in_dir),
-            "MERCURE_OUT_DIR": str(request.out_dir),
-        }
+        env = module_environment(request, module)
         started = time.monotonic()
         with open(request.log_path, "wb") as log_file:
             try:
