@@ -125,3 +125,19 @@ def test_check_config_validates_required_series(
     )
     assert main(["check-config", "--config", str(config)]) == 1
     assert "rules.mr.study_trigger_series: required series" in capsys.readouterr().err
+
+
+def test_check_config_says_where_folder_targets_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check-config names the absolute folder of each folder target, resolved from the file."""
+    config = tmp_path / "site" / "mercure.yaml"
+    config.parent.mkdir()
+    config.write_text("targets:\n  archive: {type: folder, folder: archive}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check-config", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"targets.archive.folder: {tmp_path / 'site' / 'archive'} (does not exist yet)" in out
+    (tmp_path / "site" / "archive").mkdir()
+    assert main(["check-config", "--config", str(config)]) == 0
+    assert f"targets.archive.folder: {tmp_path / 'site' / 'archive'}\n" in capsys.readouterr().out

@@ -243,3 +243,22 @@ def test_receiver_docs_list_every_known_transfer_syntax() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "receiver.md").read_text()
     missing = [uid for uid in sorted(known_transfer_syntaxes()) if f"`{uid}`" not in docs]
     assert missing == []
+
+
+def test_relative_folder_target_is_resolved_against_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`folder: archive` means beside mercure.yaml (like data_dir), whatever the current folder."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "mercure.yaml").write_text(
+        "targets:\n"
+        "  archive: {type: folder, folder: archive/out}\n"
+        "  absolute: {type: folder, folder: /srv/archive}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    targets = load_config(site / "mercure.yaml").config.targets
+    assert targets["archive"].folder == (site / "archive" / "out").resolve()  # type: ignore[union-attr]
+    assert targets["absolute"].folder == Path("/srv/archive")  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mercure import __version__
 from mercure.cli import delete, requeue
-from mercure.core.config import LoadedConfig, load_config
+from mercure.core.config import FolderTarget, LoadedConfig, MercureConfig, load_config
 from mercure.core.config.reference import render_reference
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
 from mercure.core.errors import ConfigError, ConfigIssue, MercureError
@@ -165,7 +165,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{loaded.path}: ok ({len(config.rules)} rules, {len(config.targets)} targets, "
         f"{len(config.modules)} modules, {len(config.receiver.listeners)} listeners)"
     )
+    for line in _resolved_folders(config):
+        print(f"  {line}")
     return 0
+
+
+def _resolved_folders(config: MercureConfig) -> list[str]:
+    """Where the local folders of the file point (relative ones are relative to the file)."""
+    folders = [("data_dir", config.data_dir)]
+    folders += [
+        (f"targets.{name}.folder", target.folder)
+        for name, target in config.targets.items()
+        if isinstance(target, FolderTarget)
+    ]
+    return [
+        f"{key}: {path}" + ("" if path.exists() else " (does not exist yet)")
+        for key, path in folders
+    ]
 
 
 def _required_series_issues(loaded: LoadedConfig) -> list[ConfigIssue]:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from mercure.core.config.models import MercureConfig
+from mercure.core.config.models import FolderTarget, MercureConfig
 from mercure.core.errors import ConfigError, ConfigIssue
 
 ENV_VARIABLE = "MERCURE_CONFIG"
@@ -95,9 +95,25 @@ def validate_document(
         issues.extend(_module_policy_issues(config))
     if issues or config is None:
         raise ConfigError(source, issues)
-    if base_dir is not None and not config.data_dir.is_absolute():
-        config = config.model_copy(update={"data_dir": (base_dir / config.data_dir).resolve()})
+    if base_dir is not None:
+        config = _resolve_relative_paths(config, base_dir)
     return LoadedConfig(path=Path(source), config=config, raw=dict(raw), compiled_rules=compiled)
+
+
+def _resolve_relative_paths(config: MercureConfig, base_dir: Path) -> MercureConfig:
+    """Relative local folders mean beside the configuration file, not the current folder."""
+    update: dict[str, Any] = {}
+    if not config.data_dir.is_absolute():
+        update["data_dir"] = (base_dir / config.data_dir).resolve()
+    targets = dict(config.targets)
+    for name, target in config.targets.items():
+        if isinstance(target, FolderTarget) and not target.folder.is_absolute():
+            targets[name] = target.model_copy(
+                update={"folder": (base_dir / target.folder).resolve()}
+            )
+    if targets != config.targets:
+        update["targets"] = targets
+    return config.model_copy(update=update) if update else config
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:

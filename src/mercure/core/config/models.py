@@ -322,7 +322,9 @@ class FolderTarget(_TargetBase):
     """A folder; each task is copied (or hard-linked) into ``<folder>/<task_id>/``."""
 
     type: Literal["folder"]
-    folder: Path
+    folder: Path = Field(
+        description="Destination folder; a relative path is relative to the configuration file."
+    )
 
 
 Target = Annotated[
