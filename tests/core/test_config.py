@@ -262,3 +262,64 @@ def test_relative_folder_target_is_resolved_against_the_config_file(
     targets = load_config(site / "mercure.yaml").config.targets
     assert targets["archive"].folder == (site / "archive" / "out").resolve()  # type: ignore[union-attr]
     assert targets["absolute"].folder == Path("/srv/archive")  # type: ignore[union-attr]
+
+
+URL_PASSWORD = "hunter2-in-url"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "advice"),
+    [
+        (
+            "targets:\n  web: {type: dicomweb, url: '%s'}\n",
+            "targets.web.url",
+            "auth: basic with username and password, or auth: bearer with token",
+        ),
+        (
+            "targets:\n  s3: {type: s3, bucket: b, endpoint_url: '%s'}\n",
+            "targets.s3.endpoint_url",
+            "access_key_id and secret_access_key",
+        ),
+        ("bookkeeper: {url: '%s'}\n", "bookkeeper.url", "bookkeeper.api_key"),
+        ("processing: {docker_url: '%s'}\n", "processing.docker_url", "TLS"),
+    ],
+)
+def test_credentials_in_urls_are_refused_without_repeating_them(
+    section: str, key: str, advice: str
+) -> None:
+    """`user:password@` in any URL setting is an error at its key path that points to the auth
+    settings, and the message does not echo the password."""
+    url = f"https://alice:{URL_PASSWORD}@pacs.example.org:8443/dicom-web"
+    (issue,) = issues_of(section % url)
+    assert issue.startswith(f"{key}: credentials in the URL are not allowed")
+    assert advice in issue
+    assert URL_PASSWORD not in issue and "alice" not in issue
+
+
+def test_a_user_name_alone_in_a_url_is_refused_too() -> None:
+    """`user@host` is a credential as well (a token is often passed as the user name)."""
+    (issue,) = issues_of("targets:\n  web: {type: dicomweb, url: 'https://tok3n@h/dicom-web'}\n")
+    assert issue.startswith("targets.web.url: credentials in the URL are not allowed")
+    assert "tok3n" not in issue
+
+
+def test_dicomweb_url_must_be_http_or_https() -> None:
+    """A URL without scheme or with another one is named, not discovered at the first send."""
+    (issue,) = issues_of("targets:\n  web: {type: dicomweb, url: 'orthanc:8042/dicom-web'}\n")
+    assert issue.startswith("targets.web.url: not an http:// or https:// URL")
+
+
+def test_check_config_refuses_url_credentials_without_printing_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mercure check-config` fails on a DICOMweb URL with a password and never prints it."""
+    from mercure.cli import main
+
+    config = tmp_path / "mercure.yaml"
+    config.write_text(
+        f"targets:\n  web: {{type: dicomweb, url: 'http://u:{URL_PASSWORD}@127.0.0.1/dw'}}\n"
+    )
+    assert main(["check-config", "--config", str(config)]) == 1
+    captured = capsys.readouterr()
+    assert "targets.web.url: credentials in the URL are not allowed" in captured.err
+    assert URL_PASSWORD not in captured.err + captured.out

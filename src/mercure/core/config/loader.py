@@ -20,10 +20,13 @@ import yaml
 from pydantic import ValidationError
 
 from mercure.core.config.models import FolderTarget, MercureConfig
+from mercure.core.config.urls import CREDENTIALS_ERROR
 from mercure.core.errors import ConfigError, ConfigIssue
 
 ENV_VARIABLE = "MERCURE_CONFIG"
 DEFAULT_FILE = "mercure.yaml"
+SECRET_KEYS = frozenset({"password", "token", "secret_access_key", "api_key", "session_secret"})
+"""Keys of the settings that hold secrets (their values are never echoed in errors)."""
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
 
 
@@ -185,12 +188,19 @@ def _issues_from_pydantic(exc: ValidationError, document: Any) -> list[ConfigIss
         elif error["type"] == "missing":
             message = "required key is missing"
         message = message.removeprefix("Value error, ")
-        if error["type"] not in ("extra_forbidden", "missing") and "input" in error:
+        # Never repeat a refused URL: it holds the very credentials it was refused for.
+        echo = error["type"] not in ("extra_forbidden", "missing", CREDENTIALS_ERROR)
+        if echo and not _is_secret_key(loc) and "input" in error:
             value = error["input"]
             if isinstance(value, str | int | float | bool) and len(str(value)) < 80:
                 message = f"{message} (got {value!r})"
         issues.append(ConfigIssue(format_path(loc), message))
     return issues
+
+
+def _is_secret_key(loc: Sequence[str | int]) -> bool:
+    """Whether a location names a secret setting, whose value an error must not repeat."""
+    return bool(loc) and isinstance(loc[-1], str) and loc[-1] in SECRET_KEYS
 
 
 def _document_location(loc: Sequence[str | int], document: Any) -> list[str | int]:

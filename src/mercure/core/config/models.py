@@ -27,6 +27,7 @@ from mercure.core.config.types import (
     StrictModel,
     TimeWindow,
 )
+from mercure.core.config.urls import BookkeeperURL, DicomWebURL, DockerURL, S3EndpointURL
 from mercure.core.installed import SERVICE_NAMES, installed_services
 from mercure.core.uids import known_transfer_syntaxes, non_storage_uids, uid_name
 
@@ -282,7 +283,9 @@ class DicomWebTarget(_TargetBase):
     """A DICOMweb server reached by STOW-RS."""
 
     type: Literal["dicomweb"]
-    url: str = Field(description="Base URL of the DICOMweb service (…/dicom-web).")
+    url: DicomWebURL = Field(
+        description="Base URL of the DICOMweb service (…/dicom-web); no credentials in it."
+    )
     auth: Literal["none", "basic", "bearer"] = "none"
     username: str = ""
     password: SecretStr | None = None
@@ -313,7 +316,9 @@ class S3Target(_TargetBase):
     bucket: str
     prefix: str = ""
     region: str = "us-east-1"
-    endpoint_url: str | None = Field(None, description="For S3-compatible stores.")
+    endpoint_url: S3EndpointURL | None = Field(
+        None, description="For S3-compatible stores; no credentials in it."
+    )
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
 
@@ -379,7 +384,9 @@ class ProcessingConfig(StrictModel):
     max_parallel: int = Field(1, ge=1, description="Modules run at once.")
     allow_root: bool = Field(False, description="Allow modules with requires_root.")
     volume_root: Path | None = Field(None, description="Extra module volumes must lie under it.")
-    docker_url: str | None = Field(None, description="Docker API URL; DOCKER_HOST when empty.")
+    docker_url: DockerURL | None = Field(
+        None, description="Docker API URL; DOCKER_HOST when empty."
+    )
 
 
 class DispatchConfig(StrictModel):
@@ -425,7 +432,9 @@ class BookkeeperConfig(StrictModel):
 
     host: str = Field("127.0.0.1", description="Address the bookkeeper listens on.")
     port: int = Field(8080, ge=1, le=65535)
-    url: str | None = Field(None, description="Where services reach it; http://host:port if empty.")
+    url: BookkeeperURL | None = Field(
+        None, description="Where services reach it; http://host:port if empty."
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL (postgresql+psycopg://…); SQLite in data_dir if empty."
     )
