@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from mercure.core.atomic import atomic_write_json, fsync_dir
 from mercure.core.clock import utcnow
+from mercure.core.masking import scrub, scrub_data
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,8 @@ class EventClient:
     ) -> Event:
         """Record an event; never raises for a bookkeeper that is down (it is not contacted).
 
+        Message and data are scrubbed of secrets (:mod:`mercure.core.masking`) first.
+
         ``time`` is when it happened, if not now: e.g. when a task was created, for an event
         written just after the task became visible to the next service.
         """
@@ -236,11 +239,11 @@ class EventClient:
             instance=self.instance,
             kind=kind,
             severity=severity,
-            message=message,
+            message=scrub(message),
             task_id=task_id,
             series_uid=series_uid,
             study_uid=study_uid,
-            data=data,
+            data=scrub_data(data),
             **({"time": time} if time is not None else {}),
         )
         self.outbox.append(event)

@@ -3,6 +3,10 @@
 Context (service, task_id, series_uid) is set with :func:`log_context` and appears on every
 record logged inside it, in whatever thread or task the context was copied to. Patient data
 never goes above DEBUG; that is the callers' rule, not something a formatter could enforce.
+Secrets are another matter: every handler has a filter that scrubs message, arguments and
+traceback of each record (:mod:`mercure.core.masking`), so that a secret echoed by a peer or
+quoted by an exception never reaches a log file. The HTTP client libraries log every request
+with its URL at INFO; their loggers are kept at WARNING.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TextIO
+
+from mercure.core.masking import scrub
+
+QUIET_LOGGERS = ("httpx", "httpcore")
+"""Loggers held at WARNING whatever the level: they log each HTTP request at INFO or below."""
 
 service_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("service", default=None)
 task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("task_id", default=None)
@@ -43,6 +52,38 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+class ScrubFilter(logging.Filter):
+    """Replaces secrets in a record's message, arguments, traceback and stack (see masking).
+
+    The message is formatted here once and stored without arguments, so the formatter does not
+    format it again; the traceback is formatted into ``exc_text``, which the formatters use.
+    """
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A broken log call: leave the arguments for logging's own error report.
+            record.msg = scrub(str(record.msg))
+        else:
+            record.msg, record.args = scrub(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    if record.exc_text:
+        return record.exc_text
+    return formatter.formatException(record.exc_info) if record.exc_info else ""
+
+
 class TextFormatter(logging.Formatter):
     """``time level service [task=… series=…] logger: message`` for people."""
 
@@ -57,8 +98,9 @@ class TextFormatter(logging.Formatter):
         text = f"{stamp} {record.levelname:<7} {service} {record.name}: {record.getMessage()}"
         if context:
             text += f" [{context}]"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        exception = _exception_text(self, record)
+        if exception:
+            text += "\n" + exception
         return text
 
 
@@ -76,15 +118,19 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value:
                 document[key] = value
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
+        exception = _exception_text(self, record)
+        if exception:
+            document["exception"] = exception
         return json.dumps(document, ensure_ascii=False)
 
 
 def configure_logging(
     level: str = "INFO", fmt: str = "text", *, stream: TextIO | None = None
 ) -> None:
-    """Install one handler on the root logger (replacing earlier ones from this function)."""
+    """Install one handler on the root logger (replacing earlier ones from this function).
+
+    Every handler of the root logger, this one and any other, gets the :class:`ScrubFilter`.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ContextFilter())
@@ -93,4 +139,9 @@ def configure_logging(
     for old in [h for h in root.handlers if h.get_name() == "mercure"]:
         root.removeHandler(old)
     root.addHandler(handler)
+    for each in root.handlers:
+        if not any(isinstance(f, ScrubFilter) for f in each.filters):
+            each.addFilter(ScrubFilter())
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

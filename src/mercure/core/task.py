@@ -21,6 +21,7 @@ from mercure.core.atomic import atomic_write_text, fsync_dir
 from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import TaskError
+from mercure.core.masking import scrub
 
 if TYPE_CHECKING:
     from mercure.core.events import EventClient
@@ -186,8 +187,22 @@ def read_task(task_dir: Path | str) -> Task:
 
 
 def write_task(task_dir: Path | str, task: Task) -> None:
-    """Replace ``task.json`` atomically (never rewritten in place)."""
+    """Replace ``task.json`` atomically (never rewritten in place).
+
+    The failure reasons in it (``info.reason``, each ``dispatch.status.*.reason``) are scrubbed
+    of secrets first, in ``task`` too: they often quote what a peer answered.
+    """
+    _scrub_reasons(task)
     atomic_write_text(Path(task_dir) / TASK_FILE, task.model_dump_json(indent=2) + "\n")
+
+
+def _scrub_reasons(task: Task) -> None:
+    if task.info.reason is not None:
+        task.info.reason = scrub(task.info.reason)
+    if task.dispatch is not None:
+        for status in task.dispatch.status.values():
+            if status.reason is not None:
+                status.reason = scrub(status.reason)
 
 
 def move_task(task_dir: Path | str, data: DataFolder, stage: Stage) -> Path:
@@ -212,8 +227,12 @@ def move_task(task_dir: Path | str, data: DataFolder, stage: Stage) -> Path:
 def fail_task(
     task_dir: Path | str, data: DataFolder, *, stage: str, reason: str, service: str
 ) -> Path:
-    """Record why a task failed (``error.json`` and ``task.json``) and move it to ``error/``."""
+    """Record why a task failed (``error.json`` and ``task.json``) and move it to ``error/``.
+
+    The reason is scrubbed of secrets before it is written anywhere.
+    """
     task_dir = Path(task_dir)
+    reason = scrub(reason)
     record = {
         "fail_stage": stage,
         "reason": reason,

@@ -11,6 +11,9 @@ Fixtures:
 - ``ct_series`` / ``mr_series`` / ``tiny_series``: session-wide series (read-only: copy them or
   use ``make_series`` for files a test may move or change).
 - ``make_series``: factory generating fresh series into the test's tmp_path.
+
+Every test starts and ends with no registered secret (``mercure.core.masking``): a configuration
+loaded in the test process registers its secrets, which must not mask another test's texts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from mercure.core import masking
 from mercure.testing import ports
 from mercure.testing.checks import assert_no_partial_files
 from mercure.testing.peers import Orthanc, StoreSCP
@@ -47,6 +51,13 @@ class SeriesCache:
             folder = self.root / f"{kind}-{count}-{key}"
             self._series[key] = generate_series(folder, kind, count, **kwargs)
         return self._series[key]
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_from_other_tests() -> Iterator[None]:
+    masking.registry().clear()
+    yield
+    masking.registry().clear()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ reference, and a save never writes a resolved secret.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from mercure.core.config.models import FolderTarget, MercureConfig
 from mercure.core.config.urls import CREDENTIALS_ERROR
 from mercure.core.errors import ConfigError, ConfigIssue
+from mercure.core.masking import register_config
 
 ENV_VARIABLE = "MERCURE_CONFIG"
 DEFAULT_FILE = "mercure.yaml"
@@ -38,6 +40,8 @@ class LoadedConfig:
     config: MercureConfig
     raw: dict[str, Any]
     compiled_rules: Mapping[str, Any] = field(default_factory=dict)
+    module_environment_secrets: tuple[str, ...] = ()
+    """Values that ``${VAR}`` references gave to modules' ``environment`` (masked as secrets)."""
 
 
 def default_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -81,7 +85,10 @@ def validate_document(
 ) -> LoadedConfig:
     """Validate a parsed document; raise :class:`ConfigError` listing every issue."""
     issues: list[ConfigIssue] = []
-    expanded = _expand_env(raw, environ if environ is not None else os.environ, (), issues)
+    substituted: list[tuple[tuple[str | int, ...], str]] = []
+    expanded = _expand_env(
+        raw, environ if environ is not None else os.environ, (), issues, substituted
+    )
     if issues:
         raise ConfigError(source, issues)
     # Report everything at once: structure (pydantic), then references and rule syntax, which
@@ -100,7 +107,17 @@ def validate_document(
         raise ConfigError(source, issues)
     if base_dir is not None:
         config = _resolve_relative_paths(config, base_dir)
-    return LoadedConfig(path=Path(source), config=config, raw=dict(raw), compiled_rules=compiled)
+    return LoadedConfig(
+        path=Path(source),
+        config=config,
+        raw=dict(raw),
+        compiled_rules=compiled,
+        module_environment_secrets=tuple(
+            value
+            for path, value in substituted
+            if len(path) == 4 and path[0] == "modules" and path[2] == "environment"
+        ),
+    )
 
 
 def _resolve_relative_paths(config: MercureConfig, base_dir: Path) -> MercureConfig:
@@ -133,16 +150,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
         raise ConfigError(str(config_path), [ConfigIssue("", f"cannot read: {exc}")]) from None
     raw = parse_document(text, str(config_path))
     loaded = validate_document(raw, source=str(config_path), base_dir=config_path.resolve().parent)
-    return LoadedConfig(
-        path=config_path.resolve(),
-        config=loaded.config,
-        raw=loaded.raw,
-        compiled_rules=loaded.compiled_rules,
-    )
+    # The configuration this process runs with: from now on its secrets are masked everywhere.
+    register_config(loaded.config, loaded.module_environment_secrets)
+    return dataclasses.replace(loaded, path=config_path.resolve())
 
 
 def _expand_env(
-    node: Any, environ: Mapping[str, str], path: tuple[str | int, ...], issues: list[ConfigIssue]
+    node: Any,
+    environ: Mapping[str, str],
+    path: tuple[str | int, ...],
+    issues: list[ConfigIssue],
+    substituted: list[tuple[tuple[str | int, ...], str]],
 ) -> Any:
     if isinstance(node, str):
 
@@ -155,15 +173,20 @@ def _expand_env(
                     ConfigIssue(format_path(path), f"environment variable {name} is not set")
                 )
                 return ""
+            substituted.append((path, environ[name]))
             return environ[name]
 
         return _ENV_REFERENCE.sub(replace, node) if "$" in node else node
     if isinstance(node, Mapping):
         return {
-            key: _expand_env(value, environ, (*path, key), issues) for key, value in node.items()
+            key: _expand_env(value, environ, (*path, key), issues, substituted)
+            for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_expand_env(value, environ, (*path, i), issues) for i, value in enumerate(node)]
+        return [
+            _expand_env(value, environ, (*path, i), issues, substituted)
+            for i, value in enumerate(node)
+        ]
     return node
 
 
