@@ -244,3 +244,33 @@ def test_concurrent_overlapping_batches_store_each_event_once(
         versions = _count(engine, tables.task_versions)
         assert instances.scalar() == 3 * 30
     assert versions == sum(1 for e in events if "task" in e.data)
+
+
+def test_secrets_in_posted_events_are_not_stored_or_answered(
+    bookkeeper: RunningApp, engine: Engine
+) -> None:
+    """An event that still carries a known secret or an echoed credential (an older sender) is
+    stored and answered scrubbed: the bookkeeper's own defence in depth."""
+    from mercure.core.masking import register_secret
+
+    register_secret("bookkeeper-side-secret-55")
+    event = Event(
+        service="dispatcher",
+        kind="task.failed",
+        task_id="t-leaky",
+        severity="error",
+        message="pacs: HTTP 500: bookkeeper-side-secret-55",
+        data={
+            "reason": "peer echoed Authorization: Bearer abcdefgh12345678",
+            "task": {"id": "t-leaky", "info": {"action": "route", "uid": "1.2.3"}},
+        },
+    )
+    answer = bookkeeper.client.post("/api/v1/events", json=_payload([event]))
+    assert answer.status_code == 200, answer.text
+    stored = bookkeeper.client.get("/api/v1/events", params={"task_id": "t-leaky"}).text
+    task = bookkeeper.client.get("/api/v1/tasks/t-leaky").text
+    with engine.connect() as connection:
+        rows = str(connection.execute(sa.select(tables.events)).fetchall())
+    for text in (stored, task, rows):
+        assert "bookkeeper-side-secret-55" not in text and "abcdefgh12345678" not in text
+    assert "pacs: HTTP 500: ***" in stored

@@ -34,6 +34,7 @@ from mercure.bookkeeper.projection import (
 )
 from mercure.core.clock import utcnow
 from mercure.core.events import Event
+from mercure.core.masking import scrub, scrub_data
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,23 @@ class IngestResult:
 def ingest(engine: Engine, events: Sequence[Event]) -> IngestResult:
     """Store a batch of events and update the projections; idempotent by event id.
 
+    Message and data of each event are scrubbed of secrets first: senders scrub too, this is
+    the defence in depth for what is stored and answered (an older or foreign sender).
+
     Raises :class:`DatabaseError` when the database is unavailable (the sender retries).
     """
     first_of_id: dict[str, Event] = {}
     for event in events:
+        if event.id in first_of_id:
+            continue
+        update: dict[str, Any] = {
+            "message": scrub(event.message),
+            "data": scrub_data(event.data),
+        }
         if event.time.tzinfo is None:
             # A time without zone is UTC (as the API documents), everywhere from here on.
-            event = event.model_copy(update={"time": event.time.replace(tzinfo=UTC)})
-        first_of_id.setdefault(event.id, event)
+            update["time"] = event.time.replace(tzinfo=UTC)
+        first_of_id[event.id] = event.model_copy(update=update)
     unique = list(first_of_id.values())
     for attempt in range(1, ATTEMPTS + 1):
         try:
