@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from mercure.core.config.models import DicomWebTarget
+from mercure.core.masking import excerpt
 from mercure.dicomnet.errors import DicomNetError
 from mercure.dicomnet.filemeta import read_file_meta
 from mercure.dispatcher.errors import DeliveryError
@@ -165,7 +166,8 @@ class DicomWebPlugin(TargetPlugin):
         answered = REFERENCED_SOP_SEQUENCE in document or FAILED_SOP_SEQUENCE in document
         if not answered:
             if response.status_code != 200:
-                text = response.text[:200]
+                # Servers echo requests in error pages, our Authorization header included.
+                text = excerpt(response.text)
                 raise DeliveryError(
                     f"STOW-RS to {self.config.url} answered HTTP {response.status_code}: {text}"
                 )

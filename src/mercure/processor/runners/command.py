@@ -18,6 +18,7 @@ from typing import Any
 
 from mercure.core.config.models import CommandModule
 from mercure.core.errors import PermanentError
+from mercure.core.masking import scrub_file
 from mercure.processor.runners import RunOutcome, RunRequest
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class CommandRunner:
             _kill_group(process.pid)
             if timed_out:
                 process.wait()
+        # The log is kept with the task and sent to the bookkeeper: no secret the module printed.
+        scrub_file(request.log_path)
         return RunOutcome(exit_code, timed_out, time.monotonic() - started)
 
     def stop_orphans(self, task_id: str, record: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from docker.types import DeviceRequest
 
 from mercure.core.config.models import DockerModule, ProcessingConfig
 from mercure.core.errors import PermanentError, TransientError
+from mercure.core.masking import scrub
 from mercure.processor.runners import RunOutcome, RunRequest
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,9 @@ class DockerRunner:
                 timed_out = True
                 container.kill()
                 container.wait(timeout=30)
-            request.log_path.write_bytes(container.logs(stdout=True, stderr=True))
+            logs = container.logs(stdout=True, stderr=True).decode("utf-8", "surrogateescape")
+            # Kept with the task and sent to the bookkeeper: no secret the module printed.
+            request.log_path.write_bytes(scrub(logs).encode("utf-8", "surrogateescape"))
         finally:
             self._remove(name)
         return RunOutcome(exit_code, timed_out, time.monotonic() - started)
