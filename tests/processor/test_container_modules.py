@@ -76,3 +76,30 @@ def test_killed_processor_container_is_removed_and_task_reruns(
     processor.start()
     processor.wait_for(task_id, Stage.SUCCESS, timeout=60)
     assert not _containers(podman, task_id)
+
+
+def test_container_module_is_confined_to_its_output_and_tmp(
+    processor: Processor, podman: PodmanService, tiny_series: GeneratedSeries
+) -> None:
+    """Even run as root, a module cannot write to its root filesystem, use a capability (chown,
+    chroot) or gain privileges; it can write its output and /tmp, and a normal module works."""
+    _use_podman(processor, podman, requires_root=True)
+    processor.config["processing"]["allow_root"] = True
+    processor.start()
+    probing = processor.add_task(tiny_series, ["box"], settings={"behaviour": "probe"})
+    copying = processor.add_task(tiny_series, ["box"], settings={"label": "still works"})
+    probed = processor.wait_for(probing, Stage.SUCCESS, timeout=60)
+    result = json.loads((probed / "result.json").read_text())
+    assert result == {
+        "root_write": "denied",
+        "tmp_write": "allowed",
+        "out_write": "allowed",
+        "chown": "denied",
+        "chroot": "denied",
+        "no_new_privs": "1",
+        "cap_eff": "0000000000000000",
+        "uid": "0",
+    }
+    folder = processor.wait_for(copying, Stage.SUCCESS, timeout=60)
+    assert json.loads((folder / "result.json").read_text())["label"] == "still works"
+    assert len(list(folder.glob("*.dcm"))) == len(tiny_series)

@@ -1,7 +1,9 @@
 """The ``docker`` runner: a module image run through the Docker Engine API.
 
 Inside the container the input is ``/tmp/data`` (read-only) and the output ``/tmp/output``, as
-mercure's modules expect. Every container is named after its task and step and labelled with the
+mercure's modules expect. The container is confined: every capability dropped,
+``no-new-privileges``, a read-only root filesystem with a tmpfs on ``/tmp``, no network unless
+the module asks for it. Every container is named after its task and step and labelled with the
 task id and the processor instance, so a restarted processor finds and removes what a killed one
 left running.
 """
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 
 IN_DIR = "/tmp/data"
 OUT_DIR = "/tmp/output"
+TMP_DIR = "/tmp"
+TMP_OPTIONS = "rw,nosuid,nodev,mode=1777"
+"""/tmp is the only writable place besides the output: a tmpfs, counted in the memory limit."""
 LABEL_TASK = "org.mercure-router.task"
 LABEL_INSTANCE = "org.mercure-router.processor"
 
@@ -130,6 +135,12 @@ class DockerRunner:
             "labels": {LABEL_TASK: request.task_id, LABEL_INSTANCE: self.instance},
             "network_mode": None if module.network else "none",
             "detach": True,
+            # Confinement (docs/modules.md): a module computes on its input and writes its
+            # output; it needs no capability, no privilege gain, no writable image.
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "read_only": True,
+            "tmpfs": {TMP_DIR: TMP_OPTIONS},
         }
         if module.requires_root:
             if not self.config.allow_root:
