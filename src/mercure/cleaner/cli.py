@@ -16,8 +16,6 @@ from mercure.core.datafolder import DataFolder
 from mercure.core.delivery import command_events
 from mercure.core.logs import configure_logging
 
-"""Longest wait for the bookkeeper to take the events of a ``mercure clean``."""
-
 
 def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],

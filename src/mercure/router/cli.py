@@ -31,8 +31,6 @@ from mercure.router.decision import Decision, decide
 from mercure.router.studies import StudyStore
 from mercure.router.tags import TAGS_FILE, read_tags_file
 
-"""Longest wait for the bookkeeper to take the events of a ``mercure study complete``."""
-
 
 class SourceError(PermanentError):
     """What ``rule-test`` was asked to read has no tags."""
