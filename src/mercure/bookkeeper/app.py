@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 from sqlalchemy.engine import Engine
 
 from mercure import __version__
@@ -80,16 +81,33 @@ def _require_access(
 
 
 Authorized = Depends(_require_access)
+MAX_OFFSET = 10**12
+"""Beyond any table: a larger offset is refused (422) instead of overflowing the database's
+integer (which was a 500)."""
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""Times in queries lie between these, so that no range arithmetic leaves the calendar."""
+
+
+def _utc(value: datetime) -> datetime:
+    """A query time in UTC (naive means UTC), within :data:`EARLIEST` and :data:`LATEST`."""
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the calendar once converted to UTC") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
+    return utc
+
+
+Time = Annotated[datetime, AfterValidator(_utc)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip (next_offset of the last page).")]
-Since = Annotated[datetime | None, Query(description="From this time on (ISO 8601; UTC if naive).")]
-Until = Annotated[datetime | None, Query(description="Before this time (ISO 8601; UTC if naive).")]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+Offset = Annotated[
+    int,
+    Query(ge=0, le=MAX_OFFSET, description="Items to skip (next_offset of the last page)."),
+]
+Since = Annotated[Time | None, Query(description="From this time on (ISO 8601; UTC if naive).")]
+Until = Annotated[Time | None, Query(description="Before this time (ISO 8601; UTC if naive).")]
 
 
 def create_app(
@@ -163,8 +181,8 @@ def create_app(
             task_id=task_id,
             series_uid=series_uid,
             study_uid=study_uid,
-            since=_utc(since),
-            until=_utc(until),
+            since=since,
+            until=until,
         )
         return asdict(queries.search_events(engine, filters, queries.Page(limit, offset)))
 
@@ -179,8 +197,8 @@ def create_app(
         rule: Annotated[str | None, Query(description="A rule that fired for the task.")] = None,
         target: str | None = None,
         state: Annotated[list[str] | None, Query(description="One or more states.")] = None,
-        since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
-        until: Annotated[datetime | None, Query(description="Created before.")] = None,
+        since: Annotated[Time | None, Query(description="Created at or after.")] = None,
+        until: Annotated[Time | None, Query(description="Created before.")] = None,
     ) -> Any:
         """Search tasks (exact matches), newest first."""
         filters = queries.Filters(
@@ -191,8 +209,8 @@ def create_app(
             rule=rule,
             target=target,
             states=state or (),
-            since=_utc(since),
-            until=_utc(until),
+            since=since,
+            until=until,
         )
         return asdict(queries.search_tasks(engine, filters, queries.Page(limit, offset)))
 
@@ -246,8 +264,8 @@ def create_app(
         rule: Annotated[str | None, Query(description="A rule fired for one of its tasks.")] = None,
         target: Annotated[str | None, Query(description="A target of one of its tasks.")] = None,
         state: Annotated[list[str] | None, Query(description="State of one of its tasks.")] = None,
-        since: Annotated[datetime | None, Query(description="Last received at or after.")] = None,
-        until: Annotated[datetime | None, Query(description="First received before.")] = None,
+        since: Annotated[Time | None, Query(description="Last received at or after.")] = None,
+        until: Annotated[Time | None, Query(description="First received before.")] = None,
     ) -> Any:
         """Search received series (exact matches), most recent first."""
         filters = queries.Filters(
@@ -260,8 +278,8 @@ def create_app(
             rule=rule,
             target=target,
             states=state or (),
-            since=_utc(since),
-            until=_utc(until),
+            since=since,
+            until=until,
         )
         return asdict(queries.search_series(engine, filters, queries.Page(limit, offset)))
 
@@ -271,17 +289,17 @@ def create_app(
     def get_statistics(
         bucket: Literal["hour", "day"] = "hour",
         since: Annotated[
-            datetime | None, Query(description="Default: 24 hours (hour) or 30 days (day) ago.")
+            Time | None, Query(description="Default: 24 hours (hour) or 30 days (day) ago.")
         ] = None,
-        until: Annotated[datetime | None, Query(description="Default: now.")] = None,
+        until: Annotated[Time | None, Query(description="Default: now.")] = None,
     ) -> Any:
         """Throughput per hour or day (UTC buckets, empty ones included)."""
-        end = _utc(until) or utcnow()
-        start = _utc(since) or end - (timedelta(days=1) if bucket == "hour" else timedelta(days=30))
+        end = until or utcnow()
+        start = since or end - (timedelta(days=1) if bucket == "hour" else timedelta(days=30))
         try:
             buckets = queries.statistics(engine, bucket, start, end)
         except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(422, f"since/until: {exc}") from None
         return {"bucket": bucket, "since": start, "until": end, "buckets": buckets}
 
     @app.get(f"{API}/queues", response_model=m.Queues, tags=["read"], dependencies=[Authorized])
@@ -304,8 +322,8 @@ def create_app(
             queries.Page(limit, offset),
             user=user,
             action=action,
-            since=_utc(since),
-            until=_utc(until),
+            since=since,
+            until=until,
         )
         return asdict(page)
 
