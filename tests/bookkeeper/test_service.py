@@ -13,64 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-import yaml
-from bookkeeper_harness import TOKEN
+from bookkeeper_harness import TOKEN, BookkeeperProcess
 from bookkeeper_pipeline import SERVICES, Pipeline
 from sqlalchemy.engine import Engine
 
 from mercure.bookkeeper import tables
-from mercure.testing.ports import free_port
 from mercure.testing.wait import wait_until
-
-
-class BookkeeperProcess:
-    """``mercure bookkeeper`` in a subprocess with its own configuration file."""
-
-    def __init__(self, folder: Path, database_url: str | None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = folder / "mercure.yaml"
-        settings: dict[str, object] = {"port": self.port, "api_key": TOKEN}
-        if database_url:
-            settings["database_url"] = database_url
-        self.config.write_text(
-            yaml.safe_dump({"data_dir": str(folder / "data"), "bookkeeper": settings})
-        )
-        self.log = folder / "bookkeeper.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the process and wait until it answers /health."""
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "mercure", "bookkeeper", "--config", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self._healthy, timeout=30, interval=0.05, message=f"bookkeeper at {self.url}")
-
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"bookkeeper exited: {self.log.read_text()[-2000:]}")
-        try:
-            return httpx.get(self.url + "/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def signal(self, signum: int) -> int:
-        """Send ``signum`` and wait for the exit code."""
-        assert self.process is not None
-        self.process.send_signal(signum)
-        code = self.process.wait(timeout=30)
-        self.process = None
-        return code
-
-    def close(self) -> None:
-        """Kill the process if a test left it running."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from cleaner_helpers import make_task, window_around_now
 
+from mercure.core.apikey import key_path
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.testing.wait import wait_until
 
@@ -49,8 +50,13 @@ def test_clean_marks_the_task_cleaned_in_the_bookkeeper(
             )
             clean = [sys.executable, "-m", "mercure", "clean", "--config", str(config)]
             subprocess.run(clean, check=True, capture_output=True, timeout=30)
+            # No api_key is configured: the key is the one the bookkeeper made in data_dir.
+            headers = {"Authorization": f"Bearer {key_path(data.root).read_text().strip()}"}
             task = wait_until(
-                lambda: httpx.get(f"{url}/api/v1/tasks/t-cleaned").json().get("task"), 10
+                lambda: (
+                    httpx.get(f"{url}/api/v1/tasks/t-cleaned", headers=headers).json().get("task")
+                ),
+                10,
             )
             assert task["state"] == "cleaned"
         finally:

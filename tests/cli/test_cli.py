@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,22 @@ def test_init_keeps_an_existing_configuration(tmp_path: Path) -> None:
     config.write_text("appliance_name: mine\n")
     assert main(["init", str(tmp_path)]) == 0
     assert config.read_text() == "appliance_name: mine\n"
+
+
+def test_init_makes_the_bookkeeper_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mercure init` writes a random API key to a 0600 file in the data folder and says where
+    (never the key itself); a second init keeps it."""
+    assert main(["init", str(tmp_path)]) == 0
+    path = tmp_path / "data" / ".secrets" / "bookkeeper.key"
+    key = path.read_text().strip()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert main(["init", str(tmp_path)]) == 0
+    assert path.read_text().strip() == key
+    out = capsys.readouterr().out
+    assert str(path) in out
+    assert key not in out
 
 
 def test_bad_config_prints_key_paths_and_exits_1(

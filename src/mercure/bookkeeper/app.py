@@ -1,21 +1,17 @@
 """The bookkeeper's HTTP API (FastAPI): the batch write endpoint, the read API, health, metrics.
 
-Access: when ``bookkeeper.api_key`` is set, every ``/api`` route needs it as a bearer token
-(``Authorization: Bearer <key>``), compared in constant time. When it is not set, ``/api`` is
-open only to clients on this host (loopback addresses): the single-host ``mercure run`` needs
-no secret, and a bookkeeper exposed on the network without a key refuses everyone else rather
-than accepting anyone. ``/health`` and ``/metrics`` carry no patient data and are open.
-Database routes are plain ``def`` functions: FastAPI runs them in its thread pool, so a slow
-query never stalls the event loop.
+Access: every route except ``/health`` needs the bookkeeper's API key as a bearer token
+(``Authorization: Bearer <key>``), checked with the request's size limit by
+:mod:`mercure.bookkeeper.guard` before any body is read; ``/metrics`` is served without it
+only when an administrator opens it. Database routes are plain ``def`` functions: FastAPI
+runs them in its thread pool, so a slow query never stalls the event loop.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -31,6 +27,7 @@ from mercure import __version__
 from mercure.bookkeeper import api_models as m
 from mercure.bookkeeper import queries
 from mercure.bookkeeper.database import DatabaseError, current_revision
+from mercure.bookkeeper.guard import DEFAULT_MAX_BODY, Access, RequestGuard
 from mercure.bookkeeper.ingest import ingest
 from mercure.bookkeeper.metrics import CONTENT_TYPE, Metrics
 from mercure.core.clock import utcnow
@@ -40,44 +37,21 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 MAX_PAGE = 1000
 
-_bearer = HTTPBearer(auto_error=False, description="The bookkeeper.api_key of mercure.yaml.")
-
-
-class Access:
-    """Who may use the API; the key can change while running (configuration reload)."""
-
-    def __init__(self, api_key: str | None) -> None:
-        self.api_key = api_key or None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a client address is this host (127.0.0.0/8, ::1, or IPv4-mapped loopback)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
+_bearer = HTTPBearer(auto_error=False, description="The bookkeeper's API key.")
 
 
 def _require_access(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
+    # The guard refused a wrong key already; checking again here costs nothing and keeps a
+    # route safe if it is ever served without the guard. It also puts the bearer scheme
+    # into the OpenAPI schema.
     access: Access = request.app.state.access
-    key = access.api_key
-    if key is None:
-        host = request.client.host if request.client else ""
-        if not is_loopback(host):
-            raise HTTPException(
-                403,
-                "no bookkeeper.api_key is configured, so only clients on this host may use the API",
-            )
+    if access.is_open(request.url.path):
         return
-    supplied = credentials.credentials if credentials else ""
-    if not hmac.compare_digest(supplied.encode("utf-8"), key.encode("utf-8")):
-        raise HTTPException(401, "missing or wrong token", headers={"WWW-Authenticate": "Bearer"})
+    if not access.accepts(credentials.credentials if credentials else ""):
+        raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
 
 
 Authorized = Depends(_require_access)
@@ -113,11 +87,16 @@ Until = Annotated[Time | None, Query(description="Before this time (ISO 8601; UT
 def create_app(
     engine: Engine,
     *,
-    api_key: str | None = None,
+    api_key: str | Callable[[], Sequence[str]],
+    max_body: int = DEFAULT_MAX_BODY,
+    metrics_open: bool = False,
     queue_depths: Callable[[], Mapping[str, int]] | None = None,
     metrics: Metrics | None = None,
 ) -> FastAPI:
-    """The bookkeeper application on ``engine`` (whose schema must be migrated already)."""
+    """The bookkeeper application on ``engine`` (whose schema must be migrated already).
+
+    ``api_key`` is the key, or a function returning the keys accepted at the moment.
+    """
     app = FastAPI(
         # FastAPI's /docs and /redoc pages load their scripts from a CDN; a hospital network
         # should not, so only the schema itself is served (/openapi.json).
@@ -128,7 +107,10 @@ def create_app(
         description="Events of every mercure-router service, and what they tell about series "
         "and tasks. Write with POST /api/v1/events; everything else reads.",
     )
-    app.state.access = Access(api_key)
+    keys = (lambda: (api_key,)) if isinstance(api_key, str) else api_key
+    access = Access(keys, max_body=max_body, metrics_open=metrics_open)
+    app.state.access = access
+    app.add_middleware(RequestGuard, access=access)
     app.state.metrics = metrics or Metrics()
     counters: Metrics = app.state.metrics
     depths = queue_depths or dict
@@ -339,7 +321,9 @@ def create_app(
             )
         return {"status": "ok", "database": engine.dialect.name, "schema_revision": revision}
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
+    @app.get(
+        "/metrics", response_class=PlainTextResponse, tags=["operations"], dependencies=[Authorized]
+    )
     def get_metrics() -> PlainTextResponse:
         """Counters and queue depths in the Prometheus text format."""
         try:
@@ -352,6 +336,7 @@ def create_app(
     return app
 
 
-def set_api_key(app: FastAPI, api_key: str | None) -> None:
+def set_api_key(app: FastAPI, api_key: str | Callable[[], Sequence[str]]) -> None:
     """Change the key the API demands (after a configuration reload)."""
-    app.state.access.api_key = api_key or None
+    access: Access = app.state.access
+    access.keys = (lambda: (api_key,)) if isinstance(api_key, str) else api_key

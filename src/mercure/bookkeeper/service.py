@@ -26,7 +26,9 @@ from mercure.bookkeeper.database import (
     migrate,
     optimize,
 )
+from mercure.bookkeeper.guard import Access
 from mercure.bookkeeper.retention import prune
+from mercure.core.apikey import ApiKeys
 from mercure.core.clock import utcnow
 from mercure.core.config import LoadedConfig
 from mercure.core.errors import MercureError, PermanentError
@@ -84,10 +86,14 @@ class BookkeeperService(Service):
                 f"bookkeeper cannot prepare its database {describe(self.engine)}: {exc}"
             ) from exc
         log.info("bookkeeper database: %s", describe(self.engine))
-        key = settings.api_key.get_secret_value() if settings.api_key else None
+        keys = ApiKeys.from_config(self.config)
+        keys.current()  # makes the key file now if needed, and fails here if it cannot
+        log.info("bookkeeper API key from %s", keys.source)
         self.app = create_app(
             self.engine,
-            api_key=key,
+            api_key=keys.accepted,
+            max_body=settings.max_request_mb << 20,
+            metrics_open=settings.metrics_open,
             queue_depths=lambda: {
                 stage.value: depth for stage, depth in self.data.queue_depths().items()
             },
@@ -127,10 +133,14 @@ class BookkeeperService(Service):
             engine.dispose()
 
     def on_config(self, loaded: LoadedConfig) -> None:
-        """Follow a changed token; a changed address or database needs a restart."""
-        key = loaded.config.bookkeeper.api_key
-        if hasattr(self, "app"):
-            set_api_key(self.app, key.get_secret_value() if key else None)
+        """Follow changed keys and limits; a changed address or database needs a restart."""
+        if not hasattr(self, "app"):
+            return
+        settings = loaded.config.bookkeeper
+        set_api_key(self.app, ApiKeys.from_config(loaded.config).accepted)
+        access: Access = self.app.state.access
+        access.max_body = settings.max_request_mb << 20
+        access.metrics_open = settings.metrics_open
 
     async def _retention_loop(self) -> None:
         delay = RETENTION_FIRST_RUN

@@ -151,7 +151,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     loaded = load_config(target)
     DataFolder(loaded.config.data_dir).ensure()
     print(f"data folder ready: {loaded.config.data_dir}")
+    _init_api_key(loaded)
     return 0
+
+
+def _init_api_key(loaded: LoadedConfig) -> None:
+    """Make the bookkeeper's API key in the data folder, unless the configuration sets one."""
+    from mercure.core.apikey import ApiKeys, ensure_key_file, key_path
+
+    keys = ApiKeys.from_config(loaded.config)
+    if keys.configured:
+        print("bookkeeper API key: bookkeeper.api_key of the configuration")
+        return
+    made = ensure_key_file(loaded.config.data_dir)
+    state = "written to" if made else "kept in"
+    print(f"bookkeeper API key {state} {key_path(loaded.config.data_dir)} (mode 0600)")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

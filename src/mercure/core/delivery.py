@@ -7,11 +7,19 @@ second or two), posts the events of each sealed segment in batches to
 the bookkeeper confirmed every event in it. The bookkeeper stores each event id once, so a
 batch re-sent after a lost answer is harmless: delivery is at-least-once, storage exactly-once.
 
-While the bookkeeper cannot be reached it retries with capped exponential backoff (and stops
-sealing, so that an outage does not leave thousands of tiny segments; the outbox keeps its
-size bound by dropping its oldest segments, which this deliverer reports as an
-``outbox.dropped`` warning event). A segment the bookkeeper rejects as malformed (HTTP 400,
-413 or 422, which retrying cannot fix) is renamed ``<seq>.rejected`` and kept for inspection.
+While the bookkeeper cannot be reached, or refuses the key (401: the key is re-read for every
+attempt, so a rotated key file is picked up), it retries with capped exponential backoff (and
+stops sealing, so that an outage does not leave thousands of tiny segments; the outbox keeps
+its size bound by dropping its oldest segments, which this deliverer reports as an
+``outbox.dropped`` warning event). A segment the bookkeeper rejects as malformed (HTTP 400 or
+422, which retrying cannot fix) is renamed ``<seq>.rejected`` and kept for inspection.
+
+Batches stay under the bookkeeper's request limit (``bookkeeper.max_request_mb``): they are cut
+by size as well as by count, and a batch the bookkeeper still finds too large (413: its limit
+is lower than this sender's) is halved until it fits. A single event larger than the limit
+(a huge module log, say) is kept whole beside the outbox as ``<seq>-<n>.oversized`` and sent
+without its large ``data`` fields, marked ``data.truncated``: its kind, time, task and state
+still reach the bookkeeper, and the events after it are not held up.
 """
 
 from __future__ import annotations
@@ -23,15 +31,18 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from mercure.core.atomic import atomic_write_json
+from mercure.core.apikey import ApiKeys
+from mercure.core.atomic import atomic_write_bytes, atomic_write_json
 from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder
+from mercure.core.errors import MercureError
 from mercure.core.events import Event, EventClient, Outbox, read_segment
 from mercure.core.logs import service_var
 
@@ -41,6 +52,12 @@ EVENTS_PATH = "/api/v1/events"
 HEALTH_PATH = "/health"
 REPORTED_DROPS = "dropped.reported.json"
 _REJECTED_STATUS = frozenset({400, 413, 422})
+DEFAULT_MAX_REQUEST = 4 << 20
+"""The bookkeeper's default request limit (``bookkeeper.max_request_mb``)."""
+_ENVELOPE = len(b'{"events":[]}')
+KEEP_FIELD_BYTES = 1024
+"""In an event over the request limit, ``data`` fields up to this size (as JSON) are kept."""
+OVERSIZED_SUFFIX = ".oversized"
 WARN_AFTER = 3
 """Consecutive failures before the deliverer logs a warning (earlier ones are INFO)."""
 
@@ -64,6 +81,15 @@ class _Unreachable(Exception):
     """The bookkeeper did not confirm a batch; try again later."""
 
 
+class _TooLarge(Exception):
+    """The bookkeeper refused a batch as too large (413)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
 class _Rejected(Exception):
     """The bookkeeper refused a batch as malformed; retrying cannot help."""
 
@@ -71,6 +97,19 @@ class _Rejected(Exception):
         super().__init__(f"HTTP {status}: {detail}")
         self.status = status
         self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Item:
+    """An event of a segment, with its place in the segment and its JSON."""
+
+    index: int
+    event: Event
+    encoded: bytes
+    shrunk: bool = False
+
+
+TokenSource = Callable[[], str | None]
 
 
 class OutboxDeliverer:
@@ -85,9 +124,10 @@ class OutboxDeliverer:
         self,
         events: EventClient,
         url: str,
-        token: str | None = None,
+        token: str | TokenSource | None = None,
         *,
         batch_size: int = 500,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST,
         seal_interval: float = 1.0,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
@@ -95,6 +135,7 @@ class OutboxDeliverer:
         self.events = events
         self.outbox = events.outbox
         self.batch_size = batch_size
+        self.max_request_bytes = max_request_bytes
         self.seal_interval = seal_interval
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -104,7 +145,7 @@ class OutboxDeliverer:
         """Consecutive failed attempts; 0 while the bookkeeper answers."""
         self.last_error: str | None = None
         self._url = url.rstrip("/")
-        self._token = token
+        self._token: TokenSource = _token_source(token)
         self._client: httpx.Client | None = None
         self._confirmed: dict[str, int] = {}
         self._retry_at = 0.0
@@ -121,18 +162,14 @@ class OutboxDeliverer:
         return deliverer
 
     def apply_config(self, config: MercureConfig) -> None:
-        """Follow a changed bookkeeper URL or token (after a configuration reload)."""
-        key = config.bookkeeper.api_key
-        self.configure(
-            config.bookkeeper.effective_url(), key.get_secret_value() if key is not None else None
-        )
+        """Follow a changed bookkeeper URL, key or limit (after a configuration reload)."""
+        self.max_request_bytes = config.bookkeeper.max_request_mb << 20
+        self.configure(config.bookkeeper.effective_url(), ApiKeys.from_config(config).current)
 
-    def configure(self, url: str, token: str | None) -> None:
-        """Deliver to ``url`` with ``token`` from the next attempt on."""
+    def configure(self, url: str, token: str | TokenSource | None) -> None:
+        """Deliver to ``url`` with ``token`` (or the key it returns) from the next attempt on."""
         with self._lock:
-            if (url.rstrip("/"), token) == (self._url, self._token):
-                return
-            self._url, self._token = url.rstrip("/"), token
+            self._url, self._token = url.rstrip("/"), _token_source(token)
             self._retry_at = 0.0
         self.wake()
 
@@ -158,6 +195,13 @@ class OutboxDeliverer:
             if self._thread.is_alive():
                 log.warning("event delivery still busy at stop; the rest is sent next start")
             self._thread = None
+
+    def close(self) -> None:
+        """Close the HTTP connections; for callers of :meth:`deliver_pending` without the
+        background thread (which closes them itself when it stops)."""
+        if self._thread is None and self._client is not None:
+            self._client.close()
+            self._client = None
 
     def wake(self) -> None:
         """Seal and deliver now instead of at the next interval (safe from any thread)."""
@@ -231,12 +275,10 @@ class OutboxDeliverer:
 
     def _deliver_segment(self, segment: Path) -> None:
         done = self._confirmed.get(segment.name, 0)
+        limit = self.max_request_bytes
         try:
-            for batch in _batches(read_segment(segment), self.batch_size, skip=done):
-                self._post(batch)
-                done += len(batch)
-                self._confirmed[segment.name] = done
-                self.delivered += len(batch)
+            for batch in _batches(read_segment(segment), self.batch_size, limit, skip=done):
+                self._post_fitting(segment, batch)
         except FileNotFoundError:
             # The outbox dropped it for being over its size bound; reported as a drop.
             self._confirmed.pop(segment.name, None)
@@ -244,9 +286,49 @@ class OutboxDeliverer:
         self.outbox.acknowledge(segment)
         self._confirmed.pop(segment.name, None)
 
+    def _post_fitting(self, segment: Path, items: list[_Item]) -> None:
+        """Post ``items``, halving the batch (or shrinking a lone event) until it fits."""
+        if len(items) == 1 and not items[0].shrunk and _body_size(items) > self.max_request_bytes:
+            items = [self._shrink(segment, items[0])]
+        try:
+            self._post(items)
+        except _TooLarge as exc:
+            if len(items) > 1:
+                half = len(items) // 2
+                self._post_fitting(segment, items[:half])
+                self._post_fitting(segment, items[half:])
+                return
+            if items[0].shrunk:
+                raise _Rejected(exc.status, exc.detail) from None
+            self._post_fitting(segment, [self._shrink(segment, items[0])])
+            return
+        self._confirmed[segment.name] = items[-1].index + 1
+        self.delivered += len(items)
+
+    def _shrink(self, segment: Path, item: _Item) -> _Item:
+        """The event without its large data fields; the whole event is kept beside the outbox."""
+        kept = segment.with_name(f"{segment.stem}-{item.index}{OVERSIZED_SUFFIX}")
+        if not kept.exists():
+            atomic_write_bytes(kept, item.encoded + b"\n")
+        event = _shrunk(item.event, len(item.encoded), self.max_request_bytes)
+        log.warning(
+            "event %s (%s, task %s) is %d bytes, over the bookkeeper's request limit: sent "
+            "without its large fields, kept whole as %s",
+            item.event.id,
+            item.event.kind,
+            item.event.task_id or "-",
+            len(item.encoded),
+            kept.name,
+        )
+        return _Item(item.index, event, event.model_dump_json().encode(), shrunk=True)
+
     def _http(self) -> tuple[httpx.Client, str]:
         with self._lock:
-            url, token = self._url, self._token
+            url, source = self._url, self._token
+        try:
+            token = source()
+        except MercureError as exc:
+            raise _Unreachable(f"no API key: {exc}") from None
         if self._client is None:
             # httpx writes headers and body separately; without TCP_NODELAY the body waits for
             # the server's delayed ACK of the headers (40 ms per batch).
@@ -261,9 +343,9 @@ class OutboxDeliverer:
         self._client.headers.update(headers)
         return self._client, url
 
-    def _post(self, batch: list[Event]) -> None:
+    def _post(self, batch: list[_Item]) -> None:
         client, url = self._http()
-        body = b'{"events":[' + b",".join(e.model_dump_json().encode() for e in batch) + b"]}"
+        body = b'{"events":[' + b",".join(item.encoded for item in batch) + b"]}"
         try:
             response = client.post(
                 url + EVENTS_PATH, content=body, headers={"Content-Type": "application/json"}
@@ -273,15 +355,17 @@ class OutboxDeliverer:
         if response.status_code == 200:
             return
         detail = response.text[:500]
+        if response.status_code == 413:
+            raise _TooLarge(413, detail)
         if response.status_code in _REJECTED_STATUS:
             raise _Rejected(response.status_code, detail)
         raise _Unreachable(f"HTTP {response.status_code}: {detail}")
 
     def _probe(self) -> bool:
-        client, url = self._http()
         try:
+            client, url = self._http()
             return client.get(url + HEALTH_PATH).status_code == 200
-        except httpx.HTTPError:
+        except (httpx.HTTPError, _Unreachable):
             return False
 
     def _set_aside(self, segment: Path, exc: _Rejected) -> None:
@@ -320,17 +404,55 @@ class OutboxDeliverer:
         atomic_write_json(marker, {"events": total})
 
 
-def _batches(events: Iterator[Event], size: int, *, skip: int) -> Iterator[list[Event]]:
-    batch: list[Event] = []
+def _batches(
+    events: Iterator[Event], size: int, max_bytes: int, *, skip: int
+) -> Iterator[list[_Item]]:
+    """Batches of at most ``size`` events whose request body stays within ``max_bytes``; an
+    event too large for any batch comes alone (to be shrunk)."""
+    batch: list[_Item] = []
+    used = _ENVELOPE
     for index, event in enumerate(events):
         if index < skip:
             continue
-        batch.append(event)
-        if len(batch) >= size:
+        item = _Item(index, event, event.model_dump_json().encode())
+        cost = len(item.encoded) + 1  # the comma
+        if batch and (len(batch) >= size or used + cost > max_bytes):
             yield batch
-            batch = []
+            batch, used = [], _ENVELOPE
+        batch.append(item)
+        used += cost
     if batch:
         yield batch
+
+
+def _body_size(items: list[_Item]) -> int:
+    return _ENVELOPE + sum(len(item.encoded) + 1 for item in items)
+
+
+def _shrunk(event: Event, size: int, max_bytes: int) -> Event:
+    """``event`` with only its small ``data`` fields (state, stage, target, reason ...) and a
+    ``truncated`` note of what was left out, so that it fits in a request."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in event.data.items():
+        if len(json.dumps(value, default=str)) <= KEEP_FIELD_BYTES:
+            kept[key] = value
+        else:
+            dropped.append(key)
+    note = {"bytes": size, "dropped": dropped[:50]}
+    smaller = event.model_copy(
+        update={"data": {**kept, "truncated": note}, "message": event.message[:1000]}
+    )
+    if len(smaller.model_dump_json()) + _ENVELOPE < max_bytes:
+        return smaller
+    # Many small fields together are still too much: keep only the note.
+    return event.model_copy(update={"data": {"truncated": note}, "message": event.message[:200]})
+
+
+def _token_source(token: str | TokenSource | None) -> TokenSource:
+    if callable(token):
+        return token
+    return lambda: token
 
 
 COMMAND_DELIVERY_TIMEOUT = 5.0

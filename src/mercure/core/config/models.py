@@ -439,7 +439,19 @@ class BookkeeperConfig(StrictModel):
         None, description="SQLAlchemy URL (postgresql+psycopg://…); SQLite in data_dir if empty."
     )
     api_key: SecretStr | None = Field(
-        None, description="Token services send with events; use ${ENV} rather than plain text."
+        None,
+        description="Key of the API (use ${ENV} rather than plain text); when empty, the key "
+        "in data_dir/.secrets/bookkeeper.key, made by `mercure init` or the first service.",
+    )
+    previous_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys the bookkeeper still accepts during a key rotation (see bookkeeper.md).",
+    )
+    max_request_mb: int = Field(
+        4, ge=1, le=1024, description="Largest request body; senders split batches below it."
+    )
+    metrics_open: bool = Field(
+        False, description="Serve /metrics without the key (only on a trusted network)."
     )
     retention: Seconds = Field(
         90 * 86400.0, description="Events and finished tasks kept this long."
