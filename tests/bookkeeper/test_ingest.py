@@ -274,3 +274,30 @@ def test_secrets_in_posted_events_are_not_stored_or_answered(
     for text in (stored, task, rows):
         assert "bookkeeper-side-secret-55" not in text and "abcdefgh12345678" not in text
     assert "pacs: HTTP 500: ***" in stored
+
+
+def test_a_rejected_instance_is_an_error_task_with_its_reason(bookkeeper: RunningApp) -> None:
+    """instance.rejected, also as older receivers sent it (reason only in the message), makes
+    an error task of stage "receive" that a search for errors finds."""
+    old_style = Event(
+        service="receiver",
+        kind="instance.rejected",
+        severity="error",
+        task_id="t-old",
+        message="instance from MOD kept in error/t-old: SeriesInstanceUID is missing",
+    )
+    new_style = Event(
+        service="receiver",
+        kind="instance.rejected",
+        severity="error",
+        task_id="t-new",
+        message="instance from MOD kept in error/t-new: bad",
+        data={"stage": "error", "fail_stage": "receive", "reason": "SOPInstanceUID is missing"},
+    )
+    bookkeeper.client.post("/api/v1/events", json=_payload([old_style, new_style]))
+    found = bookkeeper.client.get("/api/v1/tasks", params={"state": "error"}).json()["items"]
+    by_id = {task["task_id"]: task for task in found}
+    assert set(by_id) == {"t-old", "t-new"}
+    assert all(task["fail_stage"] == "receive" for task in found)
+    assert by_id["t-old"]["fail_reason"] == old_style.message
+    assert by_id["t-new"]["fail_reason"] == "SOPInstanceUID is missing"

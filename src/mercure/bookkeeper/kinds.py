@@ -28,6 +28,7 @@ DISPATCH_BEGIN: Final = "dispatch.begin"
 DISPATCH_COMPLETE: Final = "dispatch.complete"
 DISPATCH_FAILED: Final = "dispatch.failed"
 OUTBOX_DROPPED: Final = "outbox.dropped"
+INSTANCE_REJECTED: Final = "instance.rejected"
 AUDIT_PREFIX: Final = "audit."
 
 # The processor's names for the same facts (it reports per module run): accepted as aliases.
@@ -37,8 +38,10 @@ PROCESSOR_ERROR: Final = "task.process.error"
 
 PROCESSING_RUN_KINDS: Final = frozenset({PROCESS_END, PROCESSOR_LOG})
 """Kinds that record one run of a module (data: module, exit_code, log, result)."""
-FAILURE_KINDS: Final = frozenset({TASK_FAILED, PROCESSOR_ERROR})
+FAILURE_KINDS: Final = frozenset({TASK_FAILED, PROCESSOR_ERROR, INSTANCE_REJECTED})
 """Kinds that say a task failed (data: fail_stage, reason; or the message)."""
+FAIL_STAGE_BY_KIND: Final = {INSTANCE_REJECTED: "receive"}
+"""The failed stage a kind implies when its event carries no ``data["fail_stage"]``."""
 
 CLEANED: Final = "cleaned"
 DELETED: Final = "deleted"
@@ -51,6 +54,7 @@ STAGE_BY_KIND: Final = {
     PROCESS_BEGIN: "processing",
     PROCESSOR_BEGIN: "processing",
     PROCESSOR_ERROR: "error",
+    INSTANCE_REJECTED: "error",
     DISPATCH_BEGIN: "outgoing",
     TASK_COMPLETED: "success",
     TASK_FAILED: "error",
@@ -86,6 +90,7 @@ KNOWN_KINDS: Final = (
     "outbox.rejected",
     "association.closed",
     "association.rejected",
+    INSTANCE_REJECTED,
     SERIES_RECEIVED,
     "series.error",
     TASK_CREATED,

@@ -247,7 +247,8 @@ def _project_task_event(result: Projection, event: Event) -> None:
 
     if event.kind in kinds.FAILURE_KINDS:
         reason = _text(data.get("reason")) or _text(event.message)
-        _fail(row, _text(data.get("fail_stage")), reason, time)
+        failed = _text(data.get("fail_stage")) or kinds.FAIL_STAGE_BY_KIND.get(event.kind)
+        _fail(row, failed, reason, time)
 
     target_state = kinds.TARGET_STATE_BY_KIND.get(event.kind)
     target = _text(data.get("target"))

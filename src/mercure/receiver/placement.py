@@ -317,7 +317,11 @@ class Placer:
             severity="error",
             message=f"instance from {context.calling_aet} kept in error/{task_id}: {reason}",
             task_id=task_id,
-            series_uid=series_uid,
+            # An unsafe UID (".receiving", "../x") is no series: it stays in the reason only.
+            series_uid=series_uid if not uid_problem(series_uid, "") else None,
+            stage=Stage.ERROR.value,
+            fail_stage="receive",
+            reason=reason,
         )
         log.error(
             "instance from %s not placed (%s); kept as error/%s",
