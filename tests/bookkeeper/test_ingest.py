@@ -301,3 +301,25 @@ def test_a_rejected_instance_is_an_error_task_with_its_reason(bookkeeper: Runnin
     assert all(task["fail_stage"] == "receive" for task in found)
     assert by_id["t-old"]["fail_reason"] == old_style.message
     assert by_id["t-new"]["fail_reason"] == "SOPInstanceUID is missing"
+
+
+def test_series_tasks_take_the_study_uid_of_their_series(bookkeeper: RunningApp) -> None:
+    """Task events of a series task name no study (task.json has none); the task row takes
+    its series' study UID, whether the series row came first or later."""
+    series = Event(
+        service="router",
+        kind="series.received",
+        series_uid="1.2.3.1",
+        study_uid="1.2.3",
+        data={"instances": 1, "tags": {"StudyInstanceUID": "1.2.3"}},
+    )
+    first = Event(service="router", kind="task.created", task_id="t-1", series_uid="1.2.3.1")
+    later_series = series.model_copy(update={"id": "later", "series_uid": "1.2.3.2"})
+    before = Event(service="router", kind="task.created", task_id="t-2", series_uid="1.2.3.2")
+    post = bookkeeper.client.post
+    post("/api/v1/events", json=_payload([series]))
+    post("/api/v1/events", json=_payload([first]))
+    post("/api/v1/events", json=_payload([before]))
+    post("/api/v1/events", json=_payload([later_series]))
+    tasks = bookkeeper.client.get("/api/v1/tasks", params={"study_uid": "1.2.3"}).json()["items"]
+    assert sorted(task["task_id"] for task in tasks) == ["t-1", "t-2"]

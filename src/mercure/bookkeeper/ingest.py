@@ -108,6 +108,7 @@ def _apply(connection: Connection, projection: Projection) -> None:
         connection.execute(_upsert_series(dialect), _sorted(projection.series))
     if projection.tasks:
         connection.execute(_upsert_tasks(dialect), _sorted(projection.tasks))
+    _fill_study_uids(connection, projection)
     if projection.task_targets:
         connection.execute(_upsert_targets(dialect), _sorted(projection.task_targets))
     if projection.event_counts:
@@ -122,6 +123,27 @@ def _apply(connection: Connection, projection: Projection) -> None:
     ):
         if rows:
             connection.execute(_insert_new(dialect, table.name), rows)
+
+
+def _fill_study_uids(connection: Connection, projection: Projection) -> None:
+    """Series tasks take their series' study UID: task.json names no study for them, so the
+    task events of the dispatcher or processor cannot say it. Both orders are covered: a
+    task seen before its series row, and a series row arriving after its tasks."""
+    uids = set(projection.series)
+    uids.update(
+        row["series_uid"]
+        for row in projection.tasks.values()
+        if row["series_uid"] and not row["study_uid"]
+    )
+    if not uids:
+        return
+    t, s = tables.tasks, tables.series
+    study = sa.select(s.c.study_uid).where(s.c.series_uid == t.c.series_uid).scalar_subquery()
+    connection.execute(
+        sa.update(t)
+        .where(t.c.study_uid.is_(None), t.c.series_uid.in_(sorted(uids)))
+        .values(study_uid=study)
+    )
 
 
 def _sorted(rows: dict[Any, Row]) -> list[Row]:

@@ -326,16 +326,18 @@ class Router:
         )
 
     def _execute(self, work: RoutingWork, plan: Plan) -> None:
-        execute(work, plan, self.data, self._task_arrived, self._join_study)
+        on_task = functools.partial(self._task_arrived, plan.study_uid)
+        execute(work, plan, self.data, on_task, self._join_study)
         for rule in plan.notify:
             report.notification(self.events, rule, plan.series_uid, plan.study_uid)
         self.routed += 1
 
-    def _task_arrived(self, entry: PlanEntry, path: Path) -> None:
+    def _task_arrived(self, study_uid: str | None, entry: PlanEntry, path: Path) -> None:
         task = Task.model_validate(entry.task)
         stage = Stage(entry.stage or Stage.OUTGOING)
         log.info("series %s: %s task %s in %s", task.info.uid, task.info.action, task.id, stage)
-        report.task_created(self.events, task, stage)
+        # task.json of a series task names no study; the bookkeeper links the task by it.
+        report.task_created(self.events, task, stage, study_uid=study_uid)
         if stage is Stage.DISCARD:
             report.series_discarded(self.events, task)
 
