@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 from sqlalchemy.engine import Engine
@@ -29,7 +30,7 @@ from mercure.bookkeeper import queries
 from mercure.bookkeeper.database import DatabaseError, current_revision
 from mercure.bookkeeper.guard import DEFAULT_MAX_BODY, Access, RequestGuard
 from mercure.bookkeeper.ingest import ingest
-from mercure.bookkeeper.metrics import CONTENT_TYPE, Metrics
+from mercure.bookkeeper.metrics import Metrics
 from mercure.core.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     metrics_open: bool = False,
     queue_depths: Callable[[], Mapping[str, int]] | None = None,
+    data_folder: Path | None = None,
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """The bookkeeper application on ``engine`` (whose schema must be migrated already).
@@ -115,6 +117,24 @@ def create_app(
     counters: Metrics = app.state.metrics
     depths = queue_depths or dict
 
+    def task_states() -> Mapping[str, int] | None:
+        try:
+            return queries.task_states(engine)
+        except sa.exc.DBAPIError:
+            return None
+
+    counters.watch(task_states=task_states, queue_depths=depths, data_folder=data_folder)
+
+    def received(
+        series_uids: set[str], study_uids: set[str]
+    ) -> tuple[dict[str, datetime], dict[str, datetime]]:
+        try:
+            return queries.last_received(engine, series_uids, study_uids)
+        except sa.exc.DBAPIError as exc:
+            # The batch is stored; only its latency measurements are lost.
+            log.warning("no stage latencies for a batch: %s", exc.orig)
+            return {}, {}
+
     @app.exception_handler(DatabaseError)
     def _database_unavailable(_request: Request, exc: DatabaseError) -> JSONResponse:
         log.error("bookkeeper database error: %s", exc)
@@ -134,7 +154,9 @@ def create_app(
         except DatabaseError:
             counters.record_failure()
             raise
-        counters.record_batch(result.new_events, result.duplicates, time.perf_counter() - started)
+        counters.record_batch(
+            result.new_events, result.duplicates, time.perf_counter() - started, received
+        )
         return m.IngestResponse(stored=result.stored, duplicates=result.duplicates)
 
     @app.get(f"{API}/events", response_model=m.EventPage, tags=["read"], dependencies=[Authorized])
@@ -324,14 +346,10 @@ def create_app(
     @app.get(
         "/metrics", response_class=PlainTextResponse, tags=["operations"], dependencies=[Authorized]
     )
-    def get_metrics() -> PlainTextResponse:
-        """Counters and queue depths in the Prometheus text format."""
-        try:
-            states, up = queries.task_states(engine), True
-        except sa.exc.DBAPIError:
-            states, up = {}, False
-        text = counters.render(database_up=up, task_states=states, queue_depths=depths())
-        return PlainTextResponse(text, media_type=CONTENT_TYPE)
+    def get_metrics(request: Request) -> Response:
+        """Counters, stage latencies and gauges in the Prometheus (or OpenMetrics) format."""
+        body, content_type = counters.render(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     return app
 

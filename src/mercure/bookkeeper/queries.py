@@ -372,3 +372,28 @@ def task_states(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(sa.select(t.c.state, sa.func.count()).group_by(t.c.state))
         return {state: count for state, count in rows}
+
+
+def last_received(
+    engine: Engine, series_uids: set[str], study_uids: set[str]
+) -> tuple[dict[str, datetime], dict[str, datetime]]:
+    """When the last instance of each series, and of each study's series, was received."""
+    s = tables.series
+    by_series: dict[str, datetime] = {}
+    by_study: dict[str, datetime] = {}
+    with engine.connect() as connection:
+        if series_uids:
+            rows = connection.execute(
+                sa.select(s.c.series_uid, s.c.last_received).where(
+                    s.c.series_uid.in_(sorted(series_uids))
+                )
+            )
+            by_series = {uid: moment for uid, moment in rows}
+        if study_uids:
+            rows = connection.execute(
+                sa.select(s.c.study_uid, sa.func.max(s.c.last_received))
+                .where(s.c.study_uid.in_(sorted(study_uids)))
+                .group_by(s.c.study_uid)
+            )
+            by_study = {uid: moment for uid, moment in rows}
+    return by_series, by_study

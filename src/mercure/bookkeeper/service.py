@@ -97,6 +97,7 @@ class BookkeeperService(Service):
             queue_depths=lambda: {
                 stage.value: depth for stage, depth in self.data.queue_depths().items()
             },
+            data_folder=self.data.root,
         )
 
     async def serve(self) -> None:
