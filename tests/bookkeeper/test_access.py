@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -159,3 +161,55 @@ def test_events_refused_for_their_key_stay_and_go_once_it_is_right(
         finally:
             deliverer.close()
             outbox.close()
+
+
+@pytest.mark.slow
+def test_rotating_the_key_file_keeps_the_old_key_until_forgotten(tmp_path: Path) -> None:
+    """`mercure rotate-api-key` against a running bookkeeper: the new key works at once, the
+    old one until `--forget-previous`; a service sending with the key file follows; the key
+    never appears in the command's output."""
+    bookkeeper = BookkeeperProcess(tmp_path, None, api_key=None)
+    data = tmp_path / "data"
+    rotate = [sys.executable, "-m", "mercure", "rotate-api-key", "--config", str(bookkeeper.config)]
+
+    def status(key: str) -> int:
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.get(f"{bookkeeper.url}/api/v1/queues", headers=headers).status_code
+
+    try:
+        bookkeeper.start()
+        old = key_path(data).read_text().strip()
+        done = subprocess.run(rotate, capture_output=True, text=True, check=True, timeout=60)
+        new = key_path(data).read_text().strip()
+        assert new != old and old not in done.stdout and new not in done.stdout
+        assert (status(old), status(new)) == (200, 200)
+
+        outbox = Outbox(data / "outbox", "router@test")
+        events = EventClient(outbox, "router", "test")
+        sender = OutboxDeliverer(events, bookkeeper.url, ApiKeys(BookkeeperConfig(), data).current)
+        try:
+            events.emit("rule.notification")
+            assert sender.deliver_pending()
+        finally:
+            sender.close()
+            outbox.close()
+
+        subprocess.run([*rotate, "--forget-previous"], capture_output=True, check=True, timeout=60)
+        assert (status(old), status(new)) == (401, 200)
+    finally:
+        bookkeeper.close()
+
+
+def test_rotating_a_configured_key_is_refused(tmp_path: Path) -> None:
+    """With bookkeeper.api_key in the configuration the command says to rotate it there."""
+    config = tmp_path / "mercure.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\nbookkeeper: {{api_key: {TOKEN}}}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mercure", "rotate-api-key", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "previous_api_keys" in done.stderr
+    assert TOKEN not in done.stderr + done.stdout

@@ -108,6 +108,11 @@ def write_previous_keys(data_dir: Path, keys: list[str]) -> None:
     atomic_write_text(previous_keys_path(data_dir), text, mode=0o600)
 
 
+def read_previous_keys(data_dir: Path) -> list[str]:
+    """The previous keys listed in the data folder (empty when there is no list)."""
+    return list(_WatchedFile(previous_keys_path(data_dir)).lines() or ())
+
+
 def _check_key(key: str, where: str) -> str:
     if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key) or not key.isprintable():
         raise ApiKeyError(
