@@ -90,11 +90,12 @@ def test_series_tasks_carry_the_study_uid_of_their_series(
     port, _data, bookkeeper = installation
     series = generate_series(tmp_path / "ct", kind="tiny", count=2)
     storescu(port, series.folder, called_aet="MERCURE")
+    # The series row comes from the router's outbox, the task's end from the dispatcher's:
+    # wait for both before reading the task.
+    (row,) = wait_until(lambda: bookkeeper.series(series_uid=series.series_uid), timeout=30)
     (task,) = wait_until(
         lambda: bookkeeper.tasks(state="success"), timeout=30, message="series task done"
     )
-    # The series row comes from the router's outbox, the task's end from the dispatcher's.
-    (row,) = wait_until(lambda: bookkeeper.series(series_uid=series.series_uid), timeout=10)
     assert row["study_uid"] == series.study_uid
     assert task["series_uid"] == series.series_uid
     assert task["study_uid"] == series.study_uid
