@@ -20,6 +20,7 @@ from mercure.core.apikey import (
     write_previous_keys,
 )
 from mercure.core.config.models import BookkeeperConfig
+from mercure.core.masking import scrub
 
 RACERS = 8
 RACER = """
@@ -115,3 +116,13 @@ def test_a_bad_new_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ApiKeyError, match="at least 16"):
         write_key_file(tmp_path, "short")
     assert not key_path(tmp_path).exists()
+
+
+def test_keys_from_the_data_folder_are_masked(tmp_path: Path) -> None:
+    """The key file's key and the previous keys are registered secrets: scrubbed from every
+    log line, event and answer of the process that read them."""
+    keys = ApiKeys(BookkeeperConfig(), tmp_path)
+    write_previous_keys(tmp_path, ["previous-key-to-mask-0001"])
+    current = keys.current()
+    keys.accepted()
+    assert scrub(f"sent {current} and previous-key-to-mask-0001") == "sent *** and ***"

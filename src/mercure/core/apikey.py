@@ -10,6 +10,8 @@ once, exactly one key is ever made and all of them use it.
 
 Key files are re-read when they are replaced (their identity is compared at each use, a
 ``stat``), so writing a new key file atomically rotates the key without restarting anything.
+Every key read from them is registered with :mod:`mercure.core.masking`, like the configured
+key, so it is scrubbed from logs, events and answers.
 During a rotation the bookkeeper also accepts the previous keys: ``bookkeeper.previous_api_keys``
 and the lines of ``data_dir/.secrets/bookkeeper.previous-keys``.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 from mercure.core.atomic import TEMP_PREFIX, atomic_write_text, fsync_dir
 from mercure.core.config.models import BookkeeperConfig, MercureConfig
 from mercure.core.errors import PermanentError
+from mercure.core.masking import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,9 @@ class _WatchedFile:
                 raise ApiKeyError(f"cannot read {self.path}: {exc}") from None
             self._lines = tuple(line.strip() for line in text.splitlines() if line.strip())
             self._identity = identity
+            for line in self._lines:
+                # Keys read here are secrets of this process: never in a log, event or answer.
+                register_secret(line)
         return self._lines
 
 
