@@ -136,7 +136,11 @@ class Processor:
         found = []
         for path in sorted(self.data.outbox_dir.glob("processor@*/*")):
             if path.suffix in (".jsonl", ".open"):
-                for line in path.read_text().splitlines():
+                try:
+                    text = path.read_text()
+                except FileNotFoundError:  # sealed or delivered meanwhile: read on the next call
+                    continue
+                for line in text.splitlines():
                     event = json.loads(line)
                     if kind is None or event["kind"] == kind:
                         found.append(event)

@@ -101,7 +101,8 @@ def test_failing_module_sends_task_to_error_with_input(
     task_id = processor.add_task(tiny_series, ["bad"], settings={"behaviour": "fail"})
     folder = _assert_failed_with_input_kept(processor, task_id, tiny_series, "exit code 1")
     assert "something went wrong" in (folder / "logs" / "processing-1-bad.log").read_text()
-    assert processor.events("task.process.error")
+    # The task reaches error/ a moment before its event is written.
+    wait_until(lambda: processor.events("task.process.error"), timeout=10)
 
 
 def test_hanging_module_is_killed_at_its_timeout(
