@@ -2,10 +2,16 @@
 
 Goal (issue 4): the router evaluates ~200 rules per complete series; one simple rule should
 take well under 20 us. Run: ``.venv/bin/python bench/bench_rules.py``.
+
+``--costs`` checks the work units instead (core/rules/runtime.py): it runs costly rules on
+long tag values and prints the CPU time per work unit each one charged. A unit is meant to be
+at most about a nanosecond; a line far above that means a cost constant is too low for this
+machine (the time limit per evaluation still stops such a rule).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -56,8 +62,88 @@ def per_call_us(call: Callable[[], object], number: int = 20_000, repeat: int = 
     return best * 1e6
 
 
+LONG = 900_000
+COST_TAGS = {
+    "A": "Ab c\\" * (LONG // 5),  # ASCII with spaces and backslashes
+    "U": "a\u0101 \u03b0\U0001f600" * (LONG // 15),  # four-byte text, case changes grow it
+    "N": "\x00\U000e0000" * (LONG // 2),  # unprintable
+    "L": "a\n" * (LONG // 2),  # many lines
+    "D": "7" * LONG,  # digits: the is... tests read it all
+    "S": "x" * 4096,  # a tag at the receiver's cut-off
+    "W": "abcdefgh " * 99_000,  # just under the longest list in words
+}
+COST_RULES = [
+    "tags.A.upper() == ''",
+    "tags.U.upper() == ''",
+    "tags.A.title() == ''",
+    "tags.U.swapcase() == ''",
+    "tags.D.isdigit() and tags.D.isnumeric() and tags.U.istitle()",
+    "tags.N.istitle() or tags.N.isspace() or tags.N.isalnum()",
+    "len(tags.A.split(' ')) > 0",
+    "len(tags.A.split()) > 0",
+    "len(tags.U.split()) > 0",
+    "len(tags.L.splitlines()) > 0",
+    "len(tags.A.replace('b', 'bb')) > 0",
+    "len(tags.A.strip('Ab c\\\\xyzXYZ0123456789')) >= 0",
+    "tags.A.find('zz') + tags.A.count('b') + tags.A.rfind('qq') > 0",
+    "'zz' in tags.A or tags.A.endswith((tags.A[:400000], tags.A[:400000] + 'q'))",
+    "min(tags.S * 150) == '' or all(tags.S * 150)",
+    "str(tags.S.split('x')[:50000]) != ''",
+    "str([tags.S[:3]] * 90000) != ''",
+    "str(tags.S.split('x')[:20000] * 5) != ''",
+    "str(tags.W.split()) != ''",
+    "str([tags.W.split()[:10]] * 9000) != ''",
+    "tags.W.split(' ') == tags.W.split(' ')",
+    "tags.W.split() < tags.W.split()",
+    "'q' in tags.W.split(' ')",
+    "tags.W.split(' ').count('q') > 0",
+    "max(tags.W.split(' ')) == ''",
+    "any(tags.W.split(' ')[:50000] * 2)",
+    "tags.S * 244 == tags.S * 244",
+    "tags.A[::2] + tags.A[1::3] != ''",
+    "search('(x+x+)+y', tags.S * 50)",
+    "search('\\\\w{1,1000}z', tags.S[:500])",
+    "search('(\\\\w{1,100}){10}z', tags.S[:500])",
+    "fullmatch('(.*a){20}', tags.U[:10000])",
+    "{tags.S * 200, tags.A[:100], tags.U[:100]} == {tags.S}",
+    "tags.A.partition('q')[0] == tags.A.rpartition('q')[2]",
+    "tags.A.removeprefix('Ab').removesuffix('q') != ''",
+]
+
+
+def cpu_ms(call: Callable[[], object], repeat: int = 3) -> float:
+    """Best of ``repeat`` calls, in milliseconds of this thread's CPU time."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.thread_time()
+        call()
+        best = min(best, time.thread_time() - start)
+    return best * 1e3
+
+
+def costs() -> None:
+    """Print CPU time per charged work unit for costly rules on long tag values."""
+    tags = SeriesTags(COST_TAGS)
+    print(f"{'rule':58} {'units':>11} {'MB':>6} {'cpu ms':>7} {'ns/unit':>8}  result")
+    for source in COST_RULES:
+        rule = compile_rule(source)
+        result, work, memory = rule.spend(tags, time_limit=None)
+        ms = cpu_ms(partial(rule.evaluate, tags, time_limit=None))
+        per_unit = ms * 1e6 / work if work else float("nan")
+        outcome = result.error or str(result.value)
+        print(
+            f"{source[:58]:58} {work:11,} {memory / 2**20:6.1f} {ms:7.2f} {per_unit:8.2f}  "
+            f"{outcome[:40]}"
+        )
+
+
 def main() -> None:
     """Print the measurements as a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--costs", action="store_true", help="CPU time per work unit")
+    if parser.parse_args().costs:
+        costs()
+        return
     series_tags = SeriesTags(TAGS)
     plain_tags = dict(TAGS)
     print(f"{'rule':28} {'compile us':>11} {'eval us':>9} {'eval us (dict)':>15}")

@@ -6,13 +6,18 @@ widen the language by accident. The closures take a ``Context`` and return a pla
 evaluating them never calls ``eval``/``exec`` and never looks an attribute up on a value.
 
 Parts whose inputs are all literals are computed once here ("constant folding"): that makes
-rules faster, and a part that can only fail (``9**9**9``, ``1/0``) is a compile error.
+rules faster, and a part that can only fail (``9**9**9``, ``1/0``) is a compile error. Folding
+runs under the budgets of one evaluation (all folds of a rule together, no wall clock, so
+that whether a configuration is valid never depends on how busy the machine is): a literal
+part too big to build, or needing too much work, is a compile error too, found before it
+takes the memory (``str(['a' * 999999] * 100000)``).
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +25,12 @@ from typing import Any
 from mercure.core.rules.errors import Rejected
 from mercure.core.rules.functions import (
     BUILTINS,
-    METHODS,
     REGEX_HELPERS,
     Function,
     compile_pattern,
     regex_runner,
 )
+from mercure.core.rules.methods import METHODS
 from mercure.core.rules.operators import (
     CHECKED_OPERATORS,
     COMPARISONS,
@@ -33,21 +38,38 @@ from mercure.core.rules.operators import (
     number,
 )
 from mercure.core.rules.runtime import (
+    ITEM_COST,
     MAX_DEPTH,
     MAX_INT_BITS,
     MAX_KEY_CHARS,
     MAX_NODES,
     MAX_PATTERN_CHARS,
+    REMEMBER_ITEMS,
     RUNTIME_ERRORS,
+    SET_ITEM_COST,
     Context,
     describe,
     type_name,
+    width,
 )
 from mercure.core.rules.source import LEGACY_MARK, ParsedRule
 
 Evaluator = Callable[[Context], Any]
 
 _NOT_CONSTANT = object()
+
+FREE_WORK = 1_000
+"""A comparison with a literal that weighs at most this much is not charged: with at most
+``MAX_NODES`` parts, all such comparisons together stay far below the work budget."""
+
+_FAST_COMPARISONS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
 
 _FORBIDDEN: dict[type[ast.AST], str] = {
     ast.Lambda: "lambda is not allowed",
@@ -93,6 +115,14 @@ class Compiler:
     def __init__(self, parsed: ParsedRule) -> None:
         self._parsed = parsed
         self._tags: dict[str, None] = {}
+        self._folding = Context({}, time_limit=None)
+        self._kept: list[Any] = []  # folded lists and sets that the evaluation will see
+
+    @property
+    def known_weights(self) -> dict[int, tuple[Any, int]]:
+        """The weights of the folded lists and sets the rule keeps, by ``id`` (with the value,
+        which keeps the ``id`` valid), so that evaluations need not measure them again."""
+        return {id(value): (value, self._folding.weight(value)) for value in self._kept}
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -139,12 +169,22 @@ class Compiler:
     def _fold(self, node: ast.AST, run: Evaluator, parts: Sequence[Code]) -> Code:
         """``run`` as it is, or its value if every part is a literal (a failure is an error)."""
         if not all(part.is_constant for part in parts):
+            for part in parts:
+                if part.is_constant and type(part.constant) in (list, tuple, set):
+                    self._kept.append(part.constant)
             return Code(run)
         try:
-            value = run(Context({}))
+            value = run(self._folding)
         except RUNTIME_ERRORS as error:
             raise self._reject(node, f"this always fails ({describe(error)})") from None
         return _constant(value)
+
+    def _weight(self, node: ast.AST, value: Any) -> int:
+        """The weight of a literal value (see ``Context.weight``), measured when compiling."""
+        try:
+            return self._folding.weight(value)
+        except RUNTIME_ERRORS as error:
+            raise self._reject(node, f"this always fails ({describe(error)})") from None
 
     def _tag(self, keyword: str, *, any_case: bool) -> Code:
         self._tags.setdefault(keyword)
@@ -256,8 +296,17 @@ class Compiler:
             for bound in (lower, upper, step):
                 if bound is not None and not isinstance(bound, int):
                     raise TypeError(f"slice bounds must be whole numbers, not {type_name(bound)}")
-            ctx.charge(len(value))
-            return value[lower:upper:step]
+            count = len(range(*slice(lower, upper, step).indices(len(value))))
+            if type(value) is str:
+                ctx.charge(count, count * width(value))
+                return value[lower:upper:step]
+            ctx.charge(ITEM_COST * count, 8 * count + 64)
+            part = value[lower:upper:step]
+            if count > REMEMBER_ITEMS:
+                known = ctx.known_weight(value)
+                if known is not None:  # the items left out weigh at least ITEM_COST each
+                    ctx.remember(part, known - ITEM_COST * (len(value) - count))
+            return part
 
         return self._fold(node, sliced, [container, *parts])
 
@@ -419,12 +468,10 @@ class Compiler:
             (test,) = tests
             (right,) = rights
             get_right = right.run
-            if right.is_constant and type(node.ops[0]) in (ast.Eq, ast.NotEq):
+            fast = self._fast_comparison(node, node.ops[0], right)
+            if fast is not None:
                 constant = right.constant
-                if isinstance(node.ops[0], ast.Eq):
-                    run = lambda ctx: get_left(ctx) == constant  # noqa: E731
-                else:
-                    run = lambda ctx: get_left(ctx) != constant  # noqa: E731
+                run = lambda ctx: fast(get_left(ctx), constant)  # noqa: E731
             else:
                 run = lambda ctx: test(ctx, get_left(ctx), get_right(ctx))  # noqa: E731
         else:
@@ -441,6 +488,27 @@ class Compiler:
 
         return self._fold(node, run, [left, *rights])
 
+    def _fast_comparison(
+        self, node: ast.Compare, op: ast.cmpop, right: Code
+    ) -> Callable[[Any, Any], Any] | None:
+        """For a comparison with a light literal on the right, the plain Python operator: it
+        costs at most what the literal weighs, so there is nothing to charge."""
+        if not right.is_constant:
+            return None
+        constant = right.constant
+        if type(op) in (ast.In, ast.NotIn):
+            # Not sets: hashing the left side costs what the left side weighs.
+            if type(constant) not in (str, list, tuple):
+                return None
+            if self._weight(node, constant) > FREE_WORK:
+                return None
+            if isinstance(op, ast.In):
+                return lambda item, container: item in container
+            return lambda item, container: item not in container
+        if self._weight(node, constant) > FREE_WORK:
+            return None
+        return _FAST_COMPARISONS[type(op)]
+
     def _tag_membership(self, node: ast.Compare) -> Code:
         """``'Keyword' in tags``: whether the series has the tag (never a missing tag)."""
         if not isinstance(node.ops[0], ast.In | ast.NotIn):
@@ -455,6 +523,7 @@ class Compiler:
             keyword = get_key(ctx)
             if not isinstance(keyword, str):
                 raise TypeError(f"'in tags' needs a keyword as text, not {type_name(keyword)}")
+            ctx.charge(len(keyword))  # hashing it
             return (keyword in ctx.tags) is not negate
 
         return Code(present)
@@ -486,4 +555,15 @@ class Compiler:
     ) -> Code:
         parts = self._visit_all(elements)
         getters = [part.run for part in parts]
-        return self._fold(node, lambda ctx: build([get(ctx) for get in getters]), parts)
+        count = len(getters)
+
+        def collect(ctx: Context) -> Any:
+            values = [get(ctx) for get in getters]
+            if build is set:
+                weight = sum(ctx.weight(value) for value in values)
+                ctx.charge(SET_ITEM_COST * count + weight, 64 * count + 256)  # hashing each
+                return ctx.remember(set(values), ITEM_COST * count + weight)
+            ctx.charge(ITEM_COST * count, 8 * count + 64)
+            return build(values)
+
+        return self._fold(node, collect, parts)

@@ -3,8 +3,9 @@
 ``RuleSyntaxError`` is public: a rule that cannot be compiled (bad syntax, a forbidden
 construct, a limit exceeded) is a configuration error found when the config loads.
 
-``MissingTag`` and ``RuleRuntimeError`` never leave the package: ``CompiledRule.evaluate``
-turns them into a false ``RuleResult`` (a missing tag, or an error reason for an event).
+``MissingTag`` and ``RuleRuntimeError`` (and its ``BudgetExceeded``) never leave the package:
+``CompiledRule.evaluate`` turns them into a false ``RuleResult`` (a missing tag, or an error
+reason for an event).
 """
 
 from __future__ import annotations
@@ -80,3 +81,8 @@ class RuleRuntimeError(Exception):
 
     Messages never contain tag values, since those may identify a patient.
     """
+
+
+class BudgetExceeded(RuleRuntimeError):
+    """The rule needs more work, memory or time than one evaluation may take: the rule is
+    false, and the reason names the budget."""

@@ -1,8 +1,9 @@
-"""The functions and text methods a rule may call, each with its argument counts and limits.
+"""The functions a rule may call, each with its argument counts, its cost and its limits.
 
 Nothing here hands a Python object to the rule that it could use to reach further: every
-function takes and returns plain values (text, numbers, True/False, lists), and the text
-methods are looked up in a fixed table, never by ``getattr`` on a value.
+function takes and returns plain values (text, numbers, True/False, lists). Each charges its
+work (and the memory of what it builds) before it runs; see ``runtime`` for the budgets. The
+text methods are in ``methods``.
 
 Regular expressions use RE2 (the ``google-re2`` package): it matches in time linear in the
 length of the text, so a pattern like ``(a+)+$`` cannot stall the router (Python's ``re``
@@ -20,13 +21,17 @@ import re2
 
 from mercure.core.rules.errors import RuleRuntimeError
 from mercure.core.rules.runtime import (
+    CASE_COST,
+    CHAR_STEP_COST,
+    ITEM_COST,
     MAX_INT_BITS,
     MAX_ROUND_DIGITS,
     MAX_TEXT_CHARS,
+    VISIT_COST,
     Context,
-    check_result,
-    check_text,
+    need_text,
     type_name,
+    width,
 )
 
 
@@ -40,15 +45,11 @@ class Function:
     run: Callable[..., Any]
 
 
-def _charge_values(ctx: Context, values: tuple[Any, ...]) -> None:
-    ctx.charge(sum(len(v) for v in values if isinstance(v, str | list | tuple | set)))
-
-
 def _int(ctx: Context, value: Any, base: Any = None) -> int:
-    _charge_values(ctx, (value,))
     if isinstance(value, str):
         if len(value) > 1_000:
             raise RuleRuntimeError("int(): the text is too long for a number")
+        ctx.charge(len(value))
         try:
             result = int(value) if base is None else int(value, base)
         except ValueError:
@@ -78,8 +79,60 @@ def _float(ctx: Context, value: Any) -> float:
 
 
 def _str(ctx: Context, value: Any) -> str:
-    _charge_values(ctx, (value,))
-    return check_text(str(value))
+    kind = type(value)
+    if kind is str:
+        return value  # str() of text is the same text, not a copy
+    if kind is list or kind is tuple or kind is set:
+        size, ascii_only = _repr_size(ctx, value)
+        need_text(size)
+        # Python builds the text of each item, then the whole: twice the result at most.
+        ctx.charge(CASE_COST * size, 2 * size * (1 if ascii_only else 4))
+    elif kind is int:
+        ctx.charge(value.bit_length(), value.bit_length())
+    return str(value)
+
+
+def _repr_size(ctx: Context, value: Any) -> tuple[int, bool]:
+    """A bound of ``len(str(value))`` for a list, tuple or set, and whether that text is all
+    ASCII; counting stops once past the text limit (the caller refuses such a value).
+
+    A list shared by several places is measured once but counted at every place. Text counts
+    4 characters per ASCII character and 10 per other one, the longest escapes (``\\x00``,
+    ``\\U0010ffff``): found in constant time, and only rules printing lists of
+    hundreds of thousands of characters notice the difference.
+    """
+    seen: dict[int, int] = {}
+    ascii_only = True
+
+    def size(items: Any) -> int:
+        nonlocal ascii_only
+        known = seen.get(id(items))
+        if known is not None:
+            return known
+        ctx.charge(VISIT_COST * len(items))
+        total = 5 + 2 * len(items)  # brackets, ", " between items, "set()" or "(x,)"
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                if item.isascii():
+                    total += 4 * len(item) + 2
+                else:
+                    total += 10 * len(item) + 2
+                    ascii_only = False
+            elif kind is int:
+                total += item.bit_length() * 31 // 100 + 3  # digits (log10(2) < 0.31), sign
+            elif kind is float:
+                total += 25
+            elif kind is list or kind is tuple or kind is set:
+                total += size(item)
+            else:
+                total += 5  # True, False, None
+            if total > MAX_TEXT_CHARS:
+                break
+        seen[id(items)] = total
+        return total
+
+    return size(value), ascii_only
 
 
 def _len(ctx: Context, value: Any) -> int:
@@ -96,11 +149,26 @@ def _round(ctx: Context, value: Any, ndigits: Any = None) -> Any:
     return round(value, ndigits)
 
 
+def _step_cost(ctx: Context, values: Any) -> int:
+    """Work of going through the items (or characters) of ``values`` one by one."""
+    kind = type(values)
+    if kind is str:
+        return CHAR_STEP_COST * len(values)  # each character becomes a text of its own
+    if kind is list or kind is tuple or kind is set:
+        return ITEM_COST * len(values)
+    return 0
+
+
 def _extreme(pick: Callable[..., Any]) -> Callable[..., Any]:
     def run(ctx: Context, *args: Any) -> Any:
-        _charge_values(ctx, args)
-        if len(args) == 1 and not isinstance(args[0], str | list | tuple | set):
-            raise RuleRuntimeError(f"{pick.__name__}(): one argument must be text or a list")
+        if len(args) == 1:
+            (values,) = args
+            if not isinstance(values, str | list | tuple | set):
+                raise RuleRuntimeError(f"{pick.__name__}(): one argument must be text or a list")
+            # Each item is compared with the smallest (largest) so far: at most what it weighs.
+            ctx.charge(_step_cost(ctx, values) + ctx.weight(values))
+            return pick(values)
+        ctx.charge(ITEM_COST * len(args) + sum(ctx.weight(arg) for arg in args))
         return pick(*args)
 
     return run
@@ -110,7 +178,7 @@ def _truth(pick: Callable[..., Any]) -> Callable[..., Any]:
     def run(ctx: Context, values: Any) -> bool:
         if not isinstance(values, str | list | tuple | set):
             raise RuleRuntimeError(f"{pick.__name__}(): needs text or a list")
-        ctx.charge(len(values))
+        ctx.charge(_step_cost(ctx, values))
         return bool(pick(values))
 
     return run
@@ -147,6 +215,18 @@ REGEX_HELPERS = ("match", "search", "fullmatch")
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # RE2 would print every bad pattern to stderr
+# The helpers only say whether there is a match: without groups to fill in, RE2 answers with
+# its fast automaton instead of the slower engines that track groups (100x on some patterns).
+_RE2_OPTIONS.never_capture = True
+
+REGEX_CHAR_COST = 8
+"""Work units per character of text searched by a regex helper, plus ``REGEX_STEP_COST`` per
+instruction of the compiled pattern. RE2's time is linear in the text, but when its fast
+automaton gives up (it does on patterns like ``(\\w{1,100}){10}z``) it steps through every
+instruction for every character: up to 15 ns each, 60 us per character for that pattern
+(4,000 instructions), depending on what the shared pattern object searched before. The work
+cannot be interrupted, so it is charged at that rate, before it starts."""
+REGEX_STEP_COST = 16
 
 
 def compile_pattern(pattern: str) -> Any:
@@ -163,92 +243,17 @@ def compile_pattern(pattern: str) -> Any:
 def regex_runner(helper: str, compiled: Any) -> Callable[[Context, Any], bool]:
     """The run-time part of ``match`` / ``search`` / ``fullmatch`` for a compiled pattern."""
     method = getattr(compiled, helper)
+    steps = max(compiled.programsize, compiled.reverseprogramsize)
+    per_char = REGEX_CHAR_COST + REGEX_STEP_COST * steps
 
     def run(ctx: Context, text: Any) -> bool:
         if not isinstance(text, str):
             raise RuleRuntimeError(f"{helper}(): the second argument must be text")
-        ctx.charge(len(text))
+        # RE2 reads UTF-8: the text is encoded into a copy first.
+        ctx.charge(per_char * len(text), len(text) * width(text))
         try:
             return method(text) is not None
         except UnicodeError:
             raise RuleRuntimeError(f"{helper}(): the text is not valid Unicode") from None
 
     return run
-
-
-# Text methods: (min args, max args). Only these names can follow a '.', and they are
-# looked up on ``str`` itself, so a value can never supply its own method.
-_METHOD_ARITY: dict[str, tuple[int, int]] = {
-    "upper": (0, 0),
-    "lower": (0, 0),
-    "casefold": (0, 0),
-    "title": (0, 0),
-    "capitalize": (0, 0),
-    "swapcase": (0, 0),
-    "strip": (0, 1),
-    "lstrip": (0, 1),
-    "rstrip": (0, 1),
-    "startswith": (1, 3),
-    "endswith": (1, 3),
-    "split": (0, 2),
-    "rsplit": (0, 2),
-    "splitlines": (0, 1),
-    "partition": (1, 1),
-    "rpartition": (1, 1),
-    "replace": (2, 3),
-    "removeprefix": (1, 1),
-    "removesuffix": (1, 1),
-    "find": (1, 3),
-    "rfind": (1, 3),
-    "count": (1, 3),
-    "isdigit": (0, 0),
-    "isdecimal": (0, 0),
-    "isnumeric": (0, 0),
-    "isalpha": (0, 0),
-    "isalnum": (0, 0),
-    "isspace": (0, 0),
-    "isupper": (0, 0),
-    "islower": (0, 0),
-    "istitle": (0, 0),
-    "isascii": (0, 0),
-}
-
-
-def _replace_size(text: str, old: Any, new: Any, count: Any = -1) -> int:
-    if not isinstance(old, str) or not isinstance(new, str) or not isinstance(count, int):
-        return len(text)  # str.replace itself will refuse the arguments
-    growth = len(new) - len(old)
-    if growth <= 0:
-        return len(text)
-    hits = text.count(old) if old else len(text) + 1
-    if count >= 0:
-        hits = min(hits, count)
-    return len(text) + hits * growth
-
-
-def method(name: str) -> Function:
-    """The text method ``name`` as a ``Function`` taking the text first, or ``KeyError``."""
-    low, high = _METHOD_ARITY[name]
-    unbound = getattr(str, name)
-    is_replace = name == "replace"
-    is_count = name == "count"
-
-    def run(ctx: Context, text: Any, *args: Any) -> Any:
-        if is_count and type(text) in (list, tuple) and len(args) == 1:
-            # `tags.ImageType.split('\\').count('AXIAL')`: counting in a list, as in Python.
-            ctx.charge(len(text))
-            _charge_values(ctx, args)
-            return text.count(args[0])
-        if type(text) is not str:
-            raise RuleRuntimeError(f".{name}() needs text, got {type_name(text)}")
-        ctx.charge(len(text))
-        _charge_values(ctx, args)
-        if is_replace and _replace_size(text, *args) > MAX_TEXT_CHARS:
-            raise RuleRuntimeError(f"text longer than {MAX_TEXT_CHARS} characters")
-        return check_result(unbound(text, *args))
-
-    return Function(name, low, high, run)
-
-
-METHODS: dict[str, Function] = {name: method(name) for name in _METHOD_ARITY}
-"""Text methods a rule may call, by name."""

@@ -1,42 +1,49 @@
-"""Operators of the rule language, each refusing results that would exceed the limits.
+"""Operators of the rule language, each charging its cost and refusing oversized results
+before it runs (see ``runtime`` for the budgets).
 
 The tables map Python's syntax-tree operator types to functions taking the evaluation
-context (for the work budget) and the operands.
+context and the operands.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
 
 from mercure.core.rules.errors import RuleRuntimeError
 from mercure.core.rules.runtime import (
+    ITEM_COST,
     MAX_INT_BITS,
     MAX_ITEMS,
     MAX_TEXT_CHARS,
     Context,
+    need_items,
+    need_text,
     type_name,
+    width,
 )
 
-
-def _sequence_size(value: object) -> int:
-    if isinstance(value, str | list | tuple):
-        return len(value)
-    return 0
+CHEAP_SEARCH = 4_096
+"""Below this bound a search of a list is charged as is, without measuring the list."""
 
 
 def add(ctx: Context, a: Any, b: Any) -> Any:
     """``a + b`` that cannot build oversized text or lists."""
-    size = _sequence_size(a) + _sequence_size(b)
-    if size:
-        ctx.charge(size)
-        if isinstance(a, str):
-            if size > MAX_TEXT_CHARS:
-                raise RuleRuntimeError(f"text longer than {MAX_TEXT_CHARS} characters")
-        elif size > MAX_ITEMS:
-            raise RuleRuntimeError(f"list longer than {MAX_ITEMS} items")
+    kind = type(a)
+    if kind is str and type(b) is str:
+        size = len(a) + len(b)
+        need_text(size)
+        ctx.charge(size, size * width(a, b))
+    elif (kind is list or kind is tuple) and type(b) is kind:
+        items = len(a) + len(b)
+        need_items(items)
+        ctx.charge(ITEM_COST * items, 8 * items + 64)
+        weight_a, weight_b = ctx.known_weight(a), ctx.known_weight(b)
+        if weight_a is not None and weight_b is not None:
+            return ctx.remember(a + b, weight_a + weight_b)
     return a + b
 
 
@@ -47,22 +54,33 @@ def multiply(ctx: Context, a: Any, b: Any) -> Any:
     if isinstance(a, str | list | tuple):
         if not isinstance(b, int):
             raise RuleRuntimeError(f"cannot repeat {type_name(a)} by {type_name(b)}")
-        size = len(a) * max(b, 0)
+        times = max(b, 0)
+        size = len(a) * times
         limit = MAX_TEXT_CHARS if isinstance(a, str) else MAX_ITEMS
         if size > limit:
             raise RuleRuntimeError(f"repetition would exceed {limit} characters or items")
-        ctx.charge(size)
-    elif (
-        isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_INT_BITS
-    ):
+        if isinstance(a, str):
+            ctx.charge(size, size * width(a))
+            return a * times
+        # Every copy shares the items of ``a``: comparing or printing the result costs
+        # ``times`` times what ``a`` costs, however little memory it takes.
+        weight = ctx.weight(a) * times
+        ctx.charge(ITEM_COST * size, 8 * size + 64)
+        return ctx.remember(a * times, weight)
+    if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_INT_BITS:
         raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")
     return a * b
 
 
 def power(ctx: Context, a: Any, b: Any) -> Any:
     """``a ** b`` that refuses huge integer results before computing them."""
-    huge = isinstance(a, int) and isinstance(b, int) and (a.bit_length() - 1) * b > MAX_INT_BITS
-    if huge:
+    if (
+        isinstance(a, int)
+        and isinstance(b, int)
+        and b > 0
+        and abs(a) > 1
+        and b * math.log2(abs(a)) > MAX_INT_BITS
+    ):
         raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")
     result = a**b
     if isinstance(result, complex):
@@ -77,15 +95,75 @@ def modulo(ctx: Context, a: Any, b: Any) -> Any:
     return a % b
 
 
+def compare_cost(ctx: Context, a: Any, b: Any, *, equality: bool) -> int:
+    """Work of comparing ``a`` with ``b``: at most the lighter of the two, and nothing where
+    Python answers at once (different types, or ``==`` of different lengths)."""
+    kind = type(a)
+    if kind is str:
+        if type(b) is not str:
+            return 0
+        if equality:
+            return len(a) if len(a) == len(b) else 0
+        return min(len(a), len(b))
+    if (kind is list or kind is tuple or kind is set) and type(b) is kind:
+        if equality and len(a) != len(b):
+            return 0
+        return min(ctx.weight(a), ctx.weight(b))
+    return 0
+
+
+def search_cost(ctx: Context, item: Any, items: list[Any] | tuple[Any, ...]) -> int:
+    """Work of comparing ``item`` with every item of a list (``in``, ``.count``): at most
+    what ``item`` weighs per item, or what the list weighs if that is known and less."""
+    bound = len(items) * (ITEM_COST + ctx.weight(item))
+    if bound > CHEAP_SEARCH:
+        known = ctx.known_weight(items)
+        if known is not None:
+            bound = min(bound, known)
+    return bound
+
+
 def contains(ctx: Context, item: Any, container: Any) -> bool:
-    """``item in container``, charging the length of the text or list searched."""
-    if isinstance(container, str | list | tuple):
-        ctx.charge(len(container))
-    elif not isinstance(container, set):
+    """``item in container``, charged before it searches."""
+    kind = type(container)
+    if kind is str:
+        if type(item) is str:
+            ctx.charge(len(container) + len(item))
+    elif kind is list or kind is tuple:
+        ctx.charge(search_cost(ctx, item, container))
+    elif kind is set:
+        ctx.charge(2 * ctx.weight(item))  # hashing it, and comparing it with its match
+    else:
         raise RuleRuntimeError(
             f"'in' needs text or a list on its right, got {type_name(container)}"
         )
     return item in container
+
+
+def equal(ctx: Context, a: Any, b: Any) -> bool:
+    """``a == b``, charged by ``compare_cost``."""
+    cost = compare_cost(ctx, a, b, equality=True)
+    if cost:
+        ctx.charge(cost)
+    return bool(a == b)
+
+
+def not_equal(ctx: Context, a: Any, b: Any) -> bool:
+    """``a != b``, charged by ``compare_cost``."""
+    cost = compare_cost(ctx, a, b, equality=True)
+    if cost:
+        ctx.charge(cost)
+    return bool(a != b)
+
+
+def _ordering(test: Callable[[Any, Any], Any]) -> Callable[[Context, Any, Any], bool]:
+    def run(ctx: Context, a: Any, b: Any) -> bool:
+        cost = compare_cost(ctx, a, b, equality=False)
+        if cost:
+            ctx.charge(cost)
+        return bool(test(a, b))
+
+    return run
 
 
 def number(value: Any, sign: str) -> Any:
@@ -103,7 +181,8 @@ PLAIN_OPERATORS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.BitAnd: operator.and_,
     ast.BitXor: operator.xor,
 }
-"""Operators whose result is never larger than their operands allow."""
+"""Operators whose result is never much larger than their operands: Python allows them on
+numbers, True/False and sets only, and a set can only come from a literal in the rule."""
 
 CHECKED_OPERATORS: dict[type[ast.operator], Callable[[Context, Any, Any], Any]] = {
     ast.Add: add,
@@ -114,13 +193,13 @@ CHECKED_OPERATORS: dict[type[ast.operator], Callable[[Context, Any, Any], Any]] 
 """Operators that could build huge values, checked before they do."""
 
 COMPARISONS: dict[type[ast.cmpop], Callable[[Context, Any, Any], bool]] = {
-    ast.Eq: lambda ctx, a, b: a == b,
-    ast.NotEq: lambda ctx, a, b: a != b,
-    ast.Lt: lambda ctx, a, b: a < b,
-    ast.LtE: lambda ctx, a, b: a <= b,
-    ast.Gt: lambda ctx, a, b: a > b,
-    ast.GtE: lambda ctx, a, b: a >= b,
+    ast.Eq: equal,
+    ast.NotEq: not_equal,
+    ast.Lt: _ordering(operator.lt),
+    ast.LtE: _ordering(operator.le),
+    ast.Gt: _ordering(operator.gt),
+    ast.GtE: _ordering(operator.ge),
     ast.In: contains,
     ast.NotIn: lambda ctx, a, b: not contains(ctx, a, b),
 }
-"""Comparison operators, as Python defines them (``in`` charged to the work budget)."""
+"""Comparison operators, as Python defines them, each charged before it compares."""

@@ -8,7 +8,14 @@ from typing import Any
 
 from mercure.core.rules.compiler import Compiler, Evaluator
 from mercure.core.rules.errors import MissingTag, Rejected, RuleSyntaxError
-from mercure.core.rules.runtime import RUNTIME_ERRORS, Context, describe
+from mercure.core.rules.runtime import (
+    MEMORY_BUDGET,
+    RUNTIME_ERRORS,
+    TIME_LIMIT,
+    WORK_BUDGET,
+    Context,
+    describe,
+)
 from mercure.core.rules.source import parse_rule, split_lines
 
 
@@ -37,9 +44,16 @@ class CompiledRule:
     Evaluating is thread-safe and never raises: a missing tag or a failure makes it false.
     """
 
-    __slots__ = ("_run", "name", "source", "tags")
+    __slots__ = ("_known", "_run", "name", "source", "tags")
 
-    def __init__(self, source: str, name: str | None, tags: tuple[str, ...], run: Evaluator):
+    def __init__(
+        self,
+        source: str,
+        name: str | None,
+        tags: tuple[str, ...],
+        run: Evaluator,
+        known: Mapping[int, tuple[Any, int]] | None = None,
+    ) -> None:
         self.source = source
         """The rule text as written."""
         self.name = name
@@ -47,17 +61,26 @@ class CompiledRule:
         self.tags = tags
         """Tag keywords the rule refers to, each once, in order of appearance."""
         self._run = run
+        self._known = known or {}
 
-    def evaluate(self, tags: Mapping[str, str]) -> RuleResult:
-        """Evaluate the rule against one series' tags (keyword -> text value)."""
-        ctx = Context(tags)
-        try:
-            value = self._run(ctx)
-        except MissingTag as missing:
-            return RuleResult(False, _unique(ctx.used), (missing.keyword,))
-        except RUNTIME_ERRORS as error:
-            return RuleResult(False, _unique(ctx.used), (), describe(error))
-        return RuleResult(bool(value), _unique(ctx.used) if ctx.used else ())
+    def evaluate(
+        self, tags: Mapping[str, str], *, time_limit: float | None = TIME_LIMIT
+    ) -> RuleResult:
+        """Evaluate the rule against one series' tags (keyword -> text value).
+
+        The evaluation stops, false with an error, when it needs more work or memory than its
+        budgets allow or runs longer than ``time_limit`` seconds (None: no time limit).
+        """
+        return _outcome(self._run, Context(tags, time_limit=time_limit, known=self._known))
+
+    def spend(
+        self, tags: Mapping[str, str], *, time_limit: float | None = TIME_LIMIT
+    ) -> tuple[RuleResult, int, int]:
+        """``evaluate``, and the work units and bytes it charged to its budgets (for
+        ``bench/bench_rules.py`` and the tests of the budgets)."""
+        ctx = Context(tags, time_limit=time_limit, known=self._known)
+        result = _outcome(self._run, ctx)
+        return result, WORK_BUDGET - ctx.budget, MEMORY_BUDGET - ctx.memory
 
     def __repr__(self) -> str:
         return f"CompiledRule({self.source!r}, name={self.name!r})"
@@ -73,6 +96,16 @@ class CompiledRule:
     def __reduce__(self) -> tuple[Any, ...]:
         # Closures cannot be pickled; the source is all that is needed to rebuild the rule.
         return (_recompile, (self.source, self.name))
+
+
+def _outcome(run: Evaluator, ctx: Context) -> RuleResult:
+    try:
+        value = run(ctx)
+    except MissingTag as missing:
+        return RuleResult(False, _unique(ctx.used), (missing.keyword,))
+    except RUNTIME_ERRORS as error:
+        return RuleResult(False, _unique(ctx.used), (), describe(error))
+    return RuleResult(bool(value), _unique(ctx.used) if ctx.used else ())
 
 
 def _unique(names: list[str]) -> tuple[str, ...]:
@@ -112,7 +145,7 @@ def compile_rule(source: str, *, name: str | None = None) -> CompiledRule:
             rule_name=name,
             syntax=rejected.syntax,
         ) from None
-    return CompiledRule(source, name, compiler.tags, code.run)
+    return CompiledRule(source, name, compiler.tags, code.run, compiler.known_weights)
 
 
 def _unstrip(skipped: str, line: int, column: int) -> tuple[int, int]:
