@@ -117,12 +117,10 @@ class Compiler:
         self._tags: dict[str, None] = {}
         self._folding = Context({}, time_limit=None)
         self._kept: list[Any] = []  # folded lists and sets that the evaluation will see
-
-    @property
-    def known_weights(self) -> dict[int, tuple[Any, int]]:
-        """The weights of the folded lists and sets the rule keeps, by ``id`` (with the value,
-        which keeps the ``id`` valid), so that evaluations need not measure them again."""
-        return {id(value): (value, self._folding.weight(value)) for value in self._kept}
+        self.known_weights: dict[int, tuple[Any, int]] = {}
+        """After ``compile``: the weights of the folded lists and sets the rule keeps, by
+        ``id`` (with the value, which keeps the ``id`` valid), so that evaluations need not
+        measure them again."""
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -133,7 +131,9 @@ class Compiler:
         """The rule as one ``Code``; ``Rejected`` for anything not allowed."""
         body = self._parsed.tree.body
         self._check_size(body)
-        return self._visit(body)
+        code = self._visit(body)
+        self.known_weights = {id(value): (value, self._weight(body, value)) for value in self._kept}
+        return code
 
     # -- helpers -----------------------------------------------------------------------------
 

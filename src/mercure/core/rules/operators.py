@@ -166,6 +166,17 @@ def _ordering(test: Callable[[Any, Any], Any]) -> Callable[[Context, Any, Any], 
     return run
 
 
+def _set_operation(test: Callable[[Any, Any], Any]) -> Callable[[Context, Any, Any], Any]:
+    def run(ctx: Context, a: Any, b: Any) -> Any:
+        if type(a) is set and type(b) is set:
+            # Items with equal hashes are compared: at most what both sets weigh.
+            items = len(a) + len(b)
+            ctx.charge(ctx.weight(a) + ctx.weight(b), 64 * items + 256)
+        return test(a, b)
+
+    return run
+
+
 def number(value: Any, sign: str) -> Any:
     """The value itself if it is a number, for unary ``-`` and ``+``."""
     if isinstance(value, int | float):
@@ -174,21 +185,21 @@ def number(value: Any, sign: str) -> Any:
 
 
 PLAIN_OPERATORS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Sub: operator.sub,
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
-    ast.BitOr: operator.or_,
-    ast.BitAnd: operator.and_,
-    ast.BitXor: operator.xor,
 }
-"""Operators whose result is never much larger than their operands: Python allows them on
-numbers, True/False and sets only, and a set can only come from a literal in the rule."""
+"""Operators on numbers only (Python refuses them on text, lists and sets), whose result is
+never much larger than their operands."""
 
 CHECKED_OPERATORS: dict[type[ast.operator], Callable[[Context, Any, Any], Any]] = {
     ast.Add: add,
     ast.Mult: multiply,
     ast.Mod: modulo,
     ast.Pow: power,
+    ast.Sub: _set_operation(operator.sub),
+    ast.BitOr: _set_operation(operator.or_),
+    ast.BitAnd: _set_operation(operator.and_),
+    ast.BitXor: _set_operation(operator.xor),
 }
 """Operators that could build huge values, checked before they do."""
 
