@@ -200,6 +200,28 @@ rules:
     assert event.data["rule"] == "broken" and event.data["reason"]
 
 
+def test_rule_over_its_work_budget_is_false_and_reported_like_any_failure(
+    make_router: Callable[..., Harness],
+) -> None:
+    """A rule that would compare 100 GB is stopped: false, a rule.error naming the budget."""
+    h = make_router(
+        """
+rules:
+  hostile: {rule: "[tags.Modality * 400000] * 100000 == [tags.Modality * 400000] * 100000",
+            targets: pacs}
+  rest: {rule: "True", targets: archive, fallback: true}
+"""
+    )
+    series = h.send(h.series(modality="CT"))
+    h.advance(61)
+    _path, task = h.only_task(Stage.OUTGOING)
+    assert task.info.applied_rule == "rest"
+    [event] = h.events("rule.error")
+    assert event.series_uid == series.series_uid
+    assert event.data["rule"] == "hostile"
+    assert event.data["reason"] == "the rule needs too much work (more than 25,000,000 units)"
+
+
 def test_missing_tag_makes_a_rule_false_without_an_error(
     make_router: Callable[..., Harness],
 ) -> None:
