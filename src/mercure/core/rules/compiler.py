@@ -115,7 +115,8 @@ class Compiler:
     def __init__(self, parsed: ParsedRule) -> None:
         self._parsed = parsed
         self._tags: dict[str, None] = {}
-        self._folding = Context({}, time_limit=None)
+        self._folding = Context({})
+        self._folding.time_limit = None
         self._kept: list[Any] = []  # folded lists and sets that the evaluation will see
         self.known_weights: dict[int, tuple[Any, int]] = {}
         """After ``compile``: the weights of the folded lists and sets the rule keeps, by

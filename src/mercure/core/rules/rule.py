@@ -61,7 +61,7 @@ class CompiledRule:
         self.tags = tags
         """Tag keywords the rule refers to, each once, in order of appearance."""
         self._run = run
-        self._known = known or {}
+        self._known = known or None
 
     def evaluate(
         self, tags: Mapping[str, str], *, time_limit: float | None = TIME_LIMIT
@@ -71,14 +71,28 @@ class CompiledRule:
         The evaluation stops, false with an error, when it needs more work or memory than its
         budgets allow or runs longer than ``time_limit`` seconds (None: no time limit).
         """
-        return _outcome(self._run, Context(tags, time_limit=time_limit, known=self._known))
+        ctx = Context(tags)
+        if time_limit is not TIME_LIMIT:
+            ctx.time_limit = time_limit
+        if self._known is not None:
+            ctx.known = self._known
+        try:  # the body of _outcome, here once more to save a call on the hot path
+            value = self._run(ctx)
+        except MissingTag as missing:
+            return RuleResult(False, _unique(ctx.used), (missing.keyword,))
+        except RUNTIME_ERRORS as error:
+            return RuleResult(False, _unique(ctx.used), (), describe(error))
+        return RuleResult(bool(value), _unique(ctx.used) if ctx.used else ())
 
     def spend(
         self, tags: Mapping[str, str], *, time_limit: float | None = TIME_LIMIT
     ) -> tuple[RuleResult, int, int]:
         """``evaluate``, and the work units and bytes it charged to its budgets (for
         ``bench/bench_rules.py`` and the tests of the budgets)."""
-        ctx = Context(tags, time_limit=time_limit, known=self._known)
+        ctx = Context(tags)
+        ctx.time_limit = time_limit
+        if self._known is not None:
+            ctx.known = self._known
         result = _outcome(self._run, ctx)
         return result, WORK_BUDGET - ctx.budget, MEMORY_BUDGET - ctx.memory
 
