@@ -113,14 +113,18 @@ def _split(ctx: Context, text: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     list past the limit is refused having built one piece more than the limit allows."""
     sep = args[0] if args else None
     maxsplit = args[1] if len(args) > 1 else -1
-    if not (sep is None or isinstance(sep, str)) or not isinstance(maxsplit, int) or sep == "":
+    if not (sep is None or type(sep) is str) or not isinstance(maxsplit, int) or sep == "":
         return args  # str.split refuses them at once
     length = len(text)
     pieces = length // len(sep) + 1 if sep else (length + 1) // 2 + 1
-    if maxsplit >= 0:
-        pieces = min(pieces, maxsplit + 1)
-    pieces = min(pieces, MAX_ITEMS + 1)
-    ctx.charge(2 * length + PIECE_COST * pieces, length * width(text) + PIECE_COST * pieces)
+    if 0 <= maxsplit < pieces:
+        pieces = maxsplit + 1
+    bytes_per_char = 1 if text.isascii() else 4
+    if pieces <= MAX_ITEMS:  # the common case: the limit cannot be reached
+        ctx.charge(2 * length + PIECE_COST * pieces, length * bytes_per_char + PIECE_COST * pieces)
+        return args
+    pieces = MAX_ITEMS + 1
+    ctx.charge(2 * length + PIECE_COST * pieces, length * bytes_per_char + PIECE_COST * pieces)
     return (sep, MAX_ITEMS if maxsplit < 0 else min(maxsplit, MAX_ITEMS))
 
 

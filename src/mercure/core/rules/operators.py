@@ -115,7 +115,8 @@ def compare_cost(ctx: Context, a: Any, b: Any, *, equality: bool) -> int:
 def search_cost(ctx: Context, item: Any, items: list[Any] | tuple[Any, ...]) -> int:
     """Work of comparing ``item`` with every item of a list (``in``, ``.count``): at most
     what ``item`` weighs per item, or what the list weighs if that is known and less."""
-    bound = len(items) * (ITEM_COST + ctx.weight(item))
+    weight = len(item) if type(item) is str else ctx.weight(item)
+    bound = len(items) * (ITEM_COST + weight)
     if bound > CHEAP_SEARCH:
         known = ctx.known_weight(items)
         if known is not None:
