@@ -31,7 +31,6 @@ from mercure.core.rules.runtime import (
     Context,
     need_text,
     type_name,
-    width,
 )
 
 
@@ -250,7 +249,7 @@ def regex_runner(helper: str, compiled: Any) -> Callable[[Context, Any], bool]:
         if not isinstance(text, str):
             raise RuleRuntimeError(f"{helper}(): the second argument must be text")
         # RE2 reads UTF-8: the text is encoded into a copy first.
-        ctx.charge(per_char * len(text), len(text) * width(text))
+        ctx.charge(per_char * len(text), len(text) if text.isascii() else 4 * len(text))
         try:
             return method(text) is not None
         except UnicodeError:
