@@ -31,11 +31,22 @@ from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.events import EventClient
 from mercure.core.task import ERROR_FILE, Task, TaskInfo, new_task_id, write_task
-from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
+from mercure.dicomnet.dimse import (
+    CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+)
 from mercure.dicomnet.errors import StoreRefused
 from mercure.dicomnet.filemeta import build_file_meta
 from mercure.dicomnet.handler import StoreContext
-from mercure.dicomnet.scanner import SERIES_INSTANCE_UID, STUDY_INSTANCE_UID, DatasetScanner
+from mercure.dicomnet.scanner import (
+    SERIES_INSTANCE_UID,
+    SOP_CLASS_UID,
+    SOP_INSTANCE_UID,
+    STUDY_INSTANCE_UID,
+    DatasetScanner,
+)
 from mercure.receiver.staging import Staging
 from mercure.receiver.tags import series_tags
 
@@ -50,6 +61,9 @@ long association (a PACS migration) does not keep every series it sent from bein
 FLUSH_THREADS = 4
 """Threads that flush while several associations are open: enough for flushes to overlap."""
 
+SCANNED_TAGS = (SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID)
+"""What the receiver reads from each dataset as it streams by (no other value is parsed)."""
+
 _SAFE_UID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -62,6 +76,36 @@ def uid_problem(uid: str | None, what: str) -> str | None:
     if ".." in uid or not _SAFE_UID.match(uid):
         return f"{what} {uid[:80]!r} is not a safe file name"
     return None
+
+
+def dataset_problem(scanner: DatasetScanner, context: StoreContext) -> tuple[int, str] | None:
+    """Why a received dataset must be refused, with its C-STORE status; None to place it.
+
+    As DCMTK's storescp answers: a dataset that is not well formed or lacks its SOP Class or
+    SOP Instance UID cannot be understood (0xC000); one whose UIDs differ from the C-STORE
+    request's does not match (0xA900). The UIDs must also be safe as file and folder names.
+    """
+    if scanner.error is not None:
+        return CANNOT_UNDERSTAND, f"malformed dataset: {scanner.error}"
+    sop_class = scanner.text(SOP_CLASS_UID)
+    sop_instance = scanner.text(SOP_INSTANCE_UID)
+    if not sop_class or not sop_instance:
+        missing = "SOPClassUID" if not sop_class else "SOPInstanceUID"
+        return CANNOT_UNDERSTAND, f"{missing} is missing from the dataset"
+    if sop_class != context.sop_class_uid:
+        return DATASET_DOES_NOT_MATCH_SOP_CLASS, (
+            f"SOPClassUID of the dataset {sop_class[:80]!r} differs from the C-STORE "
+            f"request's {context.sop_class_uid[:80]!r}"
+        )
+    if sop_instance != context.sop_instance_uid:
+        return DATASET_DOES_NOT_MATCH_SOP_CLASS, (
+            f"SOPInstanceUID of the dataset {sop_instance[:80]!r} differs from the C-STORE "
+            f"request's {context.sop_instance_uid[:80]!r}"
+        )
+    problem = uid_problem(scanner.text(SERIES_INSTANCE_UID), "SeriesInstanceUID") or uid_problem(
+        context.sop_instance_uid, "SOPInstanceUID"
+    )
+    return None if problem is None else (CANNOT_UNDERSTAND, problem)
 
 
 class SeriesSlot:
@@ -278,8 +322,14 @@ class Placer:
         atomic_write_json(Path(slot.folder) / TAGS, tags, fsync=False)
         slot.needs_tags = False
 
-    def reject(self, sink: InstanceSink, reason: str, series_uid: str | None) -> int:
-        """Keep an instance that cannot be placed in ``error/`` with the reason; its status."""
+    def reject(
+        self,
+        sink: InstanceSink,
+        reason: str,
+        series_uid: str | None,
+        status: int = CANNOT_UNDERSTAND,
+    ) -> int:
+        """Keep an instance that cannot be placed in ``error/`` with the reason; ``status``."""
         context = sink.context
         task_id = new_task_id()
         folder = self.data.stage(Stage.ERROR) / task_id
@@ -329,7 +379,7 @@ class Placer:
             reason,
             task_id,
         )
-        return CANNOT_UNDERSTAND
+        return status
 
 
 class InstanceSink:
@@ -348,7 +398,9 @@ class InstanceSink:
             # Someone removed the staging folder under us; make it again rather than fail.
             placer.staging.recreate()
             self._fd = os.open(self.temp_path, _OPEN_FLAGS, 0o644)
-        self._scanner = DatasetScanner(context.transfer_syntax_uid)
+        self._scanner = DatasetScanner(
+            context.transfer_syntax_uid, SCANNED_TAGS, check_structure=True
+        )
         self.size = 0
         self._write(
             build_file_meta(
@@ -390,14 +442,10 @@ class InstanceSink:
         scanner = self._scanner
         scanner.finish()
         series_uid = scanner.text(SERIES_INSTANCE_UID)
-        problem = uid_problem(series_uid, "SeriesInstanceUID") or uid_problem(
-            context.sop_instance_uid, "SOPInstanceUID"
-        )
-        if problem is not None:
-            if scanner.error and not series_uid:
-                problem = f"{problem} (dataset not readable: {scanner.error})"
+        refusal = dataset_problem(scanner, context)
+        if refusal is not None:
             self._close()
-            return placer.reject(self, problem, series_uid)
+            return placer.reject(self, refusal[1], series_uid, refusal[0])
         assert series_uid is not None
         slot = self._state.slots.get(series_uid)
         if slot is None or (placer.fsync and placer.associations > 1):
