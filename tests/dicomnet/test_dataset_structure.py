@@ -4,8 +4,8 @@ and well-formed datasets (every pydicom test file, every byte layout) never are.
 from __future__ import annotations
 
 import struct
-from functools import cache
 import warnings
+from functools import cache
 from pathlib import Path
 
 import pydicom
@@ -14,7 +14,6 @@ from dicomnet_helpers import dataset_bytes, pydicom_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
 from test_dataset_scanner import SYNTAXES, decoy_dataset, encode
 
 from mercure.dicomnet import DicomFileError, read_file_meta
@@ -26,9 +25,7 @@ from mercure.dicomnet.scanner import (
 )
 from mercure.dicomnet.uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-    EXPLICIT_VR_BIG_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLICIT_VR_LITTLE_ENDIAN,
 )
 from mercure.testing.series import generate_series
 

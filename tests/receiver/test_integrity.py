@@ -22,9 +22,7 @@ CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
-def send_raw(
-    receiver: RunningReceiver, dataset: bytes, sop_class: str, sop_instance: str
-) -> int:
+def send_raw(receiver: RunningReceiver, dataset: bytes, sop_class: str, sop_instance: str) -> int:
     """Send ``dataset`` bytes as they are, under this command, over a real association; the
     status of the C-STORE-RSP."""
 

@@ -214,7 +214,9 @@ class DatasetScanner:
                 data = inflater.decompress(inflater.unconsumed_tail, _INFLATE_STEP)
                 self._inflated += len(data)
                 if self._inflated > MAX_INFLATED:
-                    return self._stop(f"deflated dataset inflates to more than {MAX_INFLATED} bytes")
+                    return self._stop(
+                        f"deflated dataset inflates to more than {MAX_INFLATED} bytes"
+                    )
                 self._scan(data)
         except zlib.error as exc:
             self._stop(f"deflated dataset is corrupt: {exc}")
@@ -259,9 +261,7 @@ class DatasetScanner:
                 length = u32.unpack_from(data, pos + 4)[0]
                 pos += 8
                 if not stack:
-                    return self._stop(
-                        f"item or delimiter (FFFE,{element:04X}) outside a sequence"
-                    )
+                    return self._stop(f"item or delimiter (FFFE,{element:04X}) outside a sequence")
                 top = stack[-1]
                 if element == 0xE000:
                     if check and top & _ITEM:
