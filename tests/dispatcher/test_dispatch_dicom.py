@@ -201,3 +201,17 @@ def test_sender_aet_and_address_are_passed_on(site: Site, orthanc: Orthanc, tmp_
     for instance_id in instances:
         remote = orthanc.request("GET", f"/instances/{instance_id}/metadata/RemoteAET")
         assert remote.text == "CT_SCANNER"
+
+
+def test_peer_aborting_mid_instance_is_named_in_the_reason(site: Site, tmp_path: Path) -> None:
+    """storescp aborting while it receives an instance: the reason names the file and UID."""
+    series = generate_series(tmp_path / "series", "tiny", 1)
+    [instance] = series.instances
+    with StoreSCP(tmp_path / "scp", extra_args=["--abort-during"]) as scp:
+        site.configure({"pacs": dicom_target(scp.port, scp.ae_title)}, retry_attempts=1)
+        task_id = site.add_task(series.paths, ["pacs"])
+        site.run_until_finished(task_id)
+    assert site.where(task_id) == Stage.ERROR
+    reason = site.task_json(task_id)["info"]["reason"]
+    assert f"while sending {instance.path.name}, " in reason
+    assert f"SOP Instance UID {instance.sop_instance_uid}" in reason

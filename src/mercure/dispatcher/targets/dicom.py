@@ -191,7 +191,12 @@ class DicomPlugin(TargetPlugin):
                 try:
                     response = await self._store(association, instance)
                 except AssociationError as exc:
-                    raise DeliveryError(str(exc)) from exc
+                    # Name the instance the link failed on: a peer aborting on one file (too
+                    # big, a syntax it chokes on) is then found without a packet capture.
+                    raise DeliveryError(
+                        f"{exc} (while sending {instance.path.name}, "
+                        f"SOP Instance UID {instance.meta.sop_instance_uid})"
+                    ) from exc
                 except MercureError as exc:  # not convertible, no context, unreadable file
                     rejected[instance.path] = str(exc)
                     continue
