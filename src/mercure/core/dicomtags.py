@@ -5,10 +5,16 @@ rebuilds the same mapping when ``tags.json`` is missing, and ``mercure rule-test
 a file. Every text-like public element at the top level of the dataset, keyed by DICOM keyword,
 multiple values joined by a backslash, numbers as their text. Values are decoded leniently: an
 unknown or broken character set gives replacement characters, never a failure.
+
+pydicom reports such a problem once per element it decodes, both as a Python warning and on its
+own logger; here each distinct problem is logged once per call, naming the series, and callers
+call this once per series.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import warnings
 from pathlib import Path
 
@@ -27,27 +33,74 @@ TEXT_VRS = frozenset(
 MAX_VALUE_LENGTH = 4096
 """Longer values are cut."""
 
+log = logging.getLogger(__name__)
+
+_quiet = contextvars.ContextVar("quiet_pydicom", default=False)
+
+
+class _QuietWhileReadingTags(logging.Filter):
+    """Drops pydicom's log records while :func:`tags_from_dicom` runs in this context: they
+    repeat its warnings, which are collected and logged once there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _quiet.get()
+
+
+logging.getLogger("pydicom").addFilter(_QuietWhileReadingTags())
+
 
 def tags_from_dicom(path: Path) -> dict[str, str]:
     """The text-like public top-level elements of a DICOM file, keyed by keyword.
 
     Raises ``pydicom.errors.InvalidDicomError`` or ``OSError`` for a file that cannot be read.
     """
-    with warnings.catch_warnings():
-        # Unknown character sets and odd values make pydicom warn; we decode with replacement.
-        warnings.simplefilter("ignore")
-        dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        tags: dict[str, str] = {}
-        for tag in list(dataset.keys()):
-            keyword = keyword_for_tag(tag)
-            if tag.is_private or not keyword or dictionary_VR(tag) not in TEXT_VRS:
-                continue
-            try:
-                text = _as_text(dataset[tag].value)
-            except (ValueError, TypeError, LookupError, UnicodeError):
-                raw = getattr(dataset.get_item(tag), "value", b"")
-                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
-            tags[keyword] = text.strip("\0 ")[:MAX_VALUE_LENGTH]
+    token = _quiet.set(True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # Unknown character sets and odd values make pydicom warn; we decode with replacement.
+            warnings.simplefilter("always")
+            tags = _read_tags(path)
+    finally:
+        _quiet.reset(token)
+    if caught:
+        _report(path, tags.get("SeriesInstanceUID", "?"), [str(w.message) for w in caught])
+    return tags
+
+
+def _report(path: Path, series_uid: str, messages: list[str]) -> None:
+    """Log each distinct problem once. Character set names are safe to show; other messages
+    may quote a value (a birth date, a name), so only their count is shown above debug."""
+    others = 0
+    for message in dict.fromkeys(messages):
+        if message.startswith("Unknown encoding"):
+            log.warning(
+                "series %s (%s): %s; values read leniently", series_uid, path.name, message[:200]
+            )
+        else:
+            others += 1
+            log.debug("series %s (%s): %s", series_uid, path.name, message)
+    if others:
+        log.warning(
+            "series %s (%s): %d value problem(s) reading its tags (details at debug level)",
+            series_uid,
+            path.name,
+            others,
+        )
+
+
+def _read_tags(path: Path) -> dict[str, str]:
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    tags: dict[str, str] = {}
+    for tag in list(dataset.keys()):
+        keyword = keyword_for_tag(tag)
+        if tag.is_private or not keyword or dictionary_VR(tag) not in TEXT_VRS:
+            continue
+        try:
+            text = _as_text(dataset[tag].value)
+        except (ValueError, TypeError, LookupError, UnicodeError):
+            raw = getattr(dataset.get_item(tag), "value", b"")
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+        tags[keyword] = text.strip("\0 ")[:MAX_VALUE_LENGTH]
     return tags
 
 
