@@ -22,7 +22,10 @@ receiver that keeps the durability promise on this disk.
 
     .venv/bin/python bench/bench_receiver.py [--ct 1000] [--tiny 5000] [--rounds 3] [--big-mb 1024]
 
-Prints instances/s per case and the ratio mercure / storescp.
+Prints instances/s per case and the ratio mercure / storescp, and what the receiver's check of
+each dataset's element structure costs: the scanner run alone over the same instances, fed in
+the chunks storescu's PDUs make, with and without the check, against the receiver's own CPU time
+per instance (read from /proc while it received them on one association).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mercure.dicomnet.filemeta import read_file_meta
+from mercure.dicomnet.scanner import DatasetScanner
+from mercure.receiver.placement import SCANNED_TAGS
 from mercure.testing.peers import StoreSCP
 from mercure.testing.peers.dcmtk import dcmtk_program
 from mercure.testing.peers.process import peer_environment
@@ -110,6 +116,57 @@ def flush_floor(folder: Path, content: bytes, count: int, threads: int) -> float
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
     return time.perf_counter() - started
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(run: Callable[[], float], pid: int, spent: list[float]) -> Callable[[], float]:
+    """``run``, appending the CPU seconds process ``pid`` used meanwhile to ``spent``."""
+
+    def case() -> float:
+        before = process_cpu(pid)
+        elapsed = run()
+        spent.append(process_cpu(pid) - before)
+        return elapsed
+
+    return case
+
+
+def scanner_cpu(datasets: list[tuple[str, bytes]], *, check: bool, chunk: int = 16372) -> float:
+    """CPU seconds per instance of the receiver's scanner alone (best of 5 passes), fed the
+    datasets in ``chunk``-byte pieces as P-DATA delivers them (storescu: 16 KB PDUs)."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.process_time()
+        for syntax, data in datasets:
+            view = memoryview(data)
+            scanner = DatasetScanner(syntax, SCANNED_TAGS, check_structure=check)
+            for start in range(0, len(view), chunk):
+                if scanner.feed(view[start : start + chunk]):
+                    break
+            scanner.finish()
+        best = min(best, time.process_time() - started)
+    return best / len(datasets)
+
+
+def print_check_cost(folder: Path, receiver_cpu: float) -> None:
+    """The structure check's CPU per instance beside the receiver's CPU per instance."""
+    datasets = []
+    for path in sorted(folder.glob("*.dcm")):
+        meta = read_file_meta(path)
+        datasets.append((meta.transfer_syntax_uid, path.read_bytes()[meta.dataset_offset :]))
+    checked = scanner_cpu(datasets, check=True)
+    tags_only = scanner_cpu(datasets, check=False)
+    check = max(0.0, checked - tags_only)
+    print(
+        f"  structure check: {check * 1e6:.1f} us/instance = {check / receiver_cpu:.1%} of the "
+        f"receiver's CPU per instance ({receiver_cpu * 1e6:.0f} us, 1 association); the whole "
+        f"scanner {checked * 1e6:.1f} us = {checked / receiver_cpu:.1%}"
+    )
 
 
 def split(folder: Path, parts: int) -> list[Path]:
@@ -216,11 +273,17 @@ def main() -> None:
                     lambda f=folder: send(scp.port, [f], "STORESCP"), scp_out
                 ),
             }
+            receiver_cpu: list[float] = []
             for label, receiver in receivers.items():
                 incoming = receiver.data.root / "incoming"
                 cases[f"{label}, 1 association"] = fresh(
                     lambda r=receiver, f=folder: send(r.port, [f], "MERCURE"), incoming
                 )
+            main_receiver = receivers["mercure"]
+            assert main_receiver.process is not None
+            cases["mercure, 1 association"] = with_cpu(
+                cases["mercure, 1 association"], main_receiver.process.pid, receiver_cpu
+            )
             if False in durable:
                 cases["storescp + fsync, 1 association"] = fresh(
                     lambda f=folder, d=durable[False]: send(d.port, [f], "STORESCP"),
@@ -270,6 +333,7 @@ def main() -> None:
                     unflushed = paired(times, f"mercure, fsync off, {assoc}", reference)
                     label = f"mercure with fsync off/{reference.split(',')[0]}, {assoc}"
                     print(f"  {label}: {unflushed:.2f}")
+            print_check_cost(folder, statistics.median(receiver_cpu) / count)
 
         if args.big_mb:
             receiver = receivers["mercure"]
