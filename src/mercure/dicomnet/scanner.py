@@ -157,7 +157,12 @@ class DatasetScanner:
         """Scan the next chunk of the dataset; True once nothing more needs to be fed."""
         if self.done:
             return True
-        self._seen += len(chunk)
+        size = len(chunk)
+        self._seen += size
+        if self._skip > size and not self._searching and self._inflater is None:
+            # Inside a long value (pixel data) with nothing left to find: only count it.
+            self._skip -= size
+            return False
         if self._inflater is None:
             self._scan(chunk)
         else:
@@ -236,6 +241,8 @@ class DatasetScanner:
             if self._capture_left:
                 return
             self._captured()
+            if self.done:
+                return
         elif self._skip:
             pos = min(self._skip, size)
             self._skip -= pos
@@ -251,7 +258,9 @@ class DatasetScanner:
         check = self._check
         vr_header = _VR_HEADER
         searching = self._searching
-        while not self.done:
+        checked_vr = self._checked_vr
+        # Every way out of the loop returns (done, or more bytes needed).
+        while True:
             if size - pos < 8:
                 self._carry = bytes(data[pos:])
                 return
@@ -303,8 +312,8 @@ class DatasetScanner:
                 implicit = top & _IMPLICIT
             else:
                 implicit = self._implicit
-            if not implicit and not self._checked_vr:
-                self._checked_vr = True
+            if not implicit and not checked_vr:
+                self._checked_vr = checked_vr = True
                 vr0, vr1 = data[pos + 4], data[pos + 5]
                 if not (65 <= vr0 <= 90 and 65 <= vr1 <= 90):
                     # Some senders write implicit VR under an explicit transfer syntax.
