@@ -19,6 +19,8 @@ from mercure.dicomnet import dimse
 from mercure.dicomnet.connection import UpperLayerConnection, peer_address
 from mercure.dicomnet.handler import (
     DISCARD_SINK,
+    REJECT_CALLED_AET,
+    REJECT_CALLING_AET,
     REJECT_LOCAL_LIMIT,
     AssociationInfo,
     AssociationRequest,
@@ -43,6 +45,7 @@ from mercure.dicomnet.pdu import (
     SOURCE_SERVICE_USER,
     AssociateAccept,
     PduError,
+    ae_title_problem,
     decode_abort,
     decode_associate_rq,
     describe_abort,
@@ -50,6 +53,7 @@ from mercure.dicomnet.pdu import (
     encode_associate_rj,
     encode_pdata,
     encode_release_rp,
+    shown_title,
 )
 from mercure.dicomnet.uids import APPLICATION_CONTEXT_NAME
 
@@ -205,6 +209,12 @@ class AcceptorConnection(UpperLayerConnection):
             rejection = Rejection(REJECTED_PERMANENT, SOURCE_PROVIDER_ACSE, 2)
         elif rq.application_context != APPLICATION_CONTEXT_NAME:
             rejection = Rejection(REJECTED_PERMANENT, SOURCE_SERVICE_USER, 2)
+        elif problem := ae_title_problem(rq.calling_aet):
+            log.warning("calling AE title from %s:%s refused: %s", *self._peer, problem)
+            rejection = REJECT_CALLING_AET
+        elif problem := ae_title_problem(rq.called_aet):
+            log.warning("called AE title from %s:%s refused: %s", *self._peer, problem)
+            rejection = REJECT_CALLED_AET
         elif self._server.active_associations >= self._settings.max_associations:
             rejection = REJECT_LOCAL_LIMIT
         else:
@@ -216,8 +226,8 @@ class AcceptorConnection(UpperLayerConnection):
         if rejection is not None:
             log.info(
                 "rejected association %s -> %s from %s:%s: %s",
-                rq.calling_aet,
-                rq.called_aet,
+                shown_title(rq.calling_aet),
+                shown_title(rq.called_aet),
                 *self._peer,
                 rejection,
             )

@@ -175,7 +175,30 @@ def _text(raw: bytes) -> str:
 
 def _title(raw: bytes) -> str:
     # Latin-1 maps every byte, so whatever title a peer sends can be echoed back unchanged.
-    return raw.decode("latin-1").strip(" \0")
+    # Only spaces are padding (PS3.8 9.3.2, PS3.5 6.2 AE): a NUL or other control character is
+    # part of the title, and ae_title_problem() tells the acceptor to refuse it.
+    return raw.decode("latin-1").strip(" ")
+
+
+_AE_TITLE_CHARACTERS = frozenset(chr(code) for code in range(0x20, 0x7F)) - {"\\"}
+
+
+def ae_title_problem(title: str) -> str | None:
+    """Why ``title`` (as decoded, spaces trimmed) is no valid AE title, or None when it is.
+
+    PS3.5 6.2: the default character repertoire without backslash and control characters.
+    An empty title passes here; whether one is acceptable is the application's decision.
+    """
+    if _AE_TITLE_CHARACTERS.issuperset(title):
+        return None
+    bad = next(char for char in title if char not in _AE_TITLE_CHARACTERS)
+    return f"AE title {title!r} holds the character {bad!r} (0x{ord(bad):02X})"
+
+
+def shown_title(title: str) -> str:
+    """An AE title for a log line: as it is when valid, else quoted and escaped (a peer could
+    otherwise write line breaks or terminal escapes into the log)."""
+    return title if ae_title_problem(title) is None else repr(title)
 
 
 def _items(body: bytes, pos: int, end: int) -> list[tuple[int, bytes]]:

@@ -24,6 +24,7 @@ from mercure.dicomnet.handler import (
     StoreContext,
     StoreSink,
 )
+from mercure.dicomnet.pdu import shown_title
 from mercure.receiver.placement import AssociationState, Placer
 
 log = logging.getLogger(__name__)
@@ -68,18 +69,20 @@ class ReceiverHandler(AssociationHandler):
         self.events = events
         self.disk = disk
         self._networks = [ipaddress.ip_network(n) for n in listener.allowed_networks]
+        # Titles arrive with their padding spaces trimmed and nothing else (the acceptor has
+        # refused control characters): compare exactly, after the same trimming of ours.
+        self._aet = listener.aet.strip(" ")
+        self._allowed_calling_aets = frozenset(
+            aet.strip(" ") for aet in listener.allowed_calling_aets
+        )
         self._states: dict[int, AssociationState] = {}
         self._disk_full_reported = False
 
     def accept_association(self, request: AssociationRequest) -> Rejection | None:
         """Check the called AE title and the allow-lists."""
-        listener = self.listener
-        if request.called_aet.strip() != listener.aet:
+        if request.called_aet != self._aet:
             return REJECT_CALLED_AET
-        if (
-            listener.allowed_calling_aets
-            and request.calling_aet.strip() not in listener.allowed_calling_aets
-        ):
+        if self._allowed_calling_aets and request.calling_aet not in self._allowed_calling_aets:
             return REJECT_CALLING_AET
         if self._networks:
             try:
@@ -94,9 +97,9 @@ class ReceiverHandler(AssociationHandler):
         """Report who was turned away and why."""
         log.warning(
             "association from %s (%s) to %s rejected: %s",
-            request.calling_aet,
+            shown_title(request.calling_aet),
             request.peer_host,
-            request.called_aet,
+            shown_title(request.called_aet),
             rejection,
         )
         self.events.emit(
