@@ -66,6 +66,9 @@ _association_ids = itertools.count(1)
 
 _AWAIT_REQUEST, _ESTABLISHED, _DONE = 0, 1, 2
 
+_WATCHDOG_STEP = 0.1
+"""Seconds between looks at the limits while an instance is being finished past a limit."""
+
 
 class AcceptorConnection(UpperLayerConnection):
     """Serves one incoming connection for a :class:`~mercure.dicomnet.server.DicomServer`."""
@@ -81,6 +84,7 @@ class AcceptorConnection(UpperLayerConnection):
         self._peer = ("", 0)
         self._timer: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
+        self._opened_at = 0.0
         self._info: AssociationInfo | None = None
         self._contexts: dict[int, AcceptedContext] = {}
         self._peer_max_pdu = 0
@@ -126,7 +130,9 @@ class AcceptorConnection(UpperLayerConnection):
         # the server counts this connection as busy (a shutdown waits for it).
 
     def _on_bytes_received(self) -> None:
-        self._last_rx = self._loop.time()
+        now = self._last_rx = self._loop.time()
+        if not self._pdu_since:
+            self._pdu_since = now
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -143,18 +149,43 @@ class AcceptorConnection(UpperLayerConnection):
             )
             self._abort_locally("no A-ASSOCIATE-RQ in time", ABORT_REASON_NOT_SPECIFIED)
 
-    def _idle_check(self) -> None:
+    def _watchdog(self) -> None:
+        """Abort the association once past one of its time limits, else look again when the
+        next one is due. While the application finishes an instance no limit applies: the
+        peer is waiting for us then."""
         self._timer = None
         if self._state != _ESTABLISHED or self.closing:
             return
-        timeout = self._settings.idle_timeout
-        due = self._last_rx + timeout
         now = self._loop.time()
-        if self._finishing is None and now >= due:
-            log.warning("association from %s idle for %s s, aborting", self._describe(), timeout)
-            self._abort_locally(f"idle for {timeout} s", ABORT_REASON_NOT_SPECIFIED)
+        due, limit = self._next_limit(now)
+        if now >= due and self._finishing is None:
+            log.warning("dropping the association from %s: %s", self._describe(), limit)
+            self._abort_locally(limit, ABORT_REASON_NOT_SPECIFIED)
             return
-        self._timer = self._loop.call_at(max(due, now + min(1.0, timeout)), self._idle_check)
+        self._timer = self._loop.call_at(max(due, now + _WATCHDOG_STEP), self._watchdog)
+
+    def _next_limit(self, now: float) -> tuple[float, str]:
+        """The earliest time a limit may be passed, and what passing it means."""
+        settings = self._settings
+        idle = settings.idle_timeout
+        due, limit = self._last_rx + idle, f"idle_timeout: silent for {idle:g} s"
+        pdu_timeout = settings.pdu_timeout
+        if pdu_timeout:
+            if self._pdu_since:
+                pdu_due = self._pdu_since + pdu_timeout
+                pdu_limit = (
+                    f"pdu_timeout: a PDU not complete {pdu_timeout:g} s after its first byte"
+                )
+            else:
+                # No PDU under way: one that starts from now on is due after this.
+                pdu_due, pdu_limit = now + pdu_timeout, "no PDU under way"
+            if pdu_due < due:
+                due, limit = pdu_due, pdu_limit
+        longest = settings.max_association_duration
+        if longest and self._opened_at + longest < due:
+            due = self._opened_at + longest
+            limit = f"max_association_duration: open for {longest:g} s"
+        return due, limit
 
     def _abort_locally(self, reason: str, abort_reason: int) -> None:
         if self._state == _ESTABLISHED:
@@ -286,8 +317,8 @@ class AcceptorConnection(UpperLayerConnection):
                 _uid_list(negotiated.unsupported),
             )
         self._notify("on_association_opened", self._info)
-        self._last_rx = self._loop.time()
-        self._timer = self._loop.call_later(self._settings.idle_timeout, self._idle_check)
+        self._last_rx = self._opened_at = self._loop.time()
+        self._watchdog()
 
     # --- DIMSE -----------------------------------------------------------------------------
 
@@ -462,6 +493,11 @@ class AcceptorConnection(UpperLayerConnection):
             self._notify_closed()
             return
         self._respond()
+        # The peer waited for this answer: its silence, or a PDU that sat in our buffer
+        # meanwhile, is not slowness of its own.
+        self._last_rx = self._loop.time()
+        if self._pdu_since:
+            self._pdu_since = self._last_rx
         self.resume()
 
     def _count(self, status: int) -> None:

@@ -79,6 +79,9 @@ class UpperLayerConnection(asyncio.BufferedProtocol):
         self._closing = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._pdu_since = 0.0
+        """When the PDU being received began to arrive (loop time); 0.0 between PDUs. Set by
+        the subclass's :meth:`_on_bytes_received`, cleared here when a PDU is complete."""
         self.transport: asyncio.Transport | None = None
 
     # --- hooks for subclasses --------------------------------------------------------------
@@ -145,7 +148,8 @@ class UpperLayerConnection(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
     def _on_bytes_received(self) -> None:
-        """Called for every read; subclasses note the time for their idle timer."""
+        """Called for every read; subclasses note the time for their idle timer and, when
+        ``_pdu_since`` is 0.0, the time a new PDU began (for a PDU deadline)."""
 
     # --- flow control ----------------------------------------------------------------------
 
@@ -291,6 +295,8 @@ class UpperLayerConnection(asyncio.BufferedProtocol):
             return
         if self._closing:
             return
+        if pos == end and not self._pdu_left and not self._pdv_left:
+            self._pdu_since = 0.0
         if pos == end and not self._halted:
             self._start = self._end = 0
         else:

@@ -39,6 +39,11 @@ class ListenerSettings:
     """ARTIM: seconds a new connection may take to send its A-ASSOCIATE-RQ."""
     idle_timeout: float = 60.0
     """Seconds an association may stay silent before it is aborted."""
+    pdu_timeout: float | None = 60.0
+    """Seconds from the first byte of a PDU to its last; a slower PDU aborts the association
+    (every byte resets the idle timer, so a trickling sender would otherwise stay). None: off."""
+    max_association_duration: float | None = None
+    """Seconds an association may last, whatever it does; None: no limit."""
     read_buffer_size: int = 262144
 
 

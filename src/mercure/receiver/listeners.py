@@ -47,4 +47,6 @@ def listener_settings(listener: ListenerConfig, receiver: ReceiverConfig) -> Lis
         ssl_context=server_ssl_context(listener, listener.tls) if listener.tls else None,
         acse_timeout=receiver.acse_timeout,
         idle_timeout=receiver.idle_timeout,
+        pdu_timeout=listener.pdu_timeout,
+        max_association_duration=listener.max_association_duration,
     )

@@ -23,6 +23,7 @@ from mercure.core.config.types import (
     AETitle,
     DicomUID,
     Name,
+    PositiveSeconds,
     Seconds,
     StrictModel,
     TimeWindow,
@@ -138,6 +139,18 @@ class ListenerConfig(StrictModel):
     )
     tls: TLSServerConfig | None = Field(None, description="Serve DICOM over TLS.")
     max_associations: int = Field(32, ge=1, description="Concurrent associations accepted.")
+    pdu_timeout: PositiveSeconds | None = Field(
+        60.0,
+        description="A PDU must arrive whole within this many seconds of its first byte, else "
+        "the association is aborted: a sender trickling bytes cannot hold an association "
+        "(idle_timeout alone is reset by every byte). Null: no limit.",
+    )
+    max_association_duration: PositiveSeconds | None = Field(
+        None,
+        description="An association open longer than this is aborted, whatever it sends "
+        "(a sender keeping associations busy cannot hold them forever). Null (the default): "
+        "no limit; set it above the longest transfer a sender makes on one association.",
+    )
     series_complete_trigger: Seconds | None = Field(
         None, description="Overrides router.series_complete_trigger for series from here."
     )

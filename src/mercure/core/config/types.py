@@ -29,6 +29,9 @@ def parse_duration(value: object) -> object:
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 """A duration in seconds; the file may say ``300``, ``"5m"`` or ``"3d"``."""
 
+PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+"""A duration in seconds that must be more than zero (a limit; ``null`` where it may be off)."""
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 """A name of a rule, target, module or listener: it becomes part of folder names."""
