@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import time
-from dataclasses import dataclass
 
 from mercure.core.config.models import ListenerConfig
 from mercure.core.events import EventClient
@@ -25,6 +23,7 @@ from mercure.dicomnet.handler import (
     StoreSink,
 )
 from mercure.dicomnet.pdu import shown_title
+from mercure.receiver.diskguard import DiskGuard
 from mercure.receiver.placement import AssociationState, Placer
 
 log = logging.getLogger(__name__)
@@ -32,26 +31,6 @@ log = logging.getLogger(__name__)
 MAX_SERIES_IN_EVENT = 256
 """``association.closed`` lists at most this many series UIDs (and always the count): one
 association of a PACS migration can carry tens of thousands of series."""
-
-
-@dataclass
-class DiskGuard:
-    """Is there room for one more instance? Answered from a cached ``statvfs``."""
-
-    path: str
-    floor_bytes: int
-    interval: float = 0.25
-    _checked_at: float = 0.0
-    _ok: bool = True
-
-    def ok(self) -> bool:
-        """Whether free space is above the floor (re-checked at most every ``interval`` s)."""
-        now = time.monotonic()
-        if now - self._checked_at >= self.interval or not self._ok:
-            st = os.statvfs(self.path)
-            self._ok = st.f_bavail * st.f_frsize >= self.floor_bytes
-            self._checked_at = now
-        return self._ok
 
 
 class ReceiverHandler(AssociationHandler):
@@ -76,7 +55,6 @@ class ReceiverHandler(AssociationHandler):
             aet.strip(" ") for aet in listener.allowed_calling_aets
         )
         self._states: dict[int, AssociationState] = {}
-        self._disk_full_reported = False
 
     def accept_association(self, request: AssociationRequest) -> Rejection | None:
         """Check the called AE title and the allow-lists."""
@@ -134,19 +112,10 @@ class ReceiverHandler(AssociationHandler):
         )
 
     def open_store(self, context: StoreContext) -> StoreSink:
-        """A sink for one instance, or Out of Resources when the disk is below its floor."""
-        if not self.disk.ok():
-            if not self._disk_full_reported:
-                self._disk_full_reported = True
-                log.error("free disk space below the floor: answering Out of Resources")
-                self.events.emit(
-                    "receiver.disk_full",
-                    severity="critical",
-                    message="free disk space below receiver.min_free_disk_mb",
-                )
+        """A sink for one instance, or Out of Resources when the disk is at its floor."""
+        if not self.disk.admit():
             raise StoreRefused(OUT_OF_RESOURCES, "free disk space below the configured floor")
-        self._disk_full_reported = False
-        return self.placer.open_sink(self._states[context.association.id], context)
+        return self.disk.guard(self.placer.open_sink(self._states[context.association.id], context))
 
     def on_association_closed(self, stats: AssociationStats) -> None:
         """Journal the release per series, let the series go, and report the association."""

@@ -10,7 +10,8 @@ from mercure.core.config.models import ListenerConfig, ReceiverConfig
 from mercure.core.datafolder import Stage
 from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
-from mercure.receiver.handler import DiskGuard, ReceiverHandler
+from mercure.receiver.diskguard import DiskGuard
+from mercure.receiver.handler import ReceiverHandler
 from mercure.receiver.listeners import ListenerError, listener_settings
 from mercure.receiver.placement import Placer
 from mercure.receiver.staging import Staging
@@ -29,7 +30,9 @@ class ReceiverService(Service):
         incoming = self.data.stage(Stage.INCOMING)
         self.staging = Staging(incoming, self.instance)
         self.placer = Placer(self.data, self.staging, self.events, fsync=self.config.receiver.fsync)
-        self.disk = DiskGuard(str(incoming), self.config.receiver.min_free_disk_mb << 20)
+        self.disk = DiskGuard(
+            str(incoming), self.config.receiver.min_free_disk_mb << 20, on_full=self._disk_full
+        )
         self.servers: dict[str, tuple[tuple[ListenerConfig, ReceiverConfig], DicomServer]] = {}
         self._apply_lock = asyncio.Lock()
         self._reconfigure: asyncio.Task[None] | None = None
@@ -48,6 +51,14 @@ class ReceiverService(Service):
         self.placer.fsync = receiver.fsync
         self.disk.floor_bytes = receiver.min_free_disk_mb << 20
         self._reconfigure = asyncio.get_running_loop().create_task(self._apply_listeners())
+
+    def _disk_full(self) -> None:
+        log.error("free disk space reached the floor: answering Out of Resources")
+        self.events.emit(
+            "receiver.disk_full",
+            severity="critical",
+            message="free disk space reached receiver.min_free_disk_mb",
+        )
 
     async def _apply_listeners(self, *, initial: bool = False) -> None:
         async with self._apply_lock:
