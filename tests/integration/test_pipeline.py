@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from pipeline_harness import (
     BookkeeperClient,
     MercureProcess,
@@ -16,6 +17,8 @@ from pipeline_harness import (
     write_config,
 )
 
+from mercure.core.installed import installed_services
+from mercure.core.logs import log_files
 from mercure.testing.peers import Orthanc
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port
@@ -167,6 +170,12 @@ def test_series_reach_orthanc_and_every_step_is_in_the_bookkeeper(
         assert [s["series_uid"] for s in bookkeeper.series(patient_id=one.patient_id)] == [
             one.series_uid
         ]
+
+    # Every process of `mercure run` keeps its own log file in the data folder.
+    data_dir = Path(yaml.safe_load(mercure.config_path.read_text())["data_dir"])
+    files = log_files(data_dir)
+    assert set(files) == {"supervisor", *installed_services()}, sorted(files)
+    assert "starting router" in files["supervisor"].read_text()
 
 
 def test_processed_only_and_failed_tasks_are_recorded_with_their_outcome(

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mercure import __version__
-from mercure.cli import delete, requeue
+from mercure.cli import delete, logs, requeue
 from mercure.core.config import FolderTarget, LoadedConfig, MercureConfig, load_config
 from mercure.core.config.reference import render_reference
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
 from mercure.core.errors import ConfigError, ConfigIssue, MercureError
-from mercure.core.logs import configure_logging
+from mercure.core.logs import LogFile, configure_logging, log_file_for
 from mercure.supervisor.registry import SERVICE_NAMES, installed_services, service_class
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         service.set_defaults(handler=cmd_service, service=name)
     requeue.register(commands, common)
     delete.register(commands, common)
+    logs.register(commands, common)
     for name in SERVICE_NAMES:
         try:
             extension = importlib.import_module(f"mercure.{name}.cli")
@@ -130,9 +131,20 @@ def console_main() -> None:
     sys.exit(main())
 
 
-def _configure_from(args: argparse.Namespace) -> LoadedConfig:
+def _configure_from(
+    args: argparse.Namespace, *, service: str | None = None, instance: str | None = None
+) -> LoadedConfig:
+    """Load the configuration and set up logging; a service also logs to its file."""
     loaded = load_config(args.config)
-    configure_logging(loaded.config.logging.level, loaded.config.logging.format)
+    settings = loaded.config.logging
+    file = None
+    if service is not None and settings.files:
+        file = LogFile(
+            log_file_for(loaded.config.data_dir, service, instance),
+            max_bytes=settings.max_file_mb << 20,
+            backups=settings.keep_files,
+        )
+    configure_logging(settings.level, settings.format, file=file)
     return loaded
 
 
@@ -216,7 +228,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run every installed service under the supervisor."""
     from mercure.supervisor.run import run_all
 
-    return run_all(_configure_from(args))
+    return run_all(_configure_from(args, service="supervisor"))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -251,7 +263,7 @@ def cmd_service(args: argparse.Namespace) -> int:
     """Run one service in the foreground."""
     from mercure.core.config import ConfigSource
 
-    loaded = _configure_from(args)
+    loaded = _configure_from(args, service=args.service, instance=args.instance)
     source = ConfigSource(loaded.path, current=loaded)
     service = service_class(args.service)(source, instance=args.instance)
     return service.run()

@@ -7,17 +7,27 @@ Secrets are another matter: every handler has a filter that scrubs message, argu
 traceback of each record (:mod:`mercure.core.masking`), so that a secret echoed by a peer or
 quoted by an exception never reaches a log file. The HTTP client libraries log every request
 with its URL at INFO; their loggers are kept at WARNING.
+
+Services also write their log to ``data_dir/logs/<service>.log`` (``logging.files``), rotated
+by size; each file has exactly one writer, so rotation needs no lock between processes.
+:func:`tail` and :func:`read_new` read them back for ``mercure logs`` and the web interface.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import json
 import logging
+import logging.handlers
+import os
+import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from mercure.core.masking import scrub
@@ -124,24 +134,203 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False)
 
 
+LOG_FOLDER = "logs"
+"""Folder of the services' log files, below the data folder."""
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """Where one service process writes its log, and how it rotates."""
+
+    path: Path
+    max_bytes: int = 10 << 20
+    backups: int = 5
+
+
+def log_file_for(data_dir: Path, service: str, instance: str | None = None) -> Path:
+    """``data_dir/logs/<service>.log``, or ``<service>@<instance>.log`` for a named instance."""
+    name = service if not instance else f"{service}@{instance}"
+    return Path(data_dir) / LOG_FOLDER / (re.sub(r"[^A-Za-z0-9._@-]", "_", name) + ".log")
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Rotates by size; creates each file readable by owner and group only (0640)."""
+
+    def _open(self) -> io.TextIOWrapper:
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        return open(descriptor, "a", encoding=self.encoding or "utf-8", errors=self.errors)
+
+
 def configure_logging(
-    level: str = "INFO", fmt: str = "text", *, stream: TextIO | None = None
+    level: str = "INFO",
+    fmt: str = "text",
+    *,
+    stream: TextIO | None = None,
+    file: LogFile | None = None,
 ) -> None:
     """Install one handler on the root logger (replacing earlier ones from this function).
 
-    Every handler of the root logger, this one and any other, gets the :class:`ScrubFilter`.
+    With ``file``, a second handler writes the same records to that file, rotated by size.
+    Every handler of the root logger, these and any other, gets the :class:`ScrubFilter`.
     """
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(_ContextFilter())
-    handler.set_name("mercure")
+    formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stderr)]
+    if file is not None:
+        file.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        handlers.append(
+            _PrivateRotatingFileHandler(
+                file.path, maxBytes=file.max_bytes, backupCount=file.backups, encoding="utf-8"
+            )
+        )
     root = logging.getLogger()
-    for old in [h for h in root.handlers if h.get_name() == "mercure"]:
+    for old in [h for h in root.handlers if (h.get_name() or "").startswith("mercure")]:
         root.removeHandler(old)
-    root.addHandler(handler)
+        old.close()
+    for index, handler in enumerate(handlers):
+        handler.setFormatter(formatter)
+        handler.addFilter(_ContextFilter())
+        handler.set_name("mercure" if index == 0 else "mercure-file")
+        root.addHandler(handler)
     for each in root.handlers:
         if not any(isinstance(f, ScrubFilter) for f in each.filters):
             each.addFilter(ScrubFilter())
     root.setLevel(level)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One record of a log file: its level (None when unknown) and its text, continuations
+    (a traceback) included."""
+
+    level: str | None
+    text: str
+
+
+def log_files(data_dir: Path) -> dict[str, Path]:
+    """The current log file of each service process that wrote one, by name (``router``)."""
+    folder = Path(data_dir) / LOG_FOLDER
+    if not folder.is_dir():
+        return {}
+    return {path.stem: path for path in sorted(folder.glob("*.log")) if path.is_file()}
+
+
+_TEXT_LEVEL = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ (DEBUG|INFO|WARNING|ERROR|CRITICAL)\b"
+)
+
+
+def _level_of(line: str) -> str | None:
+    """The level of a line that starts a record, or None for a continuation line."""
+    match = _TEXT_LEVEL.match(line)
+    if match:
+        return match.group(1)
+    if line.startswith("{"):
+        try:
+            level = json.loads(line).get("level")
+        except (ValueError, AttributeError):
+            return None
+        return level if level in LEVELS else None
+    return None
+
+
+def _records(lines: list[str]) -> list[LogLine]:
+    """Group lines into records: a continuation line joins the record above it."""
+    records: list[LogLine] = []
+    for line in lines:
+        level = _level_of(line)
+        if level is None and records:
+            records[-1] = LogLine(records[-1].level, records[-1].text + "\n" + line)
+        else:
+            records.append(LogLine(level, line))
+    return records
+
+
+def _at_least(record: LogLine, min_level: str) -> bool:
+    if record.level is None:
+        return True
+    return LEVELS.index(record.level) >= LEVELS.index(min_level)
+
+
+def tail(
+    path: Path, limit: int = 200, min_level: str = "DEBUG", *, max_read: int = 4 << 20
+) -> list[LogLine]:
+    """The last ``limit`` records of ``path`` at ``min_level`` or above, oldest first.
+
+    Reads backwards from the end, at most ``max_read`` bytes, so a huge file costs no more
+    than a small one; a missing file has no records.
+    """
+    if min_level not in LEVELS:
+        raise ValueError(f"unknown level {min_level!r}; one of {', '.join(LEVELS)}")
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start, chunk = size, b""
+            while start > 0 and size - start < max_read:
+                # Each read doubles the window, so re-parsing costs at most twice the bytes.
+                step = min(max(64 << 10, size - start), start, max_read - (size - start))
+                start -= step
+                handle.seek(start)
+                chunk = handle.read(step) + chunk
+                if chunk.count(b"\n") <= limit:
+                    continue
+                found = [r for r in _records(_split(chunk, start)) if _at_least(r, min_level)]
+                if len(found) > limit:
+                    break
+    except FileNotFoundError:
+        return []
+    records = [r for r in _records(_split(chunk, start)) if _at_least(r, min_level)]
+    return records[-limit:] if limit else []
+
+
+def _split(chunk: bytes, start: int) -> list[str]:
+    """Lines of ``chunk``; a first line cut by the read window is dropped."""
+    lines = chunk.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and lines:
+        lines = lines[1:]
+    return lines
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """Where a live tail stands in a log file: which file (inode) and how far."""
+
+    inode: int = 0
+    offset: int = 0
+
+    @classmethod
+    def end_of(cls, path: Path) -> LogPosition:
+        """The end of ``path`` as it is now (nothing there yet: its beginning)."""
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return cls()
+        return cls(stat.st_ino, stat.st_size)
+
+
+def read_new(
+    path: Path, position: LogPosition, min_level: str = "DEBUG", *, max_read: int = 1 << 20
+) -> tuple[list[LogLine], LogPosition]:
+    """Records written to ``path`` since ``position``, and the position to ask from next.
+
+    For a live tail. A file that is not the one ``position`` was in (rotated: another inode) or
+    is shorter than the offset is read from its beginning. At most ``max_read`` bytes are read
+    per call, and only whole lines are consumed.
+    """
+    try:
+        with open(path, "rb") as handle:
+            stat = os.fstat(handle.fileno())
+            offset = position.offset
+            if stat.st_ino != position.inode or offset > stat.st_size:
+                offset = 0
+            handle.seek(offset)
+            data = handle.read(max_read)
+    except FileNotFoundError:
+        return [], LogPosition()
+    complete = data[: data.rfind(b"\n") + 1]
+    lines = complete.decode("utf-8", errors="replace").splitlines()
+    records = [r for r in _records(lines) if _at_least(r, min_level)]
+    return records, LogPosition(stat.st_ino, offset + len(complete))

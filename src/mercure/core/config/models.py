@@ -76,6 +76,13 @@ class LoggingConfig(StrictModel):
     format: Literal["text", "json"] = Field(
         "text", description="`text` for people, `json` (one object a line) for log collectors."
     )
+    files: bool = Field(
+        True,
+        description="Each service also writes its log to `data_dir/logs/<service>.log` "
+        "(rotated; read by `mercure logs`); off leaves standard error (the journal) only.",
+    )
+    max_file_mb: int = Field(10, ge=1, le=1024, description="Size at which a log file rotates.")
+    keep_files: int = Field(5, ge=1, le=100, description="Rotated files kept per service.")
 
 
 class TLSServerConfig(StrictModel):
