@@ -16,7 +16,7 @@ from dispatch_site import Site
 from mercure.core.datafolder import Stage
 from mercure.dispatcher.progress import PROGRESS_FILE
 from mercure.testing.peers import StoreSCP
-from mercure.testing.series import GeneratedSeries
+from mercure.testing.series import GeneratedSeries, generate_series
 from mercure.testing.wait import wait_until
 
 
@@ -72,3 +72,53 @@ def test_sigkill_mid_send_resumes_without_resending_confirmed(
     status = site.task_json(task_id)["dispatch"]["status"]["pacs"]
     assert status["state"] == "complete"
     assert status["instances_sent"] == 500
+
+
+KILLED_AFTER_FINAL_MOVE = """
+import os, signal, sys
+import mercure.core.task as core_task
+import mercure.dispatcher.engine as engine
+
+original = core_task.move_task
+
+def move_then_die(task_dir, data, stage):
+    destination = original(task_dir, data, stage)
+    if stage.value in ("success", "error"):
+        os.kill(os.getpid(), signal.SIGKILL)  # killed right after the final move
+    return destination
+
+core_task.move_task = engine.move_task = move_then_die
+from mercure.cli.main import main
+sys.exit(main(["dispatcher", "--config", sys.argv[1]]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("outcome", "kind"), [("success", "task.completed"), ("error", "task.failed")]
+)
+def test_task_moved_on_then_killed_still_reports_its_outcome(
+    site: Site, tmp_path: Path, outcome: str, kind: str
+) -> None:
+    """A dispatcher killed the moment a task reached success/ or error/ has already told the
+    bookkeeper (its outbox holds the outcome): nothing would report it after a restart, since
+    the task is no longer in outgoing/."""
+    series = generate_series(tmp_path / "series", "tiny", 2)
+    folder = tmp_path / "archive"
+    if outcome == "error":
+        folder.write_text("a file where the target folder should be")
+    site.configure({"archive": {"type": "folder", "folder": str(folder)}}, retry_attempts=1)
+    task_id = site.add_task(series.paths, ["archive"])
+    command = [sys.executable, "-c", KILLED_AFTER_FINAL_MOVE, str(site.config_path)]
+    with subprocess.Popen(command, stderr=subprocess.DEVNULL) as dispatcher:
+        try:
+            assert dispatcher.wait(60) == -signal.SIGKILL
+        finally:
+            dispatcher.kill()
+    assert site.where(task_id) == Stage(outcome)
+
+    # A restarted dispatcher finds nothing to do in outgoing/: the outcome must be on record.
+    site.dispatch_until(lambda: True, timeout=5)
+    reported = [e for e in site.events("task.") if e["task_id"] == task_id]
+    assert kind in [e["kind"] for e in reported], [e["kind"] for e in reported]
+    (last,) = [e for e in reported if e["kind"] == kind]
+    assert last["stage"] == outcome

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +88,43 @@ def test_requeue_refuses_unknown_task(processor: Processor) -> None:
     """Requeueing a task that is not in error/ says so."""
     with pytest.raises(TaskError, match="no task nope in error/"):
         requeue_processing(processor.data, "nope")
+
+
+KILLED_AFTER_HAND_OVER = """
+import os, signal, sys
+import mercure.processor.job as job
+import mercure.processor.workspace as workspace
+
+original = workspace.hand_over
+
+def hand_over_then_die(task_dir, done_dir, data):
+    final = original(task_dir, done_dir, data)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed the moment the task is in its next stage
+    return final
+
+workspace.hand_over = hand_over_then_die
+from mercure.cli.main import main
+sys.exit(main(["processor", "--config", sys.argv[1]]))
+"""
+
+
+def test_task_handed_on_then_killed_still_reports_its_processing(
+    processor: Processor, tiny_series: GeneratedSeries
+) -> None:
+    """A processor killed right after moving a processed task to success/ has already told the
+    bookkeeper it was processed and completed: a restarted processor no longer sees the task."""
+    processor.config["modules"]["copy"] = command_module("behave.py")
+    task_id = processor.add_task(tiny_series, ["copy"])
+    processor.write_config()
+    command = [sys.executable, "-c", KILLED_AFTER_HAND_OVER, str(processor.config_path)]
+    with subprocess.Popen(command, stderr=subprocess.DEVNULL) as killed:
+        try:
+            assert killed.wait(60) == -signal.SIGKILL
+        finally:
+            killed.kill()
+    assert processor.where(task_id) == Stage.SUCCESS
+
+    processor.start()  # finds nothing of this task to recover
+    wait_until(lambda: len(processor.events("service.boot")) >= 2, 20)
+    kinds = [e["kind"] for e in processor.events() if e.get("task_id") == task_id]
+    assert "task.process.complete" in kinds and "task.completed" in kinds, kinds

@@ -224,15 +224,8 @@ def move_task(task_dir: Path | str, data: DataFolder, stage: Stage) -> Path:
     return destination
 
 
-def fail_task(
-    task_dir: Path | str, data: DataFolder, *, stage: str, reason: str, service: str
-) -> Path:
-    """Record why a task failed (``error.json`` and ``task.json``) and move it to ``error/``.
-
-    The reason is scrubbed of secrets before it is written anywhere.
-    """
-    task_dir = Path(task_dir)
-    reason = scrub(reason)
+def _record_failure(task_dir: Path, *, stage: str, reason: str, service: str) -> Task | None:
+    """Write ``error.json`` and the failure into ``task.json``; the task as it now stands."""
     record = {
         "fail_stage": stage,
         "reason": reason,
@@ -243,11 +236,22 @@ def fail_task(
     try:
         task = read_task(task_dir)
     except TaskError:
-        task = None
-    if task is not None:
-        task.info.fail_stage = stage
-        task.info.reason = reason
-        write_task(task_dir, task)
+        return None  # an unreadable task.json may be why it failed
+    task.info.fail_stage = stage
+    task.info.reason = reason
+    write_task(task_dir, task)
+    return task
+
+
+def fail_task(
+    task_dir: Path | str, data: DataFolder, *, stage: str, reason: str, service: str
+) -> Path:
+    """Record why a task failed (``error.json`` and ``task.json``) and move it to ``error/``.
+
+    The reason is scrubbed of secrets before it is written anywhere.
+    """
+    task_dir = Path(task_dir)
+    _record_failure(task_dir, stage=stage, reason=scrub(reason), service=service)
     return move_task(task_dir, data, Stage.ERROR)
 
 
@@ -261,17 +265,22 @@ def fail_and_report(
     service: str,
     kind: str = "task.failed",
 ) -> Path:
-    """:func:`fail_task`, then tell the bookkeeper with the task document as it now stands."""
-    destination = fail_task(task_dir, data, stage=stage, reason=reason, service=service)
-    try:
-        task: Task | None = read_task(destination)
-    except TaskError:
-        task = None  # an unreadable task.json may be why it failed; report without it
+    """:func:`fail_task`, telling the bookkeeper with the task document as it now stands.
+
+    The event is written to the outbox *before* the move: once the task is in ``error/`` no
+    service looks at it again, so a process killed between the move and the report would leave
+    the bookkeeper without the outcome for good. Killed between the report and the move, the
+    task is still in its stage and fails (and is reported) again: a repeated outcome event is
+    harmless, the bookkeeper keeps the latest state.
+    """
+    task_dir = Path(task_dir)
+    reason = scrub(reason)
+    task = _record_failure(task_dir, stage=stage, reason=reason, service=service)
     series_uid, study_uid = event_uids(task)
     events.emit(
         kind,
         severity="error",
-        task_id=destination.name,
+        task_id=task_dir.name,
         series_uid=series_uid,
         study_uid=study_uid,
         message=reason,
@@ -280,4 +289,4 @@ def fail_and_report(
         stage=Stage.ERROR.value,
         task=task.model_dump(mode="json") if task is not None else None,
     )
-    return destination
+    return move_task(task_dir, data, Stage.ERROR)

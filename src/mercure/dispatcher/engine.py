@@ -135,9 +135,7 @@ class DeliveryEngine:
         task.dispatch.next_retry_at = min((t for t in waiting if t is not None), default=None)
         write_task(task_dir, task)
         if all(s.state == "complete" for s in statuses):
-            destination = move_task(task_dir, self.data, Stage.SUCCESS)
-            claim.moved_to(destination)
-            log.info("task %s delivered to %s", task.id, ", ".join(task.dispatch.target_name))
+            # Reported before the move: once in success/, nothing would report it again.
             series_uid, study_uid = event_uids(task)
             self.events.emit(
                 "task.completed",
@@ -148,6 +146,9 @@ class DeliveryEngine:
                 task=task.model_dump(mode="json"),
                 stage=Stage.SUCCESS.value,
             )
+            destination = move_task(task_dir, self.data, Stage.SUCCESS)
+            claim.moved_to(destination)
+            log.info("task %s delivered to %s", task.id, ", ".join(task.dispatch.target_name))
             return destination
         if not waiting:
             reasons = "; ".join(

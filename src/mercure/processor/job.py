@@ -96,12 +96,9 @@ def run_job(ctx: JobContext, task_dir: Path) -> Path:
         )
         work.mkdir()
         final_out = _run_chain(ctx, task_dir, task, work, logs)
-        # The dispatcher may report on the task as soon as it is handed on: date ours before.
-        handed_on_at = utcnow()
         final = _finish(ctx, task_dir, task, final_out, logs)
     except PermanentError as exc:
         return _fail(ctx, task_dir, str(exc), logs)
-    report_complete(ctx.events, task, final, time=handed_on_at)
     return final
 
 
@@ -272,6 +269,12 @@ def _finish(ctx: JobContext, task_dir: Path, task: Task, final_out: Path, logs: 
         workspace.link_files(workspace.input_files(task_dir), done)
     _keep_logs(logs, done)
     write_task(done, task)
+    # Reported before the hand-over: once the task is in its next stage (success/, for a task
+    # without targets) nothing would report it again. Killed before the hand-over, the task is
+    # processed again and reported again; the bookkeeper keeps the latest state. Dated now:
+    # the dispatcher may report on the task as soon as it is handed on.
+    final = ctx.data.stage(workspace.destination_of(done)) / task_dir.name
+    report_complete(ctx.events, task, final, time=utcnow())
     return workspace.hand_over(task_dir, done, ctx.data)
 
 
