@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from mercure.core import events
 from mercure.core.events import Event, EventClient, Outbox, read_segment
 
 WRITER = """
@@ -96,3 +99,52 @@ def test_segment_numbers_are_never_reused(tmp_path: Path) -> None:
     second.seal()
     [later] = second.sealed_segments()
     assert int(later.stem) > int(segment.stem)
+
+
+def _killed_writer(root: Path) -> Path:
+    """Run WRITER until it has written 100 events, SIGKILL it; the folder it wrote to."""
+    with subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, text=True
+    ) as writer:
+        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    return root / f"writer@test.{writer.pid}"
+
+
+def _numbers(outbox: Outbox) -> list[int]:
+    return [e.data["n"] for s in outbox.sealed_segments() for e in read_segment(s)]
+
+
+def test_events_of_a_dead_twin_are_delivered_by_the_live_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second process of a service writes to ``<name>.<pid>`` while the first holds
+    ``<name>``; killed, its events are taken over by the live one, not left there for good."""
+    monkeypatch.setattr(events, "ADOPT_INTERVAL", 0.0)  # the deliverer's next look
+    live = Outbox(tmp_path, "writer@test")
+    twin = _killed_writer(tmp_path)
+    assert twin.is_dir(), sorted(p.name for p in tmp_path.iterdir())
+
+    numbers = _numbers(live)
+    assert numbers[:100] == list(range(1, 101))
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert not twin.exists()
+    live.close()
+
+
+def test_a_new_process_takes_over_every_dead_outbox_of_its_service(tmp_path: Path) -> None:
+    """Both the plain folder and a twin's, when neither writer lives any more."""
+    first = Outbox(tmp_path, "writer@test")
+    EventClient(first, "writer").emit("demo.tick", n=0)
+    twin = _killed_writer(tmp_path)
+    first.close()  # stopped cleanly, but its event was not delivered yet
+
+    restarted = Outbox(tmp_path, "writer@test")
+    numbers = _numbers(restarted)
+    assert numbers[0] == 0 and numbers[1:101] == list(range(1, 101))
+    assert not twin.exists()
+    other = Outbox(tmp_path, "other@test")
+    assert _numbers(other) == []  # another service's outbox is not its business
+    restarted.close()
+    other.close()

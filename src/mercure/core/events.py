@@ -10,6 +10,7 @@ sealed segments are dropped and the loss is counted in ``dropped.json``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -35,6 +36,9 @@ Severity = Literal["debug", "info", "warning", "error", "critical"]
 
 SEGMENT_BYTES = 1 << 20
 """A segment is sealed when it grows past this size (or when asked)."""
+
+ADOPT_INTERVAL = 5.0
+"""Seconds between looks for dead outboxes of the same name (:meth:`Outbox.adopt_orphans`)."""
 
 
 class Event(BaseModel):
@@ -66,6 +70,8 @@ class Outbox:
         segment_bytes: int = SEGMENT_BYTES,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.name = name
         self.folder, lock_fd = _own_folder(root, name)
         self._lock_fd: int | None = lock_fd
         self.max_bytes = max_bytes
@@ -76,6 +82,8 @@ class Outbox:
         self._size = 0
         self._seq = self._last_sequence()
         self._seal_leftovers()
+        self._adopted_at = time.monotonic()
+        self.adopt_orphans()
 
     def _last_sequence(self) -> int:
         numbers = [int(p.name.split(".")[0]) for p in self._segment_files()]
@@ -92,6 +100,63 @@ class Outbox:
         for path in self._segment_files():
             if path.suffix == ".open":
                 os.replace(path, path.with_suffix(".jsonl"))
+
+    def adopt_orphans(self) -> int:
+        """Take over the segments of dead outboxes of the same name; how many were moved.
+
+        A process whose folder ``<name>`` is held by a live twin writes to ``<name>.<pid>``.
+        When such a process dies, or the holder of ``<name>`` dies while this process runs in
+        a twin folder, nobody would deliver what is left there: a live process of the same
+        name moves it into its own folder. A folder is dead when its lock is free (the
+        kernel releases a process's locks when it dies), so a live twin is never touched.
+        """
+        moved = 0
+        for folder in sorted(self.root.iterdir()):
+            if folder == self.folder or not _same_outbox(folder.name, self.name):
+                continue
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its process lives
+                moved += self._take_segments(folder)
+                if folder.name != self.name:
+                    with contextlib.suppress(OSError):  # not empty: something set aside
+                        folder.rmdir()
+            finally:
+                os.close(fd)
+        if moved:
+            fsync_dir(self.folder)
+            log.info(
+                "event outbox %s took over %d segments of stopped processes", self.folder, moved
+            )
+        return moved
+
+    def _take_segments(self, folder: Path) -> int:
+        segments = sorted(
+            p for p in folder.iterdir() if p.suffix in (".open", ".jsonl") and p.stem.isdigit()
+        )
+        with self._mutex:
+            for path in segments:
+                target = self.folder / f"{path.stem}.jsonl"
+                if target.exists() or target.with_suffix(".open").exists():
+                    self._seq = max(self._seq + 1, time.time_ns() // 1000)
+                    target = self.folder / f"{self._seq:020d}.jsonl"
+                # An open segment of a dead process is complete up to its last whole line.
+                os.replace(path, target)
+            dropped = folder / "dropped.json"
+            if dropped.exists():
+                theirs = json.loads(dropped.read_text())
+                counts = self.dropped()
+                counts["events"] += int(theirs["events"])
+                counts["segments"] += int(theirs["segments"])
+                atomic_write_json(self.folder / "dropped.json", counts)
+                dropped.unlink()
+        return len(segments)
 
     def append(self, event: Event) -> None:
         """Append one event durably (one ``write`` of one line)."""
@@ -158,7 +223,10 @@ class Outbox:
         return {"events": int(counts["events"]), "segments": int(counts["segments"])}
 
     def sealed_segments(self) -> list[Path]:
-        """Sealed segments, oldest first, ready for delivery."""
+        """Sealed segments, oldest first, ready for delivery (dead twins' included)."""
+        if time.monotonic() - self._adopted_at >= ADOPT_INTERVAL:
+            self._adopted_at = time.monotonic()
+            self.adopt_orphans()
         return [p for p in self._segment_files() if p.suffix == ".jsonl"]
 
     def acknowledge(self, segment: Path) -> None:
@@ -190,6 +258,14 @@ def read_segment(path: Path) -> Iterator[Event]:
                 yield Event.model_validate_json(line)
             except ValidationError:
                 log.warning("%s:%d: unreadable event skipped", path, number)
+
+
+def _same_outbox(folder_name: str, name: str) -> bool:
+    """Whether ``folder_name`` is ``name`` or a twin's ``name.<pid>``."""
+    if folder_name == name:
+        return True
+    prefix, _, pid = folder_name.rpartition(".")
+    return prefix == name and pid.isdigit()
 
 
 def _own_folder(root: Path, name: str) -> tuple[Path, int]:
