@@ -114,3 +114,47 @@ def test_killed_service_is_reported_down(tmp_path: Path) -> None:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     assert liveness(read_heartbeats(data.run_dir)[0]) == "down"
+
+
+ORPHANED_SERVICE = """
+import ctypes, os, signal, subprocess, sys, time
+from pathlib import Path
+
+demo, config, log, result = sys.argv[1:5]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the orphaned service becomes our child
+
+def parent() -> None:
+    # Starts the service as the supervisor does (parent-death signal SIGTERM), asks it to
+    # stop, and dies while it is finishing its unit: the service gets a second SIGTERM.
+    def die_with_parent() -> None:
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    service = subprocess.Popen([sys.executable, demo, config, log], preexec_fn=die_with_parent)
+    Path(result + ".pid").write_text(str(service.pid))
+    while not (Path(log).exists() and Path(log).read_text().splitlines()[-1].startswith("begin")):
+        time.sleep(0.02)
+    service.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # let it take the first signal
+    os._exit(0)
+
+middle = os.fork()
+if middle == 0:
+    parent()
+os.waitpid(middle, 0)
+pid = int(Path(result + ".pid").read_text())
+_, status = os.waitpid(pid, 0)
+Path(result).write_text(str(os.waitstatus_to_exitcode(status)))
+"""
+
+
+def test_repeated_parent_death_signal_still_lets_the_unit_finish(tmp_path: Path) -> None:
+    """The supervisor asked for a stop, then died: the parent-death SIGTERM that follows is not
+    an operator's second signal, so the unit in progress still finishes and the exit is clean."""
+    config = tmp_path / "mercure.yaml"
+    config.write_text("supervisor: {heartbeat_interval: 0.2}\n")
+    log, result = tmp_path / "units.log", tmp_path / "result"
+    env = {**os.environ, "DEMO_UNIT": "3"}
+    command = [sys.executable, "-c", ORPHANED_SERVICE, str(DEMO), str(config), str(log)]
+    subprocess.run([*command, str(result)], env=env, timeout=60, check=True)
+    assert result.read_text() == "0"
+    assert lines(log)[-1].startswith("end")

@@ -11,6 +11,8 @@ A service implements only its unit of work. Two shapes are supported:
 Stopping follows rq/dramatiq: the first SIGTERM or SIGINT lets the current unit finish and then
 stops; the second stops now (the running coroutine is cancelled, and if the process has not
 exited a few seconds later it is ended hard; every stage is crash-safe, so that is allowed).
+The SIGTERM a service gets when its supervisor dies (parent-death signal) never counts as that
+second signal: the unit still finishes, within the supervisor's ``stop_timeout``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
         self._signals = 0
+        self._parent_pid = os.getppid()
+        self._orphaned = False
         self._started_at = utcnow()
         self._state: State = "starting"
         self._watchers: list[Inotify] = []
@@ -216,6 +220,17 @@ class Service:
         return code
 
     def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGTERM and self._parent_lost():
+            # The parent-death signal the supervisor asked for (PR_SET_PDEATHSIG): the
+            # supervisor is gone, which is no reason to abandon the unit in progress, even if
+            # it had asked for a stop already. Nobody will end this process hard any more,
+            # so it does that itself after the supervisor's stop timeout.
+            log.warning("%s: parent process gone, finishing current work", self.name)
+            timer = threading.Timer(self.config.supervisor.stop_timeout, os._exit, args=(130,))
+            timer.daemon = True
+            timer.start()
+            if self._signals:
+                return
         self._signals += 1
         if self._signals == 1:
             name = signal.Signals(signum).name
@@ -230,6 +245,13 @@ class Service:
         timer = threading.Timer(HARD_STOP_GRACE, os._exit, args=(130,))
         timer.daemon = True
         timer.start()
+
+    def _parent_lost(self) -> bool:
+        """True once, when the parent this process started under has died."""
+        if self._orphaned or os.getppid() == self._parent_pid:
+            return False
+        self._orphaned = True
+        return True
 
     def _beat(self, detail: str = "") -> None:
         write_heartbeat(
