@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_harness import (
+
+from mercure.core.clock import utcnow
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.events import Event
+from mercure.testing.installation import (
     BookkeeperClient,
     MercureProcess,
     OutboxRecorder,
@@ -20,10 +24,6 @@ from pipeline_harness import (
     postgres_database,
     write_config,
 )
-
-from mercure.core.clock import utcnow
-from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.events import Event
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port
 from mercure.testing.series import GeneratedSeries, generate_series

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_harness import BookkeeperClient, MercureProcess, write_config
 
 from mercure.core.datafolder import DataFolder, Stage
+from mercure.testing.installation import BookkeeperClient, MercureProcess, write_config
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series

@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-from pipeline_harness import MercureProcess, write_config
 
+from mercure.testing.installation import MercureProcess, write_config
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_harness import (
+
+from mercure.core.installed import installed_services
+from mercure.core.logs import log_files
+from mercure.testing.installation import (
     BookkeeperClient,
     MercureProcess,
     copy_module,
     is_in_order,
     write_config,
 )
-
-from mercure.core.installed import installed_services
-from mercure.core.logs import log_files
 from mercure.testing.peers import Orthanc
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pipeline_harness import BookkeeperClient, MercureProcess, write_config
 
 from mercure.cli import main
 from mercure.core.datafolder import DataFolder, Stage
+from mercure.testing.installation import BookkeeperClient, MercureProcess, write_config
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series

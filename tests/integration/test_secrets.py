@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from pipeline_harness import (
+
+from mercure.core.datafolder import DataFolder
+from mercure.testing.installation import (
     API_KEY,
     BookkeeperClient,
     MercureProcess,
@@ -24,8 +26,6 @@ from pipeline_harness import (
     copy_module,
     write_config,
 )
-
-from mercure.core.datafolder import DataFolder
 from mercure.testing.peers import Orthanc
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port

@@ -1,4 +1,4 @@
-"""Real mercure-router processes for the integration tests, and what the tests read back.
+"""Real mercure-router installations for integration tests, soaks and benchmarks.
 
 - :func:`write_config`: a ``mercure.yaml`` with free ports and short timings.
 - :class:`MercureProcess`: ``python -m mercure <command> --config ...`` as a child process
