@@ -219,6 +219,20 @@ class PeerProcess:
             self._log_file.close()
             self._log_file = None
 
+    def crash(self) -> None:
+        """SIGKILL the program alone, not its process group: what it started lives on, as
+        after a crash of a supervisor (its children see their parent die)."""
+        process = self._process
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        self._process = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
     @staticmethod
     def _signal_group(pgid: int, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):

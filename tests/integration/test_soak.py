@@ -1,0 +1,31 @@
+"""The chaos soak in CI: 2 minutes of a steady stream while services die (bench/soak.py runs 10).
+
+What it checks is in mercure.testing.soak and docs/testing.md: no acknowledged instance lost or
+stuck, duplicates only of instances in flight at a kill or outage, and the bookkeeper's counts
+agree with the data folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mercure.testing.soak import SoakSettings, run_soak
+
+SECONDS = float(os.environ.get("MERCURE_SOAK_SECONDS", "120"))
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+def test_nothing_is_lost_or_stuck_while_services_die(tmp_path: Path) -> None:
+    """Kills every few seconds, Orthanc and the bookkeeper each stopped twice for a while."""
+    lines: list[str] = []
+    report = run_soak(tmp_path, SoakSettings(seconds=SECONDS), lines.append)
+    print("\n".join(lines))
+    print(report.render())
+    assert report.acknowledged > 500, report.render()
+    assert sum(report.kills.values()) >= SECONDS / 10, report.kills
+    assert report.outages == {"orthanc": 2, "bookkeeper": 2}
+    assert report.passed, report.render()
