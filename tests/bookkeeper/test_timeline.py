@@ -73,7 +73,10 @@ def test_statistics_count_per_hour_and_day(bookkeeper: RunningApp) -> None:
         event_at(base + hours(0.1), "series.received", series_uid="s1", data={"instances": 5}),
         event_at(base + hours(0.2), "task.created", task_id="t1"),
         event_at(
-            base + hours(0.3), "dispatch.complete", task_id="t1", data={"target": "a", "instances": 5}
+            base + hours(0.3),
+            "dispatch.complete",
+            task_id="t1",
+            data={"target": "a", "instances": 5},
         ),
         event_at(base + hours(2.5), "series.received", series_uid="s2", data={"instances": 2}),
         event_at(base + hours(2.6), "task.failed", task_id="t2", severity="error"),

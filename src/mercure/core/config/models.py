@@ -560,8 +560,7 @@ def _installed_service(name: str) -> str:
         raise ValueError(f"unknown service {name!r}; the services are: {', '.join(installed)}")
     if name not in installed:
         raise ValueError(
-            f"service {name!r} is not installed in this version; "
-            f"installed: {', '.join(installed)}"
+            f"service {name!r} is not installed in this version; installed: {', '.join(installed)}"
         )
     return name
 
