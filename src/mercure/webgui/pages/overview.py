@@ -38,8 +38,9 @@ def _local_context(request: Request) -> dict[str, Any]:
     services = service_statuses(web.data, web.config, now)
     return {
         "services": services,
-        "services_up": sum(1 for s in services if s.state == "up"),
-        "services_wanted": sum(1 for s in services if s.state != "off"),
+        # The supervisor is shown with them but not counted: "seven services" are the pipeline.
+        "services_up": sum(1 for s in services if s.state == "up" and s.name != "supervisor"),
+        "services_wanted": sum(1 for s in services if s.state != "off" and s.name != "supervisor"),
         "stages": stage_statuses(web.data),
         "disk": disk_status(web.data, web.config),
     }

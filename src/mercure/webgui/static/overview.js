@@ -6,6 +6,26 @@
   var REFRESH_MS = 5 * 60 * 1000;
   var chart = null;
 
+  function pad(n) {
+    return (n < 10 ? "0" : "") + n;
+  }
+
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  // 24-hour clock; the date at midnight (the browser's time zone).
+  function tick(ts) {
+    var d = new Date(ts * 1000);
+    if (d.getHours() === 0) {
+      return d.getDate() + " " + MONTHS[d.getMonth()];
+    }
+    return pad(d.getHours()) + ":00";
+  }
+
+  function when(ts) {
+    var d = new Date(ts * 1000);
+    return d.getDate() + " " + MONTHS[d.getMonth()] + " " + pad(d.getHours()) + ":00";
+  }
+
   function size(element) {
     return { width: Math.max(320, element.clientWidth), height: 260 };
   }
@@ -24,9 +44,12 @@
         height: dims.height,
         cursor: { drag: { x: true, y: false } },
         scales: { y: { range: function (u, min, max) { return [0, Math.max(10, max)]; } } },
-        axes: [{}, { label: "instances / hour", size: 70 }],
+        axes: [
+          { values: function (u, splits) { return splits.map(tick); }, space: 60 },
+          { label: "instances / hour", size: 70 },
+        ],
         series: [
-          {},
+          { value: function (u, ts) { return ts == null ? "--" : when(ts); } },
           { label: "received", stroke: "#1f6feb", width: 2, fill: "rgba(31,111,235,0.08)" },
           { label: "sent", stroke: "#1a7f37", width: 2 },
         ],
