@@ -20,7 +20,18 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "images"
+DOCS_IMAGES = ROOT / "docs" / "images"
+UPDATE_SCREENSHOTS = "MERCURE_UPDATE_SCREENSHOTS"
+"""Set to 1 to write the browser tests' screenshots into docs/images/ (commit them then)."""
+
+
+def screenshot_folder(tmp_path: Path) -> Path:
+    """docs/images/ when $MERCURE_UPDATE_SCREENSHOTS is 1, else the test's own folder."""
+    import os
+
+    folder = DOCS_IMAGES if os.environ.get(UPDATE_SCREENSHOTS) == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def require_chromium() -> None:

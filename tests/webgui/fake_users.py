@@ -113,3 +113,39 @@ def with_fake_users(bookkeeper: ASGIApp, store: FakeUserStore) -> ASGIApp:
             await bookkeeper(scope, receive, send)
 
     return app
+
+
+def forwarding_bookkeeper(real_url: str, store: FakeUserStore) -> ASGIApp:
+    """An ASGI app: ``/api/v1/users*`` from the FAKE store, everything else forwarded to the
+    real bookkeeper at ``real_url`` (502 while it does not answer)."""
+    import httpx
+
+    async def forward(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"host", b"content-length")]
+        url = (
+            real_url
+            + scope["path"]
+            + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+        )
+        try:
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.request(scope["method"], url, headers=headers, content=body)
+            status, content = answer.status_code, answer.content
+            out = [
+                (k.encode(), v.encode())
+                for k, v in answer.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+            ]
+        except httpx.TransportError:
+            status, content, out = 502, b"bookkeeper not reachable", []
+        out.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": content})
+
+    return with_fake_users(forward, store)
