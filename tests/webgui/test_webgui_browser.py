@@ -1,6 +1,6 @@
 """The web interface in a real Chromium: sign-in, the overview and its live refresh, no
 script injection or CSP violation anywhere, sign-out (in-process app on a real bookkeeper
-application; test_browser_system.py runs against `mercure run`)."""
+application; test_webgui_browser_system.py runs against `mercure run`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from browser import chromium
-from test_xss import hostile_events
+from test_webgui_xss import hostile_events
 from webgui_harness import PASSWORD, XSS_PAYLOADS, WebGui
 
 from mercure.core.datafolder import Stage
