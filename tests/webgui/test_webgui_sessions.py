@@ -148,3 +148,24 @@ def test_session_goes_on_while_the_bookkeeper_is_down_and_says_so(
     webgui.bookkeeper_down = False
     webgui.clock.advance(RECHECK_INTERVAL + 1)
     assert "Bookkeeper unreachable" not in viewer.get("/", headers=PAGE).text
+
+
+def test_ended_session_says_so_on_the_sign_in_page(webgui: WebGui, viewer: httpx.Client) -> None:
+    """A browser whose session timed out is told why it is at the sign-in page."""
+    webgui.clock.advance(webgui.context.settings.idle_timeout + 1)
+    response = viewer.get("/", headers=PAGE, follow_redirects=False)
+    assert response.headers["location"] == "/login?next=/&ended=1"
+    assert "Your session ended" in viewer.get(response.headers["location"]).text
+
+
+def test_sign_out_after_the_session_ended_leads_to_the_sign_in_page(
+    webgui: WebGui, viewer: httpx.Client
+) -> None:
+    """Clicking "Sign out" on a page left open too long is not an error page."""
+    token = csrf_of(viewer)
+    webgui.clock.advance(webgui.context.settings.idle_timeout + 1)
+    response = viewer.post(
+        "/logout", data={"csrf_token": token}, headers=PAGE, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?ended=1"

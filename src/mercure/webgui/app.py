@@ -69,9 +69,12 @@ def _add_error_pages(app: FastAPI) -> None:
         login = url(request, "login")
         if wants_page(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            query = f"?next={quote(target, safe='/')}"
+            params = []
+            if request.method == "GET":  # after signing in, never repeat a form post
+                params.append(f"next={quote(target, safe='/')}")
             if exc.reason:
-                query += "&ended=1"
+                params.append("ended=1")
+            query = "?" + "&".join(params) if params else ""
             return RedirectResponse(login + query, status_code=303)
         # htmx follows HX-Redirect (even on an error status); scripts see 401.
         return PlainTextResponse(

@@ -64,9 +64,10 @@ class Forbidden(Exception):
 
 
 def wants_page(request: Request) -> bool:
-    """Whether a browser navigates to this (GET of a whole page, not htmx or a script)."""
+    """Whether a browser navigates to this: a whole page (a link, or a form it posts), not an
+    htmx fragment or a script's request."""
     return (
-        request.method == "GET"
+        request.method in ("GET", "POST")
         and "hx-request" not in request.headers
         and "text/html" in request.headers.get("accept", "")
     )
@@ -129,6 +130,12 @@ class AccessRule:
             return await self._public(request)
         session = session_of(request, touch=request.headers.get(POLL_HEADER) != "1")
         if session is None:
+            if web_context(request).signer.unsign(request.cookies.get(COOKIE_NAME)):
+                # A cookie this interface signed, for a session that is gone.
+                raise NotSignedIn(
+                    "Your session ended (unused too long, too old, or the web interface "
+                    "restarted). Please sign in again."
+                )
             raise NotSignedIn()
         await _confirm_user(request, session)
         request.state.session = session

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from mercure.webgui.auth import ViewerSession
 from mercure.webgui.bookkeeper import BookkeeperError, EventRecord, StatisticsBucket
@@ -32,7 +33,12 @@ router = APIRouter()
 RECENT_ERRORS = 8
 
 
-def _local_context(request: Request) -> dict[str, Any]:
+async def _local_context(request: Request) -> dict[str, Any]:
+    # File-system reads (a data folder on slow network storage must not stall the event loop).
+    return await run_in_threadpool(_read_local, request)
+
+
+def _read_local(request: Request) -> dict[str, Any]:
     web = web_context(request)
     now = web.wall_clock()
     services = service_statuses(web.data, web.config, now)
@@ -78,14 +84,14 @@ async def _throughput_context(request: Request) -> dict[str, Any]:
 @router.get("/", name="overview")
 async def overview(request: Request, _session: ViewerSession) -> Response:
     """The whole overview page."""
-    context = {**_local_context(request), **await _throughput_context(request)}
+    context = {**await _local_context(request), **await _throughput_context(request)}
     return render(request, "overview.html", context)
 
 
 @router.get("/overview/services", name="overview_services")
 async def services_fragment(request: Request, _session: ViewerSession) -> Response:
     """The services and queues (fragment, refreshed every few seconds)."""
-    return render(request, "overview/_local.html", _local_context(request))
+    return render(request, "overview/_local.html", await _local_context(request))
 
 
 @router.get("/overview/throughput", name="overview_throughput")
