@@ -169,3 +169,11 @@ def test_sign_out_after_the_session_ended_leads_to_the_sign_in_page(
     )
     assert response.status_code == 303
     assert response.headers["location"] == "/login?ended=1"
+
+
+def test_reloaded_timeouts_apply_to_running_sessions(webgui: WebGui, viewer: httpx.Client) -> None:
+    """A configuration reload with a shorter idle timeout ends idle sessions sooner."""
+    webgui_config = webgui.config.webgui.model_copy(update={"session_idle_timeout": 60.0})
+    webgui.context.apply(webgui.config.model_copy(update={"webgui": webgui_config}))
+    webgui.clock.advance(61)
+    assert not is_signed_in(viewer)

@@ -41,3 +41,25 @@ def test_each_library_ships_its_licence() -> None:
     manifest = json.loads((VENDOR / "VENDORED.json").read_text())
     for package in manifest["packages"]:
         assert any(name.endswith("LICENSE") for name in package["files"]), package["name"]
+
+
+def test_every_template_and_static_file_is_package_data() -> None:
+    """pyproject's package-data patterns take every template and static file into the wheel."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["mercure.webgui"]
+    package = VENDOR.parent.parent
+    files = [
+        path.relative_to(package).as_posix()
+        for folder in ("templates", "static")
+        for path in (package / folder).rglob("*")
+        if path.is_file()
+    ]
+    assert files
+    for name in files:
+        assert any(
+            fnmatch.fnmatch(name, p) and name.count("/") == p.count("/") for p in patterns
+        ), name
