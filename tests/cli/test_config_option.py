@@ -37,9 +37,13 @@ def command_paths(
 
 
 def required_arguments(parser: argparse.ArgumentParser) -> list[str]:
-    """Plausible values for the positional arguments a command needs."""
+    """Plausible values for the positional arguments and required options a command needs."""
     values = []
     for action in parser._actions:
+        if action.option_strings and action.required:
+            choice = next(iter(action.choices)) if action.choices else "x"
+            values += [action.option_strings[-1], str(choice)]
+            continue
         if action.option_strings or isinstance(action, argparse._SubParsersAction):
             continue
         if action.nargs in ("?", "*"):

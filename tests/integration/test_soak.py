@@ -8,6 +8,7 @@ agree with the data folder.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -15,17 +16,19 @@ import pytest
 from mercure.testing.soak import SoakSettings, run_soak
 
 SECONDS = float(os.environ.get("MERCURE_SOAK_SECONDS", "120"))
+SEED = int(os.environ.get("MERCURE_SOAK_SEED", "0")) or random.randrange(1, 1 << 16)
+"""A new kill schedule each run (set MERCURE_SOAK_SEED to repeat one from a report)."""
 
 
 @pytest.mark.slow
 @pytest.mark.peers
 def test_nothing_is_lost_or_stuck_while_services_die(tmp_path: Path) -> None:
     """Kills every few seconds, Orthanc and the bookkeeper each stopped twice for a while."""
-    lines: list[str] = []
-    report = run_soak(tmp_path, SoakSettings(seconds=SECONDS), lines.append)
+    lines = [f"MERCURE_SOAK_SEED={SEED}"]
+    report = run_soak(tmp_path, SoakSettings(seconds=SECONDS, seed=SEED), lines.append)
     print("\n".join(lines))
     print(report.render())
     assert report.acknowledged > 500, report.render()
     assert sum(report.kills.values()) >= SECONDS / 10, report.kills
     assert report.outages == {"orthanc": 2, "bookkeeper": 2}
-    assert report.passed, report.render()
+    assert report.passed, f"MERCURE_SOAK_SEED={SEED}\n" + report.render()

@@ -217,3 +217,23 @@ def test_invalid_required_series_is_reported_and_the_study_completes_by_timeout(
     h.only_task(Stage.PROCESSING)
     [error] = h.events("rule.error")
     assert error.data["rule"] == "mr_brain" and "column 1" in error.data["reason"]
+
+
+def test_damaged_study_goes_to_error_and_the_bookkeeper_is_told(
+    make_router: Callable[..., Harness],
+) -> None:
+    """A study folder whose task.json cannot be read (written by hand, a disk fault) moves to
+    error/ with the reason, and the bookkeeper hears of it like of any failed task: otherwise
+    its error count would differ from the data folder's for good."""
+    h = make_router(STUDY_RULE)
+    first = h.send(study_series(h, 1, "T1"))
+    h.advance(61)
+    [folder] = h.tasks(Stage.STUDIES)
+    (folder / "task.json").write_text("{ not json")
+    h.router.collector.states.clear()  # as after a restart: the folder is read again
+    h.router.collector.sync(0.0)
+    [failed] = h.tasks(Stage.ERROR)
+    assert failed.name == folder.name
+    [event] = [e for e in h.events("task.failed") if e.task_id == folder.name]
+    assert event.data["fail_stage"] == "router" and "not valid JSON" in event.message
+    assert first.study_uid in failed.name

@@ -31,6 +31,8 @@ from mercure.bookkeeper.database import DatabaseError, current_revision
 from mercure.bookkeeper.guard import DEFAULT_MAX_BODY, Access, RequestGuard
 from mercure.bookkeeper.ingest import ingest
 from mercure.bookkeeper.metrics import Metrics
+from mercure.bookkeeper.users import UserStore
+from mercure.bookkeeper.users_api import add_user_routes
 from mercure.core.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def create_app(
     queue_depths: Callable[[], Mapping[str, int]] | None = None,
     data_folder: Path | None = None,
     metrics: Metrics | None = None,
+    users: UserStore | None = None,
 ) -> FastAPI:
     """The bookkeeper application on ``engine`` (whose schema must be migrated already).
 
@@ -330,6 +333,8 @@ def create_app(
             until=until,
         )
         return asdict(page)
+
+    add_user_routes(app, users or UserStore(engine), Authorized)
 
     @app.get("/health", response_model=m.Health, tags=["operations"])
     def get_health() -> Any:

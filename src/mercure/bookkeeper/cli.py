@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from mercure.bookkeeper.user_cli import register_user
 from mercure.core.apikey import (
     ApiKeyError,
     ApiKeys,
@@ -27,7 +28,8 @@ def register(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
-    """Add ``mercure rotate-api-key`` to the command line."""
+    """Add ``mercure rotate-api-key`` and ``mercure user`` to the command line."""
+    register_user(subparsers, common)
     rotate = subparsers.add_parser(
         "rotate-api-key",
         parents=[common],

@@ -219,3 +219,21 @@ event_counts = Table(
     # Instances reported by the `series.received` events counted here.
     Column("instances", Integer, nullable=False),
 )
+
+users = Table(
+    "users",
+    metadata,
+    # People who sign in to the web interface. ``name_key`` (the name in lower case) keeps
+    # "Admin" and "admin" from being two users; ``session_epoch`` grows whenever the user's
+    # sessions must end (password, role, disabled).
+    Column("name", String, primary_key=True),
+    Column("name_key", String, nullable=False, unique=True),
+    Column("role", String, nullable=False),
+    Column("password_hash", String, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("session_epoch", Integer, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    Column("last_login", UTCDateTime),
+    Column("password_changed", UTCDateTime, nullable=False),
+)

@@ -14,7 +14,7 @@ from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder
 from mercure.core.errors import MercureError, TaskError
 from mercure.core.events import EventClient
-from mercure.core.task import Task, fail_task
+from mercure.core.task import Task, fail_and_report
 from mercure.router import report
 from mercure.router.studies import StudyState, StudyStore, judge_study
 
@@ -42,9 +42,10 @@ class StudyCollector:
                 state = StudyState.from_task(name, self.store.read(name))
             except TaskError as exc:
                 log.error("study folder %s is damaged, moved to error/: %s", name, exc)
-                fail_task(
+                fail_and_report(
                     self.store.root / name,
                     self.data,
+                    self.events,
                     stage="router",
                     reason=str(exc),
                     service="router",

@@ -68,6 +68,9 @@ class SoakSettings:
 
     seconds: float = 600.0
     senders: int = 3
+    pause: float = 1.0
+    """Seconds each sender waits between series: a steady stream the pipeline keeps up with
+    on 2 cores, so that what is in the queues at the end is the chaos's doing, not a backlog."""
     kill_interval: tuple[float, float] = (3.0, 6.0)
     outage: tuple[float, float] = (10.0, 20.0)
     drain_timeout: float = 240.0
@@ -422,9 +425,10 @@ class Installation:
         """Stop everything (the supervisor stops its services first)."""
         with contextlib.suppress(Exception):
             self.mercure.shutdown(60)
-        for peer in (self.mercure, self.bookkeeper, self.orthanc):
+        for peer in (self.mercure, self.bookkeeper):
             with contextlib.suppress(Exception):
                 peer.stop()
+        self.orthanc.close()
 
     def service_pid(self, name: str) -> int | None:
         """The PID of a running supervised service, from its heartbeat."""
@@ -481,18 +485,25 @@ class Sender(threading.Thread):
     does."""
 
     def __init__(
-        self, number: int, port: int, folder: Path, ledger: Ledger, stop: threading.Event
+        self,
+        number: int,
+        port: int,
+        folder: Path,
+        ledger: Ledger,
+        stop: threading.Event,
+        pause: float = 1.0,
     ) -> None:
         super().__init__(name=f"sender {number}", daemon=True)
         self.number, self.port, self.folder = number, port, folder
         self.ledger, self.stopping = ledger, stop
         self.rng = random.Random(number)
+        self.pause = pause
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             for batch in itertools.count():
-                if self.stopping.is_set():
+                if self.stopping.wait(self.pause if batch else 0):
                     return
                 self._send_batch(batch)
         except BaseException as exc:  # reported by the soak, not swallowed
@@ -621,8 +632,16 @@ def _kill(site: Installation, victim: str, outage_end: Mapping[str, float], chao
 
 
 def drained(data: DataFolder) -> bool:
-    """No task or series left in a queue (error/ and the finished stages may hold any)."""
-    return not any(_folders(data.stage(stage)) for stage in QUEUE_STAGES)
+    """No task or series left in a queue (error/ and the finished stages may hold any): no
+    visible folder, and no file in the services' hidden work folders (``.receiving`` holds
+    an empty staging folder per running receiver)."""
+    for stage in QUEUE_STAGES:
+        for folder in _folders(data.stage(stage)):
+            if not folder.name.startswith("."):
+                return False
+            if any(path.is_file() for path in folder.rglob("*")):
+                return False
+    return True
 
 
 def bookkeeper_counts(client: BookkeeperClient) -> dict[str, int]:
@@ -638,7 +657,7 @@ def run_soak(root: Path, settings: SoakSettings, say: Callable[[str], None] = pr
     site.start()
     try:
         senders = [
-            Sender(n, site.receiver_port, root / f"sender{n}", ledger, stop)
+            Sender(n, site.receiver_port, root / f"sender{n}", ledger, stop, settings.pause)
             for n in range(settings.senders)
         ]
         for sender in senders:
@@ -654,8 +673,14 @@ def run_soak(root: Path, settings: SoakSettings, say: Callable[[str], None] = pr
                 raise RuntimeError(f"{sender.name} failed") from sender.error
         say(f"chaos over; {len(ledger.expected)} acknowledged; draining")
         site.ensure_running()
+        began = time.monotonic()
         with contextlib.suppress(AssertionError):
             wait_until(lambda: drained(site.data), timeout=settings.drain_timeout, interval=1)
+        say(
+            f"queues drained in {time.monotonic() - began:.0f} s"
+            if drained(site.data)
+            else "queues did not drain"
+        )
         client = BookkeeperClient(site.bookkeeper_port)
         try:
             with contextlib.suppress(AssertionError):
