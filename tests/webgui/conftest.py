@@ -31,13 +31,13 @@ def webgui(tmp_path: Path) -> Iterator[WebGui]:
 
 @pytest.fixture
 def signed_in(webgui: WebGui) -> Iterator[Callable[[str], httpx.Client]]:
-    """Factory: a browser signed in as the user of ``role``."""
+    """Factory: a browser signed in as ``user`` (the users are named after their roles)."""
     clients: list[httpx.Client] = []
 
-    def make(role: str) -> httpx.Client:
+    def make(user: str) -> httpx.Client:
         client = webgui.client()
         clients.append(client)
-        response = sign_in(client, role)
+        response = sign_in(client, user)
         assert response.status_code == 303, response.text
         return client
 

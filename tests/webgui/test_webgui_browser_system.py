@@ -1,51 +1,34 @@
 """The web interface of a real installation (`mercure run`, every service) in Chromium:
 the first-user hint, sign-in, the overview with all seven services up and a series that went
 through, sign-out. Its screenshots are docs/images/webgui-*.png (written there with
-MERCURE_UPDATE_SCREENSHOTS=1).
-
-Until the user store (branch webgui-users) is merged, the users come from the FAKE in
-fake_users.py, served in front of the real bookkeeper (bookkeeper.url points at it); then
-this test creates the user with `mercure user add` instead.
+MERCURE_UPDATE_SCREENSHOTS=1). The user is made with `mercure user add`, as the sign-in page
+tells the administrator.
 """
 
 from __future__ import annotations
 
-import threading
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-import yaml
 from browser import chromium, screenshot_folder
-from fake_users import FakeUserStore, forwarding_bookkeeper
 from webgui_harness import PASSWORD
 
 from mercure.core.heartbeat import liveness, read_heartbeats
 from mercure.core.installed import installed_services
-from mercure.testing.installation import API_KEY, MercureProcess, write_config
+from mercure.testing.installation import MercureProcess, write_config
 from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series
 from mercure.testing.wait import wait_until
 
 
-class _ThreadServer(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        """Signals belong to pytest."""
-
-
 @pytest.fixture
-def users() -> FakeUserStore:
-    """The FAKE user store (until the real one is merged)."""
-    return FakeUserStore(API_KEY)
-
-
-@pytest.fixture
-def installation(tmp_path: Path, users: FakeUserStore) -> Iterator[tuple[MercureProcess, str]]:
+def installation(tmp_path: Path) -> Iterator[tuple[MercureProcess, str]]:
     """`mercure run` with every service, a folder target for everything; the webgui's URL."""
-    receiver_port, bookkeeper_port, proxy_port = free_port(), free_port(), free_port()
-    webgui_port = free_port()
+    receiver_port, bookkeeper_port, webgui_port = free_port(), free_port(), free_port()
     config = write_config(
         tmp_path,
         receiver_port=receiver_port,
@@ -54,35 +37,29 @@ def installation(tmp_path: Path, users: FakeUserStore) -> Iterator[tuple[Mercure
         targets={"archive": {"type": "folder", "folder": str(tmp_path / "archive")}},
         rules={"everything": {"rule": "True", "action": "route", "targets": ["archive"]}},
     )
-    document = yaml.safe_load(config.read_text())
-    document["bookkeeper"]["url"] = f"http://127.0.0.1:{proxy_port}"
-    config.write_text(yaml.safe_dump(document, sort_keys=False))
-    proxy = _ThreadServer(
-        uvicorn.Config(
-            forwarding_bookkeeper(f"http://127.0.0.1:{bookkeeper_port}", users),
-            host="127.0.0.1",
-            port=proxy_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-    )
-    thread = threading.Thread(target=proxy.run, daemon=True)
-    thread.start()
-    wait_until(lambda: proxy.started, timeout=10)
     mercure = MercureProcess(
         "run",
         config,
         listen_port=receiver_port,
         health_url=f"http://127.0.0.1:{bookkeeper_port}/health",
     )
-    try:
-        with mercure:
-            yield mercure, f"http://127.0.0.1:{webgui_port}"
-            assert mercure.shutdown() == 0, mercure.log_text()
-    finally:
-        proxy.should_exit = True
-        thread.join(10)
+    with mercure:
+        yield mercure, f"http://127.0.0.1:{webgui_port}"
+        assert mercure.shutdown() == 0, mercure.log_text()
+
+
+def add_user(config: Path, name: str, role: str) -> None:
+    """`mercure user add NAME --role ROLE --password-stdin --config CONFIG`."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mercure", "user", "add", name, "--role", role,
+         "--password-stdin", "--config", str(config)],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
 
 
 def all_up(mercure: MercureProcess) -> bool:
@@ -94,7 +71,7 @@ def all_up(mercure: MercureProcess) -> bool:
 @pytest.mark.slow
 @pytest.mark.peers
 def test_administrator_signs_in_and_sees_every_service_up(
-    tmp_path: Path, installation: tuple[MercureProcess, str], users: FakeUserStore
+    tmp_path: Path, installation: tuple[MercureProcess, str]
 ) -> None:
     """First start: the page says how to make the first user; with it, the overview shows
     seven services up and the series that went through; sign-out returns to the sign-in."""
@@ -121,7 +98,7 @@ def test_administrator_signs_in_and_sees_every_service_up(
         images = screenshot_folder(tmp_path)
         page.screenshot(path=str(images / "webgui-first-user.png"))
 
-        users.add("admin", "admin", PASSWORD)  # `mercure user add` once the store is merged
+        add_user(mercure.config_path, "admin", "admin")
         page.goto(url + "/login")
         page.fill("input[name=name]", "admin")
         page.fill("input[name=password]", PASSWORD)

@@ -117,15 +117,19 @@ def test_changed_user_ends_its_sessions_within_the_recheck_interval(
 ) -> None:
     """A new password, another role (session_epoch moves), disabling or removing the user
     ends its sessions at the next re-check; until then nothing is asked."""
-    for change in ("epoch", "disabled", "removed"):
-        webgui.add_user("carol", "operator")
-        carol = signed_in("carol")
-        if change == "epoch":
-            webgui.users.bump("carol", role="viewer")
+    for n, change in enumerate(("password", "role", "disabled", "removed")):
+        name = f"carol{n}"
+        webgui.add_user(name, "operator")
+        carol = signed_in(name)
+        who = {"actor": "admin", "remote_address": None}
+        if change == "password":
+            webgui.users.set_password(name, "another long password", **who)
+        elif change == "role":
+            webgui.users.set_role(name, "viewer", **who)
         elif change == "disabled":
-            webgui.users.bump("carol", disabled=True)
+            webgui.users.set_disabled(name, True, **who)
         else:
-            del webgui.users.users["carol"]
+            webgui.users.remove(name, **who)
         webgui.clock.advance(RECHECK_INTERVAL - 1)
         assert is_signed_in(carol), change
         webgui.clock.advance(2)

@@ -2,7 +2,8 @@
 
 - :class:`FakeClock`: the monotonic clock of sessions and throttling; tests move it.
 - :class:`WebGui`: the app with its context, a data folder, an outbox and the bookkeeper
-  (real application; users from the FAKE in fake_users.py until the real store lands).
+  (the real application with its user store, on a SQLite database; argon2 with cheap
+  parameters so that the many sign-ins of the route enumeration stay fast).
 - :func:`sign_in`: a TestClient signed in through the real sign-in form.
 - :func:`csrf_of`: the session's CSRF token as the pages carry it.
 - :func:`assert_inert`: HTML in which injected markup stayed text.
@@ -20,13 +21,14 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from fake_users import FakeUserStore, with_fake_users
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from mercure.bookkeeper.app import create_app as create_bookkeeper_app
 from mercure.bookkeeper.database import create_database_engine, migrate
 from mercure.bookkeeper.ingest import ingest
+from mercure.bookkeeper.users import UserStore
 from mercure.core.clock import utcnow
 from mercure.core.config import validate_document
 from mercure.core.datafolder import DataFolder
@@ -75,8 +77,12 @@ class WebGui:
         self.data.ensure()
         self.engine = create_database_engine(f"sqlite:///{folder / 'bookkeeper.sqlite3'}")
         migrate(self.engine)
-        self.bookkeeper_app: FastAPI = create_bookkeeper_app(self.engine, api_key=TOKEN)
-        self.users = FakeUserStore(TOKEN)
+        self.users = UserStore(
+            self.engine, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        )
+        self.bookkeeper_app: FastAPI = create_bookkeeper_app(
+            self.engine, api_key=TOKEN, users=self.users
+        )
         self.bookkeeper_down = False
         self.outbox = Outbox(self.data.outbox_dir, "webgui@test")
         self.clock = FakeClock()
@@ -104,7 +110,7 @@ class WebGui:
         self.port = 0
 
     def _transport(self) -> httpx.AsyncBaseTransport:
-        inner = httpx.ASGITransport(app=with_fake_users(self.bookkeeper_app, self.users))
+        inner = httpx.ASGITransport(app=self.bookkeeper_app)
         harness = self
 
         class Switchable(httpx.AsyncBaseTransport):
@@ -147,8 +153,8 @@ class WebGui:
         return httpx.Client(base_url=self.start(), timeout=10)
 
     def add_user(self, name: str, role: str, password: str = PASSWORD) -> None:
-        """A user in the (FAKE) user store."""
-        self.users.add(name, role, password)
+        """A user in the bookkeeper's user store."""
+        self.users.create(name, role, password, actor="test", remote_address=None)
 
     def store_events(self, events: list[Event]) -> None:
         """Put events into the real bookkeeper's database."""
