@@ -38,7 +38,8 @@ fi
 
 if [ "$mode" = test ]; then
   # Real peers of the test suite (see docs/testing.md).
-  apt_install dcmtk orthanc orthanc-dicomweb postgresql openssl openssh-server podman runc busybox-static
+  # Chromium drives the web interface's browser tests (Playwright uses it; never `playwright install`).
+  apt_install dcmtk orthanc orthanc-dicomweb postgresql openssl openssh-server podman runc busybox-static chromium
 fi
 
 extras=""

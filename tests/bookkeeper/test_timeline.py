@@ -72,7 +72,12 @@ def test_statistics_count_per_hour_and_day(bookkeeper: RunningApp) -> None:
     events = [
         event_at(base + hours(0.1), "series.received", series_uid="s1", data={"instances": 5}),
         event_at(base + hours(0.2), "task.created", task_id="t1"),
-        event_at(base + hours(0.3), "dispatch.complete", task_id="t1", data={"target": "a"}),
+        event_at(
+            base + hours(0.3),
+            "dispatch.complete",
+            task_id="t1",
+            data={"target": "a", "instances": 5},
+        ),
         event_at(base + hours(2.5), "series.received", series_uid="s2", data={"instances": 2}),
         event_at(base + hours(2.6), "task.failed", task_id="t2", severity="error"),
         event_at(base + hours(26), "task.completed", task_id="t1"),
@@ -94,6 +99,7 @@ def test_statistics_count_per_hour_and_day(bookkeeper: RunningApp) -> None:
     assert [b["instances_received"] for b in hourly] == [5, 0, 2, 0]
     assert [b["tasks_created"] for b in hourly] == [1, 0, 0, 0]
     assert [b["dispatched"] for b in hourly] == [1, 0, 0, 0]
+    assert [b["instances_dispatched"] for b in hourly] == [5, 0, 0, 0]
     assert [b["tasks_failed"] for b in hourly] == [0, 0, 1, 0]
     assert [b["errors"] for b in hourly] == [0, 0, 1, 0]
 

@@ -176,6 +176,9 @@ class StatisticsBucket(BaseModel):
     start: datetime
     series_received: int
     instances_received: int
+    instances_dispatched: int = Field(
+        description="Instances delivered to targets (one sent to two targets counts twice)."
+    )
     tasks_created: int
     processed: int
     dispatched: int

@@ -130,4 +130,8 @@ STATISTICS: Final = {
 }
 """Throughput counters of the statistics API: name -> the kind counted."""
 
+INSTANCE_COUNTING_KINDS: Final = frozenset({SERIES_RECEIVED, DISPATCH_COMPLETE})
+"""Kinds whose ``data["instances"]`` the hourly counts add up: instances received, and
+instances delivered (per target, so one instance sent to two targets counts twice)."""
+
 SEVERITIES: Final = ("debug", "info", "warning", "error", "critical")

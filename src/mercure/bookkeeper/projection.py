@@ -151,7 +151,7 @@ def _count(counts: dict[tuple[datetime, str, str], Row], event: Event) -> None:
             "instances": 0,
         }
     row["events"] += 1
-    if event.kind == kinds.SERIES_RECEIVED:
+    if event.kind in kinds.INSTANCE_COUNTING_KINDS:
         row["instances"] += max(_int(event.data.get("instances")) or 0, 0)
 
 

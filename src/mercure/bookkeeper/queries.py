@@ -332,7 +332,7 @@ def statistics(
     engine: Engine, bucket: Bucket, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
     """Throughput per hour or day: the counts of the kinds in :data:`kinds.STATISTICS`,
-    instances received and events of severity error or worse.
+    instances received and dispatched, and events of severity error or worse.
 
     Buckets are whole UTC hours or days: every bucket that [since, until) touches is listed,
     the empty ones too. They are read from the hourly ``event_counts``, not from the events.
@@ -343,7 +343,7 @@ def statistics(
     count = int((until - first) / step) + (1 if (until - first) % step else 0)
     if count > MAX_BUCKETS:
         raise ValueError(f"the range has {count} buckets; at most {MAX_BUCKETS} allowed")
-    counters = [*kinds.STATISTICS, "instances_received", "errors"]
+    counters = [*kinds.STATISTICS, "instances_received", "instances_dispatched", "errors"]
     table = {first + step * n: dict.fromkeys(counters, 0) for n in range(count)}
     name_of_kind = {kind: name for name, kind in kinds.STATISTICS.items()}
     errors = set(_severities_from("error"))
@@ -361,6 +361,8 @@ def statistics(
                 counts[name] += row.events
             if row.kind == kinds.SERIES_RECEIVED:
                 counts["instances_received"] += row.instances
+            elif row.kind == kinds.DISPATCH_COMPLETE:
+                counts["instances_dispatched"] += row.instances
             if row.severity in errors:
                 counts["errors"] += row.events
     return [{"start": start, **counts} for start, counts in sorted(table.items())]

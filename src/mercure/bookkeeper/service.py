@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import Iterator
 from datetime import timedelta
 
 import uvicorn
@@ -31,7 +29,8 @@ from mercure.bookkeeper.retention import prune
 from mercure.core.apikey import ApiKeys
 from mercure.core.clock import utcnow
 from mercure.core.config import LoadedConfig
-from mercure.core.errors import MercureError, PermanentError
+from mercure.core.errors import MercureError
+from mercure.core.httpserver import FrameServer, listen_socket
 from mercure.core.service import Service
 
 log = logging.getLogger(__name__)
@@ -39,30 +38,6 @@ log = logging.getLogger(__name__)
 RETENTION_INTERVAL = 3600.0
 RETENTION_FIRST_RUN = 60.0
 """The first pruning waits a little, so that a restart catches up with the outboxes first."""
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the service frame owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only when it does, and
-    # without it every response written in two parts waits for the client's delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise PermanentError(f"bookkeeper cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(512)
-    sock.setblocking(False)
-    return sock
 
 
 class BookkeeperService(Service):
@@ -103,7 +78,7 @@ class BookkeeperService(Service):
     async def serve(self) -> None:
         """Serve HTTP until the frame says stop."""
         settings = self.config.bookkeeper
-        sock = _listen(settings.host, settings.port)
+        sock = listen_socket(settings.host, settings.port, "bookkeeper")
         config = uvicorn.Config(
             self.app,
             log_config=None,
@@ -111,7 +86,7 @@ class BookkeeperService(Service):
             lifespan="off",
             timeout_graceful_shutdown=10,
         )
-        server = _Server(config)
+        server = FrameServer(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         retention = asyncio.create_task(self._retention_loop())
         stop = asyncio.create_task(self.stopping.wait())

@@ -32,9 +32,9 @@ def register_user(
     user = subparsers.add_parser(
         "user",
         parents=[common],
-        help="manage the users the web interface will sign in (not served yet)",
-        description="Users that the web interface (not served yet) will sign in, kept in the "
-        "bookkeeper's database. Roles: viewer "
+        help="manage the users of the web interface",
+        description="Users of the web interface, kept in the bookkeeper's database. Roles: "
+        "viewer "
         "(reads everything except secrets), operator (also requeue, discard, pause/resume, "
         "force study completion), admin (also users and configuration).",
     )

@@ -71,11 +71,24 @@ def ensure_key_file(data_dir: Path) -> bool:
 
     Safe against any number of processes doing the same at once: exactly one key is made.
     """
-    path = key_path(data_dir)
+    return ensure_secret_file(key_path(data_dir), "the bookkeeper key")
+
+
+def ensure_secret_file(path: Path, what: str) -> bool:
+    """Make ``path`` (in ``data_dir/.secrets/``) holding a fresh random key, if it is missing.
+
+    True when this call made it. The file is private (0600) and, however many processes race,
+    exactly one key is ever written: each writes a temporary file and hard-links it to the
+    final name, and ``link``, unlike ``rename``, never replaces.
+    """
     if path.exists():
         return False
-    folder = _secrets_folder(data_dir)
-    temp = folder / f"{TEMP_PREFIX}{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    folder = path.parent
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ApiKeyError(f"cannot create {folder} for {what}: {exc.strerror}") from None
+    temp = folder / f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -84,7 +97,6 @@ def ensure_key_file(data_dir: Path) -> bool:
         finally:
             os.close(fd)
         try:
-            # link, unlike rename, never replaces: the first process's key wins.
             os.link(temp, path)
         except FileExistsError:
             return False
@@ -92,9 +104,20 @@ def ensure_key_file(data_dir: Path) -> bool:
             os.unlink(temp)
         fsync_dir(folder)
     except OSError as exc:
-        raise ApiKeyError(f"cannot write the bookkeeper key {path}: {exc.strerror}") from None
-    log.info("created the bookkeeper API key file %s", path)
+        raise ApiKeyError(f"cannot write {what} {path}: {exc.strerror}") from None
+    log.info("created %s file %s", what, path)
     return True
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The key in a secret file made by :func:`ensure_secret_file` (registered as a secret)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ApiKeyError(f"cannot read {what} {path}: {exc.strerror}") from None
+    key = _check_key(text, str(path))
+    register_secret(key)
+    return key
 
 
 def write_key_file(data_dir: Path, key: str) -> None:

@@ -1,7 +1,7 @@
 """The services by name, and which of them this build has.
 
-Each issue of the project adds a service package (``mercure/<name>/service.py``); the web
-interface (``webgui``) is named here but not served yet. The configuration refuses a service
+Each service is a package with a ``service.py`` (``mercure/<name>/service.py``); a build without
+one of them (a trimmed installation) does not offer it. The configuration refuses a service
 that is not installed, so ``supervisor.services`` never names one that would silently not run.
 """
 

@@ -32,6 +32,7 @@ from mercure.core.events import Event, read_segment
 from mercure.core.heartbeat import read_heartbeats
 from mercure.core.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, Inotify
 from mercure.testing.peers.process import PeerProcess, is_listening
+from mercure.testing.ports import free_port
 from mercure.testing.wait import wait_until
 
 API_KEY = "integration-test-key"
@@ -58,8 +59,13 @@ def write_config(
     rules: Mapping[str, Any],
     modules: Mapping[str, Any] | None = None,
     database_url: str | None = None,
+    webgui_port: int | None = None,
 ) -> Path:
-    """Write ``folder/mercure.yaml`` for a fast test installation; returns its path."""
+    """Write ``folder/mercure.yaml`` for a fast test installation; returns its path.
+
+    The web interface gets ``webgui_port``, or a free port (never the default 8000, which a
+    parallel test or the administrator's own installation may hold).
+    """
     config = {
         "data_dir": str(folder / "data"),
         "logging": {"level": "INFO"},
@@ -81,6 +87,7 @@ def write_config(
             "api_key": API_KEY,
             "database_url": database_url,
         },
+        "webgui": {"host": "127.0.0.1", "port": webgui_port or free_port()},
         "supervisor": {"heartbeat_interval": 0.5, "restart_backoff_max": 1, "stop_timeout": 15},
     }
     path = folder / "mercure.yaml"

@@ -133,6 +133,14 @@ def _resolve_relative_paths(config: MercureConfig, base_dir: Path) -> MercureCon
             )
     if targets != config.targets:
         update["targets"] = targets
+    webgui = config.webgui
+    tls = {
+        key: (base_dir / path).resolve()
+        for key, path in (("tls_certificate", webgui.tls_certificate), ("tls_key", webgui.tls_key))
+        if path is not None and not path.is_absolute()
+    }
+    if tls:
+        update["webgui"] = webgui.model_copy(update=tls)
     return config.model_copy(update=update) if update else config
 
 

@@ -483,16 +483,65 @@ class BookkeeperConfig(StrictModel):
         return self.url or f"http://{host}:{self.port}"
 
 
+def _root_path(value: str) -> str:
+    """``/mercure`` style: empty, or a leading slash and no trailing one."""
+    if value in ("", "/"):
+        return ""
+    if not value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError("must start with '/' and not end with '/', e.g. /mercure")
+    if any(c.isspace() or c in "?#%\"'<>\\" for c in value):
+        raise ValueError("may hold only a plain URL path, e.g. /mercure")
+    return value
+
+
 class WebGuiConfig(StrictModel):
-    """The web interface: not served yet (the next version adds it; the section is accepted)."""
+    """The web interface (`mercure webgui`): overview, queues, search, logs, users."""
 
     host: str = Field(
-        "127.0.0.1", description="Address the web interface will listen on (not served yet)."
+        "127.0.0.1",
+        description="Address the web interface listens on; the default serves this host only "
+        "(use a reverse proxy or `0.0.0.0` with TLS to open it to the network).",
     )
-    port: int = Field(8000, ge=1, le=65535, description="Its port (not served yet).")
+    port: int = Field(8000, ge=1, le=65535, description="Its TCP port.")
+    tls_certificate: Path | None = Field(
+        None,
+        description="PEM certificate (chain) for serving HTTPS directly; relative to the "
+        "configuration file. Needs tls_key.",
+    )
+    tls_key: Path | None = Field(None, description="PEM private key of tls_certificate.")
+    root_path: Annotated[str, AfterValidator(_root_path)] = Field(
+        "",
+        description="URL prefix when served behind a reverse proxy under a sub-path, e.g. "
+        "`/mercure` (the proxy forwards `/mercure/...` unchanged); empty at the root.",
+    )
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description="Addresses (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed (for the client address in the audit log and "
+        "the sign-in throttle, and for HTTPS behind the proxy); empty trusts none.",
+    )
     session_secret: SecretStr | None = Field(
-        None, description="Key that will sign its sessions (not served yet)."
+        None,
+        description="Key that signs the session cookies (use ${ENV}); when empty, the key in "
+        "data_dir/.secrets/webgui.key, made at the first start.",
     )
+    session_idle_timeout: PositiveSeconds = Field(
+        1800.0,
+        description="A session unused this long ends (the automatic refresh of an open page "
+        "does not count as use).",
+    )
+    session_max_age: PositiveSeconds = Field(
+        43200.0, description="A session ends this long after sign-in, however much it is used."
+    )
+    max_request_kb: int = Field(
+        1024, ge=16, le=1 << 20, description="Largest request body accepted (KiB)."
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebGuiConfig:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together: give both or neither")
+        return self
 
 
 class EventsConfig(StrictModel):
@@ -510,10 +559,8 @@ def _installed_service(name: str) -> str:
     if name not in SERVICE_NAMES:
         raise ValueError(f"unknown service {name!r}; the services are: {', '.join(installed)}")
     if name not in installed:
-        what = " (the web interface is not served yet)" if name == "webgui" else ""
         raise ValueError(
-            f"service {name!r} is not installed in this version{what}; "
-            f"installed: {', '.join(installed)}"
+            f"service {name!r} is not installed in this version; installed: {', '.join(installed)}"
         )
     return name
 

@@ -34,8 +34,8 @@ else `$MERCURE_CONFIG`, else `./mercure.yaml`. `mercure init` writes a commented
 - **Changes** are picked up by running services between units of work, without a restart. An
   invalid change is rejected (logged) and the services keep the last good configuration.
 - **History**: saves made by mercure itself keep each previous version in
-  `mercure.yaml.history/`, so a change can be rolled back. (The web interface, not served yet
-  in this version, will be the first to save; a file edited by hand keeps no history.)
+  `mercure.yaml.history/`, so a change can be rolled back. (A file edited by hand keeps no
+  history.)
 """
 
 

@@ -1,0 +1,313 @@
+"""The web interface's client of the bookkeeper's HTTP API.
+
+Every call carries the bookkeeper's API key (:mod:`mercure.core.apikey`) and has short
+timeouts: a page must say "the bookkeeper is unreachable" quickly, not hang. Errors::
+
+    BookkeeperError                  anything that kept a call from its answer
+    ├── BookkeeperUnavailable        not reachable, too slow, or 5xx (transient: retry later)
+    └── BookkeeperRejected           it answered 4xx: ``status`` and the ``detail`` it gave
+
+Page authors add a method per endpoint they use, returning a pydantic model of the answer
+(the models here describe what crosses the process boundary; the bookkeeper's own models are
+not imported: services never import each other).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+
+from mercure.core.errors import MercureError, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 2.0
+READ_TIMEOUT = 8.0
+API = "/api/v1"
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class BookkeeperError(MercureError):
+    """A bookkeeper call did not give its answer."""
+
+    status: int | None = None
+    detail: str = ""
+
+
+class BookkeeperUnavailable(BookkeeperError, TransientError):
+    """The bookkeeper cannot be reached, answered too slowly, or failed (5xx)."""
+
+
+class BookkeeperRejected(BookkeeperError, PermanentError):
+    """The bookkeeper answered with a 4xx status; ``detail`` says why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"the bookkeeper refused the request ({status}): {detail}")
+
+
+UserRole = Literal["viewer", "operator", "admin"]
+
+
+class UserRecord(BaseModel):
+    """A user as the bookkeeper keeps it (never with its password hash)."""
+
+    name: str
+    role: UserRole
+    disabled: bool = False
+    session_epoch: int = Field(
+        0, description="Increases whenever the user's sessions must end (password, role ...)."
+    )
+    created: datetime | None = None
+    updated: datetime | None = None
+    last_login: datetime | None = None
+    password_changed: datetime | None = None
+
+
+class StatisticsBucket(BaseModel):
+    """Counts of one hour or day (UTC) from ``GET /api/v1/statistics``."""
+
+    start: datetime
+    series_received: int = 0
+    instances_received: int = 0
+    instances_dispatched: int = 0
+    tasks_created: int = 0
+    processed: int = 0
+    dispatched: int = 0
+    dispatch_failures: int = 0
+    tasks_completed: int = 0
+    tasks_failed: int = 0
+    tasks_discarded: int = 0
+    tasks_cleaned: int = 0
+    errors: int = 0
+
+
+class Statistics(BaseModel):
+    """Throughput per hour or day."""
+
+    bucket: str
+    since: datetime
+    until: datetime
+    buckets: list[StatisticsBucket]
+
+
+class EventRecord(BaseModel):
+    """A stored event from ``GET /api/v1/events``."""
+
+    id: str
+    time: datetime
+    service: str
+    instance: str = ""
+    kind: str
+    severity: str
+    task_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventPage(BaseModel):
+    """A page of events, newest first."""
+
+    items: list[EventRecord]
+    next_offset: int | None = None
+
+
+class BookkeeperClient:
+    """Calls the bookkeeper at ``base_url`` with the key ``api_key()`` returns at each call."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Callable[[], str],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            transport=transport
+            or httpx.AsyncHTTPTransport(
+                # Without TCP_NODELAY a request body waits for the delayed ACK of its headers.
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            ),
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """One call to ``/api/v1/<path>``; the response of a 2xx answer, else an error."""
+        try:
+            key = self.api_key()
+        except MercureError as exc:
+            raise BookkeeperUnavailable(f"no bookkeeper API key: {exc}") from None
+        url = f"{API}/{path.lstrip('/')}"
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = await self._client.request(
+                method,
+                url,
+                params=clean,
+                json=json,
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        except httpx.TimeoutException:
+            raise BookkeeperUnavailable(
+                f"the bookkeeper at {self.base_url} did not answer in time"
+            ) from None
+        except httpx.TransportError as exc:
+            raise BookkeeperUnavailable(
+                f"the bookkeeper at {self.base_url} cannot be reached ({type(exc).__name__})"
+            ) from None
+        if response.status_code >= 500:
+            raise BookkeeperUnavailable(
+                f"the bookkeeper at {self.base_url} failed ({response.status_code}): "
+                f"{_detail(response)}"
+            )
+        if response.status_code >= 400:
+            if response.status_code == 401 and path.rstrip("/") != "users/verify":
+                log.error("the bookkeeper refused the webgui's API key (%s)", _detail(response))
+            raise BookkeeperRejected(response.status_code, _detail(response))
+        return response
+
+    async def _get_model(self, model: type[_M], path: str, **params: Any) -> _M:
+        response = await self.request("GET", path, params=params)
+        return _parse(model, response)
+
+    # --- users ------------------------------------------------------------------------
+    async def verify_user(self, name: str, password: str, remote_address: str) -> UserRecord | None:
+        """The user if ``password`` is right and the user may sign in; None otherwise."""
+        body = {"name": name, "password": password, "remote_address": remote_address}
+        try:
+            response = await self.request("POST", "users/verify", json=body)
+        except BookkeeperRejected as exc:
+            if exc.status in (401, 403, 404, 422):
+                return None
+            raise
+        return _parse(UserRecord, response)
+
+    async def list_users(self) -> list[UserRecord]:
+        """Every user."""
+        response = await self.request("GET", "users")
+        return _parse(_UserList, response).users
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        """One user, or None if there is no such user."""
+        try:
+            return await self._get_model(UserRecord, f"users/{_segment(name)}")
+        except BookkeeperRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_user(
+        self, name: str, role: UserRole, password: str, *, actor: str, remote_address: str
+    ) -> None:
+        """Add a user (409: the name is taken; 422: e.g. a password too weak)."""
+        body = {
+            "name": name,
+            "role": role,
+            "password": password,
+            "actor": actor,
+            "remote_address": remote_address,
+        }
+        await self.request("POST", "users", json=body)
+
+    async def update_user(
+        self,
+        name: str,
+        *,
+        actor: str,
+        remote_address: str,
+        role: UserRole | None = None,
+        disabled: bool | None = None,
+    ) -> None:
+        """Change a user's role or disable / enable it."""
+        body: dict[str, Any] = {"actor": actor, "remote_address": remote_address}
+        if role is not None:
+            body["role"] = role
+        if disabled is not None:
+            body["disabled"] = disabled
+        await self.request("PATCH", f"users/{_segment(name)}", json=body)
+
+    async def set_password(
+        self, name: str, password: str, *, actor: str, remote_address: str
+    ) -> None:
+        """Give a user a new password (ends the user's sessions)."""
+        body = {"password": password, "actor": actor, "remote_address": remote_address}
+        await self.request("PUT", f"users/{_segment(name)}/password", json=body)
+
+    async def delete_user(self, name: str, *, actor: str, remote_address: str) -> None:
+        """Remove a user."""
+        params = {"actor": actor, "remote_address": remote_address}
+        await self.request("DELETE", f"users/{_segment(name)}", params=params)
+
+    # --- monitoring -------------------------------------------------------------------
+    async def statistics(
+        self, bucket: Literal["hour", "day"], since: datetime, until: datetime | None = None
+    ) -> Statistics:
+        """Throughput per UTC hour or day from ``since`` (every bucket, empty ones too)."""
+        return await self._get_model(
+            Statistics,
+            "statistics",
+            bucket=bucket,
+            since=since.isoformat(),
+            until=until.isoformat() if until else None,
+        )
+
+    async def events(self, **filters: Any) -> EventPage:
+        """A page of events, newest first; filters as the API names them (``severity``,
+        ``kind_prefix``, ``since`` ..., ``limit``, ``offset``)."""
+        params = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items()}
+        return await self._get_model(EventPage, "events", **params)
+
+
+class _UserList(BaseModel):
+    users: list[UserRecord]
+
+
+def _segment(name: str) -> str:
+    """A user name as one URL path segment."""
+    return quote(name, safe="")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        return response.text[:200]
+    return detail if isinstance(detail, str) else str(detail)[:500]
+
+
+def _parse(model: type[_M], response: httpx.Response) -> _M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise BookkeeperUnavailable(
+            f"the bookkeeper's answer to {response.request.url.path} is not understood: "
+            f"{exc.error_count()} errors (is it another version?)"
+        ) from None
