@@ -38,8 +38,8 @@ def test_killed_processor_orphan_is_stopped_and_task_reruns(
     pid_file = tmp_path / "pid"
     settings = {"behaviour": "hang", "once": True, "pid_file": str(pid_file)}
     task_id = processor.add_task(tiny_series, ["slow"], settings=settings)
-    wait_until(pid_file.exists, 20)
-    orphan = int(pid_file.read_text())
+    # The module creates the file, then writes its PID: wait for the whole number.
+    orphan = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 20))
     processor.kill()
     assert _alive(orphan)  # its own process group: the module outlives the processor
     processor.start()

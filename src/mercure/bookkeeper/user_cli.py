@@ -33,7 +33,8 @@ def register_user(
         "user",
         parents=[common],
         help="manage the users of the web interface",
-        description="Users of the web interface, in the bookkeeper's database. Roles: viewer "
+        description="Users of the web interface, kept in the bookkeeper's database. Roles: "
+        "viewer "
         "(reads everything except secrets), operator (also requeue, discard, pause/resume, "
         "force study completion), admin (also users and configuration).",
     )
