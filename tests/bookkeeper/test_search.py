@@ -154,6 +154,11 @@ def test_series_record_holds_key_tags_and_counts(populated: Populated) -> None:
     assert series["sender_aet"] == "MODALITY"
     assert series["instance_count"] == 3
     assert series["tags"]["SeriesDescription"] == "series 0"
+    assert series["task_states"] == ["cleaned"]
+    (failed,) = populated.app.client.get("/api/v1/series", params={"accession": "ACC0004"}).json()[
+        "items"
+    ]
+    assert failed["task_states"] == ["error"]
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,9 @@ class SeriesRecord(BaseModel):
     first_received: datetime
     last_received: datetime
     tags: dict[str, Any]
+    task_states: list[str] = Field(
+        default_factory=list, description="States of its tasks and its study's (searches only)."
+    )
 
 
 class SeriesPage(BaseModel):

@@ -181,7 +181,33 @@ def search_series(engine: Engine, filters: Filters, page: Page) -> PageOf:
     s = tables.series
     query = search_series_query(filters).order_by(s.c.last_received.desc(), s.c.series_uid.desc())
     with engine.connect() as connection:
-        return _page(connection, query, page)
+        result = _page(connection, query, page)
+        _attach_task_states(connection, result.items)
+    return result
+
+
+def _attach_task_states(connection: Connection, items: list[dict[str, Any]]) -> None:
+    """Each series' ``task_states``: the states of its tasks and its study's, sorted."""
+    t = tables.tasks
+    series_uids = [item["series_uid"] for item in items]
+    study_uids = sorted({item["study_uid"] for item in items if item["study_uid"]})
+    by_series: dict[str, set[str]] = defaultdict(set)
+    by_study: dict[str, set[str]] = defaultdict(set)
+    if series_uids:
+        for uid, state in connection.execute(
+            sa.select(t.c.series_uid, t.c.state).where(t.c.series_uid.in_(series_uids))
+        ):
+            by_series[uid].add(state)
+    if study_uids:
+        for uid, state in connection.execute(
+            sa.select(t.c.study_uid, t.c.state).where(
+                t.c.study_uid.in_(study_uids), t.c.series_uid.is_(None)
+            )
+        ):
+            by_study[uid].add(state)
+    for item in items:
+        states = by_series[item["series_uid"]] | by_study.get(item["study_uid"] or "", set())
+        item["task_states"] = sorted(states)
 
 
 def search_series_query(filters: Filters) -> sa.Select[Any]:
