@@ -11,6 +11,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercure.webgui.pages import auth, logs, overview
+from mercure.webgui.pages import audit, auth, logs, overview
 
-ROUTERS: tuple[APIRouter, ...] = (auth.router, overview.router, logs.router)
+ROUTERS: tuple[APIRouter, ...] = (auth.router, overview.router, logs.router, audit.router)
