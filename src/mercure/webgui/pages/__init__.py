@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercure.webgui.pages import audit, auth, logs, overview
+from mercure.webgui.pages import audit, auth, logs, overview, users
 
-ROUTERS: tuple[APIRouter, ...] = (auth.router, overview.router, logs.router, audit.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    overview.router,
+    logs.router,
+    audit.router,
+    users.router,
+)
