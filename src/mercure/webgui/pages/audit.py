@@ -59,6 +59,13 @@ def _local_time(text: str, field: str, problems: list[str]) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+def _time_zone() -> str:
+    """The server's time zone as the page names it: ``UTC`` or ``CET (UTC+0100)``."""
+    now = datetime.now().astimezone()
+    offset = now.strftime("%z")
+    return "UTC" if offset == "+0000" else f"{now.strftime('%Z')} (UTC{offset})"
+
+
 def _details(entry: AuditRecord) -> list[tuple[str, str]]:
     """The entry's details as (name, text) pairs."""
     return [
@@ -122,6 +129,6 @@ async def audit_page(
         "action_href": lambda name: page_href(action=name, offset=0),
         "known_actions": KNOWN_ACTIONS,
         "warning_actions": WARNING_ACTIONS,
-        "time_zone": datetime.now().astimezone().strftime("%Z (UTC%z)"),
+        "time_zone": _time_zone(),
     }
     return render(request, "audit.html", context)
