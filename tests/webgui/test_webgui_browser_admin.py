@@ -174,6 +174,8 @@ def test_logs_page_tails_live_and_keeps_hostile_lines_inert(webgui: WebGui, tmp_
             "refused the association (rejected permanent); series queued for retry in 60 s\n",
         )
         page.wait_for_selector("text=target PACS-MAIN refused the association", timeout=15000)
+        at_bottom = "e => e.scrollHeight - e.scrollTop - e.clientHeight < 40"
+        page.wait_for_function(f"({at_bottom})(document.getElementById('log-lines'))")
         page.screenshot(path=str(images / "webgui-logs.png"))
         write_log(webgui, record("INFO", f"peer AE {XSS_PAYLOADS[0]} {XSS_PAYLOADS[1]}"))
         page.wait_for_selector("#log-lines >> text=peer AE", timeout=15000)
