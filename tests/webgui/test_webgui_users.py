@@ -308,7 +308,7 @@ def test_bookkeeper_down_is_a_message_not_a_failure(webgui: WebGui, admin: httpx
     )
     assert answer.status_code == 503
     assert "Could not add 'late'" in alert(answer.text)
-    assert "Nothing was changed" in alert(answer.text)
+    assert "The change may not have been made" in alert(answer.text)
     webgui.bookkeeper_down = False
     with pytest.raises(UnknownUserError):
         webgui.users.get("late")

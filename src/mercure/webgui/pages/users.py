@@ -93,7 +93,11 @@ def _refusal(what: str, exc: BookkeeperError) -> Refused:
     if isinstance(exc, BookkeeperRejected):
         status = exc.status if exc.status in (404, 409, 422) else 400
         return Refused(f"Could not {what}: {exc.detail}.", status)
-    return Refused(f"Could not {what}: {exc}. Nothing was changed; try again later.", 503)
+    return Refused(
+        f"Could not {what}: {exc}. The change may not have been made; look again when the "
+        "bookkeeper answers.",
+        503,
+    )
 
 
 async def _user_or_refuse(request: Request, name: str) -> UserRecord:
