@@ -139,6 +139,38 @@ def test_read_new_follows_a_file_across_rotation(tmp_path: Path) -> None:
     assert [r.text.rsplit(": ", 1)[-1] for r in records] == ["after rotation"]
 
 
+def test_read_new_reads_the_rest_of_a_rotated_file_first(tmp_path: Path) -> None:
+    """Lines written after the last read but before the rotation are not lost."""
+    path = tmp_path / "logs" / "router.log"
+    _write(path, _record("INFO", "seen"))
+    position = LogPosition.end_of(path)
+    _write(path, _record("INFO", "late in the old file"))
+    path.rename(path.with_name("router.log.1"))
+
+    records, position = read_new(path, position)  # the new file is not there yet
+    assert [r.text.rsplit(": ", 1)[-1] for r in records] == ["late in the old file"]
+    records, position = read_new(path, position)
+    assert records == []
+    _write(path, _record("INFO", "first in the new file"))
+    records, position = read_new(path, position)
+    assert [r.text.rsplit(": ", 1)[-1] for r in records] == ["first in the new file"]
+    records, position = read_new(path, position)
+    assert records == []
+
+
+def test_tail_up_to_a_position_leaves_the_rest_to_read_new(tmp_path: Path) -> None:
+    """tail(end=) and read_new from the same position show every record exactly once."""
+    path = tmp_path / "logs" / "router.log"
+    _write(path, _record("INFO", "one") + _record("INFO", "two"))
+    position = LogPosition.end_of(path)
+    _write(path, _record("INFO", "three"))
+
+    shown = [r.text.rsplit(": ", 1)[-1] for r in tail(path, 10, end=position.offset)]
+    records, _ = read_new(path, position)
+    shown += [r.text.rsplit(": ", 1)[-1] for r in records]
+    assert shown == ["one", "two", "three"]
+
+
 def test_mercure_logs_lists_and_shows_the_files(tmp_path: Path) -> None:
     (tmp_path / "mercure.yaml").write_text("data_dir: data\n")
     path = tmp_path / "data" / "logs" / "router.log"

@@ -256,18 +256,26 @@ def _at_least(record: LogLine, min_level: str) -> bool:
 
 
 def tail(
-    path: Path, limit: int = 200, min_level: str = "DEBUG", *, max_read: int = 4 << 20
+    path: Path,
+    limit: int = 200,
+    min_level: str = "DEBUG",
+    *,
+    max_read: int = 4 << 20,
+    end: int | None = None,
 ) -> list[LogLine]:
     """The last ``limit`` records of ``path`` at ``min_level`` or above, oldest first.
 
-    Reads backwards from the end, at most ``max_read`` bytes, so a huge file costs no more
-    than a small one; a missing file has no records.
+    Reads backwards from the end (or from byte ``end``, e.g. a :class:`LogPosition`'s offset,
+    so that a live tail from there shows each line once), at most ``max_read`` bytes, so a
+    huge file costs no more than a small one; a missing file has no records.
     """
     if min_level not in LEVELS:
         raise ValueError(f"unknown level {min_level!r}; one of {', '.join(LEVELS)}")
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, os.SEEK_END)
+            if end is not None:
+                size = max(0, min(size, end))
             start, chunk = size, b""
             while start > 0 and size - start < max_read:
                 # Each read doubles the window, so re-parsing costs at most twice the bytes.
@@ -316,10 +324,14 @@ def read_new(
 ) -> tuple[list[LogLine], LogPosition]:
     """Records written to ``path`` since ``position``, and the position to ask from next.
 
-    For a live tail. A file that is not the one ``position`` was in (rotated: another inode) or
-    is shorter than the offset is read from its beginning. At most ``max_read`` bytes are read
-    per call, and only whole lines are consumed.
+    For a live tail. When the file was rotated (another inode), the rest of the file
+    ``position`` was in is read first from ``<name>.1``, where rotation moved it, then the new
+    file from its beginning; a file shorter than the offset is read from its beginning. At most
+    ``max_read`` bytes are read per call, and only whole lines are consumed.
     """
+    rotated = _rest_of_rotated(path, position, min_level, max_read)
+    if rotated is not None:
+        return rotated
     try:
         with open(path, "rb") as handle:
             stat = os.fstat(handle.fileno())
@@ -329,8 +341,37 @@ def read_new(
             handle.seek(offset)
             data = handle.read(max_read)
     except FileNotFoundError:
-        return [], LogPosition()
+        # Between a rotation's rename and the new file: keep the place in the old one.
+        return [], position
     complete = data[: data.rfind(b"\n") + 1]
     lines = complete.decode("utf-8", errors="replace").splitlines()
     records = [r for r in _records(lines) if _at_least(r, min_level)]
     return records, LogPosition(stat.st_ino, offset + len(complete))
+
+
+def _rest_of_rotated(
+    path: Path, position: LogPosition, min_level: str, max_read: int
+) -> tuple[list[LogLine], LogPosition] | None:
+    """What ``position``'s file still held when it was rotated to ``<name>.1``, or None when
+    there is nothing left there (not rotated, rotated twice since, or read to its end)."""
+    if not position.inode:
+        return None
+    try:
+        if os.stat(path).st_ino == position.inode:
+            return None
+    except FileNotFoundError:
+        pass  # rotated, and the new file is not there yet
+    try:
+        with open(path.with_name(path.name + ".1"), "rb") as handle:
+            if os.fstat(handle.fileno()).st_ino != position.inode:
+                return None
+            handle.seek(position.offset)
+            data = handle.read(max_read)
+    except FileNotFoundError:
+        return None
+    complete = data[: data.rfind(b"\n") + 1]
+    if not complete:
+        return None
+    lines = complete.decode("utf-8", errors="replace").splitlines()
+    records = [r for r in _records(lines) if _at_least(r, min_level)]
+    return records, LogPosition(position.inode, position.offset + len(complete))

@@ -392,6 +392,30 @@ class BookkeeperClient:
                 return None
             raise
 
+    # Logs, audit and users pages
+    async def audit(
+        self,
+        *,
+        user: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AuditPage:
+        """A page of audit entries, newest first (``user`` and ``action`` match exactly;
+        ``since`` inclusive, ``until`` exclusive)."""
+        return await self._get_model(
+            AuditPage,
+            "audit",
+            user=user or None,
+            action=action or None,
+            since=since.isoformat() if since else None,
+            until=until.isoformat() if until else None,
+            limit=limit,
+            offset=offset,
+        )
+
 
 def _query(filters: dict[str, Any]) -> dict[str, Any]:
     """Query parameters: times in ISO 8601, empty values left out."""
@@ -427,3 +451,24 @@ def _parse(model: type[_M], response: httpx.Response) -> _M:
             f"the bookkeeper's answer to {response.request.url.path} is not understood: "
             f"{exc.error_count()} errors (is it another version?)"
         ) from None
+
+
+# Logs, audit and users pages
+class AuditRecord(BaseModel):
+    """One audit entry from ``GET /api/v1/audit``: who did what to what, from where."""
+
+    event_id: str
+    time: datetime
+    user: str
+    action: str
+    object: str | None = None
+    remote_address: str | None = None
+    message: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditPage(BaseModel):
+    """A page of audit entries, newest first."""
+
+    items: list[AuditRecord]
+    next_offset: int | None = None
