@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from mercure.core.errors import MercureError, PermanentError, TransientError
 
@@ -285,6 +285,36 @@ class BookkeeperClient:
         params = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items()}
         return await self._get_model(EventPage, "events", **params)
 
+    # Queue and task pages
+    async def task_detail(self, task_id: str) -> TaskDetail | None:
+        """A task with its targets, rules, versions and processing runs; None if unknown."""
+        try:
+            return await self._get_model(TaskDetail, f"tasks/{_segment(task_id)}")
+        except BookkeeperRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def task_timeline(self, task_id: str) -> list[EventRecord]:
+        """Everything that happened to a task, oldest first ([] if the task is unknown)."""
+        try:
+            response = await self.request("GET", f"tasks/{_segment(task_id)}/timeline")
+        except BookkeeperRejected as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return _parse(_Timeline, response).root
+
+    async def task_versions(self, task_id: str) -> list[TaskVersion]:
+        """Every recorded version of a task's task.json, oldest first."""
+        response = await self.request("GET", f"tasks/{_segment(task_id)}/versions")
+        return _parse(_Versions, response).root
+
+    async def tasks(self, **filters: Any) -> TaskPage:
+        """A page of tasks, newest first; filters as the API names them (``accession``,
+        ``patient_id``, ``rule``, ``target``, ``state``, ``limit`` ...)."""
+        return await self._get_model(TaskPage, "tasks", **filters)
+
 
 class _UserList(BaseModel):
     users: list[UserRecord]
@@ -311,3 +341,85 @@ def _parse(model: type[_M], response: httpx.Response) -> _M:
             f"the bookkeeper's answer to {response.request.url.path} is not understood: "
             f"{exc.error_count()} errors (is it another version?)"
         ) from None
+
+
+# --- Queue and task pages ----------------------------------------------------------------
+class TaskTarget(BaseModel):
+    """Delivery state of one target of a task, as the bookkeeper recorded it."""
+
+    target: str
+    state: str
+    state_time: datetime
+    reason: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """A task as the bookkeeper knows it (``state``: its stage, ``cleaned`` or ``deleted``)."""
+
+    task_id: str
+    parent_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    patient_id: str | None = None
+    accession: str | None = None
+    action: str | None = None
+    applied_rule: str | None = None
+    state: str
+    state_time: datetime | None = None
+    fail_stage: str | None = None
+    fail_reason: str | None = None
+    version_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+    targets: list[TaskTarget] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+
+class TaskPage(BaseModel):
+    """A page of tasks, newest first."""
+
+    items: list[TaskRecord]
+    next_offset: int | None = None
+
+
+class ProcessingRun(BaseModel):
+    """One run of a processing module on a task."""
+
+    event_id: str
+    module: str
+    started_at: datetime | None = None
+    ended_at: datetime
+    exit_code: int | None = None
+    success: bool
+    log: str = ""
+    result: dict[str, Any] | list[Any] | None = None
+
+
+class TaskVersionInfo(BaseModel):
+    """One recorded version of task.json (without the document)."""
+
+    event_id: str
+    time: datetime
+    kind: str
+
+
+class TaskVersion(TaskVersionInfo):
+    """One recorded version of task.json."""
+
+    document: dict[str, Any]
+
+
+class TaskDetail(BaseModel):
+    """A task with its versions and processing runs."""
+
+    task: TaskRecord
+    versions: list[TaskVersionInfo] = Field(default_factory=list)
+    processing: list[ProcessingRun] = Field(default_factory=list)
+
+
+class _Timeline(RootModel[list[EventRecord]]):
+    pass
+
+
+class _Versions(RootModel[list[TaskVersion]]):
+    pass

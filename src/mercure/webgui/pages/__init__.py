@@ -11,6 +11,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercure.webgui.pages import auth, overview
+from mercure.webgui.pages import auth, overview, queue
 
-ROUTERS: tuple[APIRouter, ...] = (auth.router, overview.router)
+ROUTERS: tuple[APIRouter, ...] = (auth.router, overview.router, queue.router)
