@@ -115,7 +115,7 @@ def test_operator_requeues_a_task_once_its_target_is_up(tmp_path: Path, site_fac
             return "task.failed" in page.inner_text("main")
 
         wait_until(timeline_has_failure, timeout=20, interval=1, message="task.failed shown")
-        page.screenshot(path=str(screenshot_folder(tmp_path) / "webgui-task.png"), full_page=True)
+        page.screenshot(path=str(screenshot_folder(tmp_path) / "webgui-task.png"))
 
         with StoreSCP(tmp_path / "pacs", port=target_port, ae_title="STORESCP") as pacs:
             page.click("button.requeue")
