@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -170,13 +171,7 @@ def _targets(disk: TaskOnDisk | None, detail: TaskDetail | None) -> list[TargetP
     for item in progress:
         record = recorded.pop(item.name, None)
         if record is not None:
-            item = TargetProgress(
-                **{
-                    **item.__dict__,
-                    "bookkeeper_state": record.state,
-                    "bookkeeper_reason": record.reason,
-                }
-            )
+            item = replace(item, bookkeeper_state=record.state, bookkeeper_reason=record.reason)
         merged.append(item)
     for name, record in recorded.items():
         merged.append(
@@ -290,8 +285,6 @@ async def _act(
 
 
 def _task_url(request: Request, task_id: str) -> str:
-    from urllib.parse import quote
-
     return url(request, "task", task_id=quote(task_id, safe=""))
 
 
