@@ -212,6 +212,43 @@ def test_queue_pages_through_a_big_stage_reading_only_the_page(
     assert "Older" not in last.text and "Newest" in last.text
 
 
+def test_an_accession_search_asks_the_bookkeeper_which_tasks_to_read(
+    webgui: WebGui, viewer: httpx.Client
+) -> None:
+    """2,100 failed tasks, the one wanted the oldest: the bookkeeper names it and only it is
+    read; with the bookkeeper down the search reads 2,000 and says that it stopped."""
+    from mercure.webgui.queue import SCAN_LIMIT
+
+    wanted = place(webgui, Stage.ERROR, "t-wanted", accession="ACC-RARE", files=0, age=9000)
+    for n in range(SCAN_LIMIT + 100):
+        place(webgui, Stage.ERROR, f"t-{n:04d}", files=0, age=600)
+    task = read_task(wanted)
+    webgui.store_events(
+        [
+            Event(
+                service="router",
+                instance="t",
+                kind="task.created",
+                task_id="t-wanted",
+                data={"task": task.model_dump(mode="json"), "stage": "error"},
+            )
+        ]
+    )
+    found = viewer.get("/queue", params={"accession": "ACC-RARE"}, headers=PAGE)
+    assert task_links(found.text) == ["t-wanted"]
+    assert "1 of 2\u202f101 entries read" in found.text
+    assert "the bookkeeper named the tasks" in found.text
+    webgui.bookkeeper_down = True
+    cut = viewer.get("/queue", params={"accession": "ACC-RARE"}, headers=PAGE)
+    assert task_links(cut.text) == []
+    assert "the search stopped after 2\u202f000 entries" in cut.text
+    assert "Bookkeeper unreachable" in cut.text
+    older = re.search(r'href="(/queue\?[^"]*start=2000[^"]*)"', cut.text)
+    assert older, cut.text
+    rest = viewer.get(older.group(1).replace("&amp;", "&"), headers=PAGE)
+    assert task_links(rest.text) == ["t-wanted"]
+
+
 def test_stage_tiles_show_pause_and_only_operators_get_the_switch(
     webgui: WebGui, viewer: httpx.Client, operator: httpx.Client
 ) -> None:

@@ -5,8 +5,10 @@ hold ten thousand tasks: a listing takes the names and modification times of the
 folders (one ``scandir`` each), sorts them, and reads only the ``task.json`` files of the page
 it shows. Filters on what is inside ``task.json`` (rule, target, patient, accession) read
 entries newest first until the page is full, at most :data:`SCAN_LIMIT` of them per request;
-the page says when that bound cut the search short. Everything here blocks on the file
-system: call it in a thread (``run_in_threadpool``).
+the page says when that bound cut the search short. An accession search first asks the
+bookkeeper which tasks have it and reads only those (and what changed too recently for the
+bookkeeper to know). Everything here blocks on the file system: call it in a thread
+(``run_in_threadpool``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ ACTIVE = "active"
 PAGE_SIZE = 50
 SCAN_LIMIT = 2000
 """task.json files a filtered listing reads at most per request."""
+RECENT = 120.0
+"""Seconds within which an entry may not be known to the bookkeeper yet (events travel in
+batches): such entries stay candidates when the bookkeeper narrows a search."""
 AGES = {
     0: "any age",
     300: "older than 5 min",
@@ -165,6 +170,8 @@ class QueuePage:
     """task.json files read for a content filter."""
     cut_short: bool = False
     """The scan bound stopped a content filter before the end of the stages."""
+    narrowed: bool = False
+    """The bookkeeper named the candidates (an accession search)."""
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -231,14 +238,31 @@ def matches(entry: QueueEntry, wanted: QueueFilter) -> bool:
 
 
 def list_entries(
-    data: DataFolder, wanted: QueueFilter, now: float, *, page_size: int = PAGE_SIZE
+    data: DataFolder,
+    wanted: QueueFilter,
+    now: float,
+    *,
+    page_size: int = PAGE_SIZE,
+    candidates: set[str] | None = None,
 ) -> QueuePage:
-    """A page of the stages' entries, newest first."""
+    """A page of the stages' entries, newest first.
+
+    ``candidates``: the task ids that can match the content filters, as the bookkeeper found
+    them; only those (and study folders, and entries changed within :data:`RECENT` seconds,
+    which the bookkeeper may not know yet) are read.
+    """
     names: list[tuple[float, Stage, str]] = []
     for stage in wanted.stages:
         names += _scan(data, stage)
     if wanted.min_age:
         names = [item for item in names if item[0] <= now - wanted.min_age]
+    total = len(names)
+    if candidates is not None and wanted.by_content:
+        names = [
+            item
+            for item in names
+            if item[2] in candidates or item[1] is Stage.STUDIES or item[0] >= now - RECENT
+        ]
     names.sort(key=lambda item: (-item[0], item[2]))
     start = max(0, min(wanted.start, len(names)))
     if not wanted.by_content:
@@ -259,11 +283,12 @@ def list_entries(
     more = position < len(names)
     return QueuePage(
         entries,
-        len(names),
+        total,
         start,
         position if more else None,
         scanned=scanned,
         cut_short=more and scanned >= SCAN_LIMIT and len(entries) < page_size,
+        narrowed=candidates is not None,
     )
 
 

@@ -62,6 +62,8 @@ router = APIRouter()
 
 REQUEUE_FROM = (Stage.ERROR, Stage.SUCCESS, Stage.DISCARD)
 MAX_REASON = 500
+BOOKKEEPER_CANDIDATES = 1000
+"""An accession search asks the bookkeeper for at most this many tasks (its largest page)."""
 STAGE_CHOICES = (ACTIVE, *(stage.value for stage in LIST_STAGES))
 
 
@@ -96,14 +98,32 @@ def _may_operate(session: Session | None) -> bool:
     return session is not None and session.role.allows(Role.OPERATOR)
 
 
+async def _accession_candidates(request: Request, wanted: QueueFilter) -> set[str] | None:
+    """The ids of the tasks of the accession searched for, from the bookkeeper; None when it
+    cannot narrow the search (no accession, too many tasks, or it does not answer)."""
+    if not wanted.accession:
+        return None
+    try:
+        found = await web_context(request).bookkeeper.tasks(
+            accession=wanted.accession, limit=BOOKKEEPER_CANDIDATES
+        )
+    except BookkeeperError as exc:
+        request.state.bookkeeper_problem = str(exc)
+        return None
+    if found.next_offset is not None:
+        return None
+    return {task.task_id for task in found.items}
+
+
 async def _list_context(request: Request) -> dict[str, Any]:
     web = web_context(request)
     wanted, problem = _filter(request)
     now = web.wall_clock()
+    candidates = await _accession_candidates(request, wanted)
 
     def read() -> dict[str, Any]:
         stages = [s for s in stage_statuses(web.data) if s.stage in LIST_STAGES]
-        page = list_entries(web.data, wanted, now.timestamp())
+        page = list_entries(web.data, wanted, now.timestamp(), candidates=candidates)
         return {"stages": stages, "page": page}
 
     found = await run_in_threadpool(read)
