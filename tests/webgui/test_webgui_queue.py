@@ -450,9 +450,12 @@ def test_operator_pauses_and_resumes_a_stage(webgui: WebGui, operator: httpx.Cli
     assert "paused by operator (web interface)" in operator.get("/queue", headers=PAGE).text
     resumed = post(operator, "/queue/stages/outgoing/resume", back="https://evil.example/")
     assert resumed.headers["location"] == "/queue"
+    split = post(operator, "/queue/stages/outgoing/pause", back="/queue?x\r\nSet-Cookie: a=b")
+    assert split.headers["location"] == "/queue" and "a=b" not in split.headers["set-cookie"]
+    post(operator, "/queue/stages/outgoing/resume")
     assert not webgui.data.is_paused(Stage.OUTGOING)
-    assert [e.data["object"] for e in audits(webgui, "queue.pause")] == ["outgoing"]
-    assert [e.data["object"] for e in audits(webgui, "queue.resume")] == ["outgoing"]
+    assert [e.data["object"] for e in audits(webgui, "queue.pause")] == ["outgoing"] * 2
+    assert [e.data["object"] for e in audits(webgui, "queue.resume")] == ["outgoing"] * 2
     bad = post(operator, "/queue/stages/incoming/pause")
     assert "cannot be paused" in flash_after(operator, bad)
 

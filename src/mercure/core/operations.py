@@ -10,21 +10,22 @@ returns one line saying what happened. Errors::
     TaskError    no such task, a task in the wrong stage for this, a damaged task.json
     ClaimError   a service (or another operator) is working on the task right now
 
-=====================  ==================================================================
-operation              effect (event)
-=====================  ==================================================================
-:func:`requeue`        ``error/``: back to the stage it failed in, same task
-                       (``task.requeued``); ``success/`` or ``discard/``: re-sent as a new
-                       task in ``outgoing/`` (``task.created`` + ``task.resent``)
-:func:`discard_task`   a task in ``error/``, or queued in ``processing/`` / ``outgoing/``
-                       and not being worked on, moves to ``discard/`` with the reason
-                       (``task.discarded``)
-:func:`delete_task`    the task's folder is removed (``task.deleted``)
-:func:`complete_study` a study being collected moves on now, or to ``discard/``
-                       (``task.update`` / ``task.discarded``)
-:func:`pause_stage`    nothing new is taken from ``processing/`` or ``outgoing/``
-:func:`resume_stage`   ... until resumed (``queue.paused`` / ``queue.resumed``)
-=====================  ==================================================================
+======================  =================================================================
+operation               effect (event)
+======================  =================================================================
+:func:`requeue`         ``error/``: back to the stage it failed in, same task
+                        (``task.requeued``); ``success/`` or ``discard/``: re-sent as a
+                        new task in ``outgoing/`` (``task.created`` + ``task.resent``)
+:func:`discard_task`    a task in ``error/``, or queued in ``processing/`` /
+                        ``outgoing/`` and not being worked on, moves to ``discard/`` with
+                        the reason (``task.discarded``)
+:func:`delete_task`     the task's folder is removed (``task.deleted``)
+:func:`complete_study`  a study being collected moves on now, or to ``discard/``
+                        (``task.update`` / ``task.discarded``)
+:func:`pause_stage`     nothing new is taken from ``processing/`` or ``outgoing/``
+                        (``queue.paused``)
+:func:`resume_stage`    work is taken from the stage again (``queue.resumed``)
+======================  =================================================================
 """
 
 from __future__ import annotations

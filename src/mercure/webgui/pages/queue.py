@@ -396,7 +396,12 @@ def _queue_back(request: Request, form: dict[str, str]) -> str:
     """The queue page the form came from (only a queue page of this site)."""
     base = url(request, "queue")
     back = form.get("back", "")
-    if back.startswith(base) and "//" not in back and "\\" not in back:
+    if (
+        back.startswith(base)
+        and "//" not in back
+        and "\\" not in back
+        and not any(c.isspace() or ord(c) < 32 for c in back)
+    ):
         return back
     return base
 
