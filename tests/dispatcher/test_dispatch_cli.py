@@ -11,7 +11,7 @@ from dispatch_site import Site
 from mercure.cli.main import main
 from mercure.core.datafolder import Stage
 from mercure.core.errors import TaskError
-from mercure.dispatcher.requeue import requeue_task
+from mercure.core.requeue import requeue_failed_dispatch as requeue_task
 from mercure.testing.peers import StoreSCP
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series

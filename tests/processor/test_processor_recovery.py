@@ -15,8 +15,8 @@ from processor_harness import Processor, command_module
 from mercure.core.claims import Claim
 from mercure.core.datafolder import Stage
 from mercure.core.errors import TaskError
+from mercure.core.requeue import requeue_failed_processing as requeue_processing
 from mercure.core.task import read_task
-from mercure.processor.requeue import requeue_processing
 from mercure.testing.series import GeneratedSeries
 from mercure.testing.wait import wait_until
 

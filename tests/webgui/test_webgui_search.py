@@ -296,3 +296,19 @@ def test_hostile_tags_are_shown_as_text(webgui: WebGui, viewer: httpx.Client) ->
         assert page.status_code == 200
         assert_inert(page.text)
         assert "&lt;" in page.text
+
+
+def test_a_task_id_with_markup_and_slashes_makes_a_link_not_an_error(
+    webgui: WebGui, viewer: httpx.Client
+) -> None:
+    """A task id the bookkeeper recorded with ``/`` and markup in it: the series page still
+    renders (the link is percent-encoded) and the markup stays text."""
+    events = series_events(1, name="A^B", accession="A1", study="9.9")
+    for event in events[1:]:
+        event.task_id = "task" + XSS_PAYLOADS[0]
+    events[1].data["task"]["id"] = events[1].task_id
+    webgui.store_events(events)
+    page = viewer.get("/search/series/1.2.3.1", headers=PAGE)
+    assert page.status_code == 200
+    assert_inert(page.text)
+    assert "/queue/tasks/task%3Cscript%3Ealert%281%29%3C%2Fscript%3E" in page.text

@@ -23,11 +23,10 @@ from pathlib import Path
 
 from mercure.core.atomic import fsync_dir
 from mercure.core.claims import Claim
+from mercure.core.datafolder import DELETING_PREFIX
 
 log = logging.getLogger(__name__)
 
-DELETING_PREFIX = ".deleting-"
-"""Prefix of an entry that is being deleted (hidden, so no scanner sees it)."""
 
 DeleteTree = Callable[[Path], None]
 """Removes a folder and everything in it (``shutil.rmtree`` unless a test needs otherwise)."""

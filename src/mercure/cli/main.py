@@ -11,7 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mercure import __version__
@@ -19,8 +19,10 @@ from mercure.cli import delete, logs, requeue
 from mercure.core.config import FolderTarget, LoadedConfig, MercureConfig, load_config
 from mercure.core.config.reference import render_reference
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
+from mercure.core.delivery import command_events
 from mercure.core.errors import ConfigError, ConfigIssue, MercureError
 from mercure.core.logs import LogFile, configure_logging, log_file_for
+from mercure.core.operations import pause_stage, resume_stage
 from mercure.supervisor.registry import SERVICE_NAMES, installed_services, service_class
 
 log = logging.getLogger(__name__)
@@ -241,15 +243,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_pause(args: argparse.Namespace) -> int:
     """Pause a queue: services take no new work from it."""
-    DataFolder(load_config(args.config).config.data_dir).pause(args.stage, "paused from the CLI")
-    print(f"{args.stage} queue paused")
-    return 0
+    return _switch_queue(args, pause_stage)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Resume a paused queue."""
-    DataFolder(load_config(args.config).config.data_dir).resume(args.stage)
-    print(f"{args.stage} queue resumed")
+    return _switch_queue(args, resume_stage)
+
+
+def _switch_queue(args: argparse.Namespace, operation: Callable[..., str]) -> int:
+    config = load_config(args.config).config
+    with command_events(config, "cli") as events:
+        print(
+            operation(
+                DataFolder(config.data_dir), args.stage, events, user=requeue.command_line_user()
+            )
+        )
     return 0
 
 

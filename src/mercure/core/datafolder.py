@@ -43,6 +43,11 @@ PAUSABLE_STAGES = (Stage.PROCESSING, Stage.OUTGOING)
 """Queues an administrator can pause: nothing new is taken from them while paused."""
 
 
+DELETING_PREFIX = ".deleting-"
+"""Prefix of an entry that is being deleted (hidden, so no scanner sees it; the cleaner
+finishes removing what an interrupted deletion left)."""
+
+
 def is_visible(name: str) -> bool:
     """Whether a folder entry is real content (temporary and hidden names start with a dot)."""
     return not name.startswith(".")

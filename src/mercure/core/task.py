@@ -36,6 +36,15 @@ TASK_STAGES = (Stage.PROCESSING, Stage.OUTGOING, Stage.ERROR, Stage.SUCCESS, Sta
 Action = Literal["route", "process", "both", "notification", "discard"]
 Priority = Literal["urgent", "normal", "offpeak"]
 
+STAGE_OF_ACTION: dict[str, Stage] = {
+    "route": Stage.OUTGOING,
+    "process": Stage.PROCESSING,
+    "both": Stage.PROCESSING,
+    "notification": Stage.SUCCESS,
+    "discard": Stage.DISCARD,
+}
+"""Where a task goes once it exists (or, for a study, once the study is complete)."""
+
 
 def new_task_id() -> str:
     """A task id that sorts by creation time and is unique across hosts."""

@@ -12,6 +12,7 @@ completes them now (``--discard`` sends them to ``discard/`` instead).
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,10 +24,10 @@ from mercure.core.config import LoadedConfig, load_config
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.delivery import command_events
 from mercure.core.dicomtags import tags_from_dicom
-from mercure.core.errors import PermanentError, TaskError
+from mercure.core.errors import MercureError, PermanentError, TaskError
 from mercure.core.logs import configure_logging
+from mercure.core.operations import complete_study, studies_of
 from mercure.core.rules import CompiledRule, RuleResult, RuleSyntaxError, SeriesTags, compile_rule
-from mercure.router import report
 from mercure.router.decision import Decision, decide
 from mercure.router.studies import StudyStore
 from mercure.router.tags import TAGS_FILE, read_tags_file
@@ -199,28 +200,28 @@ def cmd_study_list(args: argparse.Namespace) -> int:
 
 
 def cmd_study_complete(args: argparse.Namespace) -> int:
-    """Complete the studies collected for a StudyInstanceUID now."""
+    """Complete the studies collected for a StudyInstanceUID now
+    (:func:`mercure.core.operations.complete_study`)."""
     loaded = load_config(args.config)
     config = loaded.config
     configure_logging(config.logging.level, config.logging.format)
     data = DataFolder(config.data_dir)
-    store = StudyStore(data)
-    prefix = f"{args.study_uid}#"
-    names = [n for n in store.names() if n.startswith(prefix)]
-    if args.rule is not None:
-        names = [n for n in names if n == f"{prefix}{args.rule}"]
+    names = studies_of(data, args.study_uid, args.rule)
     if not names:
         print(f"no study {args.study_uid} is being collected", file=sys.stderr)
         return 1
     failed = 0
     reason = "completed by `mercure study complete`"
+    user = f"{getpass.getuser()} (command line)"
     with command_events(config, "router") as events:
         for name in names:
-            completed = store.complete(name, forced=True, discard=args.discard, reason=reason)
-            if completed is None:
-                print(f"{name}: busy (the router is adding a series); try again", file=sys.stderr)
+            try:
+                print(
+                    complete_study(
+                        data, name, events, user=user, discard=args.discard, reason=reason
+                    )
+                )
+            except (MercureError, OSError) as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
                 failed += 1
-                continue
-            report.study_moved(events, completed.task, completed.stage, completed.path, reason)
-            print(f"{name}: task {completed.task.id} moved to {completed.stage.value}/")
     return 1 if failed else 0

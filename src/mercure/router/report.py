@@ -29,6 +29,7 @@ from pathlib import Path
 
 from mercure.core.datafolder import Stage
 from mercure.core.events import EventClient
+from mercure.core.studies import report_study_moved
 from mercure.core.task import Task, event_uids
 
 
@@ -128,18 +129,9 @@ def study_updated(events: EventClient, task: Task, series_uid: str) -> None:
 
 
 def study_moved(events: EventClient, task: Task, stage: Stage, path: Path, reason: str) -> None:
-    """A collected study is complete and moved on (or discarded)."""
-    kind = "task.discarded" if stage is Stage.DISCARD else "task.update"
-    events.emit(
-        kind,
-        task_id=task.id,
-        study_uid=task.info.uid,
-        message=f"study complete ({reason}): moved to {stage.value}",
-        task=_document(task),
-        stage=stage.value,
-        reason=reason,
-        folder=path.name,
-    )
+    """A collected study is complete and moved on (or discarded): one report for every way
+    a study completes (:func:`mercure.core.studies.report_study_moved`)."""
+    report_study_moved(events, task, stage, path, reason)
 
 
 def series_discarded(events: EventClient, task: Task) -> None:

@@ -29,9 +29,9 @@ from mercure.core.claims import Claim
 from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder, Stage, is_visible
 from mercure.core.errors import TaskError, TransientError
+from mercure.core.studies import CompletedStudy, complete_study_folder, study_names
 from mercure.core.task import TASK_FILE, Task, read_task, write_task
 from mercure.router.required import RequiredSeriesError, parse_required_series
-from mercure.router.taskdocs import STAGE_OF_ACTION
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +135,6 @@ def judge_study(
     return StudyVerdict(False, check_at=check_at, required_error=required_error)
 
 
-@dataclass(frozen=True)
-class CompletedStudy:
-    """A study task moved on from ``studies/``."""
-
-    task: Task
-    stage: Stage
-    path: Path
-
-
 class StudyStore:
     """The ``studies/`` stage: adding series and completing studies, each under a claim."""
 
@@ -153,10 +144,7 @@ class StudyStore:
 
     def names(self) -> list[str]:
         """The study folders now collecting."""
-        try:
-            return sorted(name for name in os.listdir(self.root) if is_visible(name))
-        except FileNotFoundError:
-            return []
+        return study_names(self.data)
 
     def read(self, name: str) -> Task:
         """The task.json of a study folder."""
@@ -223,30 +211,5 @@ class StudyStore:
     def complete(
         self, name: str, *, forced: bool = False, discard: bool = False, reason: str = ""
     ) -> CompletedStudy | None:
-        """Move study ``name`` on to the stage of its action (``discard/`` if ``discard``).
-
-        None if another process holds the study or it is gone. Forcing is recorded in
-        task.json before the move, so a crash in between completes it the same way later.
-        """
-        target = self.root / name
-        claim = Claim.try_take(target)
-        if claim is None:
-            return None
-        with claim:
-            task = read_task(target)
-            if task.study is not None and forced:
-                task.study.complete_force = True
-            if discard:
-                task.info.action = "discard"
-                task.info.reason = reason or "study discarded"
-            if forced or discard:
-                write_task(target, task)
-            stage = STAGE_OF_ACTION[task.info.action]
-            destination = self.data.stage(stage) / task.id
-            if destination.exists():
-                raise TaskError(f"cannot move study {name} to {stage}: {task.id} is already there")
-            os.rename(target, destination)
-            fsync_dir(self.root)
-            fsync_dir(destination.parent)
-        log.info("study %s complete: task %s to %s", name, task.id, stage)
-        return CompletedStudy(task, stage, destination)
+        """Move study ``name`` on (:func:`mercure.core.studies.complete_study_folder`)."""
+        return complete_study_folder(self.data, name, forced=forced, discard=discard, reason=reason)

@@ -26,15 +26,6 @@ from mercure.core.task import (
 )
 from mercure.router.decision import Decision, route_priority
 
-STAGE_OF_ACTION: Mapping[str, Stage] = {
-    "route": Stage.OUTGOING,
-    "process": Stage.PROCESSING,
-    "both": Stage.PROCESSING,
-    "notification": Stage.SUCCESS,
-    "discard": Stage.DISCARD,
-}
-"""Where a task goes once it exists (or, for a study, once the study is complete)."""
-
 
 @dataclass(frozen=True)
 class SeriesFacts:

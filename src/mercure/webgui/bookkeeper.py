@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, RootModel, ValidationError
 
 from mercure.core.errors import MercureError, PermanentError, TransientError
 
@@ -122,94 +122,6 @@ class EventPage(BaseModel):
 
     items: list[EventRecord]
     next_offset: int | None = None
-
-
-class SeriesRecord(BaseModel):
-    """A received series from ``GET /api/v1/series``."""
-
-    series_uid: str
-    study_uid: str | None = None
-    patient_id: str | None = None
-    patient_name: str | None = None
-    accession: str | None = None
-    study_date: str | None = None
-    modality: str | None = None
-    series_description: str | None = None
-    study_description: str | None = None
-    sender_aet: str | None = None
-    receiver_aet: str | None = None
-    sender_address: str | None = None
-    instance_count: int = 0
-    first_received: datetime
-    last_received: datetime
-    tags: dict[str, Any] = Field(default_factory=dict)
-    task_states: list[str] = Field(default_factory=list)
-
-
-class SeriesPage(BaseModel):
-    """A page of series, most recently received first."""
-
-    items: list[SeriesRecord]
-    next_offset: int | None = None
-
-
-class StudyRecord(BaseModel):
-    """A study (its received series grouped) from ``GET /api/v1/studies``."""
-
-    study_uid: str
-    patient_name: str | None = None
-    patient_id: str | None = None
-    accession: str | None = None
-    study_date: str | None = None
-    study_description: str | None = None
-    modalities: list[str] = Field(default_factory=list)
-    series_count: int = 0
-    instance_count: int = 0
-    first_received: datetime
-    last_received: datetime
-
-
-class StudyPage(BaseModel):
-    """A page of studies, most recently received first."""
-
-    items: list[StudyRecord]
-    next_offset: int | None = None
-
-
-class TaskTargetRecord(BaseModel):
-    """Where a task stands with one of its targets."""
-
-    target: str
-    state: str | None = None
-    state_time: datetime | None = None
-    reason: str | None = None
-
-
-class TaskRecord(BaseModel):
-    """A task as the bookkeeper knows it (search answers and series histories)."""
-
-    task_id: str
-    parent_id: str | None = None
-    series_uid: str | None = None
-    study_uid: str | None = None
-    action: str | None = None
-    applied_rule: str | None = None
-    state: str | None = None
-    state_time: datetime | None = None
-    created_at: datetime | None = None
-    fail_stage: str | None = None
-    fail_reason: str | None = None
-    targets: list[TaskTargetRecord] = Field(default_factory=list)
-    rules: list[str] = Field(default_factory=list)
-
-
-class SeriesHistory(BaseModel):
-    """A series, the tasks made of it and of its study, and their events oldest first."""
-
-    series: SeriesRecord
-    tasks: list[TaskRecord]
-    events: list[EventRecord]
-    events_truncated: bool = False
 
 
 class BookkeeperClient:
@@ -392,6 +304,36 @@ class BookkeeperClient:
                 return None
             raise
 
+    # Queue and task pages
+    async def task_detail(self, task_id: str) -> TaskDetail | None:
+        """A task with its targets, rules, versions and processing runs; None if unknown."""
+        try:
+            return await self._get_model(TaskDetail, f"tasks/{_segment(task_id)}")
+        except BookkeeperRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def task_timeline(self, task_id: str) -> list[EventRecord]:
+        """Everything that happened to a task, oldest first ([] if the task is unknown)."""
+        try:
+            response = await self.request("GET", f"tasks/{_segment(task_id)}/timeline")
+        except BookkeeperRejected as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return _parse(_Timeline, response).root
+
+    async def task_versions(self, task_id: str) -> list[TaskVersion]:
+        """Every recorded version of a task's task.json, oldest first."""
+        response = await self.request("GET", f"tasks/{_segment(task_id)}/versions")
+        return _parse(_Versions, response).root
+
+    async def tasks(self, **filters: Any) -> TaskPage:
+        """A page of tasks, newest first; filters as the API names them (``accession``,
+        ``patient_id``, ``rule``, ``target``, ``state``, ``limit`` ...)."""
+        return await self._get_model(TaskPage, "tasks", **filters)
+
     # Logs, audit and users pages
     async def audit(
         self,
@@ -472,3 +414,147 @@ class AuditPage(BaseModel):
 
     items: list[AuditRecord]
     next_offset: int | None = None
+
+
+# --- Queue and task pages ----------------------------------------------------------------
+class TaskTarget(BaseModel):
+    """Delivery state of one target of a task, as the bookkeeper recorded it."""
+
+    target: str
+    state: str
+    state_time: datetime
+    reason: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """A task as the bookkeeper knows it (``state``: its stage, ``cleaned`` or ``deleted``)."""
+
+    task_id: str
+    parent_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    patient_id: str | None = None
+    accession: str | None = None
+    action: str | None = None
+    applied_rule: str | None = None
+    state: str
+    state_time: datetime | None = None
+    fail_stage: str | None = None
+    fail_reason: str | None = None
+    version_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+    targets: list[TaskTarget] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+
+class TaskPage(BaseModel):
+    """A page of tasks, newest first."""
+
+    items: list[TaskRecord]
+    next_offset: int | None = None
+
+
+class ProcessingRun(BaseModel):
+    """One run of a processing module on a task."""
+
+    event_id: str
+    module: str
+    started_at: datetime | None = None
+    ended_at: datetime
+    exit_code: int | None = None
+    success: bool
+    log: str = ""
+    result: dict[str, Any] | list[Any] | None = None
+
+
+class TaskVersionInfo(BaseModel):
+    """One recorded version of task.json (without the document)."""
+
+    event_id: str
+    time: datetime
+    kind: str
+
+
+class TaskVersion(TaskVersionInfo):
+    """One recorded version of task.json."""
+
+    document: dict[str, Any]
+
+
+class TaskDetail(BaseModel):
+    """A task with its versions and processing runs."""
+
+    task: TaskRecord
+    versions: list[TaskVersionInfo] = Field(default_factory=list)
+    processing: list[ProcessingRun] = Field(default_factory=list)
+
+
+class _Timeline(RootModel[list[EventRecord]]):
+    pass
+
+
+class _Versions(RootModel[list[TaskVersion]]):
+    pass
+
+
+# --- search page ---------------------------------------------------------------------
+class SeriesRecord(BaseModel):
+    """A received series from ``GET /api/v1/series``."""
+
+    series_uid: str
+    study_uid: str | None = None
+    patient_id: str | None = None
+    patient_name: str | None = None
+    accession: str | None = None
+    study_date: str | None = None
+    modality: str | None = None
+    series_description: str | None = None
+    study_description: str | None = None
+    sender_aet: str | None = None
+    receiver_aet: str | None = None
+    sender_address: str | None = None
+    instance_count: int = 0
+    first_received: datetime
+    last_received: datetime
+    tags: dict[str, Any] = Field(default_factory=dict)
+    task_states: list[str] = Field(default_factory=list)
+
+
+class SeriesPage(BaseModel):
+    """A page of series, most recently received first."""
+
+    items: list[SeriesRecord]
+    next_offset: int | None = None
+
+
+class StudyRecord(BaseModel):
+    """A study (its received series grouped) from ``GET /api/v1/studies``."""
+
+    study_uid: str
+    patient_name: str | None = None
+    patient_id: str | None = None
+    accession: str | None = None
+    study_date: str | None = None
+    study_description: str | None = None
+    modalities: list[str] = Field(default_factory=list)
+    series_count: int = 0
+    instance_count: int = 0
+    first_received: datetime
+    last_received: datetime
+
+
+class StudyPage(BaseModel):
+    """A page of studies, most recently received first."""
+
+    items: list[StudyRecord]
+    next_offset: int | None = None
+
+
+class SeriesHistory(BaseModel):
+    """A series, the tasks made of it and of its study, and their events oldest first."""
+
+    series: SeriesRecord
+    tasks: list[TaskRecord]
+    events: list[EventRecord]
+    events_truncated: bool = False

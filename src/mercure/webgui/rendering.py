@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import jinja2
 from fastapi import Request
@@ -62,8 +63,13 @@ def environment() -> jinja2.Environment:
 
 
 def url(request: Request, name: str, **params: Any) -> str:
-    """The path of the route ``name`` with the root path, e.g. ``/mercure/login``."""
-    path = request.app.url_path_for(name, **{k: str(v) for k, v in params.items()})
+    """The path of the route ``name`` with the root path, e.g. ``/mercure/login``.
+
+    Parameters are percent-encoded, so a value from DICOM or a peer (a UID, a task id) with
+    ``/``, ``?`` or ``#`` in it makes a link that does not match rather than an error.
+    """
+    quoted = {k: quote(str(v), safe="") for k, v in params.items()}
+    path = request.app.url_path_for(name, **quoted)
     return str(request.scope.get("root_path", "")) + str(path)
 
 

@@ -19,13 +19,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.routing import NoMatchFound
 
 from mercure.core.datafolder import Stage
 from mercure.webgui.auth import ViewerSession
 from mercure.webgui.bookkeeper import BookkeeperError
 from mercure.webgui.context import web_context
-from mercure.webgui.rendering import render, url
+from mercure.webgui.rendering import render
 
 router = APIRouter()
 
@@ -199,15 +198,5 @@ async def series_page(request: Request, series_uid: str, _session: ViewerSession
     except BookkeeperError as exc:
         request.state.bookkeeper_problem = str(exc)
         status = 503
-    tasks = {}
-    if history is not None:
-        tasks = {task.task_id: _task_href(request, task.task_id) for task in history.tasks}
-    context = {"series_uid": series_uid, "history": history, "task_links": tasks}
+    context = {"series_uid": series_uid, "history": history}
     return render(request, "search/series.html", context, status_code=status)
-
-
-def _task_href(request: Request, task_id: str) -> str | None:
-    try:
-        return url(request, "task", task_id=task_id)
-    except NoMatchFound:
-        return None

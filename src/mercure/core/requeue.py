@@ -1,6 +1,11 @@
-"""Requeue: send a task again, as the same task after a failure or as a new one.
+"""Sending a task again: a failed one back where it failed, a finished one as a new task.
 
-- :func:`requeue_task` moves a task that failed in dispatch from ``error/`` back to
+The mechanics behind ``mercure requeue`` and the web interface's Requeue button
+(:mod:`mercure.core.operations` reports them):
+
+- :func:`requeue_failed_processing` moves a task that failed in processing from ``error/``
+  back to ``processing/`` (its original input was preserved), failure cleared.
+- :func:`requeue_failed_dispatch` moves a task that failed in dispatch from ``error/`` back to
   ``outgoing/``. Targets that ended in error get a fresh set of attempts; instances already
   confirmed by a target stay confirmed (the progress journal travels with the task), so a
   requeued task sends only what is missing. The previous ``error.json`` is kept as
@@ -8,10 +13,14 @@
 - :func:`resend_task` sends a finished task (``success/``, ``discard/``) again: a new task with
   a new id and its own copies of the files, built hidden in ``outgoing/`` and renamed into
   place; the old task is kept.
+
+Each holds the task's claim while it works, so a task a service is working on is refused
+(:class:`ClaimError`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -20,8 +29,8 @@ from pathlib import Path
 from mercure.core.atomic import fsync_dir
 from mercure.core.claims import Claim
 from mercure.core.clock import utcnow
-from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.errors import ClaimError, TaskError
+from mercure.core.datafolder import DataFolder, Stage, is_visible
+from mercure.core.errors import ClaimError, PermanentError, TaskError
 from mercure.core.task import (
     ERROR_FILE,
     Task,
@@ -30,12 +39,54 @@ from mercure.core.task import (
     read_task,
     write_task,
 )
-from mercure.dispatcher.engine import FAIL_STAGE, task_files
 
 log = logging.getLogger(__name__)
 
+PROCESSING_FAIL_STAGE = "processing"
+"""``fail_stage`` of a task the processor failed."""
+DISPATCH_FAIL_STAGE = "dispatch"
+"""``fail_stage`` of a task the dispatcher failed."""
+RESEND_PREFIX = ".resend-"
+"""A new task being built in ``outgoing/`` (hidden until complete, claimed while built)."""
 
-def requeue_task(data: DataFolder, task_id: str) -> Path:
+
+def is_processing_failure(task_dir: Path) -> bool:
+    """Whether a task in ``error/`` failed in the processing stage (by its ``error.json``)."""
+    try:
+        record = json.loads((task_dir / ERROR_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return bool(record.get("fail_stage") == PROCESSING_FAIL_STAGE)
+
+
+def requeue_failed_processing(data: DataFolder, task_id: str) -> Path:
+    """Move ``error/<task_id>`` back to ``processing/`` with its failure cleared; the new path.
+
+    Raises :class:`TaskError` if there is no such failed task or it did not fail in
+    processing, :class:`ClaimError` if another process is working on it.
+    """
+    task_dir = data.stage(Stage.ERROR) / task_id
+    if not task_dir.is_dir():
+        raise TaskError(f"no task {task_id} in error/")
+    if not is_processing_failure(task_dir):
+        raise TaskError(f"task {task_id} did not fail in processing; it cannot be reprocessed")
+    claim = Claim.try_take(task_dir)
+    if claim is None:
+        raise ClaimError(f"task {task_id} is being worked on by another process")
+    with claim:
+        task = read_task(task_dir)
+        if not task.process:
+            raise PermanentError(f"task {task_id} names no processing module")
+        task.info.fail_stage = None
+        task.info.reason = None
+        write_task(task_dir, task)
+        (task_dir / ERROR_FILE).unlink()
+        destination = move_task(task_dir, data, Stage.PROCESSING)
+    log.info("task %s requeued for processing", task_id)
+    return destination
+
+
+def requeue_failed_dispatch(data: DataFolder, task_id: str) -> Path:
     """Move the failed task ``task_id`` back to ``outgoing/``; returns its new folder.
 
     Raises :class:`TaskError` when there is no such task in ``error/`` or it did not fail in
@@ -49,7 +100,7 @@ def requeue_task(data: DataFolder, task_id: str) -> Path:
         raise ClaimError(f"task {task_id} is being worked on by another process")
     with claim:
         task = read_task(folder)
-        if task.info.fail_stage != FAIL_STAGE or task.dispatch is None:
+        if task.info.fail_stage != DISPATCH_FAIL_STAGE or task.dispatch is None:
             stage = task.info.fail_stage or "an unknown stage"
             raise TaskError(f"task {task_id} failed in {stage}, not in dispatch")
         for status in task.dispatch.status.values():
@@ -71,9 +122,11 @@ def requeue_task(data: DataFolder, task_id: str) -> Path:
     return destination
 
 
-# --- re-sending a finished task ----------------------------------------------------------
-RESEND_PREFIX = ".resend-"
-"""A new task being built in ``outgoing/`` (hidden until complete, claimed while built)."""
+def dicom_files(task_dir: Path) -> list[Path]:
+    """The DICOM files of a task, in name order (temporary dot-names excluded)."""
+    return sorted(
+        p for p in task_dir.iterdir() if p.suffix == ".dcm" and is_visible(p.name) and p.is_file()
+    )
 
 
 def resend_task(
@@ -102,7 +155,7 @@ def resend_task(
             raise TaskError(
                 f"task {old.id} in {stage}/ has no targets: name them with --target NAME"
             )
-        files = task_files(source)
+        files = dicom_files(source)
         if not files:
             raise TaskError(f"task {old.id} in {stage}/ has no DICOM files to send")
         document = old.model_dump(mode="json", include={"info", "process", "study", "nomatch"})
@@ -151,7 +204,7 @@ def _copy_durably(source: Path, target: Path) -> None:
 
 
 def sweep_unfinished_resends(data: DataFolder) -> list[Path]:
-    """Remove new tasks a killed ``mercure requeue`` left half built; those removed.
+    """Remove new tasks a killed requeue left half built; those removed.
 
     One still claimed is being built by a running requeue and is left alone.
     """
