@@ -16,6 +16,7 @@ from mercure.core.task import TargetStatus, Task, TaskDispatch, TaskInfo, TaskPr
 SERVICES = ("receiver", "router", "processor", "dispatcher", "cleaner")
 RULES = ("ct_rule", "mr_rule")
 TARGETS = ("pacs", "archive")
+PATIENT_NAMES = ("Doe^John", "DOE^Jane", "Müller^Jürgen", "Roe^Richard")
 
 
 @dataclass
@@ -109,6 +110,8 @@ class Pipeline:
         series = {"series_uid": run.series_uid, "study_uid": run.study_uid}
         tags = {
             "PatientID": run.patient_id,
+            "PatientName": PATIENT_NAMES[index % len(PATIENT_NAMES)],
+            "StudyDate": f"202501{index + 1:02d}",
             "AccessionNumber": run.accession,
             "Modality": run.modality,
             "SeriesDescription": f"series {index}",

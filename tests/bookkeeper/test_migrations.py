@@ -16,7 +16,7 @@ from mercure.bookkeeper.database import (
     migrate,
 )
 from mercure.bookkeeper.ingest import ingest
-from mercure.bookkeeper.queries import statistics
+from mercure.bookkeeper.queries import Filters, Page, search_series, statistics
 from mercure.core.events import Event
 
 PREVIOUS = "0001"
@@ -105,5 +105,62 @@ def test_migrations_create_exactly_the_modelled_tables(database_url: str) -> Non
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             differences = compare_metadata(context, tables.metadata)
         assert differences == []
+    finally:
+        engine.dispose()
+
+
+def test_series_stored_before_0005_become_searchable_by_name_and_date(database_url: str) -> None:
+    """0005 fills patient name, its search key and the study date from each series' tags."""
+    engine = create_database_engine(database_url)
+    received = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    old_series = sa.table(
+        "series",
+        sa.column("series_uid", sa.String()),
+        sa.column("tags", sa.JSON()),
+        sa.column("instance_count", sa.Integer()),
+        sa.column("first_received", tables.UTCDateTime()),
+        sa.column("last_received", tables.UTCDateTime()),
+    )
+    try:
+        migrate(engine, "0004")
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(old_series),
+                [
+                    {
+                        "series_uid": f"1.2.{n}",
+                        "tags": tags,
+                        "instance_count": 1,
+                        "first_received": received,
+                        "last_received": received,
+                    }
+                    for n, tags in enumerate(
+                        [
+                            {"PatientName": "Müller^Jürgen", "StudyDate": "20240229"},
+                            {"PatientName": ""},
+                            {},
+                        ]
+                    )
+                ],
+            )
+
+        migrate(engine)
+
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(
+                    tables.series.c.series_uid,
+                    tables.series.c.patient_name,
+                    tables.series.c.patient_name_key,
+                    tables.series.c.study_date,
+                ).order_by(tables.series.c.series_uid)
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            ("1.2.0", "Müller^Jürgen", "müller jürgen", "20240229"),
+            ("1.2.1", None, None, None),
+            ("1.2.2", None, None, None),
+        ]
+        found = search_series(engine, Filters(patient_name="MÜLLER^J"), Page())
+        assert [item["series_uid"] for item in found.items] == ["1.2.0"]
     finally:
         engine.dispose()

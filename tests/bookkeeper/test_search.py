@@ -113,6 +113,16 @@ SERIES_CASES: dict[str, Case] = {
     "rule": ({"rule": "ct_rule"}, lambda r: r.rule == "ct_rule"),
     "target": ({"target": "pacs"}, lambda r: r.target == "pacs"),
     "state": ({"state": "error"}, lambda r: r.failed),
+    "patient_name_prefix": ({"patient_name": "doe j"}, lambda r: r.index % 4 in (0, 1)),
+    "patient_name_dicom_form": ({"patient_name": "DOE^JA"}, lambda r: r.index % 4 == 1),
+    "patient_name_any_case": ({"patient_name": "MÜLLER"}, lambda r: r.index % 4 == 2),
+    "patient_name_wildcards": ({"patient_name": "*r?chard"}, lambda r: r.index % 4 == 3),
+    "patient_name_not_inside": ({"patient_name": "john"}, lambda r: False),
+    "patient_name_like_chars_are_text": ({"patient_name": "doe%"}, lambda r: False),
+    "study_date": ({"study_date": "20250104"}, lambda r: r.index == 3),
+    "study_date_range": ({"study_date": "20250103-20250105"}, lambda r: 2 <= r.index <= 4),
+    "study_date_open_start": ({"study_date": "-20250102"}, lambda r: r.index <= 1),
+    "study_date_open_end": ({"study_date": "20250111-"}, lambda r: r.index >= 10),
     "since": (
         lambda p: {"since": p.runs[9].events[0].time.isoformat()},
         lambda r: r.index >= 9,
@@ -144,6 +154,59 @@ def test_series_record_holds_key_tags_and_counts(populated: Populated) -> None:
     assert series["sender_aet"] == "MODALITY"
     assert series["instance_count"] == 3
     assert series["tags"]["SeriesDescription"] == "series 0"
+    assert series["task_states"] == ["cleaned"]
+    (failed,) = populated.app.client.get("/api/v1/series", params={"accession": "ACC0004"}).json()[
+        "items"
+    ]
+    assert failed["task_states"] == ["error"]
+
+
+@pytest.mark.parametrize(
+    "name", ["patient_name_prefix", "study_date_range", "modality", "rule", "state"]
+)
+def test_study_search_groups_the_matching_series(populated: Populated, name: str) -> None:
+    """Studies with a matching series, each with its series and instance counts."""
+    case = SERIES_CASES[name]
+    found = _all_pages(populated.app, "/api/v1/studies", {**_params(case, populated), "limit": 2})
+    expected = {run.study_uid for run in populated.runs if case[1](run)}
+    assert [study["study_uid"] for study in found] == sorted(
+        expected,
+        key=lambda uid: max(r.index for r in populated.runs if r.study_uid == uid),
+        reverse=True,
+    )
+    for study in found:
+        runs = [run for run in populated.runs if run.study_uid == study["study_uid"]]
+        assert study["series_count"] == len(runs)
+        assert study["instance_count"] == 3 * len(runs)
+        assert study["modalities"] == sorted({run.modality for run in runs})
+        assert study["first_received"] <= study["last_received"]
+
+
+@pytest.mark.parametrize("value", ["2025", "20251301", "20250101-2025", "-", "x", "20250101--"])
+def test_a_wrong_study_date_is_refused_with_the_reason(populated: Populated, value: str) -> None:
+    """An invalid date or range is a 422 that names the parameter and the form it needs."""
+    for path in ("/api/v1/series", "/api/v1/studies"):
+        response = populated.app.client.get(path, params={"study_date": value})
+        assert response.status_code == 422, (path, value)
+        assert "YYYYMMDD" in response.text
+
+
+def test_series_history_reads_from_reception_to_each_target(populated: Populated) -> None:
+    """The history of a series: its record, its task with targets, every event oldest first."""
+    run = populated.runs[4]
+    response = populated.app.client.get(f"/api/v1/series/{run.series_uid}/history")
+    assert response.status_code == 200, response.text
+    history = response.json()
+    assert history["series"]["patient_name"] == "Doe^John"
+    assert history["series"]["study_date"] == "20250105"
+    assert [task["task_id"] for task in history["tasks"]] == [run.task_id]
+    assert history["tasks"][0]["targets"]
+    # All of the series' events but the association's (it names several series in its data).
+    expected = [e.id for e in run.events if e.series_uid == run.series_uid or e.task_id]
+    assert len(expected) == len(run.events) - 1
+    assert [event["id"] for event in history["events"]] == expected
+    assert history["events_truncated"] is False
+    assert populated.app.client.get("/api/v1/series/nope/history").status_code == 404
 
 
 EVENT_CASES: dict[str, tuple[dict[str, Any], Callable[[Any], bool]]] = {

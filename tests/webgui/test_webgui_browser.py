@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from browser import chromium
+from browser import chromium, screenshot_folder
+from test_webgui_search import series_events
 from test_webgui_xss import hostile_events
 from webgui_harness import PASSWORD, XSS_PAYLOADS, WebGui
 
@@ -83,3 +84,49 @@ def test_viewer_sees_no_admin_menu(webgui: WebGui) -> None:
         menu = page.inner_text("header nav")
         assert "Overview" in menu
         assert "Users" not in menu and "Audit" not in menu
+
+
+@pytest.mark.slow
+def test_search_by_accession_and_read_the_series_history(webgui: WebGui, tmp_path: Any) -> None:
+    """Type an accession number, find the series, open its history: the failed delivery's
+    reason is there; then the same study in the studies view."""
+    events = []
+    for n, (name, accession, study, modality) in enumerate(
+        [
+            ("Doe^John", "ACC1001", "9.1", "CT"),
+            ("Doe^John", "ACC1001", "9.1", "SR"),
+            ("Roe^Richard", "ACC1002", "9.2", "MR"),
+            ("Moe^Mary", "ACC1003", "9.3", "CT"),
+        ]
+    ):
+        events += series_events(
+            n, name=name, accession=accession, study=study, modality=modality, failed=n == 1
+        )
+    webgui.store_events(events)
+    base = webgui.start()
+    folder = screenshot_folder(tmp_path)
+    problems: list[str] = []
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})  # type: ignore[attr-defined]
+        watch(page, problems)
+        sign_in(page, base, "viewer")
+        page.click("nav >> text=Search")
+        page.fill("input[name=accession]", "ACC1001")
+        page.click("form.search-form button[type=submit]")
+        page.wait_for_url(lambda url: "accession=ACC1001" in url)
+        results = page.locator("table.results tbody tr")
+        assert results.count() == 2
+        assert "DOE, JOHN" in page.inner_text("table.results").upper()
+        page.screenshot(path=str(folder / "webgui-search.png"))
+        page.click("table.results >> text=series 1")
+        page.wait_for_url("**/search/series/1.2.3.1")
+        assert "association rejected" in page.inner_text("body")
+        assert "dispatch.failed" in page.inner_text("body")
+        page.screenshot(path=str(folder / "webgui-series.png"), full_page=True)
+        page.goto(base + "/search")
+        page.check("input[name=kind][value=studies]")
+        page.fill("input[name=patient_name]", "doe")
+        page.click("form.search-form button[type=submit]")
+        assert page.locator("table.results tbody tr").count() == 1
+        assert "CT, SR" in page.inner_text("table.results")
+    assert problems == []

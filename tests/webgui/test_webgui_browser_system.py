@@ -1,8 +1,8 @@
 """The web interface of a real installation (`mercure run`, every service) in Chromium:
 the first-user hint, sign-in, the overview with all seven services up and a series that went
-through, sign-out. Its screenshots are docs/images/webgui-*.png (written there with
-MERCURE_UPDATE_SCREENSHOTS=1). The user is made with `mercure user add`, as the sign-in page
-tells the administrator.
+through, the series found by its accession number with its history, sign-out. Its screenshots
+are docs/images/webgui-*.png (written there with MERCURE_UPDATE_SCREENSHOTS=1). The user is
+made with `mercure user add`, as the sign-in page tells the administrator.
 """
 
 from __future__ import annotations
@@ -116,6 +116,19 @@ def test_administrator_signs_in_and_sees_every_service_up(
         )
         page.wait_for_selector("#throughput-chart canvas", timeout=10000)
         page.screenshot(path=str(images / "webgui-overview.png"), full_page=True)
+
+        # Find the series by its accession number; its history shows it delivered.
+        page.click("nav >> text=Search")
+        page.fill("input[name=accession]", series.accession_number)
+        page.click("form.search-form button[type=submit]")
+        page.wait_for_url(lambda address: "accession=" in address)
+        assert page.locator("table.results tbody tr").count() == 1
+        row = page.inner_text("table.results tbody tr")
+        assert "Test, Patient7" in row and "success" in row, row
+        page.click("table.results tbody tr a")
+        page.wait_for_url(lambda address: series.series_uid in address)
+        history = page.inner_text("main")
+        assert "dispatch.complete" in history and "archive" in history, history
         page.click("button.signout")
         page.wait_for_url(url + "/login")
     assert problems == []

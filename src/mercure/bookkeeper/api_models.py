@@ -130,7 +130,9 @@ class SeriesRecord(BaseModel):
     series_uid: str
     study_uid: str | None = None
     patient_id: str | None = None
+    patient_name: str | None = None
     accession: str | None = None
+    study_date: str | None = None
     modality: str | None = None
     series_description: str | None = None
     study_description: str | None = None
@@ -141,6 +143,9 @@ class SeriesRecord(BaseModel):
     first_received: datetime
     last_received: datetime
     tags: dict[str, Any]
+    task_states: list[str] = Field(
+        default_factory=list, description="States of its tasks and its study's (searches only)."
+    )
 
 
 class SeriesPage(BaseModel):
@@ -148,6 +153,38 @@ class SeriesPage(BaseModel):
 
     items: list[SeriesRecord]
     next_offset: int | None
+
+
+class StudyRecord(BaseModel):
+    """A study: the series received of it, grouped by StudyInstanceUID."""
+
+    study_uid: str
+    patient_name: str | None = None
+    patient_id: str | None = None
+    accession: str | None = None
+    study_date: str | None = None
+    study_description: str | None = None
+    modalities: list[str]
+    series_count: int
+    instance_count: int
+    first_received: datetime
+    last_received: datetime
+
+
+class StudyPage(BaseModel):
+    """A page of studies, most recently received first."""
+
+    items: list[StudyRecord]
+    next_offset: int | None
+
+
+class SeriesHistory(BaseModel):
+    """A series, the tasks made of it (its own and its study's), and their events."""
+
+    series: SeriesRecord
+    tasks: list[TaskRecord]
+    events: list[EventRecord] = Field(description="Oldest first, at most 2000.")
+    events_truncated: bool = Field(description="True when older events were left out.")
 
 
 class AuditRecord(BaseModel):

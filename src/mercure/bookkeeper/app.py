@@ -10,6 +10,7 @@ runs them in its thread pool, so a slow query never stalls the event loop.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -85,6 +86,56 @@ Offset = Annotated[
 ]
 Since = Annotated[Time | None, Query(description="From this time on (ISO 8601; UTC if naive).")]
 Until = Annotated[Time | None, Query(description="Before this time (ISO 8601; UTC if naive).")]
+
+
+_DATE_RANGE = re.compile(r"(?P<start>\d{8})?(?P<dash>-)?(?P<end>\d{8})?")
+
+
+def _date_range(value: str | None) -> tuple[str, str] | None:
+    """DICOM's date or date range: ``YYYYMMDD``, ``A-B``, ``A-`` or ``-B``."""
+    if not value:
+        return None
+    match = _DATE_RANGE.fullmatch(value.strip())
+    if match is None or not (match["start"] or match["end"]):
+        raise ValueError("a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD, A- or -B")
+    for part in (match["start"], match["end"]):
+        if part:
+            try:
+                datetime.strptime(part, "%Y%m%d")
+            except ValueError:
+                raise ValueError(f"{part} is not a day of the calendar (YYYYMMDD)") from None
+    if match["dash"] is None:
+        return match["start"], match["start"]
+    return match["start"] or "", match["end"] or "99991231"
+
+
+def _checked_date_range(value: str | None) -> str | None:
+    try:
+        _date_range(value)
+    except ValueError as exc:
+        raise ValueError(f"study_date {value!r}: {exc}") from None
+    return value
+
+
+PatientName = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="The start of the patient's name in any case (`doe^j`, `Doe J`); `*` "
+        "for any text and `?` for one character as in DICOM's queries (`*john*`).",
+    ),
+]
+StudyDate = Annotated[
+    str | None,
+    AfterValidator(_checked_date_range),
+    Query(description="`YYYYMMDD`, or a range `YYYYMMDD-YYYYMMDD` (either end open)."),
+]
+
+
+def _study_dates(study_date: str | None) -> tuple[str | None, str | None]:
+    """The first and last StudyDate of a range (None: open)."""
+    first, last = _date_range(study_date) or ("", "")
+    return first or None, last or None
 
 
 def create_app(
@@ -268,16 +319,19 @@ def create_app(
         study_uid: str | None = None,
         modality: str | None = None,
         sender_aet: str | None = None,
+        patient_name: PatientName = None,
+        study_date: StudyDate = None,
         rule: Annotated[str | None, Query(description="A rule fired for one of its tasks.")] = None,
         target: Annotated[str | None, Query(description="A target of one of its tasks.")] = None,
         state: Annotated[list[str] | None, Query(description="State of one of its tasks.")] = None,
         since: Annotated[Time | None, Query(description="Last received at or after.")] = None,
         until: Annotated[Time | None, Query(description="First received before.")] = None,
     ) -> Any:
-        """Search received series (exact matches), most recent first."""
+        """Search received series, most recent first (exact matches but for patient_name)."""
         filters = queries.Filters(
             accession=accession,
             patient_id=patient_id,
+            patient_name=patient_name,
             series_uid=series_uid,
             study_uid=study_uid,
             modality=modality,
@@ -287,8 +341,56 @@ def create_app(
             states=state or (),
             since=since,
             until=until,
+            study_dates=_study_dates(study_date),
         )
         return asdict(queries.search_series(engine, filters, queries.Page(limit, offset)))
+
+    @app.get(f"{API}/studies", response_model=m.StudyPage, tags=["read"], dependencies=[Authorized])
+    def get_studies(
+        limit: Limit = 50,
+        offset: Offset = 0,
+        accession: str | None = None,
+        patient_id: str | None = None,
+        study_uid: str | None = None,
+        modality: Annotated[str | None, Query(description="Of one of its series.")] = None,
+        sender_aet: Annotated[str | None, Query(description="Of one of its series.")] = None,
+        patient_name: PatientName = None,
+        study_date: StudyDate = None,
+        rule: Annotated[str | None, Query(description="A rule fired for one of its tasks.")] = None,
+        target: Annotated[str | None, Query(description="A target of one of its tasks.")] = None,
+        state: Annotated[list[str] | None, Query(description="State of one of its tasks.")] = None,
+        since: Annotated[Time | None, Query(description="A series received at or after.")] = None,
+        until: Annotated[Time | None, Query(description="A series received before.")] = None,
+    ) -> Any:
+        """Search studies (the received series grouped by study), most recent first."""
+        filters = queries.Filters(
+            accession=accession,
+            patient_id=patient_id,
+            patient_name=patient_name,
+            study_uid=study_uid,
+            modality=modality,
+            sender_aet=sender_aet,
+            rule=rule,
+            target=target,
+            states=state or (),
+            since=since,
+            until=until,
+            study_dates=_study_dates(study_date),
+        )
+        return asdict(queries.search_studies(engine, filters, queries.Page(limit, offset)))
+
+    @app.get(
+        f"{API}/series/{{series_uid}}/history",
+        response_model=m.SeriesHistory,
+        tags=["read"],
+        dependencies=[Authorized],
+    )
+    def get_series_history(series_uid: str) -> Any:
+        """A series, the tasks made of it and of its study, and their events oldest first."""
+        history = queries.series_history(engine, series_uid)
+        if history is None:
+            raise HTTPException(404, "unknown series")
+        return asdict(history)
 
     @app.get(
         f"{API}/statistics", response_model=m.Statistics, tags=["read"], dependencies=[Authorized]

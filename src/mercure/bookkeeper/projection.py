@@ -12,6 +12,8 @@ deliver independently, so events arrive in any order; every rule here is order-f
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -159,6 +161,8 @@ def _count(counts: dict[tuple[datetime, str, str], Row], event: Event) -> None:
 _SERIES_TAGS = {
     "study_uid": "StudyInstanceUID",
     "patient_id": "PatientID",
+    "patient_name": "PatientName",
+    "study_date": "StudyDate",
     "accession": "AccessionNumber",
     "modality": "Modality",
     "series_description": "SeriesDescription",
@@ -167,8 +171,20 @@ _SERIES_TAGS = {
     "receiver_aet": "ReceiverAET",
     "sender_address": "SenderAddress",
 }
-SERIES_IDENTITY = tuple(_SERIES_TAGS)
+SERIES_IDENTITY = (*_SERIES_TAGS, "patient_name_key")
 """Series columns that keep the first value known."""
+
+_NAME_SEPARATORS = re.compile(r"[\s^=,]+")
+
+
+def name_key(name: str) -> str:
+    """A patient name folded for searching: case and DICOM's separators do not matter.
+
+    ``Doe^John``, ``DOE JOHN`` and ``doe, john`` all give ``doe john``; a search for a prefix
+    of the folded name finds it (``doe j``, ``DOE^J``). The components of DICOM's person name
+    (``^``) and its groups (``=``: alphabetic, ideographic, phonetic) become single spaces.
+    """
+    return _NAME_SEPARATORS.sub(" ", unicodedata.normalize("NFKC", name)).strip().casefold()
 
 
 def _series_row(event: Event) -> Row:
@@ -179,6 +195,7 @@ def _series_row(event: Event) -> Row:
     for column, keyword in _SERIES_TAGS.items():
         row[column] = _text(tags.get(keyword))
     row["study_uid"] = row["study_uid"] or _text(event.study_uid)
+    row["patient_name_key"] = name_key(row["patient_name"]) if row["patient_name"] else None
     row["instance_count"] = max(_int(data.get("instances")) or 0, 0)
     row["first_received"] = _time(data.get("first_received"), event.time)
     row["last_received"] = _time(data.get("last_received"), event.time)

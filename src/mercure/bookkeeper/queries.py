@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from mercure.bookkeeper import kinds, tables
-from mercure.bookkeeper.projection import hour_of
+from mercure.bookkeeper.projection import hour_of, name_key
 
 Bucket = Literal["hour", "day"]
 BUCKET_SECONDS = {"hour": 3600, "day": 86400}
@@ -55,6 +55,25 @@ class Filters:
     until: datetime | None = None
     modality: str | None = None
     sender_aet: str | None = None
+    patient_name: str | None = None
+    """Series only: a prefix of the name, any case, ``^`` or space between its parts; ``*``
+    (any text) and ``?`` (one character) as in DICOM's queries."""
+    study_dates: tuple[str | None, str | None] = (None, None)
+    """Series only: the first and last StudyDate (``YYYYMMDD``; None: open)."""
+
+
+HISTORY_EVENTS = 2000
+"""At most this many events in a series' history (the oldest ones)."""
+
+
+@dataclass
+class SeriesHistory:
+    """A series with the tasks made of it (its own and its study's) and what happened."""
+
+    series: dict[str, Any]
+    tasks: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    events_truncated: bool
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,40 @@ def search_series(engine: Engine, filters: Filters, page: Page) -> PageOf:
     Rule, target and state select series that have a matching task: a series task of the
     series, or a study task of its study.
     """
+    s = tables.series
+    query = search_series_query(filters).order_by(s.c.last_received.desc(), s.c.series_uid.desc())
+    with engine.connect() as connection:
+        result = _page(connection, query, page)
+        _attach_task_states(connection, result.items)
+    return result
+
+
+def _attach_task_states(connection: Connection, items: list[dict[str, Any]]) -> None:
+    """Each series' ``task_states``: the states of its tasks and its study's, sorted."""
+    t = tables.tasks
+    series_uids = [item["series_uid"] for item in items]
+    study_uids = sorted({item["study_uid"] for item in items if item["study_uid"]})
+    by_series: dict[str, set[str]] = defaultdict(set)
+    by_study: dict[str, set[str]] = defaultdict(set)
+    if series_uids:
+        for uid, state in connection.execute(
+            sa.select(t.c.series_uid, t.c.state).where(t.c.series_uid.in_(series_uids))
+        ):
+            by_series[uid].add(state)
+    if study_uids:
+        for uid, state in connection.execute(
+            sa.select(t.c.study_uid, t.c.state).where(
+                t.c.study_uid.in_(study_uids), t.c.series_uid.is_(None)
+            )
+        ):
+            by_study[uid].add(state)
+    for item in items:
+        states = by_series[item["series_uid"]] | by_study.get(item["study_uid"] or "", set())
+        item["task_states"] = sorted(states)
+
+
+def search_series_query(filters: Filters) -> sa.Select[Any]:
+    """The unordered query of :func:`search_series`."""
     s, t = tables.series, tables.tasks
     conditions: list[sa.ColumnElement[bool]] = []
     for column, value in (
@@ -171,6 +224,13 @@ def search_series(engine: Engine, filters: Filters, page: Page) -> PageOf:
     ):
         if value:
             conditions.append(column == value)
+    if filters.patient_name:
+        conditions.append(_name_condition(s.c.patient_name_key, filters.patient_name))
+    first_date, last_date = filters.study_dates
+    if first_date:
+        conditions.append(s.c.study_date >= first_date)
+    if last_date:
+        conditions.append(s.c.study_date <= last_date)
     if filters.since:
         conditions.append(s.c.last_received >= filters.since)
     if filters.until:
@@ -187,11 +247,94 @@ def search_series(engine: Engine, filters: Filters, page: Page) -> PageOf:
             t.c.series_uid.is_(None), t.c.study_uid.is_not(None), *task_conditions
         )
         conditions.append(sa.or_(s.c.series_uid.in_(series_tasks), s.c.study_uid.in_(study_tasks)))
+    return sa.select(s).where(*conditions)
+
+
+def search_studies(engine: Engine, filters: Filters, page: Page) -> PageOf:
+    """Studies (series grouped by StudyInstanceUID) with a series matching every filter.
+
+    Each study: its identity from its series, how many series and instances were received,
+    the modalities, first and last reception; most recently received first.
+    """
+    s = tables.series
+    matching = search_series_query(filters).subquery()
+    study_uids = sa.select(matching.c.study_uid).where(matching.c.study_uid.is_not(None))
     query = (
-        sa.select(s).where(*conditions).order_by(s.c.last_received.desc(), s.c.series_uid.desc())
+        sa.select(
+            s.c.study_uid,
+            sa.func.max(s.c.patient_name).label("patient_name"),
+            sa.func.max(s.c.patient_id).label("patient_id"),
+            sa.func.max(s.c.accession).label("accession"),
+            sa.func.max(s.c.study_date).label("study_date"),
+            sa.func.max(s.c.study_description).label("study_description"),
+            sa.func.count().label("series_count"),
+            sa.func.sum(s.c.instance_count).label("instance_count"),
+            sa.func.min(s.c.first_received).label("first_received"),
+            sa.func.max(s.c.last_received).label("last_received"),
+        )
+        .where(s.c.study_uid.in_(study_uids))
+        .group_by(s.c.study_uid)
+        .order_by(sa.func.max(s.c.last_received).desc(), s.c.study_uid.desc())
     )
     with engine.connect() as connection:
-        return _page(connection, query, page)
+        result = _page(connection, query, page)
+        uids = [item["study_uid"] for item in result.items]
+        modalities: dict[str, set[str]] = defaultdict(set)
+        if uids:
+            for uid, modality in connection.execute(
+                sa.select(s.c.study_uid, s.c.modality)
+                .where(s.c.study_uid.in_(uids), s.c.modality.is_not(None))
+                .distinct()
+            ):
+                modalities[uid].add(modality)
+    for item in result.items:
+        item["modalities"] = sorted(modalities[item["study_uid"]])
+    return result
+
+
+def _name_condition(column: sa.ColumnElement[Any], pattern: str) -> sa.ColumnElement[bool]:
+    key = name_key(pattern)
+    if "*" not in key and "?" not in key:
+        # A prefix is a range of the byte-ordered key: one index range, no LIKE.
+        return sa.and_(column >= key, column < key + "\U0010ffff")
+    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = escaped.replace("*", "%").replace("?", "_")
+    return column.like(like, escape="\\")
+
+
+def series_history(engine: Engine, series_uid: str) -> SeriesHistory | None:
+    """A series, its tasks and study tasks, and their events oldest first; None if unknown.
+
+    The events are those of the series (its reception, its completion) and those of every
+    task made of it, so the history reads from reception to each target's delivery.
+    """
+    s, t, e = tables.series, tables.tasks, tables.events
+    with engine.connect() as connection:
+        row = connection.execute(sa.select(s).where(s.c.series_uid == series_uid)).mappings()
+        series = row.first()
+        if series is None:
+            return None
+        belongs = [t.c.series_uid == series_uid]
+        if series["study_uid"]:
+            belongs.append(sa.and_(t.c.series_uid.is_(None), t.c.study_uid == series["study_uid"]))
+        tasks = [
+            dict(task)
+            for task in connection.execute(
+                sa.select(t).where(sa.or_(*belongs)).order_by(t.c.created_at, t.c.task_id)
+            ).mappings()
+        ]
+        _attach_targets_and_rules(connection, tasks)
+        ids = [task["task_id"] for task in tasks]
+        of_series = sa.and_(e.c.series_uid == series_uid, e.c.task_id.is_(None))
+        condition = sa.or_(of_series, e.c.task_id.in_(ids)) if ids else of_series
+        events = [
+            dict(event)
+            for event in connection.execute(
+                sa.select(e).where(condition).order_by(e.c.time, e.c.id).limit(HISTORY_EVENTS + 1)
+            ).mappings()
+        ]
+    truncated = len(events) > HISTORY_EVENTS
+    return SeriesHistory(dict(series), tasks, events[:HISTORY_EVENTS], truncated)
 
 
 def _severities_from(minimum: str) -> list[str]:

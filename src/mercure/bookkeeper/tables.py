@@ -53,6 +53,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return result
 
 
+SEARCH_KEY = String().with_variant(String(collation="C"), "postgresql")
+"""Text compared byte by byte (SQLite does that anyway), for prefix searches by range."""
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -91,7 +94,13 @@ series = Table(
     Column("series_uid", String, primary_key=True),
     Column("study_uid", String),
     Column("patient_id", String),
+    Column("patient_name", String),
+    # patient_name folded for a case-insensitive prefix search (projection.name_key); byte
+    # order on PostgreSQL too, so that a prefix is one index range whatever the collation.
+    Column("patient_name_key", SEARCH_KEY),
     Column("accession", String),
+    # DICOM's YYYYMMDD, so that a date range is a string range.
+    Column("study_date", String),
     Column("modality", String),
     Column("series_description", String),
     Column("study_description", String),
@@ -107,6 +116,8 @@ series = Table(
     Index(None, "patient_id"),
     Index(None, "accession"),
     Index(None, "last_received"),
+    Index(None, "patient_name_key"),
+    Index(None, "study_date"),
 )
 
 tasks = Table(

@@ -124,6 +124,94 @@ class EventPage(BaseModel):
     next_offset: int | None = None
 
 
+class SeriesRecord(BaseModel):
+    """A received series from ``GET /api/v1/series``."""
+
+    series_uid: str
+    study_uid: str | None = None
+    patient_id: str | None = None
+    patient_name: str | None = None
+    accession: str | None = None
+    study_date: str | None = None
+    modality: str | None = None
+    series_description: str | None = None
+    study_description: str | None = None
+    sender_aet: str | None = None
+    receiver_aet: str | None = None
+    sender_address: str | None = None
+    instance_count: int = 0
+    first_received: datetime
+    last_received: datetime
+    tags: dict[str, Any] = Field(default_factory=dict)
+    task_states: list[str] = Field(default_factory=list)
+
+
+class SeriesPage(BaseModel):
+    """A page of series, most recently received first."""
+
+    items: list[SeriesRecord]
+    next_offset: int | None = None
+
+
+class StudyRecord(BaseModel):
+    """A study (its received series grouped) from ``GET /api/v1/studies``."""
+
+    study_uid: str
+    patient_name: str | None = None
+    patient_id: str | None = None
+    accession: str | None = None
+    study_date: str | None = None
+    study_description: str | None = None
+    modalities: list[str] = Field(default_factory=list)
+    series_count: int = 0
+    instance_count: int = 0
+    first_received: datetime
+    last_received: datetime
+
+
+class StudyPage(BaseModel):
+    """A page of studies, most recently received first."""
+
+    items: list[StudyRecord]
+    next_offset: int | None = None
+
+
+class TaskTargetRecord(BaseModel):
+    """Where a task stands with one of its targets."""
+
+    target: str
+    state: str | None = None
+    state_time: datetime | None = None
+    reason: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """A task as the bookkeeper knows it (search answers and series histories)."""
+
+    task_id: str
+    parent_id: str | None = None
+    series_uid: str | None = None
+    study_uid: str | None = None
+    action: str | None = None
+    applied_rule: str | None = None
+    state: str | None = None
+    state_time: datetime | None = None
+    created_at: datetime | None = None
+    fail_stage: str | None = None
+    fail_reason: str | None = None
+    targets: list[TaskTargetRecord] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list)
+
+
+class SeriesHistory(BaseModel):
+    """A series, the tasks made of it and of its study, and their events oldest first."""
+
+    series: SeriesRecord
+    tasks: list[TaskRecord]
+    events: list[EventRecord]
+    events_truncated: bool = False
+
+
 class BookkeeperClient:
     """Calls the bookkeeper at ``base_url`` with the key ``api_key()`` returns at each call."""
 
@@ -285,6 +373,25 @@ class BookkeeperClient:
         params = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in filters.items()}
         return await self._get_model(EventPage, "events", **params)
 
+    # --- search page ------------------------------------------------------------------
+    async def search_series(self, **filters: Any) -> SeriesPage:
+        """A page of series; filters as the API names them (``patient_name``, ``study_date``
+        as ``YYYYMMDD-YYYYMMDD`` ..., ``limit``, ``offset``)."""
+        return await self._get_model(SeriesPage, "series", **_query(filters))
+
+    async def search_studies(self, **filters: Any) -> StudyPage:
+        """A page of studies; the same filters as :meth:`search_series`."""
+        return await self._get_model(StudyPage, "studies", **_query(filters))
+
+    async def series_history(self, series_uid: str) -> SeriesHistory | None:
+        """A series' tasks and events, or None if the bookkeeper does not know the series."""
+        try:
+            return await self._get_model(SeriesHistory, f"series/{_segment(series_uid)}/history")
+        except BookkeeperRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     # Logs, audit and users pages
     async def audit(
         self,
@@ -308,6 +415,15 @@ class BookkeeperClient:
             limit=limit,
             offset=offset,
         )
+
+
+def _query(filters: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters: times in ISO 8601, empty values left out."""
+    return {
+        key: value.isoformat() if isinstance(value, datetime) else value
+        for key, value in filters.items()
+        if value not in (None, "", [])
+    }
 
 
 class _UserList(BaseModel):

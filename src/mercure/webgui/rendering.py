@@ -5,7 +5,8 @@ Every template sees ``request``, ``session`` (None when not signed in), ``csrf_t
 layout shows a banner) and the helpers ``url(name, **params)`` (a path with the root path,
 for links and hx-get) and ``static(path)``. Filters: ``when`` (a time shown in the server's
 local time zone), ``ago`` (seconds or a time, as "12 s ago"), ``number`` (thousands
-separated), ``size`` (bytes as MB/GB).
+separated), ``size`` (bytes as MB/GB), ``person`` (a DICOM person name as ``DOE, JOHN``),
+``dicom_date`` (``YYYYMMDD`` as ``YYYY-MM-DD``).
 """
 
 from __future__ import annotations
@@ -157,4 +158,26 @@ def _size(value: int | float | None) -> str:
     return f"{value:.0f} B"
 
 
-_ENV.filters.update(when=_when, ago=_ago, number=_number, size=_size)
+def _person(value: str | None) -> str:
+    """A DICOM person name for people: ``DOE^JOHN^^DR`` as ``DOE, JOHN``."""
+    if not value:
+        return EMPTY
+    alphabetic = value.split("=", 1)[0] or value
+    parts = [part.strip() for part in alphabetic.split("^")]
+    family, given = parts[0], " ".join(p for p in parts[1:3] if p)
+    shown = f"{family}, {given}" if family and given else family or given
+    return shown or value
+
+
+def _dicom_date(value: str | None) -> str:
+    """A DICOM date ``YYYYMMDD`` as ``YYYY-MM-DD`` (anything else as it is)."""
+    if not value:
+        return EMPTY
+    if len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
+
+
+_ENV.filters.update(
+    when=_when, ago=_ago, number=_number, size=_size, person=_person, dicom_date=_dicom_date
+)

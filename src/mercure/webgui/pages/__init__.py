@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercure.webgui.pages import audit, auth, logs, overview, users
+from mercure.webgui.pages import audit, auth, logs, overview, search, users
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     overview.router,
+    search.router,
     logs.router,
     audit.router,
     users.router,
