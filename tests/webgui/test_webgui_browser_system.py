@@ -1,8 +1,8 @@
 """The web interface of a real installation (`mercure run`, every service) in Chromium:
 the first-user hint, sign-in, the overview with all seven services up and a series that went
-through, the series found by its accession number with its history, sign-out. Its screenshots
-are docs/images/webgui-*.png (written there with MERCURE_UPDATE_SCREENSHOTS=1). The user is
-made with `mercure user add`, as the sign-in page tells the administrator.
+through, the series found by its accession number with its history, sign-out. Its
+screenshots are docs/images/webgui-*.png (written there with MERCURE_UPDATE_SCREENSHOTS=1).
+The user is made with `mercure user add`, as the sign-in page tells the administrator.
 """
 
 from __future__ import annotations
