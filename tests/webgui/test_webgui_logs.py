@@ -249,3 +249,22 @@ def test_hostile_log_lines_stay_text(webgui: WebGui, viewer: httpx.Client) -> No
     assert len(messages(step)) == 2
     assert messages(step)[0] == f"from AE {XSS_PAYLOADS[0]} patient {XSS_PAYLOADS[0]}"
     assert messages(full) == [f"from AE {XSS_PAYLOADS[1]} patient {XSS_PAYLOADS[1]}"]
+
+
+def test_hostile_log_file_names_stay_text(webgui: WebGui, viewer: httpx.Client) -> None:
+    """A file planted in the log folder with markup in its name is listed as text and can
+    be chosen; nothing of it runs."""
+    name = '"><img src=x onerror=alert(1)>'
+    write_log(webgui, record("INFO", "router started"))  # makes the folder
+    (webgui.config.data_dir / "logs" / f"{name}.log").write_text(record("INFO", "planted"))
+    page = viewer.get("/logs", headers=PAGE).text
+    assert_inert(page)
+    assert name not in page
+    link = re.search(
+        r'<a href="([^"]+)"[^>]*>&#34;&gt;&lt;img src=x onerror=alert\(1\)&gt;</a>', page
+    )
+    assert link is not None
+    chosen = viewer.get(html.unescape(link.group(1)), headers=PAGE)
+    assert chosen.status_code == 200
+    assert_inert(chosen.text)
+    assert messages(chosen.text) == ["planted"]

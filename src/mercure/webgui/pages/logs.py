@@ -169,6 +169,5 @@ async def logs_tail(
         "tail_url": _tail_href(request, service, level, q, position),
         "behind": behind,
         "poll_seconds": POLL_SECONDS,
-        "live_href": "",
     }
     return render(request, "logs/_tail.html", context)
