@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from browser import chromium, screenshot_folder
 from test_webgui_search import series_events
-from test_webgui_xss import hostile_events
+from test_webgui_xss import plant_everywhere
 from webgui_harness import PASSWORD, XSS_PAYLOADS, WebGui
 
 from mercure.core.datafolder import Stage
@@ -45,10 +45,9 @@ def sign_in(page: Any, base: str, name: str) -> None:
 
 @pytest.mark.slow
 def test_sign_in_overview_refresh_and_sign_out(webgui: WebGui) -> None:
-    """The whole round in a browser, with hostile text on the page: nothing runs, the
-    overview refreshes itself, sign-out ends the session."""
-    webgui.beat_all(detail=XSS_PAYLOADS[0])
-    webgui.store_events(hostile_events())
+    """The whole round in a browser, with hostile text in every source and every page
+    visited: nothing runs, the overview refreshes itself, sign-out ends the session."""
+    plant_everywhere(webgui)
     webgui.data.pause(Stage.OUTGOING, f"test {XSS_PAYLOADS[1]}")
     base = webgui.start()
     problems: list[str] = []
@@ -62,10 +61,19 @@ def test_sign_in_overview_refresh_and_sign_out(webgui: WebGui) -> None:
         with page.expect_response(lambda r: "/overview/services" in r.url, timeout=15000):
             pass  # the 5-second refresh happens by itself
         assert "All 7 services running" in page.inner_text(".summary")
-        # Every same-origin link, with the injected markup on the page: no dialog, no error.
-        links = page.eval_on_selector_all("a[href^='/']", "els => els.map(e => e.href)")
-        for link in sorted(set(links)):
+        # Every page a link leads to, from page to page, with the injected markup on each:
+        # no dialog, no script error, no CSP violation.
+        seen: set[str] = set()
+        queue = [base + "/"]
+        while queue:
+            link = queue.pop(0)
+            if link in seen or "/logout" in link:
+                continue
+            seen.add(link)
             page.goto(link)
+            found = page.eval_on_selector_all("a[href^='/']", "els => els.map(e => e.href)")
+            queue += [address for address in found if address not in seen]
+        assert len(seen) > 30
         page.goto(base + "/")
         page.click("button.signout")
         page.wait_for_url(base + "/login")
