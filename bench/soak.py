@@ -8,7 +8,7 @@ supervisor included) is killed with SIGKILL; Orthanc and the bookkeeper are each
 for a while. Then everything restarts cleanly, the queues drain, and the report says how many
 instances were acknowledged, delivered, discarded, in error/ (with reasons), stuck, lost and
 duplicated, and what the bookkeeper counted. Exit code 1 when the soak failed.
-docs/testing.md explains the report; tests/integration/test_soak.py runs 2 minutes in CI.
+docs/testing.md explains the report; tests/integration/test_soak.py runs 90 seconds in CI.
 """
 
 from __future__ import annotations

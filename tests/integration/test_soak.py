@@ -1,4 +1,4 @@
-"""The chaos soak in CI: 2 minutes of a steady stream while services die (bench/soak.py runs 10).
+"""The chaos soak in CI: 90 seconds of a steady stream while services die (bench/soak.py runs 10).
 
 What it checks is in mercure.testing.soak and docs/testing.md: no acknowledged instance lost or
 stuck, duplicates only of instances in flight at a kill or outage, and the bookkeeper's counts
@@ -15,7 +15,7 @@ import pytest
 
 from mercure.testing.soak import SoakSettings, run_soak
 
-SECONDS = float(os.environ.get("MERCURE_SOAK_SECONDS", "120"))
+SECONDS = float(os.environ.get("MERCURE_SOAK_SECONDS", "90"))
 SEED = int(os.environ.get("MERCURE_SOAK_SEED", "0")) or random.randrange(1, 1 << 16)
 """A new kill schedule each run (set MERCURE_SOAK_SEED to repeat one from a report)."""
 
