@@ -75,8 +75,9 @@ from mercure.webgui.pages import ROUTERS
 GOAL_P95_MS = 150.0
 GOAL_CPU_PERCENT = 5.0
 USER, PASSWORD = "bench", "correct horse battery staple"
-IN_QUEUE = {Stage.OUTGOING: 300, Stage.ERROR: 300, Stage.SUCCESS: 3000}
-"""Task folders put into each stage (fewer when the database has fewer such tasks)."""
+IN_QUEUE = {Stage.OUTGOING: 300, Stage.ERROR: 300}
+"""Task folders put into each stage (fewer when the database has fewer such tasks); success/
+gets ``--in-success`` (default 3,000)."""
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 PAGE_HEADERS = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 TEMPLATES = Path(mercure.webgui.__file__).with_name("templates")
@@ -157,11 +158,13 @@ def task_document(row: dict[str, Any], stage: Stage, now: datetime) -> Task:
     )
 
 
-def fill_data_folder(data: DataFolder, url: str, now: datetime) -> dict[Stage, list[str]]:
+def fill_data_folder(
+    data: DataFolder, url: str, now: datetime, in_success: int
+) -> dict[Stage, list[str]]:
     """Task folders (task.json and a few small instance files) of tasks in the database."""
     data.ensure()
     placed: dict[Stage, list[str]] = {}
-    for stage, rows in queued_tasks(url, IN_QUEUE).items():
+    for stage, rows in queued_tasks(url, {**IN_QUEUE, Stage.SUCCESS: in_success}).items():
         placed[stage] = []
         instances = 2 if stage == Stage.SUCCESS else 8
         for row in rows:
@@ -612,7 +615,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> BackendResult:
             flush=True,
         )
         data = DataFolder(folder / "data")
-        filled = Filled(tasks, events, end, fill_data_folder(data, url, end))
+        filled = Filled(tasks, events, end, fill_data_folder(data, url, end, args.in_success))
         filled.series_uids = [
             f"1.2.826.0.1.3680043.10.543.7.{n}"
             for n in random.Random(3).sample(range(tasks), min(tasks, 1000))
@@ -715,6 +718,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the database")
+    parser.add_argument(
+        "--in-success", type=int, default=3000, help="task folders in success/ (retained)"
+    )
     parser.add_argument("--requests", type=int, default=200, help="timed requests per page")
     parser.add_argument("--tabs", type=int, default=20, help="open overview tabs")
     parser.add_argument("--tabs-seconds", type=float, default=120.0, help="seconds tabs stay open")
