@@ -47,7 +47,7 @@ def _read_local(request: Request) -> dict[str, Any]:
         # The supervisor is shown with them but not counted: "seven services" are the pipeline.
         "services_up": sum(1 for s in services if s.state == "up" and s.name != "supervisor"),
         "services_wanted": sum(1 for s in services if s.state != "off" and s.name != "supervisor"),
-        "stages": stage_statuses(web.data),
+        "stages": stage_statuses(web.data, web.stage_counter),
         "disk": disk_status(web.data, web.config),
     }
 
