@@ -537,7 +537,13 @@ async def _tab(
         due = loop.time() + rng.uniform(0, each.interval)
         while due < until:
             await asyncio.sleep(max(0.0, due - loop.time()))
-            response = await client.get(path, headers=headers)
+            try:
+                response = await client.get(path, headers=headers)
+            except httpx.RemoteProtocolError:
+                # The server closed the kept-alive connection as this request went out (its
+                # keep-alive timeout is the polling interval); a browser sends it again.
+                requests[f"{each.route} resent"] += 1
+                response = await client.get(path, headers=headers)
             requests[f"{each.route} {response.status_code}"] += 1
             due += each.interval
 
