@@ -539,7 +539,7 @@ async def _tab(
             await asyncio.sleep(max(0.0, due - loop.time()))
             try:
                 response = await client.get(path, headers=headers)
-            except httpx.RemoteProtocolError:
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
                 # The server closed the kept-alive connection as this request went out (its
                 # keep-alive timeout is the polling interval); a browser sends it again.
                 requests[f"{each.route} resent"] += 1
