@@ -20,8 +20,10 @@ like a browser (the sign-in form's CSRF token, then the session cookie). Then it
   ``--tabs-seconds`` (default 120); the CPU time of the webgui process (``/proc/<pid>/stat``)
   in % of one core over that time, beside the same with no tab open.
 
-    PYTHONPATH=src .venv/bin/python bench/bench_webgui.py [--backend both] [--events 1000000]
-        [--requests 200] [--tabs 20] [--tabs-seconds 120]
+    .venv/bin/python bench/bench_webgui.py [--backend both] [--events 1000000]
+        [--in-success 3000] [--requests 200] [--tabs 20] [--tabs-seconds 120]
+
+docs/performance.md has the figures; tests/bench/test_bench_webgui.py runs it at a tiny size.
 
 Goals: every page p95 under 150 ms; 20 tabs cost the webgui process under 5 % of one core.
 """
@@ -388,7 +390,7 @@ def pages(filled: Filled, csrf: str) -> list[Page]:
         return page_path(names, "/search/series/{series_uid}", uid), {}, PAGE_HEADERS
 
     return [
-        Page("overview /", lambda r: ("/", {}, PAGE_HEADERS)),
+        Page("overview /", lambda r: (page_path(("overview",), "/"), {}, PAGE_HEADERS)),
         Page(
             "  fragment services",
             lambda r: (
