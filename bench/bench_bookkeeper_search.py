@@ -49,23 +49,27 @@ EVENTS_PER_TASK = 9
 TARGET_MS = 200.0
 
 
-def task_spacing(task_events_wanted: int) -> timedelta:
-    """Time between two generated tasks, so that they span :data:`SPAN`."""
-    return SPAN / (task_events_wanted / EVENTS_PER_TASK)
+def task_spacing(task_events_wanted: int, *, count_all: bool = False) -> timedelta:
+    """Time between two generated tasks, so that they span :data:`SPAN` (``count_all``: the
+    number counts events of any kind, one more per task: the reception of its series)."""
+    per_task = EVENTS_PER_TASK + 1 if count_all else EVENTS_PER_TASK
+    return SPAN / (task_events_wanted / per_task)
 
 
-def fill(url: str, task_events_wanted: int, end: datetime) -> tuple[int, int, int]:
-    """Ingest tasks until there are ``task_events_wanted`` task events; (tasks, task events,
-    all events)."""
+def fill(
+    url: str, task_events_wanted: int, end: datetime, *, count_all: bool = False
+) -> tuple[int, int, int]:
+    """Ingest tasks until there are ``task_events_wanted`` task events (with ``count_all``:
+    events of any kind); (tasks, task events, all events)."""
     engine = create_database_engine(url)
     migrate(engine)
     rng = random.Random(42)
-    spacing = task_spacing(task_events_wanted)
+    spacing = task_spacing(task_events_wanted, count_all=count_all)
     start = end - SPAN
     batch: list[Event] = []
     total = task_total = task = 0
     started = time.perf_counter()
-    while task_total < task_events_wanted:
+    while (total if count_all else task_total) < task_events_wanted:
         events = task_events(task, start + spacing * task, rng)
         batch += events
         total += len(events)

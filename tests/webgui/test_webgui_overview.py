@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 from webgui_harness import WebGui
 
 from mercure.core.clock import utcnow
-from mercure.core.datafolder import Stage
+from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.events import Event
 from mercure.core.heartbeat import Heartbeat, write_heartbeat
 from mercure.core.installed import installed_services
-from mercure.webgui.overview import service_statuses
+from mercure.webgui.overview import StageCounter, service_statuses
 
 PAGE = {"accept": "text/html"}
 FRAGMENT = {"hx-request": "true", "x-mercure-poll": "1"}
@@ -212,3 +214,40 @@ def test_bookkeeper_down_keeps_the_data_folder_parts_live(
     assert viewer.get("/overview/chart.json").status_code == 503
     services = viewer.get("/overview/services", headers=FRAGMENT)
     assert "All 7 services running" in services.text
+
+
+def test_queue_depth_is_listed_again_only_when_the_folder_may_have_changed(
+    tmp_path: Path,
+) -> None:
+    """A settled folder whose mtime did not move keeps its count (not listed again); an entry
+    added moves the mtime and the count; a folder changed within the last seconds is listed
+    on every call, since a change in the same clock tick leaves its mtime as it was."""
+    data = DataFolder(tmp_path / "data")
+    data.ensure()
+    folder = data.stage(Stage.SUCCESS)
+    for n in range(3):
+        (folder / f"task{n}").mkdir()
+    (folder / ".deleting-task9").mkdir()
+    counter = StageCounter()
+
+    def set_mtime(mtime_ns: int) -> None:
+        os.utime(folder, ns=(mtime_ns, mtime_ns))
+
+    settled = time.time_ns() - 60 * 10**9
+    set_mtime(settled)
+    assert counter.depths(data)[Stage.SUCCESS] == 3
+    (folder / "task3").mkdir()
+    assert counter.depth(folder) == 4
+    set_mtime(settled)
+    assert counter.depth(folder) == 4
+    (folder / "task4").mkdir()
+    set_mtime(settled)  # a change that left the mtime as it was: not seen, by design
+    assert counter.depth(folder) == 4
+
+    recent = time.time_ns() - 10**9
+    set_mtime(recent)
+    assert counter.depth(folder) == 5
+    (folder / "task5").mkdir()
+    set_mtime(recent)  # racy: the same mtime, but too recent to trust
+    assert counter.depth(folder) == 6
+    assert counter.depths(data) == data.queue_depths()

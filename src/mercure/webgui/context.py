@@ -15,6 +15,7 @@ from mercure.core.config.models import MercureConfig
 from mercure.core.datafolder import DataFolder
 from mercure.core.events import EventClient
 from mercure.webgui.bookkeeper import BookkeeperClient
+from mercure.webgui.overview import StageCounter
 from mercure.webgui.sessions import CookieSigner, SessionStore
 from mercure.webgui.settings import WebSettings
 from mercure.webgui.throttle import LoginThrottle
@@ -43,6 +44,9 @@ class WebContext:
     """Calendar time (UTC), for what is shown."""
     users_exist_until: float = 0.0
     """Until then (clock time) the sign-in page knows that users exist without asking."""
+    stage_counter: StageCounter = field(default_factory=StageCounter)
+    """Queue depths for the overview, shared by every request (lists a folder only when it
+    changed)."""
 
     def apply(self, config: MercureConfig) -> None:
         """Follow a reloaded configuration."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from mercure.core.config.models import MercureConfig
-from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder, Stage
+from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder, Stage, is_visible
 from mercure.core.heartbeat import Heartbeat, liveness, read_heartbeats
 from mercure.core.installed import installed_services
 
@@ -131,9 +133,66 @@ class StageStatus:
         return STAGE_HELP[self.stage]
 
 
-def stage_statuses(data: DataFolder) -> list[StageStatus]:
-    """Every stage in pipeline order with its depth and pause switch."""
-    depths = data.queue_depths()
+@dataclass(frozen=True)
+class _Listing:
+    stamp: tuple[int, int, int]
+    """(device, inode, mtime in ns) of the folder before it was listed."""
+    listed_ns: int
+    """Wall time the listing started."""
+    count: int
+
+
+class StageCounter:
+    """Entries of each stage folder, listing a folder again only when it may have changed.
+
+    Every open overview asks every few seconds, and success/ of a busy installation holds tens
+    of thousands of task folders for its retention time (listing 30,000 takes 25 ms): listed
+    on every request, the cost of the live refresh grew with the retention and the number of
+    open tabs. A folder's mtime changes whenever an entry is created, removed or renamed in or
+    out, so an unchanged (device, inode, mtime) means an unchanged count. Except for changes
+    within one tick of the file system's clock, which leave the mtime as it was: a count is
+    reused only when the folder's mtime was :attr:`settled` seconds older than the listing
+    (git's rule for "racily clean" files).
+    """
+
+    settled: float = 3.0
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, _Listing] = {}
+
+    def depth(self, folder: Path) -> int:
+        """Visible entries of ``folder`` (0 when it does not exist)."""
+        try:
+            stat = os.stat(folder)
+        except FileNotFoundError:
+            return 0
+        stamp = (stat.st_dev, stat.st_ino, stat.st_mtime_ns)
+        known = self._listings.get(folder)
+        if (
+            known is not None
+            and known.stamp == stamp
+            and known.listed_ns - stat.st_mtime_ns >= self.settled * 1e9
+        ):
+            return known.count
+        listed_ns = time.time_ns()
+        try:
+            with os.scandir(folder) as entries:
+                count = sum(1 for entry in entries if is_visible(entry.name))
+        except FileNotFoundError:
+            return 0
+        # Threads of the pool may list at once: the dictionary assignment is atomic.
+        self._listings[folder] = _Listing(stamp, listed_ns, count)
+        return count
+
+    def depths(self, data: DataFolder) -> dict[Stage, int]:
+        """Visible entries of every stage, as :meth:`DataFolder.queue_depths` counts them."""
+        return {stage: self.depth(data.stage(stage)) for stage in Stage}
+
+
+def stage_statuses(data: DataFolder, counter: StageCounter | None = None) -> list[StageStatus]:
+    """Every stage in pipeline order with its depth (counted by ``counter`` when given) and
+    pause switch."""
+    depths = counter.depths(data) if counter is not None else data.queue_depths()
     statuses = []
     for stage in Stage:
         pausable = stage in PAUSABLE_STAGES

@@ -9,6 +9,7 @@ while the bookkeeper is down), throughput and recent errors every 30 s, the 7-da
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -47,7 +48,7 @@ def _read_local(request: Request) -> dict[str, Any]:
         # The supervisor is shown with them but not counted: "seven services" are the pipeline.
         "services_up": sum(1 for s in services if s.state == "up" and s.name != "supervisor"),
         "services_wanted": sum(1 for s in services if s.state != "off" and s.name != "supervisor"),
-        "stages": stage_statuses(web.data),
+        "stages": stage_statuses(web.data, web.stage_counter),
         "disk": disk_status(web.data, web.config),
     }
 
@@ -61,9 +62,11 @@ async def _throughput_context(request: Request) -> dict[str, Any]:
     now = web.wall_clock()
     this_hour = hour_start(now)
     try:
-        statistics = await web.bookkeeper.statistics("hour", this_hour - timedelta(hours=23))
-        recent = await web.bookkeeper.events(
-            severity="error", since=now - timedelta(days=1), limit=RECENT_ERRORS
+        statistics, recent = await asyncio.gather(
+            web.bookkeeper.statistics("hour", this_hour - timedelta(hours=23)),
+            web.bookkeeper.events(
+                severity="error", since=now - timedelta(days=1), limit=RECENT_ERRORS
+            ),
         )
     except BookkeeperError as exc:
         request.state.bookkeeper_problem = str(exc)
@@ -84,8 +87,9 @@ async def _throughput_context(request: Request) -> dict[str, Any]:
 @router.get("/", name="overview")
 async def overview(request: Request, _session: ViewerSession) -> Response:
     """The whole overview page."""
-    context = {**await _local_context(request), **await _throughput_context(request)}
-    return render(request, "overview.html", context)
+    # The data folder (in a thread) and the bookkeeper (two calls) are read at the same time.
+    local, throughput = await asyncio.gather(_local_context(request), _throughput_context(request))
+    return render(request, "overview.html", {**local, **throughput})
 
 
 @router.get("/overview/services", name="overview_services")
