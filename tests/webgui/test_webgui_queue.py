@@ -150,7 +150,7 @@ def test_queue_lists_active_stages_newest_first(webgui: WebGui, viewer: httpx.Cl
     assert links[-2:] == ["t-mid", "t-old"]
     assert set(links) == {"t-new", "study-task", "t-mid", "t-old"}
     assert "association refused by PACS" in page.text
-    assert "Doe^Jane" in page.text and "ACC-1" in page.text
+    assert "Doe, Jane" in page.text and "ACC-1" in page.text
     assert "1 series, completes by timeout" in page.text
     # A whole stage, success/ included when asked for.
     success = viewer.get("/queue", params={"stage": "success"}, headers=PAGE)
