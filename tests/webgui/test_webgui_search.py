@@ -106,6 +106,26 @@ def series_events(
     return events
 
 
+def hostile_series_events(n: int, payload: str) -> list[Event]:
+    """:func:`series_events` of a failed series with ``payload`` in every text it carries:
+    patient name, modality, sender, rule, descriptions, the failure's reason and message."""
+    events = series_events(
+        n,
+        name=payload,
+        accession=f"X{n}",
+        study=f"7.{n}",
+        modality=payload,
+        sender=payload,
+        rule=payload,
+        failed=True,
+    )
+    events[0].data["tags"]["SeriesDescription"] = payload
+    events[0].data["tags"]["StudyDescription"] = payload
+    events[-1].data["reason"] = payload
+    events[-1].message = payload
+    return events
+
+
 @pytest.fixture
 def filled(webgui: WebGui) -> WebGui:
     """Six series of four studies, one failed."""
@@ -272,20 +292,7 @@ def test_unknown_series_and_bookkeeper_down_are_said_plainly(
 def test_hostile_tags_are_shown_as_text(webgui: WebGui, viewer: httpx.Client) -> None:
     """Markup in a patient name, description, AE title, rule or reason stays text."""
     for n, payload in enumerate(XSS_PAYLOADS):
-        events = series_events(
-            n,
-            name=payload,
-            accession=f"X{n}",
-            study=f"7.{n}",
-            modality=payload,
-            sender=payload,
-            rule=payload,
-            failed=True,
-        )
-        events[0].data["tags"]["SeriesDescription"] = payload
-        events[0].data["tags"]["StudyDescription"] = payload
-        events[-1].data["reason"] = payload
-        events[-1].message = payload
+        events = hostile_series_events(n, payload)
         webgui.store_events(events)
     for params in ({}, {"kind": "studies"}, {"patient_name": XSS_PAYLOADS[0]}):
         page = viewer.get("/search", params=params, headers=PAGE)

@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from test_webgui_logs import record, write_log
 from test_webgui_queue import place
-from test_webgui_search import series_events
+from test_webgui_search import hostile_series_events
 from webgui_harness import XSS_PAYLOADS, WebGui, assert_inert
 
 from mercure.core.clock import utcnow
@@ -121,21 +121,9 @@ def plant_everywhere(webgui: WebGui) -> None:
     webgui.store_events(hostile_events())
     webgui.beat_all(detail=XSS_PAYLOADS[0])
     for n, payload in enumerate(XSS_PAYLOADS):
-        events = series_events(
-            n,
-            name=payload,
-            accession=f"X{n}",
-            study=f"7.{n}",
-            modality=payload,
-            sender=payload,
-            rule=payload,
-            failed=True,
-        )
+        events = hostile_series_events(n, payload)
         for event in events:
             event.task_id = event.task_id and f"t-{n}"
-        events[0].data["tags"]["SeriesDescription"] = payload
-        events[-1].data["reason"] = payload
-        events[-1].message = payload
         webgui.store_events(events)
         for stage in (Stage.ERROR, Stage.OUTGOING):
             place(
