@@ -8,6 +8,10 @@ result with the models of ``check-config``, saves it atomically keeping the prev
 records who saved what in the history and the audit log, and makes the web interface follow the
 new configuration at once. The other services reload the file by themselves (docs/webgui.md
 says which settings need a restart).
+
+The raw configuration page saves a whole text (:func:`save_whole_text`: masked secrets put
+back) and restores archived versions (:func:`restore_archived`); every kind of save goes
+through the same steps (``_save``).
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from pathlib import Path
 from fastapi import Request
 
 from mercure.core.config.editing import (
+    MASK,
     ConfigChanged,
     ConfigFile,
     Document,
     SavedConfig,
     save_text,
+    unmask,
 )
-from mercure.core.config.loader import LoadedConfig, validate_document
+from mercure.core.config.history import version_path
+from mercure.core.config.loader import LoadedConfig, parse_document, validate_document
 from mercure.core.errors import ConfigError
 from mercure.core.masking import register_config
 from mercure.webgui.audit import audit
@@ -94,20 +101,103 @@ async def save_edit(
     Raises :class:`EditRefused` when the file changed since (``conflict``), when ``edit``
     refuses, or when the result is invalid (``issues``); nothing is written then.
     """
+
+    def produce(file: ConfigFile) -> str:
+        document = Document(file.text, str(file.path))
+        edit(document)
+        return document.dump()
+
+    return await _save(request, produce, version=version, summary=summary, object=object)
+
+
+async def save_whole_text(
+    request: Request,
+    text: str,
+    *,
+    version: str,
+    summary: str = "edited the whole file",
+) -> SavedEdit:
+    """Make ``text`` (as the raw configuration page shows it: secrets masked) the file's text.
+
+    Where ``text`` still says :data:`~mercure.core.config.editing.MASK` for a secret, the
+    stored secret is put back (:func:`~mercure.core.config.editing.unmask`); a mask with
+    nothing stored behind it is refused with its key path. Otherwise as :func:`save_edit`.
+    """
+
+    def produce(file: ConfigFile) -> str:
+        return unmasked_text(text, file)
+
+    return await _save(request, produce, version=version, summary=summary)
+
+
+async def restore_archived(request: Request, name: str, *, version: str) -> SavedEdit:
+    """Make the archived version ``name`` current again, if the file is still ``version``.
+
+    Validated like any save (a version that no longer validates, e.g. because an environment
+    variable is missing now, is refused with its issues); recorded with ``restored_from`` and
+    audited as ``config.restore``. ``name`` must be one of :func:`list_versions`' names
+    (:class:`FileNotFoundError` otherwise).
+    """
+    source = version_path(config_path_of(request), name)
+
+    def produce(file: ConfigFile) -> str:
+        return source.read_text(encoding="utf-8")
+
+    return await _save(
+        request,
+        produce,
+        version=version,
+        summary=f"restored the version {name}",
+        restored_from=name,
+        action="config.restore",
+        object=name,
+    )
+
+
+def unmasked_text(text: str, file: ConfigFile) -> str:
+    """``text`` with its masks put back from ``file`` (``text`` unchanged when it has none).
+
+    Raises :class:`ConfigError` for a syntax error (with line and column) or a mask that
+    stands for nothing.
+    """
+    source = str(file.path)
+    parse_document(text, source)  # the services' parser: its syntax errors name line and column
+    document = Document(text, source)
+    if not any(document.get(path) == MASK for path in document.secret_paths()):
+        return text  # byte for byte what the admin wrote
+    unmask(document, Document(file.text, source))
+    return document.dump()
+
+
+async def _save(
+    request: Request,
+    produce: Callable[[ConfigFile], str],
+    *,
+    version: str,
+    summary: str,
+    object: str | None = None,
+    restored_from: str | None = None,
+    action: str = "config.save",
+) -> SavedEdit:
+    """The one way every save goes: ``produce`` makes the new text from the file as it is now;
+    it is saved if the file is still ``version`` and valid, then applied and audited."""
     path = config_path_of(request)
     session = getattr(request.state, "session", None)
     user = session.user if session is not None else "anonymous"
 
-    def apply_and_save() -> SavedConfig:
+    def produce_and_save() -> SavedConfig:
         file = ConfigFile.read(path)  # save_text refuses it if it is not `version` any more
-        document = Document(file.text, str(file.path))
-        edit(document)
         return save_text(
-            file.path, document.dump(), expected_version=version, user=user, summary=summary
+            file.path,
+            produce(file),
+            expected_version=version,
+            user=user,
+            summary=summary,
+            restored_from=restored_from,
         )
 
     try:
-        saved = await asyncio.to_thread(apply_and_save)
+        saved = await asyncio.to_thread(produce_and_save)
     except ConfigChanged as exc:
         raise EditRefused(str(exc), conflict=True) from None
     except ConfigError as exc:
@@ -117,13 +207,15 @@ async def save_edit(
     register_config(saved.loaded.config, saved.loaded.module_environment_secrets)
     web_context(request).apply(saved.loaded.config)
     detail = "; ".join(saved.changes[:5]) or "no change"
+    extra = {"restored_from": restored_from} if restored_from else {}
     audit(
         request,
-        "config.save",
+        action,
         object,
         f"{summary}: {detail}" if summary else detail,
         changes=saved.changes,
         version=saved.version,
+        **extra,
     )
     return SavedEdit(version=saved.version, changes=saved.changes, loaded=saved.loaded)
 
@@ -133,6 +225,23 @@ def check_document(request: Request, document: Document) -> list[tuple[str, str]
     path = config_path_of(request)
     try:
         validate_document(document.plain(), source=path, base_dir=Path(path).resolve().parent)
+    except ConfigError as exc:
+        return [(issue.path, issue.message) for issue in exc.issues]
+    return []
+
+
+def check_text(request: Request, text: str) -> list[tuple[str, str]]:
+    """The issues a save of ``text`` (masks and all) would be refused for; nothing is saved.
+
+    The same steps as :func:`save_whole_text` short of writing: syntax (line and column),
+    masks standing for nothing, then the validation of ``check-config``.
+    """
+    path = config_path_of(request)
+    try:
+        whole = unmasked_text(text, ConfigFile.read(path))
+        validate_document(
+            parse_document(whole, path), source=path, base_dir=Path(path).resolve().parent
+        )
     except ConfigError as exc:
         return [(issue.path, issue.message) for issue in exc.issues]
     return []
