@@ -18,7 +18,7 @@ import pytest
 import yaml
 from webgui_harness import WebGui, csrf_of
 
-from mercure.core.config.editing import MASK, ConfigFile
+from mercure.core.config.editing import MASK, ConfigFile, Document
 from mercure.core.config.history import CHANGES_FILE, history_dir, list_changes, list_versions
 from mercure.core.config.source import ConfigSource
 from mercure.webgui.pages.config import MAX_TEXT, RETYPE
@@ -464,3 +464,33 @@ def test_a_file_without_secrets_or_comments_round_trips(
     answer = save(admin, text, version)
     assert answer.status_code == 303
     assert "no change to the settings" in admin.get(answer.headers["location"]).text
+
+
+def test_save_edit_shares_the_save_path(webgui: WebGui, config: Path) -> None:
+    """The edit pages' save_edit, now one path with the whole-text save: comments kept,
+    audited, applied; a stale version refused."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    from mercure.webgui.configedit import EditRefused, save_edit
+
+    scope = {"type": "http", "app": webgui.app, "headers": [], "client": ("127.0.0.1", 1)}
+    request = Request(scope)
+    request.state.session = SimpleNamespace(user="admin")
+    version = ConfigFile.read(config).version
+
+    def edit(document: Document) -> None:
+        document.set(("router", "series_complete_trigger"), "75s")
+
+    saved = asyncio.run(save_edit(request, edit, version=version, summary="router timing"))
+    assert "    series_complete_trigger: 75s   # CT01 is slow\n" in config.read_text()
+    assert saved.version == ConfigFile.read(config).version
+    assert webgui.context.config.router.series_complete_trigger == 75
+    [event] = [e for e in webgui.written_events() if e.kind == "audit.config.save"]
+    assert event.message.startswith("router timing: router.series_complete_trigger")
+    assert event.data["user"] == "admin"
+    with pytest.raises(EditRefused) as refused:
+        asyncio.run(save_edit(request, edit, version=version, summary="again"))
+    assert refused.value.conflict and "changed since you opened it" in refused.value.message
