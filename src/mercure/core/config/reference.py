@@ -33,9 +33,13 @@ else `$MERCURE_CONFIG`, else `./mercure.yaml`. `mercure init` writes a commented
   A missing variable is a configuration error. Write `$$` for a literal `$`.
 - **Changes** are picked up by running services between units of work, without a restart. An
   invalid change is rejected (logged) and the services keep the last good configuration.
-- **History**: saves made by mercure itself keep each previous version in
-  `mercure.yaml.history/`, so a change can be rolled back. (A file edited by hand keeps no
-  history.)
+- **History**: saves made through mercure (the web interface's configuration pages) keep the
+  version they replace in `mercure.yaml.history/` (the last 100, mode 0600) and record who saved
+  what in `mercure.yaml.history/.changes.jsonl`. The web interface's *Configuration > History*
+  shows every version, the diff of any two (secrets masked) and restores one with a click.
+  Editing the file by hand is fine: the next save through mercure archives the hand-edited
+  version (shown as "edited outside the web interface"); only a hand edit overwritten by
+  another hand edit is not kept.
 """
 
 
