@@ -494,3 +494,36 @@ def test_save_edit_shares_the_save_path(webgui: WebGui, config: Path) -> None:
     with pytest.raises(EditRefused) as refused:
         asyncio.run(save_edit(request, edit, version=version, summary="again"))
     assert refused.value.conflict and "changed since you opened it" in refused.value.message
+
+
+def test_a_file_broken_by_hand_is_named_and_can_be_restored(
+    webgui: WebGui, config: Path, browser: Callable[[str], httpx.Client]
+) -> None:
+    """A hand edit that breaks the file: a syntax error is named and the text not shown (nor
+    editable); invalid settings are listed; restoring an earlier version mends it."""
+    admin = browser("admin")
+    text, version = opened(admin)
+    assert save(admin, text.replace("90s", "80s"), version).status_code == 303
+    [good] = list_versions(config)
+    config.write_text(config.read_text().replace("- pacs", "- pacs9"))
+    page = admin.get("/config", headers=PAGE)
+    assert "The file as it is now is not valid" in page.text
+    assert "rules.ct.targets[0]" in page.text and 'action="/config"' in page.text
+    config.write_text(f"password: {PASSWORD}\nrouter: [\n")
+    page = admin.get("/config", headers=PAGE)
+    assert "cannot be read as YAML now" in page.text and "line 3" in page.text
+    assert 'action="/config"' not in page.text and "readonly" in page.text
+    answer = admin.post(
+        "/config/history/restore",
+        data={
+            "name": good.name,
+            "config_version": ConfigFile.read(config).version,
+            "csrf_token": csrf_of(admin),
+        },
+        headers=PAGE,
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert config.read_text() == good.read_text()
+    history = admin.get("/config/history", headers=PAGE)
+    assert "edited outside the web interface" in history_rows(history.text)[1]

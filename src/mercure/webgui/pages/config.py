@@ -53,7 +53,7 @@ from mercure.core.config.history import (
     list_versions,
     version_path,
 )
-from mercure.core.config.loader import format_path
+from mercure.core.config.loader import format_path, parse_document, validate_document
 from mercure.core.errors import ConfigError
 from mercure.webgui.auth import AdminSession, ViewerSession
 from mercure.webgui.configedit import (
@@ -260,11 +260,14 @@ def _config_page(
 ) -> Response:
     path = _path(request)
     file = ConfigFile.read(path)
+    unreadable, file_issues = _state_of(file)
     context: dict[str, Any] = {
         "path": str(path),
+        "unreadable": unreadable,
+        "file_issues": file_issues,
         "text": masked_text(file.text, str(path)) if text is None else text,
         "config_version": file.version if version is None else version,
-        "may_edit": _may_edit(session),
+        "may_edit": _may_edit(session) and not unreadable,
         "error": error,
         "issues": issues or [],
         "conflict": conflict,
@@ -276,6 +279,23 @@ def _config_page(
     response = render(request, "config.html", context, status_code=status_code)
     clear_flash(request, response)
     return response
+
+
+def _state_of(file: ConfigFile) -> tuple[str, list[tuple[str, str]]]:
+    """What is wrong with the file as it is now: a syntax error (it is not shown then: a secret
+    could be in plain sight; it must be mended on the server), or the issues of check-config
+    (the services keep running on their last good configuration meanwhile)."""
+    source = str(file.path)
+    try:
+        raw = parse_document(file.text, source)
+        Document(file.text, source)
+    except ConfigError as exc:
+        return exc.issues[0].message, []
+    try:
+        validate_document(raw, source=source, base_dir=file.path.resolve().parent)
+    except ConfigError as exc:
+        return "", [(issue.path, issue.message) for issue in exc.issues]
+    return "", []
 
 
 @router.get("/config", name="config")
