@@ -333,6 +333,8 @@ def test_history_diff_view_and_restore(
     text, version = opened(admin)
     assert save(admin, text.replace("90s", "100s"), version).status_code == 303
     config.write_text(config.read_text().replace("100s", "110s"))  # by hand
+    [now] = history_rows(admin.get("/config/history", headers=PAGE).text)[:1]
+    assert "current" in now and "edited outside the web interface" in now and "file time" in now
     text, version = opened(admin)
     changed = text.replace("110s", "120s").replace(MASK, NEW_PASSWORD)
     assert save(admin, changed, version).status_code == 303

@@ -97,6 +97,8 @@ class Version:
     """The save that made it, when recorded (None: edited outside the web interface)."""
     restored_from: str | None = None
     changes: list[str] = field(default_factory=list)
+    modified: datetime | None = None
+    """The file's modification time (the current version only: when it was hand-edited)."""
 
     @property
     def current(self) -> bool:
@@ -119,7 +121,11 @@ def _versions(path: Path) -> list[Version]:
     it (the latest recorded save of the same content before it was replaced)."""
     records = list_changes(path)
     current = ConfigFile.read(path)
-    versions = [Version(CURRENT, current.text, current.version, None)]
+    try:
+        modified: datetime | None = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        modified = None
+    versions = [Version(CURRENT, current.text, current.version, None, modified=modified)]
     for archived in reversed(list_versions(path)):
         try:
             data = archived.read_bytes()
