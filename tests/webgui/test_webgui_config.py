@@ -529,3 +529,28 @@ def test_a_file_broken_by_hand_is_named_and_can_be_restored(
     assert config.read_text() == good.read_text()
     history = admin.get("/config/history", headers=PAGE)
     assert "edited outside the web interface" in history_rows(history.text)[1]
+
+
+def test_markup_in_the_file_stays_text(
+    config: Path, browser: Callable[[str], httpx.Client]
+) -> None:
+    """Comments, values and keys with markup in them: text on every page of the file."""
+    from webgui_harness import XSS_PAYLOADS, assert_inert
+
+    admin = browser("admin")
+    text, version = opened(admin)
+    hostile = text.replace("# Targets", f"# {XSS_PAYLOADS[0]} {XSS_PAYLOADS[1]}").replace(
+        "aet_target: PACS", f"aet_target: PACS\n        comment: '{XSS_PAYLOADS[1]}'"
+    )
+    answer = save(admin, hostile, version)
+    assert answer.status_code == 303, answer.text
+    name = list_versions(config)[0].name
+    pages = [
+        admin.get("/config", headers=PAGE),
+        admin.get("/config/history", params={"a": name, "b": "current"}, headers=PAGE),
+        admin.get("/config/history/view", params={"name": "current"}, headers=PAGE),
+        save(admin, hostile + "broken: [\n", ConfigFile.read(config).version),
+    ]
+    for page in pages:
+        assert XSS_PAYLOADS[0] in html.unescape(page.text)
+        assert_inert(page.text)
