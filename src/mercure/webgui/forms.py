@@ -147,11 +147,15 @@ class Control:
 
 
 class FormErrors(Exception):
-    """Submitted text the engine cannot read at all (a dict field); by control name."""
+    """Submitted text the engine cannot read at all (a dict field); by control name.
 
-    def __init__(self, errors: dict[str, str]) -> None:
+    ``value`` is the rest of the form read as usual, with the unreadable text in place of the
+    dict, for showing the form again to be corrected."""
+
+    def __init__(self, errors: dict[str, str], value: dict[str, Any] | None = None) -> None:
         super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
         self.errors = errors
+        self.value = value or {}
 
 
 Choices = Callable[[], list[tuple[str, str]]]
@@ -612,7 +616,7 @@ def parse_form(
     errors: dict[str, str] = {}
     result = _parse_object(model, data, current, base_path, fields, prefix, errors)
     if errors:
-        raise FormErrors(errors)
+        raise FormErrors(errors, result)
     return result
 
 
