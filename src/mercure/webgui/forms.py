@@ -337,10 +337,8 @@ def _scalar_text(value: Any) -> str:
 
 
 def _default_text(found: _Shape, default: Any) -> str:
-    if default is ABSENT:
+    if default is ABSENT or default is None:
         return ""
-    if default is None:
-        return "null"
     if found.kind == "duration" and isinstance(default, int | float):
         return duration_text(float(default))
     if isinstance(default, list):

@@ -100,10 +100,9 @@ SECTIONS: tuple[Section, ...] = (
         ReceiverConfig,
         "The DICOM listeners (ports, AE titles, allow-lists, TLS) and the receiver's limits.",
         restart={
-            "listeners": "A changed listener is restarted by the receiver itself: it stops "
-            "accepting, its open associations get supervisor.stop_timeout to finish, and it "
-            "listens again (on the new port). A port that cannot be opened is reported as an "
-            "error event and in the receiver's log.",
+            "listeners": "The receiver restarts a changed listener by itself (no service "
+            "restart): its open associations get supervisor.stop_timeout to finish. A port "
+            "that cannot be opened is reported as an error event and in the receiver's log.",
             "listeners.port": "The receiver restarts this listener on the new port at once; "
             "tell the senders.",
             "listeners.host": "The receiver restarts this listener on the new address at once.",
