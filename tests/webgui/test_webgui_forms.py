@@ -388,3 +388,14 @@ def test_excluded_is_small_and_explained() -> None:
     """Every exclusion gives its reason."""
     assert set(EXCLUDED) == {"rules", "targets", "modules"}
     assert all(len(reason) > 20 for reason in EXCLUDED.values())
+
+
+def test_alias_key_and_single_name_are_kept_as_written() -> None:
+    """A rule written mercure's way (`target: pacs`) is shown and saved back the same way."""
+    document = {"rule": "True", "target": "pacs"}
+    assert by_name(build_form(Rule, document))["targets"].value == "pacs"
+    assert submit(Rule, document) == document
+    assert submit(Rule, document, {"targets": ["pacs\narchive"]}) == {
+        "rule": "True",
+        "target": ["pacs", "archive"],
+    }

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 from formhtml import as_multidict, form_pairs
-from webgui_harness import WebGui
+from webgui_harness import XSS_PAYLOADS, WebGui, assert_inert, csrf_of
 
 from mercure.webgui.pages.settings import SECTIONS
 
@@ -290,3 +290,41 @@ def test_pages_say_which_settings_need_a_restart(admin: httpx.Client) -> None:
 def test_unknown_section_is_not_found(admin: httpx.Client) -> None:
     """A section that does not exist is a 404 page."""
     assert admin.get("/settings/nothing", headers=PAGE).status_code == 404
+
+
+def test_markup_in_the_file_stays_text(webgui: WebGui, admin: httpx.Client) -> None:
+    """Values from a hand-edited file (valid or not) are shown as text on every section."""
+    payload = XSS_PAYLOADS[1]
+    webgui.config_path.write_text(
+        yaml.safe_dump(
+            {
+                "appliance_name": payload,
+                "receiver": {"listeners": [{"name": payload, "allowed_calling_aets": [payload]}]},
+                "router": {"series_complete_trigger_by_calling_aet": {payload: 5}},
+                "logging": {"level": payload},
+            }
+        )
+    )
+    for section in SECTIONS:
+        page = admin.get(section_url(section.key), headers=PAGE)
+        assert page.status_code == 200, section.key
+        assert_inert(page.text)
+        assert payload not in page.text
+
+
+def test_unreadable_file_is_shown_read_only_with_the_reason(
+    webgui: WebGui, admin: httpx.Client
+) -> None:
+    """A file that is no YAML is not overwritten from a form: the page says why."""
+    webgui.config_path.write_text("router: [unclosed\n")
+    page = admin.get("/settings/router", headers=PAGE)
+    assert page.status_code == 200
+    assert "cannot be read" in page.text and "syntax error" in page.text
+    assert "Save Router" not in page.text
+    response = admin.post(
+        "/settings/router",
+        data={"csrf_token": csrf_of(admin), "config_version": "", "rescan_interval": "5"},
+        headers=PAGE,
+    )
+    assert response.status_code == 409
+    assert webgui.config_path.read_text() == "router: [unclosed\n"

@@ -707,6 +707,8 @@ def _parse_field(
             values = [v for v in data.all(name) if v]
         if not values and found.nullable:
             return ABSENT
+        if isinstance(old, str) and values == [old]:
+            return old  # mercure's single name where a list is meant, kept as written
         return values
     if kind == "mapping":
         return _parse_mapping(data.last(name) or "", found, path, old, name, errors)
