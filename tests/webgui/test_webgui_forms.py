@@ -8,7 +8,7 @@ import pytest
 from formhtml import as_multidict, control_names, form_pairs
 from pydantic import BaseModel
 
-from mercure.core.config.editing import KEEP, Document
+from mercure.core.config.editing import KEEP, MASK, Document
 from mercure.core.config.models import (
     BookkeeperConfig,
     CleanerConfig,
@@ -253,6 +253,13 @@ def test_masked_module_environment_values_are_kept() -> None:
     document = {"runner": "docker", "image": "x", "environment": {"TOKEN": "abc123"}}
     changed = submit(DockerModule, document, base_path=("modules", "seg"))
     assert changed["environment"] == {"TOKEN": KEEP}
+    with pytest.raises(FormErrors, match="none is stored under API_TOKEN"):
+        submit(
+            DockerModule,
+            document,
+            {"environment": [f"API_TOKEN: {MASK}\n"]},
+            base_path=("modules", "seg"),
+        )
 
 
 def test_comments_survive_a_settings_save() -> None:

@@ -765,7 +765,12 @@ def _parse_mapping(
     for key, item in value.items():
         key = str(key)
         if is_secret_path((*path, key)) and item == MASK:
-            result[key] = KEEP if key in old_map else item
+            if key not in old_map:
+                errors[name] = (
+                    f"{name}: {key} says {MASK}, which stands for a stored value, but none is "
+                    f"stored under {key} (renamed?): type the value"
+                )
+            result[key] = KEEP
         elif found.item is str and item is not None and not isinstance(item, dict | list):
             result[key] = item if isinstance(item, str) else _scalar_text(item)
         else:
