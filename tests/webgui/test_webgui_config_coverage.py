@@ -4,7 +4,8 @@ models GETs each object's edit page and fails for a field without a form control
 The table :data:`PAGES` says which page edits which model: each settings section, a rule, each
 target type, each module runner. For each row the walker expects ``name="<key path>"`` for
 every leaf field of the model (sections expanded, a list of sections as its first item,
-``listeners[0].port``; asking the page for ``?add=<list>`` when it shows none), unless the
+``listeners[0].port``, asking the page for ``?add=<list>`` when it shows none; or one control
+for the whole list, ``name="volumes"`` as a textarea of ``source:target`` lines), unless the
 field is listed in :data:`mercure.webgui.forms.EXCLUDED` with a reason. A field added to a
 model without a control makes this test fail (proved below with a copy of a model).
 """
@@ -147,7 +148,7 @@ def check_page(client: httpx.Client, page: EditPage) -> None:
     additions = [
         name
         for name in list_fields(page.model)
-        if not any(n.startswith(f"{name}[0].") for n in names)
+        if name not in names and not any(n.startswith(f"{name}[0].") for n in names)
     ]
     if additions:  # lists of sections with no item shown: ask for an empty one
         joiner = "&" if "?" in page.url else "?"
@@ -155,8 +156,13 @@ def check_page(client: httpx.Client, page: EditPage) -> None:
         more = client.get(page.url + joiner + query, headers=PAGE)
         assert more.status_code == 200, f"{page.url}: ?{query} answers {more.status_code}"
         names |= control_names(more.text)
+    whole = [name for name in list_fields(page.model) if name in names]
     missing = [
-        leaf for leaf in expected_names(page) if leaf not in names and not is_excluded(page, leaf)
+        leaf
+        for leaf in expected_names(page)
+        if leaf not in names
+        and not is_excluded(page, leaf)
+        and not any(leaf.startswith(f"{name}[0].") for name in whole)
     ]
     where = page.base or "top level"
     assert not missing, (
@@ -243,3 +249,18 @@ def test_a_missing_page_fails_the_walker(admin: httpx.Client) -> None:
     """A row whose page does not exist fails with its status."""
     with pytest.raises(AssertionError, match="answers 404"):
         check_page(admin, EditPage(RouterConfig, "router", "/settings/nowhere"))
+
+
+def test_one_control_for_a_whole_list_of_sections_counts(admin: httpx.Client) -> None:
+    """A list of sections edited as one control named after the list counts for its fields;
+    without either, the item fields are missed."""
+    listener = create_model("ListenerConfig", __base__=ListenerConfig, dscp=(int, 0))
+    receiver = create_model(
+        "ReceiverConfig",
+        __base__=ReceiverConfig,
+        listeners=(list[listener], []),  # type: ignore[valid-type]
+        fsync=(list[listener], []),  # type: ignore[valid-type]  # "fsync" is one control
+    )
+    with pytest.raises(AssertionError) as caught:
+        check_page(admin, EditPage(receiver, "receiver", "/settings/receiver"))
+    assert "listeners[0].dscp" in str(caught.value) and "fsync[0]" not in str(caught.value)
