@@ -328,3 +328,14 @@ def test_unreadable_file_is_shown_read_only_with_the_reason(
     )
     assert response.status_code == 409
     assert webgui.config_path.read_text() == "router: [unclosed\n"
+
+
+def test_switched_on_section_without_its_required_fields_is_refused_at_them(
+    webgui: WebGui, admin: httpx.Client
+) -> None:
+    """TLS switched on without certificate and key: both fields say they are required."""
+    response = submit(admin, "receiver", {"listeners[0].tls:enabled": ["off", "on"]})
+    assert response.status_code == 400
+    for name in ("listeners[0].tls.certificate", "listeners[0].tls.key"):
+        assert field_errors(response.text, name) == ["required key is missing"], name
+    assert "receiver" not in stored(webgui)
