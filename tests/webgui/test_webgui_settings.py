@@ -58,7 +58,7 @@ def stored(webgui: WebGui) -> dict[str, Any]:
 def field_errors(page: str, name: str) -> list[str]:
     """The error messages shown at the control ``name``."""
     match = re.search(
-        rf'data-field="{re.escape(name)}">(.*?)(?:<div class="field|</fieldset>)', page, re.S
+        rf'data-field="{re.escape(name)}"[^>]*>(.*?)(?:<div class="field|</fieldset>)', page, re.S
     )
     assert match, f"no control {name} on the page"
     return [
@@ -339,3 +339,33 @@ def test_switched_on_section_without_its_required_fields_is_refused_at_them(
     for name in ("listeners[0].tls.certificate", "listeners[0].tls.key"):
         assert field_errors(response.text, name) == ["required key is missing"], name
     assert "receiver" not in stored(webgui)
+
+
+INVALID = [
+    ("receiver", "max_pdu", "100"),
+    ("router", "series_complete_trigger", "soon"),
+    ("processing", "max_parallel", "0"),
+    ("dispatch", "retry_jitter", "2"),
+    ("offpeak", "start", "99:99"),
+    ("cleaner", "disk_threshold_percent", "150"),
+    ("bookkeeper", "port", "0"),
+    ("webgui", "root_path", "mercure/"),
+    ("events", "outbox_max_mb", "0"),
+    ("logging", "level", "LOUD"),
+    ("supervisor", "services", "no-such-service"),
+]
+"""One invalid value per section (the general page's two fields take any text)."""
+
+
+def test_invalid_value_in_each_section_is_refused_at_its_field(
+    webgui: WebGui, admin: httpx.Client
+) -> None:
+    """Nothing is saved; the issue is at the field, the typed value on the page."""
+    assert {key for key, *_ in INVALID} == {s.key for s in SECTIONS} - {"general"}
+    before = webgui.config_path.read_text()
+    for key, name, value in INVALID:
+        response = submit(admin, key, {name: value})
+        assert response.status_code == 400, (key, response.text)
+        assert webgui.config_path.read_text() == before, key
+        assert field_errors(response.text, name), key
+        assert value in response.text, key
