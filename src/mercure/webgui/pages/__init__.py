@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercure.webgui.pages import audit, auth, config, logs, overview, queue, search, users
+from mercure.webgui.pages import (
+    audit,
+    auth,
+    config,
+    logs,
+    overview,
+    queue,
+    search,
+    settings,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
@@ -22,4 +32,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit.router,
     users.router,
     config.router,
+    settings.router,
 )
