@@ -358,7 +358,6 @@ class BookkeeperClient:
             offset=offset,
         )
 
-
     # Targets page
     async def target_statistics(
         self, since: datetime, until: datetime | None = None
@@ -370,6 +369,7 @@ class BookkeeperClient:
             since=since.isoformat(),
             until=until.isoformat() if until else None,
         )
+
 
 def _query(filters: dict[str, Any]) -> dict[str, Any]:
     """Query parameters: times in ISO 8601, empty values left out."""

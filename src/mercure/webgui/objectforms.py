@@ -30,7 +30,6 @@ models as ``check-config``.
 from __future__ import annotations
 
 import json
-import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +39,9 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from starlette.datastructures import FormData
 
-from mercure.core.config.editing import KEEP, MASK
+from mercure.core.config.editing import KEEP, MASK, is_env_reference
 from mercure.core.config.models import VolumeMount
 
-ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 MAX_JSON = 64 * 1024
 
 Kind = Literal[
@@ -61,9 +59,7 @@ ABSENT: Any = _Absent()
 """A parsed value meaning "not written": the key goes, and the default applies."""
 
 
-def is_reference(value: object) -> bool:
-    """Whether ``value`` is exactly one ``${VAR}`` reference (not a secret: a name)."""
-    return isinstance(value, str) and bool(ENV_REFERENCE.match(value))
+is_reference = is_env_reference
 
 
 @dataclass
@@ -103,17 +99,19 @@ def _unwrap(annotation: Any) -> tuple[Any, bool, list[Any]]:
             args = get_args(annotation)
             annotation, metadata = args[0], [*metadata, *args[1:]]
         elif origin in (Union, types.UnionType):
-            args = [a for a in get_args(annotation) if a is not type(None)]
-            nullable = nullable or len(args) < len(get_args(annotation))
-            if len(args) != 1:
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(members) < len(get_args(annotation))
+            if len(members) != 1:
                 return annotation, nullable, metadata
-            annotation = args[0]
+            annotation = members[0]
         else:
             return annotation, nullable, metadata
 
 
 def _is_duration(metadata: list[Any]) -> bool:
-    return any(getattr(getattr(m, "func", None), "__name__", "") == "parse_duration" for m in metadata)
+    return any(
+        getattr(getattr(m, "func", None), "__name__", "") == "parse_duration" for m in metadata
+    )
 
 
 def _kind(name: str, info: FieldInfo) -> tuple[Kind, Any]:
@@ -159,7 +157,9 @@ def _default(info: FieldInfo) -> Any:
     return info.get_default(call_default_factory=True)
 
 
-def controls(model: type[BaseModel], stored: dict[str, Any] | None, prefix: str = "") -> list[Control]:
+def controls(
+    model: type[BaseModel], stored: dict[str, Any] | None, prefix: str = ""
+) -> list[Control]:
     """The controls for an object of ``model`` whose stored plain value is ``stored``."""
     stored = stored or {}
     found = []
@@ -208,7 +208,9 @@ def controls(model: type[BaseModel], stored: dict[str, Any] | None, prefix: str 
             control.value = json.dumps(value, indent=2) if isinstance(value, dict) and value else ""
         elif kind == "optional":
             control.checked = isinstance(value, dict)
-            control.children = controls(annotation, value if isinstance(value, dict) else {}, f"{path}.")
+            control.children = controls(
+                annotation, value if isinstance(value, dict) else {}, f"{path}."
+            )
         else:  # number, duration, text
             control.value = _text(value) if value is not ABSENT else ""
             if kind == "number" and annotation is float:
@@ -361,7 +363,9 @@ def _environment(text: str, stored: dict[str, Any], path: str) -> Any:
     return variables if variables or stored else ABSENT
 
 
-def errors_by_control(issues: list[tuple[str, str]], prefix: str) -> tuple[dict[str, list[str]], list[str]]:
+def errors_by_control(
+    issues: list[tuple[str, str]], prefix: str
+) -> tuple[dict[str, list[str]], list[str]]:
     """Issues of a save, by control name (relative to ``prefix``, e.g. ``targets.pacs.``), and
     the ones that belong to no control."""
     placed: dict[str, list[str]] = {}
@@ -408,5 +412,7 @@ def _masked_environment(text: str) -> str:
     lines = []
     for line in text.splitlines():
         key, sep, value = line.partition("=")
-        lines.append(f"{key}={value if is_reference(value) or value == MASK else MASK}" if sep else line)
+        lines.append(
+            f"{key}={value if is_reference(value) or value == MASK else MASK}" if sep else line
+        )
     return "\n".join(lines)

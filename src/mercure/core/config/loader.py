@@ -163,6 +163,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
     return dataclasses.replace(loaded, path=config_path.resolve())
 
 
+def expand_env(
+    node: Any, environ: Mapping[str, str] | None = None, path: tuple[str | int, ...] = ()
+) -> tuple[Any, list[ConfigIssue]]:
+    """``node`` with every ``${VAR}`` replaced from ``environ`` (default: this process's
+    environment), as loading does; the variables that are not set, each at its key path."""
+    issues: list[ConfigIssue] = []
+    expanded = _expand_env(node, os.environ if environ is None else environ, path, issues, [])
+    return expanded, issues
+
+
 def _expand_env(
     node: Any,
     environ: Mapping[str, str],
