@@ -394,15 +394,27 @@ async def _save(request: Request, stored_name: str) -> Response:
         )
     except EditRefused as refused:
         placed, other = objectforms.errors_by_control(refused.issues, f"targets.{name}.")
-        message = refused.message
-        if refused.conflict:
-            message += " Open the page again to see the file as it is now; nothing was saved."
-        return (
-            again(message, placed, 409 if refused.conflict else 400)
-            if not other
-            else again(message + " " + "; ".join(other), placed, 400)
-        )
+        return again(*_refusal(refused, placed, other))
     return redirect_with(request, url(request, "target", target=name), f"Target {name} saved.")
+
+
+def _refusal(
+    refused: EditRefused, placed: dict[str, list[str]], other: list[str]
+) -> tuple[str, dict[str, list[str]], int]:
+    """What a form page says about a refused save: (message, errors by control, status)."""
+    if refused.conflict:
+        message = refused.message + " Open the page again to see the file as it is now."
+        return message, placed, 409
+    if refused.issues and not other:
+        count = sum(len(messages) for messages in placed.values())
+        return (
+            f"Not saved: {count} problem{'s' if count > 1 else ''}, shown at the fields.",
+            placed,
+            400,
+        )
+    if refused.issues:
+        return "Not saved: " + "; ".join(other), placed, 400
+    return refused.message, placed, 400
 
 
 def _listed(errors: dict[str, str]) -> dict[str, list[str]]:
