@@ -30,6 +30,7 @@ models as ``check-config``.
 from __future__ import annotations
 
 import json
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,7 @@ def _kind(name: str, info: FieldInfo) -> tuple[Kind, Any]:
         return ("volumes" if item is VolumeMount else "lines"), annotation
     if origin is dict:
         return "json", annotation
-    if annotation is float and _is_duration(metadata):
+    if annotation is float and _is_duration([*metadata, *info.metadata]):
         return "duration", annotation
     if annotation in (int, float):
         return "number", annotation
@@ -262,7 +263,9 @@ def parse(
         result[name] = value
     if errors:
         raise FormError(errors)
-    return result
+    # The object's type or runner first, as people write it.
+    fixed = [name for name in result if _kind(name, model.model_fields[name])[0] == "fixed"]
+    return {**{name: result[name] for name in fixed}, **result}
 
 
 def _same(value: Any, default: Any) -> bool:
@@ -379,16 +382,28 @@ def errors_by_control(
 
 
 def place(found: list[Control], errors: dict[str, list[str]]) -> list[str]:
-    """Put ``errors`` on their controls; the ones with no control (returned)."""
-    left = dict(errors)
+    """Put ``errors`` on their controls (an error inside a value, ``settings.threshold``, on
+    the control of the value, ``settings``); the ones with no control (returned)."""
+    by_name: dict[str, Control] = {}
 
-    def visit(items: list[Control]) -> None:
+    def index(items: list[Control]) -> None:
         for control in items:
-            control.errors = left.pop(control.name, [])
-            visit(control.children)
+            control.errors = []
+            by_name[control.name] = control
+            index(control.children)
 
-    visit(found)
-    return [f"{name}: {message}" for name, messages in left.items() for message in messages]
+    index(found)
+    left: list[str] = []
+    for key, messages in errors.items():
+        name = key
+        while name and name not in by_name:
+            name = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", name) if re.search(r"[.\[]", name) else ""
+        if name:
+            inner = key[len(name) :].lstrip(".")
+            by_name[name].errors.extend(f"{inner}: {m}" if inner else m for m in messages)
+        else:
+            left.extend(f"{key}: {message}" for message in messages)
+    return left
 
 
 def refill(found: list[Control], form: FormData) -> None:

@@ -11,7 +11,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercure.webgui.pages import audit, auth, logs, overview, queue, search, targets, users
+from mercure.webgui.pages import (
+    audit,
+    auth,
+    logs,
+    modules,
+    overview,
+    queue,
+    search,
+    targets,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
@@ -22,4 +32,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit.router,
     users.router,
     targets.router,
+    modules.router,
 )

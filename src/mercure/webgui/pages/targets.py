@@ -109,7 +109,8 @@ def rules_using(plain: dict[str, Any], key: str = "targets") -> dict[str, list[s
     return using
 
 
-def _may(request: Request, role: Role) -> bool:
+def may(request: Request, role: Role) -> bool:
+    """Whether the signed-in user has at least ``role``."""
     session = getattr(request.state, "session", None)
     return session is not None and session.role.allows(role)
 
@@ -143,7 +144,7 @@ async def targets_page(request: Request, _session: ViewerSession) -> Response:
         "using": using,
         "period": period,
         "periods": list(PERIODS),
-        "may_edit": _may(request, Role.ADMIN),
+        "may_edit": may(request, Role.ADMIN),
         "flash": take_flash(request),
     }
     response = render(request, "targets.html", context)
@@ -180,8 +181,8 @@ def _form_page(
         "config_version": version,
         "using": using,
         "problems": [*(problems or []), *left],
-        "may_save": _may(request, Role.ADMIN),
-        "may_test": _may(request, Role.OPERATOR),
+        "may_save": may(request, Role.ADMIN),
+        "may_test": may(request, Role.OPERATOR),
         "typed_secret": form is not None and _typed_secret(found, form),
         "flash": take_flash(request),
     }
@@ -373,7 +374,9 @@ async def _save(request: Request, stored_name: str) -> Response:
     try:
         value = objectforms.parse(TYPES[kind], form, stored)
     except objectforms.FormError as exc:
-        return again("Some values cannot be read; see the fields marked.", _listed(exc.errors))
+        return again(
+            "Some values cannot be read; see the fields marked.", listed_errors(exc.errors)
+        )
 
     renamed = bool(stored_name) and name != stored_name
 
@@ -394,11 +397,11 @@ async def _save(request: Request, stored_name: str) -> Response:
         )
     except EditRefused as refused:
         placed, other = objectforms.errors_by_control(refused.issues, f"targets.{name}.")
-        return again(*_refusal(refused, placed, other))
+        return again(*refusal(refused, placed, other))
     return redirect_with(request, url(request, "target", target=name), f"Target {name} saved.")
 
 
-def _refusal(
+def refusal(
     refused: EditRefused, placed: dict[str, list[str]], other: list[str]
 ) -> tuple[str, dict[str, list[str]], int]:
     """What a form page says about a refused save: (message, errors by control, status)."""
@@ -417,7 +420,8 @@ def _refusal(
     return refused.message, placed, 400
 
 
-def _listed(errors: dict[str, str]) -> dict[str, list[str]]:
+def listed_errors(errors: dict[str, str]) -> dict[str, list[str]]:
+    """Form errors as lists by control name."""
     return {key: [message] for key, message in errors.items()}
 
 
