@@ -29,6 +29,7 @@ models as ``check-config``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import types
@@ -164,7 +165,7 @@ def controls(
     """The controls for an object of ``model`` whose stored plain value is ``stored``."""
     stored = stored or {}
     found = []
-    for name, info in model.model_fields.items():
+    for name, info in _ordered(model):
         kind, annotation = _kind(name, info)
         path = f"{prefix}{name}"
         default = _default(info)
@@ -218,6 +219,14 @@ def controls(
                 control.step = "any"
         found.append(control)
     return found
+
+
+def _ordered(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
+    """The fields of ``model``, its own first (host, image ...), then the ones every target or
+    module has (comment, timeout ...): what makes this type is what one fills in first."""
+    own = set(inspect.get_annotations(model))
+    fields = list(model.model_fields.items())
+    return [f for f in fields if f[0] in own] + [f for f in fields if f[0] not in own]
 
 
 def _shown_default(value: Any) -> str:

@@ -42,6 +42,8 @@ RUNNER_HELP = {
     "command": "a program on this host",
 }
 NAME = re.compile(NAME_PATTERN)
+RESERVED = ("new",)
+"""Names that are this page's own addresses (``/modules/new``): refused for a new name."""
 USES = "processing_module"
 
 
@@ -217,6 +219,11 @@ async def _save(request: Request, stored_name: str) -> Response:
             status_code=status,
         )
 
+    if name.lower() in RESERVED and name != stored_name:
+        return again(
+            f"{name!r} is an address of this page; choose another name.",
+            {"module_name": ["reserved name"]},
+        )
     if not NAME.match(name):
         return again(
             "A module name is 1 to 64 letters, digits, spaces, '_', '.' or '-', starting with a "

@@ -69,6 +69,8 @@ TYPE_HELP = {
 }
 PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 NAME = re.compile(NAME_PATTERN)
+RESERVED = ("new", "test")
+"""Names that are this page's own addresses (``/targets/new``): refused for a new name."""
 _target_adapter: TypeAdapter[Any] = TypeAdapter(Target)
 
 
@@ -365,6 +367,11 @@ async def _save(request: Request, stored_name: str) -> Response:
             status_code=status,
         )
 
+    if name.lower() in RESERVED and name != stored_name:
+        return again(
+            f"{name!r} is an address of this page; choose another name.",
+            {"target_name": ["reserved name"]},
+        )
     if not NAME.match(name):
         return again(
             "A target name is 1 to 64 letters, digits, spaces, '_', '.' or '-', starting with a "
