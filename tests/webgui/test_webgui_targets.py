@@ -328,6 +328,7 @@ def test_test_uses_the_stored_secret_and_never_shows_one(
             "url": orthanc.dicomweb_url,
             "auth": "basic",
             "username": "alice",
+            "verify_tls": "on",
             "csrf_token": csrf_of(operator),
         }
         hx = {"hx-request": "true"}
@@ -339,3 +340,35 @@ def test_test_uses_the_stored_secret_and_never_shows_one(
         assert re.search(r"credentials accepted</td>\s*<td[^>]*><span[^>]*>failed", bad.text)
         for answer in (good, bad):
             assert SECRET not in answer.text and wrong not in answer.text
+
+
+def test_an_operator_cannot_send_a_stored_secret_elsewhere(
+    webgui: WebGui, signed_in: Callable[[str], httpx.Client]
+) -> None:
+    """An operator's test with the stored password and a changed URL is refused before any
+    connection is made, naming what changed; typing the secret, or being admin, is allowed."""
+    configure(
+        webgui,
+        targets={
+            "web": {"type": "dicomweb", "url": "http://pacs.example/dw", "auth": "basic",
+                    "username": "alice", "password": SECRET},
+        },
+    )  # fmt: skip
+    operator, admin = signed_in("operator"), signed_in("admin")
+    values = {"stored_name": "web", "target_name": "web", "auth": "basic", "username": "alice",
+              "verify_tls": "on", "url": "http://127.0.0.1:9/elsewhere"}  # fmt: skip
+    hx = {"hx-request": "true"}
+    refused = operator.post(
+        "/targets/test", data={**values, "csrf_token": csrf_of(operator)}, headers=hx
+    )
+    assert "url changed: a test with the stored password uses the saved settings" in refused.text
+    assert "table" not in refused.text  # no step ran
+    typed = operator.post(
+        "/targets/test",
+        data={**values, "password": "typed-by-hand", "csrf_token": csrf_of(operator)},
+        headers=hx,
+    )
+    assert "web: FAILED" in typed.text and "connect" in typed.text
+    allowed = admin.post("/targets/test", data={**values, "csrf_token": csrf_of(admin)}, headers=hx)
+    assert "web: FAILED" in allowed.text
+    assert all(SECRET not in r.text for r in (refused, typed, allowed))

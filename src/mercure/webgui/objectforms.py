@@ -277,6 +277,15 @@ def parse(
     return {**{name: result[name] for name in fixed}, **result}
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two plain values mean the same setting (``104`` and ``104.0``, absent and
+    ``None`` and ``{}`` for an unset section)."""
+    empty: tuple[Any, ...] = (None, {}, [], "")
+    if a in empty and b in empty:
+        return True
+    return bool(a == b)
+
+
 def _same(value: Any, default: Any) -> bool:
     if isinstance(default, Path):
         default = str(default)

@@ -49,6 +49,7 @@ from mercure.webgui.context import web_context
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
 from mercure.webgui.rendering import render, url
 from mercure.webgui.roles import Role
+from mercure.webgui.sessions import Session
 from mercure.webgui.targettest import run_target_test
 
 router = APIRouter()
@@ -283,6 +284,35 @@ def _definition(
     return dict(expanded)
 
 
+def _check_stored_secrets_stay(
+    session: Session, value: dict[str, Any], stored: dict[str, Any]
+) -> None:
+    """Refuse an operator's test that would send a stored secret somewhere else.
+
+    Operators may not read secrets; a test with a stored password and a changed URL or host
+    would hand the password to whoever answers there. So an operator's test uses a stored
+    secret only with every other setting as saved; admins, who may save such a change
+    anyway, may test it too.
+    """
+    if session.role.allows(Role.ADMIN) or not any(v is KEEP for v in value.values()):
+        return
+    secret_keys = {k for k, v in value.items() if v is KEEP}
+    changed = sorted(
+        key
+        for key in set(value) | set(stored)
+        if key not in secret_keys
+        and key not in ("comment", "max_parallel_tasks")
+        and not objectforms.same_value(value.get(key), stored.get(key))
+    )
+    if changed:
+        raise ValueError(
+            f"{', '.join(changed)} changed: a test with the stored "
+            f"{' and '.join(sorted(secret_keys))} uses the saved settings only (testing new "
+            "settings with a stored secret needs the admin role). Type the secret to test "
+            "with these values."
+        )
+
+
 @router.post("/targets/test", name="target_test")
 async def test_target(request: Request, session: OperatorSession) -> Response:
     """Test the form's values (saved or not) and show each step."""
@@ -300,6 +330,7 @@ async def test_target(request: Request, session: OperatorSession) -> Response:
     else:
         try:
             value = objectforms.parse(TYPES[kind], form, stored)
+            _check_stored_secrets_stay(session, value, stored)
             definition = _definition(request, kind, value, stored_name)
         except objectforms.FormError as exc:
             problem = "Cannot test: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
