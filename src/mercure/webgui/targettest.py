@@ -29,6 +29,14 @@ TEST_TIMEOUT = 30.0
 """Seconds a test may take before it is killed (each step of a plug-in has its own, shorter
 limit, so a killed test is rare)."""
 MAX_OUTPUT = 1 << 20
+MAX_RUNNING = 4
+"""Tests running at once in this web interface, at most (each is a process)."""
+
+
+class _Running:
+    """How many tests run now (the web interface serves requests on one event loop)."""
+
+    count = 0
 
 
 def _failed(name: str, kind: str, summary: str, started: float) -> TargetTestReport:
@@ -49,6 +57,20 @@ async def run_target_test(
     register_target_secrets(definition)  # scrubs what the child says on standard error too
     kind = str(definition.get("type", ""))
     started = time.monotonic()
+    if _Running.count >= MAX_RUNNING:
+        return _failed(
+            name, kind, f"{MAX_RUNNING} tests are running already; try again shortly", started
+        )
+    _Running.count += 1
+    try:
+        return await _run(name, definition, kind, started, timeout)
+    finally:
+        _Running.count -= 1
+
+
+async def _run(
+    name: str, definition: dict[str, Any], kind: str, started: float, timeout: float
+) -> TargetTestReport:
     command = [sys.executable, "-m", "mercure", "test-target", name, "--json", "--definition", "-"]
     try:
         process = await asyncio.create_subprocess_exec(
