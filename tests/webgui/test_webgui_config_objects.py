@@ -83,3 +83,16 @@ def test_a_test_that_takes_too_long_is_stopped() -> None:
         silent.close()
     assert report.ok is False
     assert report.summary == "the test took longer than 2 s and was stopped"
+
+
+def test_a_broken_file_is_said_not_a_crash(webgui: WebGui, admin: httpx.Client) -> None:
+    """A hand edit that broke mercure.yaml's syntax: the lists still show what is in force
+    and say why nothing can be changed; a form says so instead of failing."""
+    configure(webgui, targets={"a": {"type": "folder", "folder": "/tmp"}})
+    webgui.config_path.write_text("targets: [unclosed\n")
+    listing = admin.get("/targets", headers=PAGE)
+    assert listing.status_code == 200
+    assert "mercure.yaml cannot be read" in listing.text and "/tmp" in listing.text
+    assert admin.get("/modules", headers=PAGE).status_code == 200
+    form = admin.get("/targets/a", headers=PAGE)
+    assert form.status_code == 503 and "mercure.yaml cannot be read" in form.text

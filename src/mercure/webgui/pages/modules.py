@@ -26,11 +26,19 @@ from mercure.core.config.models import CommandModule, DockerModule
 from mercure.core.config.types import NAME_PATTERN
 from mercure.webgui import objectforms
 from mercure.webgui.auth import AdminSession, ViewerSession
-from mercure.webgui.configedit import EditRefused, current_config, save_edit
+from mercure.webgui.configedit import EditRefused, save_edit
 from mercure.webgui.context import web_context
 from mercure.webgui.engine import image_states
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
-from mercure.webgui.pages.targets import listed_errors, may, refusal, rules_using
+from mercure.webgui.pages.targets import (
+    Unreadable,
+    listed_errors,
+    may,
+    open_config,
+    refusal,
+    rules_using,
+    unreadable_page,
+)
 from mercure.webgui.rendering import render, url
 from mercure.webgui.roles import Role
 
@@ -67,7 +75,12 @@ def limits(module: Any) -> str:
 async def modules_page(request: Request, _session: ViewerSession) -> Response:
     """Every module, what it runs, its limits, the rules that use it, its image's presence."""
     web = web_context(request)
-    _file, document = current_config(request)
+    problem = ""
+    try:
+        _file, document = open_config(request)
+        using = rules_using(document.plain(), USES)
+    except Unreadable as exc:
+        problem, using = str(exc), {}
     modules = sorted(web.config.modules.items())
     images = [m.image for _, m in modules if isinstance(m, DockerModule)]
     states = await image_states(web.config.processing.docker_url, images)
@@ -86,7 +99,8 @@ async def modules_page(request: Request, _session: ViewerSession) -> Response:
     ]
     context = {
         "modules": rows,
-        "using": rules_using(document.plain(), USES),
+        "using": using,
+        "problem": problem,
         "may_edit": may(request, Role.ADMIN),
         "engine": web.config.processing.docker_url or "DOCKER_HOST",
         "flash": take_flash(request),
@@ -140,7 +154,10 @@ async def new_module(request: Request, _session: AdminSession) -> Response:
     if runner not in RUNNERS:
         problems.append(f"There is no runner {runner[:40]!r}; choose one of the list.")
         runner = "docker"
-    file, _document = current_config(request)
+    try:
+        file, _document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     return _form_page(
         request,
         name="",
@@ -156,7 +173,10 @@ async def new_module(request: Request, _session: AdminSession) -> Response:
 @router.get("/modules/{module}", name="module")
 async def module_page(request: Request, _session: ViewerSession, module: str) -> Response:
     """One module's form (read-only for viewers and operators)."""
-    file, document = current_config(request)
+    try:
+        file, document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     stored = document.get(("modules", module))
     if not isinstance(stored, dict) or stored.get("runner") not in RUNNERS:
         return render(
@@ -190,7 +210,10 @@ async def _save(request: Request, stored_name: str) -> Response:
     runner = str(form.get("runner", ""))
     name = str(form.get("module_name", "")).strip()
     version = str(form.get("config_version", ""))
-    _file, document = current_config(request)
+    try:
+        _file, document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     stored = document.get(("modules", stored_name)) if stored_name else None
     if stored_name and not isinstance(stored, dict):
         return redirect_with(
@@ -274,7 +297,10 @@ async def save_module(request: Request, _session: AdminSession, module: str) -> 
 @router.get("/modules/{module}/delete", name="module_delete_confirm")
 async def confirm_delete(request: Request, _session: AdminSession, module: str) -> Response:
     """The confirmation step of deleting a module (refused while rules use it)."""
-    file, document = current_config(request)
+    try:
+        file, document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     exists = document.has(("modules", module))
     context = {
         "name": module,

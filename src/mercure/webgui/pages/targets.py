@@ -28,7 +28,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import FormData
 
-from mercure.core.config.editing import KEEP, Document
+from mercure.core.config.editing import KEEP, ConfigFile, Document
 from mercure.core.config.loader import expand_env, format_path
 from mercure.core.config.models import (
     DicomTarget,
@@ -39,6 +39,7 @@ from mercure.core.config.models import (
     Target,
 )
 from mercure.core.config.types import NAME_PATTERN
+from mercure.core.errors import ConfigError
 from mercure.core.targettest import TargetTestReport
 from mercure.webgui import objectforms
 from mercure.webgui.audit import audit
@@ -112,6 +113,27 @@ def rules_using(plain: dict[str, Any], key: str = "targets") -> dict[str, list[s
     return using
 
 
+class Unreadable(Exception):
+    """mercure.yaml cannot be read as a document now (a hand edit broke its syntax)."""
+
+
+def open_config(request: Request) -> tuple[ConfigFile, Document]:
+    """The configuration file and its document; :class:`Unreadable` saying why not."""
+    try:
+        return current_config(request)
+    except ConfigError as exc:
+        raise Unreadable(f"mercure.yaml cannot be read: {exc}") from None
+    except EditRefused as exc:
+        raise Unreadable(exc.message) from None
+
+
+def unreadable_page(request: Request, exc: Unreadable) -> Response:
+    """The page shown instead of a form while the file cannot be read."""
+    message = f"{exc} Fix the file on the server (mercure check-config), then reload this page."
+    context = {"title": "The configuration cannot be read", "message": message}
+    return render(request, "error.html", context, status_code=503)
+
+
 def may(request: Request, role: Role) -> bool:
     """Whether the signed-in user has at least ``role``."""
     session = getattr(request.state, "session", None)
@@ -134,8 +156,12 @@ async def targets_page(request: Request, _session: ViewerSession) -> Response:
         truncated = page.truncated
     except BookkeeperError as exc:
         request.state.bookkeeper_problem = str(exc)
-    _file, document = current_config(request)
-    using = rules_using(document.plain())
+    problem = ""
+    try:
+        _file, document = open_config(request)
+        using = rules_using(document.plain())
+    except Unreadable as exc:
+        problem, using = str(exc), {}
     targets = [
         {"name": name, "type": target.type, "where": where(target), "comment": target.comment}
         for name, target in sorted(web.config.targets.items())
@@ -148,6 +174,7 @@ async def targets_page(request: Request, _session: ViewerSession) -> Response:
         "period": period,
         "periods": list(PERIODS),
         "may_edit": may(request, Role.ADMIN),
+        "problem": problem,
         "flash": take_flash(request),
     }
     response = render(request, "targets.html", context)
@@ -206,7 +233,10 @@ async def new_target(request: Request, _session: AdminSession) -> Response:
     if kind not in TYPES:
         problems.append(f"There is no target type {kind[:40]!r}; choose one of the list.")
         kind = "dicom"
-    file, _document = current_config(request)
+    try:
+        file, _document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     return _form_page(
         request,
         name="",
@@ -223,7 +253,10 @@ async def new_target(request: Request, _session: AdminSession) -> Response:
 async def target_page(request: Request, _session: ViewerSession, target: str) -> Response:
     """One target's form (read-only for viewers; operators may test, admins save)."""
     name = target
-    file, document = current_config(request)
+    try:
+        file, document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     stored = document.get(("targets", name))
     if not isinstance(stored, dict) or stored.get("type") not in TYPES:
         return render(
@@ -319,7 +352,10 @@ async def test_target(request: Request, session: OperatorSession) -> Response:
     form = await request.form()
     stored_name = str(form.get("stored_name", ""))
     name = str(form.get("target_name", "")).strip() or stored_name or "new"
-    _file, document = current_config(request)
+    try:
+        _file, document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     stored = document.get(("targets", stored_name)) if stored_name else None
     stored = stored if isinstance(stored, dict) else {}
     kind = str(stored.get("type") or form.get("type", ""))
@@ -369,7 +405,10 @@ async def _save(request: Request, stored_name: str) -> Response:
     kind = str(form.get("type", ""))
     name = str(form.get("target_name", "")).strip()
     version = str(form.get("config_version", ""))
-    _file, document = current_config(request)
+    try:
+        _file, document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     stored = document.get(("targets", stored_name)) if stored_name else None
     if stored_name and not isinstance(stored, dict):
         return redirect_with(
@@ -480,7 +519,10 @@ async def save_target(request: Request, _session: AdminSession, target: str) -> 
 async def confirm_delete(request: Request, _session: AdminSession, target: str) -> Response:
     """The confirmation step of deleting a target (refused while rules use it)."""
     name = target
-    file, document = current_config(request)
+    try:
+        file, document = open_config(request)
+    except Unreadable as exc:
+        return unreadable_page(request, exc)
     exists = document.has(("targets", name))
     context = {
         "name": name,
