@@ -83,6 +83,9 @@ async def run_test(name: str, config: TargetConfig) -> TargetTestReport:
         summary, ok = scrub(str(exc) or type(exc).__name__), False
         if not steps.failed:  # raised outside a step: still say so as one
             steps.steps.append(TestStep(name="test", state="failed", detail=summary))
+    except Exception as exc:  # the test's boundary: a library's surprise is a failed test too
+        summary, ok = scrub(f"unexpected {type(exc).__name__}: {exc}"), False
+        steps.steps.append(TestStep(name="test", state="failed", detail=summary))
     return TargetTestReport(
         target=name,
         type=config.type,
