@@ -323,3 +323,40 @@ def test_check_config_refuses_url_credentials_without_printing_them(
     captured = capsys.readouterr()
     assert "targets.web.url: credentials in the URL are not allowed" in captured.err
     assert URL_PASSWORD not in captured.err + captured.out
+
+
+def test_module_settings_are_checked_against_its_settings_schema() -> None:
+    """A module's settings_schema is a JSON Schema its settings must satisfy; each problem is
+    named with its key path, and a schema that is no JSON Schema is refused as such."""
+    schema = {
+        "type": "object",
+        "properties": {"threshold": {"type": "number", "minimum": 0}},
+        "required": ["threshold"],
+    }
+
+    def issues(settings: dict[str, object], module_schema: object) -> list[str]:
+        document = {
+            "modules": {
+                "seg": {
+                    "runner": "command",
+                    "command": ["true"],
+                    "settings": settings,
+                    "settings_schema": module_schema,
+                }
+            }
+        }
+        try:
+            validate_document(document, environ={})
+        except ConfigError as exc:
+            return [str(issue) for issue in exc.issues]
+        return []
+
+    assert issues({"threshold": 0.5}, schema) == []
+    assert issues({"threshold": -1}, schema) == [
+        "modules.seg.settings.threshold: -1 is less than the minimum of 0"
+    ]
+    assert issues({}, schema) == ["modules.seg.settings: 'threshold' is a required property"]
+    assert issues({}, {"type": "no-such-type"}) == [
+        "modules.seg.settings_schema.type: not a JSON Schema: 'no-such-type' is not valid "
+        "under any of the given schemas"
+    ]

@@ -203,6 +203,9 @@ def test_test_target_checks_sftp_write_and_s3_bucket(
     out = capsys.readouterr().out
     assert f"sftp: OK: SFTP login as root@127.0.0.1:{sshd.port} and a write into" in out
     assert "s3: OK: S3 bucket images is reachable" in out
+    for step in ("connect", "host key verified", "login", "write probe", "remove probe"):
+        assert f"  ok       {step}: " in out
+    assert "  ok       bucket reachable (HEAD): bucket images at" in out
     assert main(["test-target", "s3-missing", *config]) == 1
     assert capsys.readouterr().err.startswith("s3-missing: FAILED: S3 bucket missing at")
     assert list((tmp_path / "drop").iterdir()) == []

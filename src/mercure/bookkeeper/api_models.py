@@ -236,6 +236,33 @@ class Statistics(BaseModel):
     buckets: list[StatisticsBucket]
 
 
+class TargetStatistics(BaseModel):
+    """Delivery to one target over a period (from the dispatcher's events)."""
+
+    target: str
+    delivered: int = Field(description="Attempts that delivered a task (dispatch.complete).")
+    retried: int = Field(description="Attempts that failed and were to be retried.")
+    failed: int = Field(description="Final failures: the task went to error/.")
+    instances: int = Field(description="Instances delivered.")
+    bytes: int = Field(description="Bytes delivered.")
+    mean_seconds: float | None = Field(description="Mean time of a delivering attempt.")
+    max_seconds: float | None = Field(description="Longest delivering attempt.")
+    last_delivered: datetime | None
+    last_error: str | None = Field(description="Reason of the newest failed attempt.")
+    last_error_time: datetime | None
+
+
+class TargetStatisticsPage(BaseModel):
+    """Delivery per target over [since, until)."""
+
+    since: datetime
+    until: datetime
+    truncated: bool = Field(
+        description="More dispatch events than one answer reads: the oldest were left out."
+    )
+    targets: list[TargetStatistics]
+
+
 class Queues(BaseModel):
     """Queue depths: tasks by state in the database, entries by stage in the data folder."""
 

@@ -411,6 +411,23 @@ def create_app(
             raise HTTPException(422, f"since/until: {exc}") from None
         return {"bucket": bucket, "since": start, "until": end, "buckets": buckets}
 
+    @app.get(
+        f"{API}/targets/stats",
+        response_model=m.TargetStatisticsPage,
+        tags=["read"],
+        dependencies=[Authorized],
+    )
+    def get_target_statistics(
+        since: Annotated[Time | None, Query(description="Default: 24 hours ago.")] = None,
+        until: Annotated[Time | None, Query(description="Default: now.")] = None,
+    ) -> Any:
+        """Delivery per target (delivered, retried, failed, mean time, last error)."""
+        end = until or utcnow()
+        start = since or end - timedelta(days=1)
+        if start >= end:
+            raise HTTPException(422, "since must be before until")
+        return queries.target_statistics(engine, start, end)
+
     @app.get(f"{API}/queues", response_model=m.Queues, tags=["read"], dependencies=[Authorized])
     def get_queues() -> Any:
         """Tasks by state (database) and entries by stage (data folder)."""

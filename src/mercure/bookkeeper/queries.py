@@ -542,3 +542,84 @@ def last_received(
             )
             by_study = {uid: moment for uid, moment in rows}
     return by_series, by_study
+
+
+TARGET_STATS_KINDS = (kinds.DISPATCH_BEGIN, kinds.DISPATCH_COMPLETE, kinds.DISPATCH_FAILED)
+MAX_TARGET_STATS_EVENTS = 500_000
+"""Dispatch events read for one answer at most (the newest are kept when there are more)."""
+
+
+def target_statistics(engine: Engine, since: datetime, until: datetime) -> dict[str, Any]:
+    """Delivery per target in [since, until), from the dispatcher's events.
+
+    Per target: attempts that delivered (``dispatch.complete``), attempts that failed and will
+    be retried, final failures (the target gave up: the task went to ``error/``), the mean and
+    longest time of a delivering attempt (from its ``dispatch.begin``), and the last failure
+    with its time. Reads the ``(kind, time)`` index; the target is a key of the event's data.
+    """
+    e = tables.events
+    target = e.c.data["target"].as_string()
+    query = (
+        sa.select(e.c.kind, e.c.time, e.c.task_id, target.label("target"), e.c.data)
+        .where(e.c.kind.in_(TARGET_STATS_KINDS), e.c.time >= since, e.c.time < until)
+        .order_by(e.c.time.desc())
+        .limit(MAX_TARGET_STATS_EVENTS + 1)
+    )
+    stats: dict[str, dict[str, Any]] = {}
+    durations: dict[str, list[float]] = defaultdict(list)
+    ends: dict[tuple[str, str], datetime] = {}
+    truncated = False
+    with engine.connect() as connection:
+        for number, row in enumerate(connection.execute(query)):
+            if number >= MAX_TARGET_STATS_EVENTS:
+                truncated = True
+                break
+            if not row.target:
+                continue
+            item = stats.setdefault(
+                row.target,
+                {
+                    "target": row.target,
+                    "delivered": 0,
+                    "retried": 0,
+                    "failed": 0,
+                    "instances": 0,
+                    "bytes": 0,
+                    "last_delivered": None,
+                    "last_error": None,
+                    "last_error_time": None,
+                },
+            )
+            key = (row.task_id or "", row.target)
+            data = row.data if isinstance(row.data, dict) else {}
+            if row.kind == kinds.DISPATCH_COMPLETE:
+                item["delivered"] += 1
+                item["instances"] += _int(data.get("instances"))
+                item["bytes"] += _int(data.get("bytes"))
+                item["last_delivered"] = item["last_delivered"] or row.time
+                ends[key] = row.time  # newest first: the begin before it comes later
+            elif row.kind == kinds.DISPATCH_FAILED:
+                final = not (data.get("will_retry") or data.get("final") is False)
+                item["failed" if final else "retried"] += 1
+                if item["last_error"] is None:
+                    item["last_error"] = str(data.get("reason") or "")[:2000] or None
+                    item["last_error_time"] = row.time
+                ends.pop(key, None)
+            else:  # a begin: the attempt's duration, if it delivered
+                end = ends.pop(key, None)
+                if end is not None:
+                    durations[row.target].append((end - row.time).total_seconds())
+    for name, item in stats.items():
+        taken = durations.get(name, [])
+        item["mean_seconds"] = sum(taken) / len(taken) if taken else None
+        item["max_seconds"] = max(taken) if taken else None
+    return {
+        "since": since,
+        "until": until,
+        "truncated": truncated,
+        "targets": sorted(stats.values(), key=lambda item: item["target"]),
+    }
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -227,6 +227,22 @@ def register_config(config: MercureConfig, environment_values: Iterable[str] = (
         _registry.register(value)
 
 
+TARGET_SECRET_KEYS = ("password", "token", "secret_access_key")
+"""The keys of a target's definition that hold secrets."""
+
+
+def register_target_secrets(definition: dict[str, Any]) -> None:
+    """Register the secrets of one target's definition (a plain mapping, not yet validated),
+    e.g. one given to ``mercure test-target --definition -``."""
+    for key in TARGET_SECRET_KEYS:
+        value = definition.get(key)
+        if isinstance(value, str) and value:
+            _registry.register(value)
+    username, password = definition.get("username"), definition.get("password")
+    if isinstance(username, str) and isinstance(password, str) and password:
+        _registry.register_basic_auth(username, password)
+
+
 def _secret_strings(node: Any) -> Iterable[str]:
     if isinstance(node, SecretStr):
         yield node.get_secret_value()

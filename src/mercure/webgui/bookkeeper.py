@@ -358,6 +358,18 @@ class BookkeeperClient:
             offset=offset,
         )
 
+    # Targets page
+    async def target_statistics(
+        self, since: datetime, until: datetime | None = None
+    ) -> TargetStatisticsPage:
+        """Delivery per target from ``since`` (delivered, retried, failed, times, last error)."""
+        return await self._get_model(
+            TargetStatisticsPage,
+            "targets/stats",
+            since=since.isoformat(),
+            until=until.isoformat() if until else None,
+        )
+
 
 def _query(filters: dict[str, Any]) -> dict[str, Any]:
     """Query parameters: times in ISO 8601, empty values left out."""
@@ -558,3 +570,29 @@ class SeriesHistory(BaseModel):
     tasks: list[TaskRecord]
     events: list[EventRecord]
     events_truncated: bool = False
+
+
+# --- targets page ----------------------------------------------------------------------
+class TargetStatistics(BaseModel):
+    """Delivery to one target over a period, from ``GET /api/v1/targets/stats``."""
+
+    target: str
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    instances: int = 0
+    bytes: int = 0
+    mean_seconds: float | None = None
+    max_seconds: float | None = None
+    last_delivered: datetime | None = None
+    last_error: str | None = None
+    last_error_time: datetime | None = None
+
+
+class TargetStatisticsPage(BaseModel):
+    """Delivery per target over [since, until)."""
+
+    since: datetime
+    until: datetime
+    truncated: bool = False
+    targets: list[TargetStatistics] = Field(default_factory=list)

@@ -50,10 +50,13 @@ NAV = (
     NavItem("queue", "Queue", Role.VIEWER),
     NavItem("search", "Search", Role.VIEWER),
     NavItem("logs", "Logs", Role.VIEWER),
+    NavItem("rules", "Rules", Role.VIEWER),
+    NavItem("targets", "Targets", Role.VIEWER),
+    NavItem("modules", "Modules", Role.VIEWER),
+    NavItem("settings", "Settings", Role.VIEWER),
+    NavItem("config", "Configuration", Role.VIEWER),
     NavItem("audit", "Audit", Role.ADMIN),
     NavItem("users", "Users", Role.ADMIN),
-    NavItem("config", "Configuration", Role.VIEWER),
-    NavItem("settings", "Settings", Role.VIEWER),
 )
 """The menu. An entry shows once a route of that name exists and the user's role allows it,
 so a new page appears in the menu by naming its main route (``name="queue"``)."""

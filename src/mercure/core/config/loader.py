@@ -163,6 +163,16 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
     return dataclasses.replace(loaded, path=config_path.resolve())
 
 
+def expand_env(
+    node: Any, environ: Mapping[str, str] | None = None, path: tuple[str | int, ...] = ()
+) -> tuple[Any, list[ConfigIssue]]:
+    """``node`` with every ``${VAR}`` replaced from ``environ`` (default: this process's
+    environment), as loading does; the variables that are not set, each at its key path."""
+    issues: list[ConfigIssue] = []
+    expanded = _expand_env(node, os.environ if environ is None else environ, path, issues, [])
+    return expanded, issues
+
+
 def _expand_env(
     node: Any,
     environ: Mapping[str, str],
@@ -327,6 +337,9 @@ def _module_policy_issues(config: MercureConfig) -> list[ConfigIssue]:
     """Modules may only ask for what the processing section allows."""
     issues = []
     for name, module in config.modules.items():
+        issues.extend(
+            settings_schema_issues(f"modules.{name}", module.settings, module.settings_schema)
+        )
         if getattr(module, "requires_root", False) and not config.processing.allow_root:
             issues.append(
                 ConfigIssue(
@@ -343,4 +356,32 @@ def _module_policy_issues(config: MercureConfig) -> list[ConfigIssue]:
                         f"{volume.source} is not under processing.volume_root ({root})",
                     )
                 )
+    return issues
+
+
+MAX_SCHEMA_ISSUES = 20
+
+
+def settings_schema_issues(
+    where: str, settings: Mapping[str, Any], schema: Mapping[str, Any] | None
+) -> list[ConfigIssue]:
+    """Whether ``schema`` is a JSON Schema and ``settings`` satisfy it; the problems, each at
+    its key path under ``where`` (``modules.seg.settings.threshold``)."""
+    if schema is None:
+        return []
+    # Imported here: only configurations with a schema pay for it.
+    import jsonschema
+
+    validator_class = jsonschema.validators.validator_for(schema, jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
+        return [ConfigIssue(f"{where}.settings_schema{path}", f"not a JSON Schema: {exc.message}")]
+    issues = []
+    for error in validator_class(schema).iter_errors(dict(settings)):
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        issues.append(ConfigIssue(f"{where}.settings{path}", error.message))
+        if len(issues) >= MAX_SCHEMA_ISSUES:
+            break
     return issues

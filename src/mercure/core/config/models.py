@@ -369,6 +369,11 @@ class _ModuleBase(StrictModel):
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Default settings; a rule's settings win."
     )
+    settings_schema: dict[str, Any] | None = Field(
+        None,
+        description="A JSON Schema (draft 2020-12) the module's `settings` must satisfy; "
+        "checked by check-config and on every save.",
+    )
     environment: dict[str, str] = Field(default_factory=dict)
     timeout: Seconds = Field(3600.0, description="The module is stopped after this long.")
     comment: str = ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from mercure.core.config.models import (
     DicomTarget,
     DicomWebTarget,
@@ -9,11 +11,29 @@ from mercure.core.config.models import (
     S3Target,
     SftpTarget,
 )
-from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+from mercure.core.errors import MercureError
+from mercure.core.masking import scrub
+from mercure.core.targettest import TargetTestReport, TestStep
+from mercure.dispatcher.targets.base import (
+    Confirm,
+    SendJob,
+    SendResult,
+    TargetPlugin,
+    TestSteps,
+)
 
 TargetConfig = DicomTarget | DicomWebTarget | SftpTarget | S3Target | FolderTarget
 
-__all__ = ["Confirm", "SendJob", "SendResult", "TargetPlugin", "build_target", "test_target"]
+__all__ = [
+    "Confirm",
+    "SendJob",
+    "SendResult",
+    "TargetPlugin",
+    "TestSteps",
+    "build_target",
+    "run_test",
+    "test_target",
+]
 
 
 def build_target(name: str, config: TargetConfig) -> TargetPlugin:
@@ -39,14 +59,38 @@ def build_target(name: str, config: TargetConfig) -> TargetPlugin:
     return FolderPlugin(name, config)
 
 
-async def test_target(targets: dict[str, TargetConfig], name: str) -> str:
-    """Run the connection test of the configured target ``name``; its success message.
+async def test_target(targets: dict[str, TargetConfig], name: str) -> TargetTestReport:
+    """Run the connection test of the configured target ``name``: its report, step by step.
 
-    Raises :class:`~mercure.core.errors.MercureError` saying what failed (an unknown name too).
+    Raises :class:`~mercure.core.errors.MercureError` for an unknown name.
     """
     from mercure.dispatcher.errors import TargetConfigError
 
     if name not in targets:
         known = ", ".join(sorted(targets)) or "none"
         raise TargetConfigError(f"no target named {name!r} in the configuration (known: {known})")
-    return await build_target(name, targets[name]).test()
+    return await run_test(name, targets[name])
+
+
+async def run_test(name: str, config: TargetConfig) -> TargetTestReport:
+    """Test ``config`` (saved or not) under ``name``; every failure is a failed step."""
+    started = time.monotonic()
+    steps = TestSteps()
+    try:
+        summary = await build_target(name, config).test(steps)
+        ok = not steps.failed
+    except (MercureError, OSError) as exc:
+        summary, ok = scrub(str(exc) or type(exc).__name__), False
+        if not steps.failed:  # raised outside a step: still say so as one
+            steps.steps.append(TestStep(name="test", state="failed", detail=summary))
+    except Exception as exc:  # the test's boundary: a library's surprise is a failed test too
+        summary, ok = scrub(f"unexpected {type(exc).__name__}: {exc}"), False
+        steps.steps.append(TestStep(name="test", state="failed", detail=summary))
+    return TargetTestReport(
+        target=name,
+        type=config.type,
+        ok=ok,
+        summary=scrub(summary),
+        steps=steps.steps,
+        seconds=round(time.monotonic() - started, 3),
+    )

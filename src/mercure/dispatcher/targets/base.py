@@ -12,7 +12,10 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
+from mercure.core.masking import scrub
+from mercure.core.targettest import StepState, TestStep
 from mercure.core.task import TaskInfo
 
 Confirm = Callable[[Path, int], None]
@@ -39,6 +42,44 @@ class SendResult:
     rejected: dict[Path, str] = field(default_factory=dict)
 
 
+class TestSteps:
+    """The steps of one connection test, recorded as a plug-in goes (every detail scrubbed).
+
+    A plug-in calls :meth:`ok`, :meth:`warning` or :meth:`skipped` after each step, and
+    :meth:`fail` for the step that failed, which raises the error that ends the test.
+    """
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self) -> None:
+        self.steps: list[TestStep] = []
+
+    def _add(self, name: str, state: StepState, detail: str) -> None:
+        self.steps.append(TestStep(name=name, state=state, detail=scrub(detail)))
+
+    def ok(self, name: str, detail: str = "") -> None:
+        """The step ``name`` worked."""
+        self._add(name, "ok", detail)
+
+    def warning(self, name: str, detail: str) -> None:
+        """The step ``name`` worked, but ``detail`` deserves a look."""
+        self._add(name, "warning", detail)
+
+    def skipped(self, name: str, detail: str) -> None:
+        """The step ``name`` does not apply (``detail`` says why)."""
+        self._add(name, "skipped", detail)
+
+    def fail(self, name: str, error: Exception) -> NoReturn:
+        """Record that ``name`` failed with ``error`` (its message) and raise ``error``."""
+        self._add(name, "failed", str(error))
+        raise error
+
+    @property
+    def failed(self) -> bool:
+        """Whether a step failed."""
+        return any(step.state == "failed" for step in self.steps)
+
+
 class TargetPlugin(abc.ABC):
     """One configured target. Instances are cheap; they hold no connection between calls."""
 
@@ -54,8 +95,10 @@ class TargetPlugin(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def test(self) -> str:
+    async def test(self, steps: TestSteps) -> str:
         """Check the target can be reached and written to; a one-line success message.
 
-        Raises a :class:`~mercure.core.errors.MercureError` whose message says what failed.
+        Records each step in ``steps``; the step that fails is recorded with
+        :meth:`TestSteps.fail`, which raises a :class:`~mercure.core.errors.MercureError`
+        whose message says what failed.
         """

@@ -11,7 +11,9 @@ the target refused, is reported as refused with the reason. Several associations
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 import threading
 from collections import defaultdict
@@ -27,12 +29,20 @@ from mercure.dicomnet.filemeta import FileMeta, read_file_meta
 from mercure.dicomnet.requestor import Association, ContextProposal, DimseResponse
 from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
 from mercure.dispatcher.errors import DeliveryError, TargetConfigError
-from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+from mercure.dispatcher.targets.base import (
+    Confirm,
+    SendJob,
+    SendResult,
+    TargetPlugin,
+    TestSteps,
+)
 from mercure.dispatcher.transcode import CONVERTIBLE_TO, encode_as
 
 log = logging.getLogger(__name__)
 
 MAX_CONTEXTS = 128
+TEST_TIMEOUT = 10.0
+"""Seconds a test's connection may take."""
 
 
 @dataclass(frozen=True)
@@ -230,18 +240,102 @@ class DicomPlugin(TargetPlugin):
             f"transfer syntax {meta.transfer_syntax_uid} nor uncompressed"
         )
 
-    async def test(self) -> str:
-        """C-ECHO to the target."""
-        host = self._host(None)
-        association = await self._connect(
-            host, self.config.aet_source, [ContextProposal(VERIFICATION_SOP_CLASS)]
+    async def test(self, steps: TestSteps) -> str:
+        """Resolve the host, connect (and TLS), open an association, C-ECHO."""
+        if self.config.use_sender_address:
+            steps.warning(
+                "sender address",
+                "use_sender_address is set: deliveries go back to each series' sender; "
+                f"this test reaches the configured host {self.config.host}",
+            )
+        host, port = self.config.host, self.config.port
+        where = f"{self.config.aet_target}@{host}:{port}"
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), TEST_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            steps.fail("resolve host", DeliveryError(f"cannot resolve {host!r}: {exc}"))
+        addresses = sorted({str(info[4][0]) for info in infos})
+        steps.ok("resolve host", f"{host} is {', '.join(addresses)}")
+        await self._probe(steps, "TCP connect", host, port, None)
+        if self.config.tls:
+            try:
+                context = tls_context(self.config.tls)
+            except (OSError, ssl.SSLError) as exc:
+                steps.fail("TLS handshake", DeliveryError(f"TLS settings unusable: {exc}"))
+            detail = await self._probe(steps, "TLS handshake", host, port, context)
+            steps.ok("TLS handshake", detail)
+        else:
+            steps.skipped("TLS handshake", "no tls configured: plain DICOM")
+        try:
+            association = await asyncio.wait_for(
+                self._connect(
+                    host, self.config.aet_source, [ContextProposal(VERIFICATION_SOP_CLASS)]
+                ),
+                TEST_TIMEOUT,
+            )
+        except TimeoutError:
+            steps.fail(
+                "association accepted",
+                DeliveryError(f"{where} did not answer the association in {TEST_TIMEOUT:.0f} s"),
+            )
+        except MercureError as exc:
+            steps.fail("association accepted", exc)
+        steps.ok(
+            "association accepted",
+            f"{where} accepted calling AE title {self.config.aet_source}",
         )
         async with association:
             try:
-                response = await association.echo()
+                response = await asyncio.wait_for(association.echo(), TEST_TIMEOUT)
+            except TimeoutError:
+                steps.fail("C-ECHO", DeliveryError(f"no C-ECHO answer in {TEST_TIMEOUT:.0f} s"))
             except DicomNetError as exc:
-                raise DeliveryError(f"C-ECHO failed: {exc}") from exc
-        where = f"{self.config.aet_target}@{host}:{self.config.port}"
-        if not response.ok:
-            raise DeliveryError(f"{where} answered C-ECHO with 0x{response.status:04X}")
+                steps.fail("C-ECHO", DeliveryError(f"C-ECHO failed: {exc}"))
+            if not response.ok:
+                steps.fail(
+                    "C-ECHO", DeliveryError(f"{where} answered C-ECHO with 0x{response.status:04X}")
+                )
+        steps.ok("C-ECHO", "status 0x0000 (success)")
         return f"C-ECHO to {where} succeeded"
+
+    async def _probe(
+        self,
+        steps: TestSteps,
+        name: str,
+        host: str,
+        port: int,
+        context: ssl.SSLContext | None,
+    ) -> str:
+        """Open and close a connection (TLS with ``context``); what the handshake gave."""
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host, port, ssl=context, server_hostname=host if context else None
+                ),
+                TEST_TIMEOUT,
+            )
+        except TimeoutError:
+            steps.fail(name, DeliveryError(f"no answer from {host}:{port} in {TEST_TIMEOUT:.0f} s"))
+        except (OSError, ssl.SSLError) as exc:
+            steps.fail(name, DeliveryError(f"{host}:{port}: {exc}"))
+        detail = f"{host}:{port} accepted the connection"
+        if context is not None:
+            tls = writer.get_extra_info("ssl_object")
+            if tls is not None:
+                peer = tls.getpeercert() or {}
+                subject = ", ".join(f"{k}={v}" for part in peer.get("subject", ()) for k, v in part)
+                detail = f"{tls.version()}, {tls.cipher()[0]}" + (
+                    f", certificate of {subject}" if subject else ""
+                )
+                if not self.config.tls or not self.config.tls.verify:
+                    detail += " (not verified: verify is off)"
+        writer.close()
+        # The probe is done; how the peer closes does not matter.
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 2.0)
+        if context is None:
+            steps.ok(name, detail)
+        return detail

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,13 +26,20 @@ from mercure.core.masking import excerpt
 from mercure.dicomnet.errors import DicomNetError
 from mercure.dicomnet.filemeta import read_file_meta
 from mercure.dispatcher.errors import DeliveryError
-from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+from mercure.dispatcher.targets.base import (
+    Confirm,
+    SendJob,
+    SendResult,
+    TargetPlugin,
+    TestSteps,
+)
 
 BLOCK = 1 << 20
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
 FAILURE_REASON = "00081197"
+TEST_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,7 @@ class DicomWebPlugin(TargetPlugin):
         super().__init__(name)
         self.config = config
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
         config = self.config
         verify: ssl.SSLContext | bool = config.verify_tls
         if config.ca_certificate and config.verify_tls:
@@ -122,7 +130,7 @@ class DicomWebPlugin(TargetPlugin):
             headers=headers,
             auth=auth,
             verify=verify,
-            timeout=httpx.Timeout(120.0, connect=15.0),
+            timeout=timeout or httpx.Timeout(120.0, connect=15.0),
         )
 
     async def send(self, job: SendJob, confirm: Confirm) -> SendResult:
@@ -182,17 +190,53 @@ class DicomWebPlugin(TargetPlugin):
                     f"not confirmed by the server (HTTP {response.status_code})"
                 )
 
-    async def test(self) -> str:
-        """A QIDO-RS probe (``GET <url>/studies?limit=1``) with the configured credentials."""
-        async with self._client() as client:
+    async def test(self, steps: TestSteps) -> str:
+        """Connect (and TLS), then a QIDO-RS probe ``GET <url>/studies?limit=1``."""
+        url = self.config.url
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        secure = parts.scheme == "https"
+        port = parts.port or (443 if secure else 80)
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port), TEST_TIMEOUT
+            )
+        except TimeoutError:
+            steps.fail("connect", DeliveryError(f"no answer from {host}:{port}"))
+        except OSError as exc:
+            steps.fail("connect", DeliveryError(f"cannot connect to {host}:{port}: {exc}"))
+        writer.close()
+        steps.ok("connect", f"{host}:{port} accepted the connection")
+        client = self._client(httpx.Timeout(TEST_TIMEOUT))
+        async with client:
             try:
                 response = await client.get("/studies", params={"limit": "1"})
+            except httpx.ConnectError as exc:
+                step = "TLS handshake" if secure else "connect"
+                steps.fail(step, DeliveryError(f"cannot reach {url}: {exc}"))
             except httpx.HTTPError as exc:
-                raise DeliveryError(f"cannot reach {self.config.url}: {exc}") from exc
+                steps.fail("QIDO-RS answer", DeliveryError(f"cannot reach {url}: {exc}"))
+        if secure:
+            verified = "certificate verified" if self.config.verify_tls else "not verified"
+            steps.ok("TLS handshake", f"{host}:{port}, {verified}")
+        else:
+            steps.skipped("TLS handshake", "http: no TLS")
         if response.status_code in (401, 403):
-            raise DeliveryError(
-                f"{self.config.url} refused the credentials (HTTP {response.status_code})"
+            steps.fail(
+                "credentials accepted",
+                DeliveryError(f"{url} refused the credentials (HTTP {response.status_code})"),
             )
+        if self.config.auth == "none":
+            steps.skipped("credentials accepted", "no credentials configured (auth: none)")
+        else:
+            steps.ok("credentials accepted", f"{self.config.auth} login accepted")
         if response.status_code >= 400:
-            raise DeliveryError(f"{self.config.url} answered HTTP {response.status_code}")
-        return f"DICOMweb service {self.config.url} answered (HTTP {response.status_code})"
+            steps.fail(
+                "QIDO-RS answer",
+                DeliveryError(
+                    f"{url} answered HTTP {response.status_code}: {excerpt(response.text)}"
+                ),
+            )
+        kind = response.headers.get("content-type", "").split(";")[0] or "no body"
+        steps.ok("QIDO-RS answer", f"HTTP {response.status_code} ({kind})")
+        return f"DICOMweb service {url} answered (HTTP {response.status_code})"

@@ -17,7 +17,13 @@ from pathlib import Path
 from mercure.core.atomic import atomic_write_text, fsync_dir
 from mercure.core.config.models import FolderTarget
 from mercure.dispatcher.errors import DeliveryError
-from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+from mercure.dispatcher.targets.base import (
+    Confirm,
+    SendJob,
+    SendResult,
+    TargetPlugin,
+    TestSteps,
+)
 
 COMPLETE_MARKER = ".complete"
 
@@ -68,20 +74,23 @@ class FolderPlugin(TargetPlugin):
             raise DeliveryError(f"cannot mark {destination} complete: {exc}") from exc
         return SendResult()
 
-    async def test(self) -> str:
+    async def test(self, steps: TestSteps) -> str:
         """The folder exists and a file can be written into it."""
-        return await asyncio.to_thread(self._test)
+        return await asyncio.to_thread(self._test, steps)
 
-    def _test(self) -> str:
+    def _test(self, steps: TestSteps) -> str:
         folder = Path(self.config.folder)
         if not folder.is_dir():
-            raise DeliveryError(f"folder {folder} does not exist")
+            what = "is not a folder" if folder.exists() else "does not exist"
+            steps.fail("exists", DeliveryError(f"folder {folder} {what}"))
+        steps.ok("exists", str(folder))
         probe = folder / f".mercure-test-{secrets.token_hex(4)}"
         try:
             probe.write_bytes(b"mercure test-target\n")
             probe.unlink()
         except OSError as exc:
-            raise DeliveryError(f"folder {folder} is not writable: {exc}") from exc
+            steps.fail("writable", DeliveryError(f"folder {folder} is not writable: {exc}"))
+        steps.ok("writable", "a probe file was written and removed")
         return f"folder {folder} is writable"
 
 

@@ -15,7 +15,13 @@ from botocore.config import Config
 
 from mercure.core.config.models import S3Target
 from mercure.dispatcher.errors import DeliveryError
-from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+from mercure.dispatcher.targets.base import (
+    Confirm,
+    SendJob,
+    SendResult,
+    TargetPlugin,
+    TestSteps,
+)
 
 
 class S3Plugin(TargetPlugin):
@@ -64,13 +70,28 @@ class S3Plugin(TargetPlugin):
             raise self._error(exc) from exc
         return SendResult()
 
-    async def test(self) -> str:
-        """HEAD the bucket with the configured credentials."""
-        return await asyncio.to_thread(self._test)
+    async def test(self, steps: TestSteps) -> str:
+        """Credentials at hand, then HEAD the bucket with them."""
+        return await asyncio.to_thread(self._test, steps)
 
-    def _test(self) -> str:
+    def _test(self, steps: TestSteps) -> str:
+        config = self.config
+        if config.access_key_id and config.secret_access_key:
+            steps.ok("credentials", f"access key {config.access_key_id} with its secret")
+        elif config.access_key_id or config.secret_access_key:
+            missing = "secret_access_key" if config.access_key_id else "access_key_id"
+            steps.fail("credentials", DeliveryError(f"{missing} is missing"))
+        else:
+            found = boto3.session.Session().get_credentials()
+            if found is None:
+                steps.warning("credentials", "none configured or in the environment: anonymous")
+            else:
+                steps.ok("credentials", f"from the environment ({found.method})")
+        client = self._client()
         try:
-            self._client().head_bucket(Bucket=self.config.bucket)
+            client.head_bucket(Bucket=config.bucket)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise self._error(exc) from exc
-        return f"S3 bucket {self.config.bucket} is reachable"
+            steps.fail("bucket reachable (HEAD)", self._error(exc))
+        where = f" at {config.endpoint_url}" if config.endpoint_url else ""
+        steps.ok("bucket reachable (HEAD)", f"bucket {config.bucket}{where} answered")
+        return f"S3 bucket {config.bucket} is reachable"

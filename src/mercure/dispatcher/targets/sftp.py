@@ -20,12 +20,19 @@ import paramiko
 
 from mercure.core.config.models import SftpTarget
 from mercure.dispatcher.errors import DeliveryError
-from mercure.dispatcher.targets.base import Confirm, SendJob, SendResult, TargetPlugin
+from mercure.dispatcher.targets.base import (
+    Confirm,
+    SendJob,
+    SendResult,
+    TargetPlugin,
+    TestSteps,
+)
 
 log = logging.getLogger(__name__)
 
 COMPLETE_MARKER = ".complete"
 TIMEOUT = 20.0
+TEST_TIMEOUT = 10.0
 
 
 class SftpPlugin(TargetPlugin):
@@ -106,16 +113,95 @@ class SftpPlugin(TargetPlugin):
             sftp.posix_rename(temp, posixpath.join(folder, COMPLETE_MARKER))
         return SendResult()
 
-    async def test(self) -> str:
-        """Log in, write and remove a probe file in the target folder."""
-        return await asyncio.to_thread(self._test)
+    async def test(self, steps: TestSteps) -> str:
+        """Connect, verify the host key, log in, write and remove a probe file."""
+        return await asyncio.to_thread(self._test, steps)
 
-    def _test(self) -> str:
-        probe = posixpath.join(self.config.folder, ".mercure-test-target")
-        with self._session() as sftp:
-            sftp.putfo(io.BytesIO(b"mercure test-target\n"), probe)
-            sftp.remove(probe)
-        return f"SFTP login as {self.where} and a write into {self.config.folder} succeeded"
+    def _test(self, steps: TestSteps) -> str:
+        config = self.config
+        try:
+            sock = socket.create_connection((config.host, config.port), timeout=TEST_TIMEOUT)
+        except socket.gaierror as exc:
+            steps.fail("connect", DeliveryError(f"unknown host {config.host!r}: {exc.strerror}"))
+        except OSError as exc:
+            steps.fail(
+                "connect", DeliveryError(f"cannot connect to {config.host}:{config.port}: {exc}")
+            )
+        steps.ok("connect", f"{config.host}:{config.port} accepted the connection")
+        client = paramiko.SSHClient()
+        try:
+            if config.known_hosts:
+                try:
+                    client.load_host_keys(str(config.known_hosts))
+                except OSError as exc:
+                    steps.fail(
+                        "host key verified",
+                        DeliveryError(f"cannot read known_hosts {config.known_hosts}: {exc}"),
+                    )
+                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            else:
+                client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            try:
+                client.connect(
+                    config.host,
+                    config.port,
+                    username=config.user,
+                    password=config.password.get_secret_value() if config.password else None,
+                    key_filename=str(config.key_file) if config.key_file else None,
+                    timeout=TEST_TIMEOUT,
+                    banner_timeout=TEST_TIMEOUT,
+                    auth_timeout=TEST_TIMEOUT,
+                    allow_agent=False,
+                    look_for_keys=False,
+                    sock=sock,
+                )
+            except paramiko.BadHostKeyException as exc:
+                steps.fail(
+                    "host key verified",
+                    DeliveryError(f"the server's key is not the one in known_hosts: {exc}"),
+                )
+            except paramiko.AuthenticationException as exc:
+                self._host_key_step(steps, client)
+                steps.fail("login", DeliveryError(f"SFTP login as {self.where} failed: {exc}"))
+            except paramiko.SSHException as exc:
+                step = "host key verified" if "known_hosts" in str(exc) else "SSH handshake"
+                steps.fail(step, DeliveryError(f"SSH connection to {self.where} failed: {exc}"))
+            except OSError as exc:
+                steps.fail("SSH handshake", DeliveryError(f"{self.where}: {exc}"))
+            self._host_key_step(steps, client)
+            how = "key" if config.key_file else "password" if config.password else "no secret"
+            try:
+                sftp = client.open_sftp()
+            except (OSError, paramiko.SSHException) as exc:
+                steps.fail("login", DeliveryError(f"no SFTP service for {self.where}: {exc}"))
+            steps.ok("login", f"logged in as {config.user} ({how}), SFTP session open")
+            probe = posixpath.join(config.folder, ".mercure-test-target")
+            try:
+                sftp.putfo(io.BytesIO(b"mercure test-target\n"), probe)
+            except (OSError, paramiko.SSHException) as exc:
+                steps.fail("write probe", DeliveryError(f"cannot write {probe}: {exc}"))
+            steps.ok("write probe", f"wrote {probe}")
+            try:
+                sftp.remove(probe)
+            except (OSError, paramiko.SSHException) as exc:
+                steps.fail("remove probe", DeliveryError(f"cannot remove {probe}: {exc}"))
+            steps.ok("remove probe", f"removed {probe}")
+        finally:
+            client.close()
+            sock.close()
+        return f"SFTP login as {self.where} and a write into {config.folder} succeeded"
+
+    def _host_key_step(self, steps: TestSteps, client: paramiko.SSHClient) -> None:
+        transport = client.get_transport()
+        key = transport.get_remote_server_key() if transport is not None else None
+        shown = f"{key.get_name()} {key.fingerprint}" if key is not None else "unknown key"
+        if self.config.known_hosts:
+            steps.ok("host key verified", f"{shown} is in {self.config.known_hosts}")
+        else:
+            steps.warning(
+                "host key verified",
+                f"not verified: no known_hosts given; the server showed {shown}",
+            )
 
 
 def _makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:

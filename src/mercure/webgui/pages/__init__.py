@@ -16,10 +16,12 @@ from mercure.webgui.pages import (
     auth,
     config,
     logs,
+    modules,
     overview,
     queue,
     search,
     settings,
+    targets,
     users,
 )
 
@@ -29,8 +31,10 @@ ROUTERS: tuple[APIRouter, ...] = (
     queue.router,
     search.router,
     logs.router,
+    targets.router,
+    modules.router,
+    settings.router,
+    config.router,
     audit.router,
     users.router,
-    config.router,
-    settings.router,
 )
