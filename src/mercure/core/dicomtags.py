@@ -36,6 +36,13 @@ TEXT_VRS = frozenset(
 MAX_VALUE_LENGTH = 4096
 """Longer values are cut."""
 
+JOURNAL_TAGS = {
+    "SenderAET": "Calling AE title of the sender",
+    "ReceiverAET": "Called AE title (the listener that received the series)",
+    "SenderAddress": "IP address of the sender",
+}
+"""What the receiver adds to a series' tags besides the DICOM elements: how it arrived."""
+
 TAGS_FILE = "tags.json"
 """A series' tags in ``incoming/<series>/``, written by the receiver (docs/data-folder.md)."""
 
