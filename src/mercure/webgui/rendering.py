@@ -52,6 +52,7 @@ NAV = (
     NavItem("logs", "Logs", Role.VIEWER),
     NavItem("audit", "Audit", Role.ADMIN),
     NavItem("users", "Users", Role.ADMIN),
+    NavItem("rules", "Rules", Role.VIEWER),
 )
 """The menu. An entry shows once a route of that name exists and the user's role allows it,
 so a new page appears in the menu by naming its main route (``name="queue"``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mercure.webgui.pages import audit, auth, logs, overview, queue, search, users
+from mercure.webgui.pages import audit, auth, logs, overview, queue, rules, search, users
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
@@ -21,4 +21,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     logs.router,
     audit.router,
     users.router,
+    rules.router,
 )
