@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 import uvicorn
+import yaml
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -68,10 +69,11 @@ class WebGui:
 
     def __init__(self, folder: Path, *, webgui: dict[str, object] | None = None) -> None:
         self.folder = folder
-        loaded = validate_document(
-            {"data_dir": str(folder / "data"), "webgui": webgui or {}},
-            base_dir=folder,
-        )
+        document = {"data_dir": str(folder / "data"), "webgui": webgui or {}}
+        # The file the configuration pages edit (they save through mercure.core.config.editing).
+        self.config_path = folder / "mercure.yaml"
+        self.config_path.write_text(yaml.safe_dump(document, sort_keys=False))
+        loaded = validate_document(document, base_dir=folder)
         self.config = loaded.config
         self.data = DataFolder(self.config.data_dir)
         self.data.ensure()
@@ -100,7 +102,7 @@ class WebGui:
                 idle_timeout=settings.idle_timeout, max_age=settings.max_age, clock=self.clock
             ),
             throttle=LoginThrottle(clock=self.clock),
-            config_path=folder / "mercure.yaml",
+            config_path=self.config_path,
             clock=self.clock,
         )
         self.app = create_app(self.context)

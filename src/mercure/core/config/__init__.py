@@ -1,7 +1,7 @@
 """Configuration: pydantic models (the only place defaults live), loading with key-path errors,
 environment-variable secrets, atomic saving with history, and reloading in running services."""
 
-from mercure.core.config.history import list_versions, restore_version, save_config
+from mercure.core.config.history import list_changes, list_versions, restore_version, save_config
 from mercure.core.config.loader import (
     LoadedConfig,
     default_config_path,
@@ -37,6 +37,7 @@ __all__ = [
     "S3Target",
     "SftpTarget",
     "default_config_path",
+    "list_changes",
     "list_versions",
     "load_config",
     "parse_document",
