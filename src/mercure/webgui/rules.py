@@ -227,9 +227,9 @@ def rule_value(parsed: RuleForm, existing: Mapping[str, Any] | None) -> dict[str
         spelled = "target" if key == "targets" and "target" in had and "targets" not in had else key
         if key != "rule" and spelled not in had and value == _DEFAULTS.get(key):
             continue
-        if key in ("targets", "processing_module") and isinstance(had.get(spelled), str):
-            if len(value) == 1:
-                value = value[0]  # it was written as one name: keep it so
+        one_name = key in ("targets", "processing_module") and isinstance(had.get(spelled), str)
+        if one_name and len(value) == 1:
+            value = value[0]  # it was written as one name: keep it so
         result[spelled] = value
     return result
 

@@ -35,11 +35,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from mercure.core.config.editing import Document
+from mercure.core.config.editing import ConfigFile, Document
+from mercure.core.config.loader import validate_document
+from mercure.core.config.models import MercureConfig
 from mercure.core.datafolder import Stage
 from mercure.core.dicomtags import TAGS_FILE, read_tags_file
-from mercure.core.errors import MercureError
-from mercure.core.rules import RuleSyntaxError, SeriesTags, compile_rule
+from mercure.core.errors import ConfigError, MercureError
+from mercure.core.rules import CompiledRule, RuleSyntaxError, SeriesTags, compile_rule
 from mercure.core.rules.reference import helpers, search_tag_keywords
 from mercure.core.rules.ruletest import (
     RuleOutcome,
@@ -57,8 +59,8 @@ from mercure.webgui.bookkeeper import BookkeeperError, SeriesRecord
 from mercure.webgui.configedit import EditRefused, current_config, save_edit
 from mercure.webgui.context import web_context
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
-from mercure.webgui.roles import Role
 from mercure.webgui.rendering import render, url
+from mercure.webgui.roles import Role
 from mercure.webgui.rules import (
     ACTION_HELP,
     ACTIONS,
@@ -112,6 +114,43 @@ def _text(form: FormData, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+@dataclass
+class _Current:
+    """The configuration file as it is now: its version, its document (rules as written) and
+    the configuration it gives with its compiled rules."""
+
+    file: ConfigFile
+    document: Document
+    config: MercureConfig
+    compiled: dict[str, CompiledRule]
+    problem: str = ""
+
+
+def _current(request: Request) -> _Current:
+    """Read the file; if it is not valid now (a hand edit under way), show the configuration
+    in force and say so."""
+    config_file, document = current_config(request)
+    try:
+        loaded = validate_document(
+            document.plain(), source=str(config_file.path), base_dir=config_file.path.parent
+        )
+    except ConfigError as exc:
+        config = web_context(request).config
+        compiled = {}
+        for name, rule in config.rules.items():
+            try:
+                compiled[name] = compile_rule(rule.rule, name=name)
+            except RuleSyntaxError:
+                continue
+        problem = (
+            f"The configuration file is not valid now ({exc.issues[0] if exc.issues else exc}); "
+            "this page shows the configuration in force, and saving waits until the file is "
+            "fixed (raw YAML page, or by hand)."
+        )
+        return _Current(config_file, document, config, compiled, problem)
+    return _Current(config_file, document, loaded.config, dict(loaded.compiled_rules))
+
+
 # --- the list ----------------------------------------------------------------------------
 async def _hits(request: Request) -> dict[str, tuple[int, int]] | None:
     try:
@@ -135,15 +174,16 @@ def _collecting(request: Request) -> dict[str, int]:
 @router.get("/rules", name="rules")
 async def rules_page(request: Request, session: ViewerSession) -> Response:
     """Every rule with what it does and how often it fired in the last 24 hours."""
-    config_file, _document, loaded = current_config(request)
+    current = _current(request)
     hits = await _hits(request)
     collecting = await run_in_threadpool(_collecting, request)
     context = {
-        "rows": rule_rows(loaded.config, hits),
+        "rows": rule_rows(current.config, hits),
         "hits_known": hits is not None,
         "collecting": collecting,
-        "version": config_file.version,
+        "version": current.file.version,
         "may_edit": _may_edit(session),
+        "config_problem": current.problem,
     }
     return _with_flash(request, "rules/list.html", context)
 
@@ -192,17 +232,16 @@ async def _sources(request: Request) -> _Sources:
 async def _editor(
     request: Request,
     session: Session,
+    current: _Current,
     form: RuleForm,
     *,
     original: str | None,
     version: str,
     status_code: int = 200,
     problem: str = "",
-    test: dict[str, Any] | None = None,
 ) -> Response:
     """The editor page for ``form`` (``original``: the saved rule's name, None for a new one)."""
-    _config_file, _document, loaded = current_config(request)
-    config = loaded.config
+    config = current.config
     target_names = list(config.targets)
     module_names = list(config.modules)
     chain = list(form.processing_module)
@@ -229,7 +268,7 @@ async def _editor(
         "helpers": helpers(),
         "sources": await _sources(request),
         "max_upload": MAX_UPLOAD,
-        "test": test,
+        "config_problem": current.problem,
     }
     return render(request, "rules/editor.html", context, status_code=status_code)
 
@@ -237,12 +276,15 @@ async def _editor(
 @router.get("/rules/new", name="rule_new")
 async def new_rule(request: Request, session: ViewerSession) -> Response:
     """An empty editor, or a copy of the rule named in ``?copy=``."""
-    config_file, document, loaded = current_config(request)
+    current = _current(request)
     copy = request.query_params.get("copy", "")
     form = RuleForm(rule="tags.Modality == 'CT'")
-    if copy and copy in loaded.config.rules:
-        form = form_from_rule(copy_name(copy, loaded.config.rules), _raw_rule(document, copy))
-    return await _editor(request, session, form, original=None, version=config_file.version)
+    if copy and copy in current.config.rules:
+        raw = _raw_rule(current.document, copy)
+        form = form_from_rule(copy_name(copy, current.config.rules), raw)
+    return await _editor(
+        request, session, current, form, original=None, version=current.file.version
+    )
 
 
 def _raw_rule(document: Document, name: str) -> dict[str, Any]:
@@ -253,25 +295,25 @@ def _raw_rule(document: Document, name: str) -> dict[str, Any]:
 @router.get("/rules/{rule_name}/edit", name="rule_edit")
 async def edit_rule(request: Request, session: ViewerSession, rule_name: str) -> Response:
     """The editor of a saved rule (read-only below the admin role)."""
-    config_file, document, loaded = current_config(request)
-    if rule_name not in loaded.config.rules:
+    current = _current(request)
+    if rule_name not in current.config.rules:
         return render(
             request,
             "rules/missing.html",
             {"name": rule_name[:200]},
             status_code=404,
         )
-    form = form_from_rule(rule_name, _raw_rule(document, rule_name))
-    return await _editor(request, session, form, original=rule_name, version=config_file.version)
+    form = form_from_rule(rule_name, _raw_rule(current.document, rule_name))
+    return await _editor(
+        request, session, current, form, original=rule_name, version=current.file.version
+    )
 
 
 def _summary(before: dict[str, Any] | None, after: dict[str, Any], name: str, old: str) -> str:
     """The change in words for the audit log: which keys changed."""
     if before is None:
         return f"rule {name} created ({after.get('action', 'route')})"
-    changed = sorted(
-        key for key in set(before) | set(after) if before.get(key) != after.get(key)
-    )
+    changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
     renamed = f" renamed from {old}," if old != name else ""
     return f"rule {name}{renamed} changed: {', '.join(changed) or 'nothing'}"
 
@@ -281,24 +323,25 @@ async def _save(request: Request, session: Session, original: str | None) -> Res
     form = await _form(request)
     version = _text(form, "config_version")
     parsed = parse_form(form, form.getlist)
-    _config_file, document, loaded = current_config(request)
-    if original is not None and original not in loaded.config.rules:
+    current = _current(request)
+    if original is not None and original not in current.config.rules:
         parsed.errors["form"] = (
             f"The rule {original!r} is no longer in the configuration (deleted or renamed "
             "meanwhile?). Save it as a new rule, or open the list again."
         )
-    elif parsed.name != original and parsed.name in loaded.config.rules:
+    elif parsed.name != original and parsed.name in current.config.rules:
         parsed.errors["name"] = f"There is a rule {parsed.name!r} already; choose another name."
     if not parsed.ok:
         return await _editor(
-            request, session, parsed, original=original, version=version, status_code=422
+            request, session, current, parsed, original=original, version=version, status_code=422
         )
-    before = _raw_rule(document, original) if original is not None else None
+    before = _raw_rule(current.document, original) if original is not None else None
     value = rule_value(parsed, before)
     name = parsed.name
 
     def edit(doc: Document) -> None:
-        if original is not None and original != name:
+        # A file changed since the form was opened is refused by save_edit after this.
+        if original is not None and original != name and doc.has(("rules", original)):
             doc.rename(("rules", original), name)
         doc.set(("rules", name), value)
 
@@ -313,13 +356,19 @@ async def _save(request: Request, session: Session, original: str | None) -> Res
     except EditRefused as refused:
         parsed.errors.update(issues_by_field(refused.issues, name))
         problem = refused.message
+        if refused.conflict:
+            problem += (
+                " Your changes are still in the form: open the rule again in another tab to "
+                "see what changed, then save again from there."
+            )
         return await _editor(
             request,
             session,
+            current,
             parsed,
             original=original,
             version=version,
-            status_code=409 if not refused.issues else 422,
+            status_code=409 if refused.conflict else 422,
             problem=problem,
         )
     verb = "created" if original is None else "saved"
@@ -346,17 +395,19 @@ async def save_rule(request: Request, session: AdminSession, rule_name: str) -> 
 # --- disable, enable, delete ------------------------------------------------------------
 async def _switch(request: Request, rule_name: str, disabled: bool) -> Response:
     form = await _form(request)
-    _config_file, document, loaded = current_config(request)
+    current = _current(request)
     verb = "disabled" if disabled else "enabled"
-    if rule_name not in loaded.config.rules:
+    if rule_name not in current.config.rules:
         return redirect_with(
             request, url(request, "rules"), f"There is no rule {rule_name[:200]!r}.", "bad"
         )
-    had = _raw_rule(document, rule_name)
+    had = _raw_rule(current.document, rule_name)
 
     def edit(doc: Document) -> None:
-        if disabled or "disabled" in had:
-            doc.set(("rules", rule_name, "disabled"), disabled)
+        if disabled:
+            doc.set(("rules", rule_name, "disabled"), True)
+        elif "disabled" in had:
+            doc.delete(("rules", rule_name, "disabled"))
 
     try:
         await save_edit(
@@ -391,24 +442,24 @@ async def enable_rule(request: Request, _session: AdminSession, rule_name: str) 
 @router.get("/rules/{rule_name}/delete", name="rule_delete_confirm")
 async def confirm_delete(request: Request, _session: AdminSession, rule_name: str) -> Response:
     """Are you sure? With the studies still being collected for the rule."""
-    config_file, _document, loaded = current_config(request)
-    rule = loaded.config.rules.get(rule_name)
+    current = _current(request)
+    rule = current.config.rules.get(rule_name)
     collecting = (await run_in_threadpool(_collecting, request)).get(rule_name, 0)
     context = {
         "name": rule_name[:200],
         "rule": rule,
         "collecting": collecting,
-        "version": config_file.version,
+        "version": current.file.version,
     }
-    return render(request, "rules/delete.html", context, status_code=200 if rule else 404)
+    return _with_flash(request, "rules/delete.html", context, status_code=200 if rule else 404)
 
 
 @router.post("/rules/{rule_name}/delete", name="rule_delete")
 async def delete_rule(request: Request, _session: AdminSession, rule_name: str) -> Response:
     """Remove the rule from the configuration (after the confirmation page)."""
     form = await _form(request)
-    _config_file, _document, loaded = current_config(request)
-    if rule_name not in loaded.config.rules:
+    current = _current(request)
+    if rule_name not in current.config.rules:
         return redirect_with(
             request, url(request, "rules"), f"There is no rule {rule_name[:200]!r}.", "bad"
         )
@@ -497,13 +548,13 @@ def _test_context(
     request: Request, parsed: RuleForm, tags: dict[str, str], original: str | None
 ) -> dict[str, Any]:
     """The tester's findings: the edited expression, every rule, the decision."""
-    _config_file, _document, loaded = current_config(request)
+    current = _current(request)
     prepared = SeriesTags(tags)
     rule, compiled, why_not = edited_rule(parsed)
     expression: RuleOutcome | None = None
     if compiled is not None:
         expression = evaluate_rule(compiled, prepared, name=parsed.name or "this rule")
-    config, compiled_rules = loaded.config, dict(loaded.compiled_rules)
+    config, compiled_rules = current.config, dict(current.compiled)
     if rule is not None and compiled is not None:
         config, compiled_rules = replace_rule(
             config,
@@ -548,4 +599,3 @@ async def test_rule(request: Request, _session: ViewerSession) -> Response:
         return render(request, "rules/_tester.html", {"problem": str(exc), "source": ""})
     context = await run_in_threadpool(_test_context, request, parsed, tags, original)
     return render(request, "rules/_tester.html", {**context, "problem": "", "source": source})
-
