@@ -545,3 +545,21 @@ def test_markup_in_a_rule_and_in_tags_stays_text(
     shown = run_tester(admin, fields, upload=("x.dcm", series.paths[0].read_bytes()))
     assert "<img" not in shown
     assert_inert(shown)
+
+
+def test_a_broken_file_shows_the_rules_in_force_and_saves_nothing(
+    configured: WebGui, admin: httpx.Client
+) -> None:
+    """A hand edit half done (a YAML syntax error): the pages show the configuration in force
+    and say why; a save is refused with the reason, and the file is left as it is."""
+    fields = editor_fields(admin, "/rules/ct/edit")
+    broken = configured.config_path.read_text() + "rules: [\n"
+    configured.config_path.write_text(broken)
+    page = admin.get("/rules", headers=PAGE)
+    assert page.status_code == 200 and 'id="config-problem"' in page.text
+    assert 'data-rule="mr_seg"' in page.text
+    editor = admin.get("/rules/ct/edit", headers=PAGE)
+    assert editor.status_code == 200 and "tags.Modality == &#39;CT&#39;" in editor.text
+    response = post(admin, "/rules/ct/edit", {**fields, "comment": "x"})
+    assert response.status_code in (409, 422) and 'id="save-problem"' in response.text
+    assert configured.config_path.read_text() == broken

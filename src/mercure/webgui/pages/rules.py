@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -127,28 +128,35 @@ class _Current:
 
 
 def _current(request: Request) -> _Current:
-    """Read the file; if it is not valid now (a hand edit under way), show the configuration
-    in force and say so."""
-    config_file, document = current_config(request)
+    """Read the file; if it cannot be read or is not valid now (a hand edit under way), show
+    the configuration in force and say so (a save is then refused by ``save_edit``)."""
     try:
+        config_file, document = current_config(request)
         loaded = validate_document(
             document.plain(), source=str(config_file.path), base_dir=config_file.path.parent
         )
-    except ConfigError as exc:
-        config = web_context(request).config
-        compiled = {}
-        for name, rule in config.rules.items():
-            try:
-                compiled[name] = compile_rule(rule.rule, name=name)
-            except RuleSyntaxError:
-                continue
-        problem = (
-            f"The configuration file is not valid now ({exc.issues[0] if exc.issues else exc}); "
-            "this page shows the configuration in force, and saving waits until the file is "
-            "fixed (raw YAML page, or by hand)."
-        )
-        return _Current(config_file, document, config, compiled, problem)
+    except (ConfigError, EditRefused) as exc:
+        reason = exc.issues[0] if isinstance(exc, ConfigError) and exc.issues else exc
+        return _in_force(request, f"The configuration file cannot be used now ({reason})")
     return _Current(config_file, document, loaded.config, dict(loaded.compiled_rules))
+
+
+def _in_force(request: Request, why: str) -> _Current:
+    """The configuration the web interface runs with, when the file is not usable."""
+    web = web_context(request)
+    config = web.config
+    compiled = {}
+    for name, rule in config.rules.items():
+        try:
+            compiled[name] = compile_rule(rule.rule, name=name)
+        except RuleSyntaxError:
+            continue
+    path = web.config_path or Path("mercure.yaml")
+    problem = (
+        f"{why}; this page shows the configuration in force, and saving waits until the file "
+        "is fixed."
+    )
+    return _Current(ConfigFile(path, "", ""), Document(""), config, compiled, problem)
 
 
 # --- the list ----------------------------------------------------------------------------
@@ -280,16 +288,21 @@ async def new_rule(request: Request, session: ViewerSession) -> Response:
     copy = request.query_params.get("copy", "")
     form = RuleForm(rule="tags.Modality == 'CT'")
     if copy and copy in current.config.rules:
-        raw = _raw_rule(current.document, copy)
+        raw = _raw_rule(current, copy)
         form = form_from_rule(copy_name(copy, current.config.rules), raw)
     return await _editor(
         request, session, current, form, original=None, version=current.file.version
     )
 
 
-def _raw_rule(document: Document, name: str) -> dict[str, Any]:
-    raw = document.get(("rules", name))
-    return raw if isinstance(raw, dict) else {}
+def _raw_rule(current: _Current, name: str) -> dict[str, Any]:
+    """The rule as the file writes it (as the configuration in force has it, if the file is
+    not usable)."""
+    raw = current.document.get(("rules", name))
+    if isinstance(raw, dict):
+        return raw
+    rule = current.config.rules.get(name)
+    return rule.model_dump(mode="json", exclude_defaults=True) if rule is not None else {}
 
 
 @router.get("/rules/{rule_name}/edit", name="rule_edit")
@@ -303,7 +316,7 @@ async def edit_rule(request: Request, session: ViewerSession, rule_name: str) ->
             {"name": rule_name[:200]},
             status_code=404,
         )
-    form = form_from_rule(rule_name, _raw_rule(current.document, rule_name))
+    form = form_from_rule(rule_name, _raw_rule(current, rule_name))
     return await _editor(
         request, session, current, form, original=rule_name, version=current.file.version
     )
@@ -335,7 +348,7 @@ async def _save(request: Request, session: Session, original: str | None) -> Res
         return await _editor(
             request, session, current, parsed, original=original, version=version, status_code=422
         )
-    before = _raw_rule(current.document, original) if original is not None else None
+    before = _raw_rule(current, original) if original is not None else None
     value = rule_value(parsed, before)
     name = parsed.name
 
@@ -401,7 +414,7 @@ async def _switch(request: Request, rule_name: str, disabled: bool) -> Response:
         return redirect_with(
             request, url(request, "rules"), f"There is no rule {rule_name[:200]!r}.", "bad"
         )
-    had = _raw_rule(current.document, rule_name)
+    had = _raw_rule(current, rule_name)
 
     def edit(doc: Document) -> None:
         if disabled:
