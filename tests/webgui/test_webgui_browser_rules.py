@@ -115,6 +115,18 @@ def test_admin_writes_tests_and_saves_a_rule(webgui: WebGui, tmp_path: Path) -> 
         assert "process with anonymizer \u203a lung-ai, then send to pacs" in decision
         assert "ct_research" not in saved_rules(webgui)  # testing saves nothing
 
+        # An uploaded file instead of a series: sent by htmx with the editor's fields; one
+        # too big for the tester is stopped in the browser with the reason.
+        page.select_option("#test-series", "")
+        page.set_input_files("#test-file", str(series.paths[0]))
+        page.click("#run-test")
+        page.wait_for_selector("#tester-source:has-text('uploaded file IM00001.dcm')")
+        assert page.get_attribute("#tester-expression", "data-value") == "true"
+        big = {"name": "big.dcm", "mimeType": "application/dicom", "buffer": b"\0" * (2 << 20)}
+        page.set_input_files("#test-file", big)
+        page.click("#run-test")
+        page.wait_for_selector("#tester-problem:has-text('big.dcm is 2048 KiB')")
+
         page.click("#save-rule")
         page.wait_for_url(base + "/rules")
         assert "Rule ct_research created" in page.inner_text(".flash")
