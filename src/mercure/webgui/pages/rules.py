@@ -25,7 +25,6 @@ atomically with history, audited, applied at once.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +80,6 @@ from mercure.webgui.rules import (
 )
 from mercure.webgui.sessions import Session
 
-log = logging.getLogger(__name__)
 router = APIRouter()
 
 MAX_TEST_REQUEST = 1 << 20
