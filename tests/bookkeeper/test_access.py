@@ -116,6 +116,7 @@ def test_openapi_documents_the_read_and_write_api(bookkeeper: RunningApp) -> Non
         "/api/v1/series",
         "/api/v1/statistics",
         "/api/v1/queues",
+        "/api/v1/rules/hits",
         "/api/v1/audit",
         "/health",
         "/metrics",

@@ -103,6 +103,24 @@ def test_task_pages_are_newest_first_and_complete(populated: Populated) -> None:
     assert [(t["target"], t["state"]) for t in first["targets"]] == [("pacs", "complete")]
 
 
+def test_rule_hits_count_the_tasks_and_series_of_each_rule(populated: Populated) -> None:
+    """/rules/hits: per rule, the tasks created in the period that it fired for."""
+    start = min(run.events[0].time for run in populated.runs)
+    response = populated.app.client.get("/api/v1/rules/hits", params={"since": start.isoformat()})
+    assert response.status_code == 200, response.text
+    hits = {hit["rule"]: (hit["tasks"], hit["series"]) for hit in response.json()["rules"]}
+    expected: dict[str, int] = {}
+    for run in populated.runs:
+        expected[run.rule] = expected.get(run.rule, 0) + 1
+    assert hits == {rule: (count, count) for rule, count in expected.items()}
+    later = populated.created(7).isoformat()
+    response = populated.app.client.get("/api/v1/rules/hits", params={"since": later})
+    recent = {hit["rule"]: hit["tasks"] for hit in response.json()["rules"]}
+    assert sum(recent.values()) == SERIES - 7
+    response = populated.app.client.get("/api/v1/rules/hits", params={"until": start.isoformat()})
+    assert response.status_code == 200 and response.json()["rules"] == []
+
+
 SERIES_CASES: dict[str, Case] = {
     "accession": ({"accession": "ACC0005"}, lambda r: r.index == 5),
     "patient_id": ({"patient_id": "PAT2"}, lambda r: r.index % 5 == 2),

@@ -114,6 +114,25 @@ rules:
     assert "rules.b.processing_module[0]: unknown module 'anon'" in issues
 
 
+def test_required_series_syntax_is_checked_when_the_document_is_validated() -> None:
+    """A broken study_trigger_series is refused by the validation every save goes through
+    (not only by `mercure check-config`), with its column."""
+    text = """
+targets: {pacs: {type: folder, folder: /srv/pacs}}
+rules:
+  mr:
+    rule: "True"
+    targets: pacs
+    action_trigger: study
+    study_trigger_condition: received_series
+    study_trigger_series: "'T1' and ("
+  ok: {rule: "True", targets: pacs, study_trigger_series: "'T1' and ('T2' or 'FLAIR')"}
+"""
+    [issue] = issues_of(text)
+    assert issue.startswith("rules.mr.study_trigger_series: required series")
+    assert "column 11" in issue  # the end of the text: a name was expected
+
+
 def test_yaml_syntax_error_names_line_and_column() -> None:
     """A broken YAML file says where it broke."""
     with pytest.raises(ConfigError) as caught:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from mercure.core.config import validate_document
+from mercure.core.dicomtags import normalise_tags
 from mercure.core.inotify import IN_MODIFY, IN_MOVED_TO, Inotify
+from mercure.core.rules.required import RequiredSeriesError, parse_required_series
 from mercure.router.completion import CompletionPolicy
 from mercure.router.journal import JournalState, read_head_and_tail, read_new_lines
-from mercure.router.required import RequiredSeriesError, parse_required_series
-from mercure.router.tags import normalise_tags
 from mercure.testing.wait import wait_until
 
 

@@ -263,6 +263,22 @@ class TargetStatisticsPage(BaseModel):
     targets: list[TargetStatistics]
 
 
+class RuleHit(BaseModel):
+    """How often one rule fired in a period."""
+
+    rule: str
+    tasks: int = Field(description="Tasks created in the period for which the rule fired.")
+    series: int = Field(description="Distinct series among those tasks.")
+
+
+class RuleHits(BaseModel):
+    """Per rule, the tasks it fired for in ``[since, until)``; rules without any are absent."""
+
+    since: datetime
+    until: datetime
+    rules: list[RuleHit]
+
+
 class Queues(BaseModel):
     """Queue depths: tasks by state in the database, entries by stage in the data folder."""
 

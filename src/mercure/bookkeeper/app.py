@@ -428,6 +428,18 @@ def create_app(
             raise HTTPException(422, "since must be before until")
         return queries.target_statistics(engine, start, end)
 
+    @app.get(
+        f"{API}/rules/hits", response_model=m.RuleHits, tags=["read"], dependencies=[Authorized]
+    )
+    def get_rule_hits(
+        since: Annotated[Time | None, Query(description="Default: 24 hours ago.")] = None,
+        until: Annotated[Time | None, Query(description="Default: now.")] = None,
+    ) -> Any:
+        """How many tasks (and series) each rule fired for, by task creation time."""
+        end = until or utcnow()
+        start = since or end - timedelta(days=1)
+        return {"since": start, "until": end, "rules": queries.rule_hits(engine, start, end)}
+
     @app.get(f"{API}/queues", response_model=m.Queues, tags=["read"], dependencies=[Authorized])
     def get_queues() -> Any:
         """Tasks by state (database) and entries by stage (data folder)."""

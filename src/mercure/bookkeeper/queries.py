@@ -519,6 +519,30 @@ def task_states(engine: Engine) -> dict[str, int]:
         return {state: count for state, count in rows}
 
 
+def rule_hits(
+    engine: Engine, since: datetime, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per rule: how many tasks created in ``[since, until)`` it fired for, and how many
+    distinct series those were (a task without a series UID adds none), most hits first."""
+    t, r = tables.tasks, tables.task_rules
+    conditions = [t.c.created_at >= since]
+    if until is not None:
+        conditions.append(t.c.created_at < until)
+    query = (
+        sa.select(
+            r.c.rule,
+            sa.func.count(sa.distinct(t.c.task_id)).label("tasks"),
+            sa.func.count(sa.distinct(t.c.series_uid)).label("series"),
+        )
+        .join(t, t.c.task_id == r.c.task_id)
+        .where(*conditions)
+        .group_by(r.c.rule)
+        .order_by(sa.desc("tasks"), r.c.rule)
+    )
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+
 def last_received(
     engine: Engine, series_uids: set[str], study_uids: set[str]
 ) -> tuple[dict[str, datetime], dict[str, datetime]]:

@@ -20,7 +20,7 @@ from mercure.core.config import FolderTarget, LoadedConfig, MercureConfig, load_
 from mercure.core.config.reference import render_reference
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
 from mercure.core.delivery import command_events
-from mercure.core.errors import ConfigError, ConfigIssue, MercureError
+from mercure.core.errors import ConfigError, MercureError
 from mercure.core.logs import LogFile, configure_logging, log_file_for
 from mercure.core.operations import pause_stage, resume_stage
 from mercure.supervisor.registry import SERVICE_NAMES, installed_services, service_class
@@ -186,9 +186,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration; print every issue with its key path."""
     loaded = load_config(args.config)
     config = loaded.config
-    issues = _required_series_issues(loaded)
-    if issues:
-        raise ConfigError(str(loaded.path), issues)
     print(
         f"{loaded.path}: ok ({len(config.rules)} rules, {len(config.targets)} targets, "
         f"{len(config.modules)} modules, {len(config.receiver.listeners)} listeners)"
@@ -210,20 +207,6 @@ def _resolved_folders(config: MercureConfig) -> list[str]:
         f"{key}: {path}" + ("" if path.exists() else " (does not exist yet)")
         for key, path in folders
     ]
-
-
-def _required_series_issues(loaded: LoadedConfig) -> list[ConfigIssue]:
-    """Study rules' required-series conditions are the router's language; check them too."""
-    from mercure.router.required import RequiredSeriesError, parse_required_series
-
-    issues = []
-    for name, rule in loaded.config.rules.items():
-        if rule.study_trigger_series:
-            try:
-                parse_required_series(rule.study_trigger_series)
-            except RequiredSeriesError as exc:
-                issues.append(ConfigIssue(f"rules.{name}.study_trigger_series", str(exc)))
-    return issues
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -14,9 +14,12 @@ call this once per series.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -32,6 +35,16 @@ TEXT_VRS = frozenset(
 
 MAX_VALUE_LENGTH = 4096
 """Longer values are cut."""
+
+JOURNAL_TAGS = {
+    "SenderAET": "Calling AE title of the sender",
+    "ReceiverAET": "Called AE title (the listener that received the series)",
+    "SenderAddress": "IP address of the sender",
+}
+"""What the receiver adds to a series' tags besides the DICOM elements: how it arrived."""
+
+TAGS_FILE = "tags.json"
+"""A series' tags in ``incoming/<series>/``, written by the receiver (docs/data-folder.md)."""
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +62,14 @@ class _QuietWhileReadingTags(logging.Filter):
 logging.getLogger("pydicom").addFilter(_QuietWhileReadingTags())
 
 
-def tags_from_dicom(path: Path) -> dict[str, str]:
+def tags_from_dicom(path: Path | BinaryIO, *, name: str = "") -> dict[str, str]:
     """The text-like public top-level elements of a DICOM file, keyed by keyword.
 
-    Raises ``pydicom.errors.InvalidDicomError`` or ``OSError`` for a file that cannot be read.
+    ``path`` may be an open binary file (an upload that is never stored); ``name`` then names
+    it in log lines. Only the header is read (``stop_before_pixels``). Raises
+    ``pydicom.errors.InvalidDicomError`` or ``OSError`` for a file that cannot be read.
     """
+    label = name or (path.name if isinstance(path, Path) else "upload")
     token = _quiet.set(True)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -63,32 +79,59 @@ def tags_from_dicom(path: Path) -> dict[str, str]:
     finally:
         _quiet.reset(token)
     if caught:
-        _report(path, tags.get("SeriesInstanceUID", "?"), [str(w.message) for w in caught])
+        _report(label, tags.get("SeriesInstanceUID", "?"), [str(w.message) for w in caught])
     return tags
 
 
-def _report(path: Path, series_uid: str, messages: list[str]) -> None:
+def normalise_tags(document: Mapping[str, object]) -> dict[str, str]:
+    """Tag values as text: lists joined with a backslash, numbers written out, null dropped."""
+    tags: dict[str, str] = {}
+    for key, value in document.items():
+        if not isinstance(key, str) or value is None:
+            continue
+        if isinstance(value, str):
+            tags[key] = value
+        elif isinstance(value, list | tuple):
+            tags[key] = "\\".join("" if item is None else str(item) for item in value)
+        else:
+            tags[key] = str(value)
+    return tags
+
+
+def read_tags_file(path: Path) -> dict[str, str] | None:
+    """The tags in a ``tags.json``; None if it is missing or not a JSON object."""
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        log.warning("%s is not valid JSON; the tags are rebuilt from the instances", path)
+        return None
+    return normalise_tags(document) if isinstance(document, dict) else None
+
+
+def _report(name: str, series_uid: str, messages: list[str]) -> None:
     """Log each distinct problem once. Character set names are safe to show; other messages
     may quote a value (a birth date, a name), so only their count is shown above debug."""
     others = 0
     for message in dict.fromkeys(messages):
         if message.startswith("Unknown encoding"):
             log.warning(
-                "series %s (%s): %s; values read leniently", series_uid, path.name, message[:200]
+                "series %s (%s): %s; values read leniently", series_uid, name, message[:200]
             )
         else:
             others += 1
-            log.debug("series %s (%s): %s", series_uid, path.name, message)
+            log.debug("series %s (%s): %s", series_uid, name, message)
     if others:
         log.warning(
             "series %s (%s): %d value problem(s) reading its tags (details at debug level)",
             series_uid,
-            path.name,
+            name,
             others,
         )
 
 
-def _read_tags(path: Path) -> dict[str, str]:
+def _read_tags(path: Path | BinaryIO) -> dict[str, str]:
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
     tags: dict[str, str] = {}
     for tag in list(dataset.keys()):

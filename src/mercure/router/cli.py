@@ -3,7 +3,8 @@
 ``mercure rule-test SOURCE`` evaluates one rule (``--rule NAME``), an expression (``-e``), or
 every configured rule against a DICOM file, a ``tags.json``, a series folder, or a series still
 waiting in ``incoming/`` (by SeriesInstanceUID), and prints the result with the tags it used.
-With all rules it also prints what the router would do with the series.
+With all rules it also prints what the router would do with the series. The test itself is
+:mod:`mercure.core.rules.ruletest`, which the web interface's rule tester uses too.
 
 ``mercure study list`` shows the studies being collected; ``mercure study complete UID``
 completes them now (``--discard`` sends them to ``discard/`` instead).
@@ -14,27 +15,25 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydicom.errors import InvalidDicomError
-
 from mercure.core.config import LoadedConfig, load_config
-from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.datafolder import DataFolder
 from mercure.core.delivery import command_events
-from mercure.core.dicomtags import tags_from_dicom
-from mercure.core.errors import MercureError, PermanentError, TaskError
+from mercure.core.errors import MercureError, TaskError
 from mercure.core.logs import configure_logging
 from mercure.core.operations import complete_study, studies_of
-from mercure.core.rules import CompiledRule, RuleResult, RuleSyntaxError, SeriesTags, compile_rule
-from mercure.router.decision import Decision, decide
+from mercure.core.rules import CompiledRule, RuleSyntaxError, SeriesTags, compile_rule
+from mercure.core.rules.ruletest import (
+    DecisionReport,
+    RuleOutcome,
+    SourceError,
+    evaluate_rule,
+    evaluate_rules,
+    load_source_tags,
+)
 from mercure.router.studies import StudyStore
-from mercure.router.tags import TAGS_FILE, read_tags_file
-
-
-class SourceError(PermanentError):
-    """What ``rule-test`` was asked to read has no tags."""
 
 
 def register(
@@ -79,22 +78,17 @@ def cmd_rule_test(args: argparse.Namespace) -> int:
     loaded: LoadedConfig | None = None
     if args.expression is None or not Path(args.source).exists():
         loaded = load_config(args.config)
-    tags = SeriesTags(load_source_tags(args.source, loaded))
+    data_dir = loaded.config.data_dir if loaded is not None else None
+    tags = SeriesTags(load_source_tags(args.source, data_dir))
     if args.expression is not None or args.rule is not None:
-        rule = _one_rule(args, loaded)
-        result = rule.evaluate(tags)
-        print(render_result(rule, result, tags))
-        return 0 if result.value else 1
+        outcome = evaluate_rule(_one_rule(args, loaded), tags)
+        print(render_outcome(outcome))
+        return 0 if outcome.value else 1
     assert loaded is not None
-    decision = decide(
-        loaded.config, loaded.compiled_rules, tags, has_study_uid="StudyInstanceUID" in tags
-    )
-    for name, rule in loaded.compiled_rules.items():
-        if loaded.config.rules[name].disabled:
-            print(f"{name}: disabled")
-            continue
-        print(render_result(rule, rule.evaluate(tags), tags))
-    print(render_decision(decision, loaded))
+    report = evaluate_rules(loaded.config, loaded.compiled_rules, tags)
+    for rule in report.rules:
+        print(f"{rule.name}: disabled" if rule.disabled else render_outcome(rule))
+    print(render_decision(report.decision))
     return 0
 
 
@@ -112,58 +106,28 @@ def _one_rule(args: argparse.Namespace, loaded: LoadedConfig | None) -> Compiled
     return rule
 
 
-def load_source_tags(source: str, loaded: LoadedConfig | None) -> dict[str, str]:
-    """The tags of a DICOM file, a tags.json, a series folder, or a series in incoming/."""
-    path = Path(source)
-    if not path.exists() and loaded is not None:
-        path = DataFolder(loaded.config.data_dir).stage(Stage.INCOMING) / source
-        if not path.exists():
-            raise SourceError(f"{source}: no such file, folder, or series in {path.parent}")
-    if path.is_dir():
-        tags = read_tags_file(path / TAGS_FILE)
-        if tags is not None:
-            return tags
-        for candidate in sorted(path.glob("*.dcm")):
-            return _dicom_tags(candidate)
-        raise SourceError(f"{path}: neither tags.json nor .dcm files in it")
-    if path.suffix == ".json":
-        tags = read_tags_file(path)
-        if tags is None:
-            raise SourceError(f"{path}: not a JSON object of tags")
-        return tags
-    return _dicom_tags(path)
-
-
-def _dicom_tags(path: Path) -> dict[str, str]:
-    try:
-        return tags_from_dicom(path)
-    except (InvalidDicomError, OSError, ValueError) as exc:
-        raise SourceError(f"{path}: not a readable DICOM file ({exc})") from None
-
-
-def render_result(rule: CompiledRule, result: RuleResult, tags: Mapping[str, str]) -> str:
+def render_outcome(outcome: RuleOutcome) -> str:
     """One rule's result, and the tags it read with their values."""
-    lines = [f"{rule.name or 'rule'}: {'true' if result.value else 'false'}    {rule.source}"]
-    for keyword in result.used_tags:
-        lines.append(f"    {keyword} = {tags.get(keyword, '')!r}")
-    for keyword in result.missing_tags:
+    lines = [f"{outcome.name}: {'true' if outcome.value else 'false'}    {outcome.source}"]
+    for keyword, value in outcome.used:
+        lines.append(f"    {keyword} = {value!r}")
+    for keyword in outcome.missing:
         lines.append(f"    {keyword} is missing: the rule is false")
-    if result.error:
-        lines.append(f"    error: {result.error} (the rule counts as false)")
+    if outcome.error:
+        lines.append(f"    error: {outcome.error} (the rule counts as false)")
     return "\n".join(lines)
 
 
-def render_decision(decision: Decision, loaded: LoadedConfig) -> str:
+def render_decision(decision: DecisionReport) -> str:
     """What the router would do with a series with these tags."""
     if decision.discarded:
         return f"=> discard: {decision.reason}"
     parts = []
     if decision.route_rules:
         parts.append("route to " + ", ".join(decision.route_targets))
-    for name in decision.processing_rules:
-        rule = loaded.config.rules[name]
-        after = f", then to {', '.join(rule.targets)}" if rule.targets else ""
-        parts.append(f"process with {' > '.join(rule.processing_module)}{after} ({name})")
+    for step in decision.processing:
+        after = f", then to {', '.join(step.then_targets)}" if step.then_targets else ""
+        parts.append(f"process with {' > '.join(step.modules)}{after} ({step.rule})")
     for name in decision.study_rules:
         parts.append(f"collect the study for '{name}'")
     for name in decision.notification_rules:

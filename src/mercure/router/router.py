@@ -27,11 +27,11 @@ from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import MercureError, PermanentError
 from mercure.core.events import EventClient
 from mercure.core.rules import SeriesTags
+from mercure.core.rules.decision import Decision, decide
 from mercure.core.task import Task
 from mercure.router import report
 from mercure.router.collector import StudyCollector
 from mercure.router.completion import CompletionPolicy
-from mercure.router.decision import Decision, decide
 from mercure.router.journal import JOURNAL_FILE, JournalState, read_new_lines
 from mercure.router.routing import (
     Plan,

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mercure.core.atomic import atomic_write_json
-from mercure.core.dicomtags import tags_from_dicom
+from mercure.core.dicomtags import TAGS_FILE, tags_from_dicom
 from mercure.router.journal import JOURNAL_FILE
-from mercure.router.tags import TAGS_FILE
 
 if TYPE_CHECKING:
     from mercure.testing.series import GeneratedSeries

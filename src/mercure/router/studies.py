@@ -29,9 +29,9 @@ from mercure.core.claims import Claim
 from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder, Stage, is_visible
 from mercure.core.errors import TaskError, TransientError
+from mercure.core.rules.required import RequiredSeriesError, parse_required_series
 from mercure.core.studies import CompletedStudy, complete_study_folder, study_names
 from mercure.core.task import TASK_FILE, Task, read_task, write_task
-from mercure.router.required import RequiredSeriesError, parse_required_series
 
 log = logging.getLogger(__name__)
 

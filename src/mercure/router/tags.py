@@ -10,45 +10,15 @@ the receiver uses too). ``mercure rule-test`` uses the same function for a DICOM
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
 
-from mercure.core.dicomtags import tags_from_dicom
-
-TAGS_FILE = "tags.json"
+from mercure.core.dicomtags import TAGS_FILE, read_tags_file, tags_from_dicom
 
 log = logging.getLogger(__name__)
-
-
-def normalise_tags(document: Mapping[str, object]) -> dict[str, str]:
-    """Tag values as text: lists joined with a backslash, numbers written out, null dropped."""
-    tags: dict[str, str] = {}
-    for key, value in document.items():
-        if not isinstance(key, str) or value is None:
-            continue
-        if isinstance(value, str):
-            tags[key] = value
-        elif isinstance(value, list | tuple):
-            tags[key] = "\\".join("" if item is None else str(item) for item in value)
-        else:
-            tags[key] = str(value)
-    return tags
-
-
-def read_tags_file(path: Path) -> dict[str, str] | None:
-    """The tags in a ``tags.json``; None if it is missing or not a JSON object."""
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except ValueError:
-        log.warning("%s is not valid JSON; the tags are rebuilt from the instances", path)
-        return None
-    return normalise_tags(document) if isinstance(document, dict) else None
 
 
 def tags_from_instances(files: Iterable[Path]) -> dict[str, str] | None:

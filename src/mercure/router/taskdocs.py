@@ -16,6 +16,7 @@ from typing import Any
 from mercure import __version__
 from mercure.core.config import MercureConfig, Rule
 from mercure.core.datafolder import Stage
+from mercure.core.rules.decision import Decision, route_priority
 from mercure.core.task import (
     Task,
     TaskDispatch,
@@ -24,7 +25,6 @@ from mercure.core.task import (
     TaskStudy,
     new_task_id,
 )
-from mercure.router.decision import Decision, route_priority
 
 
 @dataclass(frozen=True)

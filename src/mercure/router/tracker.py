@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Protocol
 
 from mercure.core.datafolder import is_visible
+from mercure.core.dicomtags import TAGS_FILE, read_tags_file
 from mercure.router.completion import CompletionPolicy, QuietTime
 from mercure.router.journal import JOURNAL_FILE, JournalState, read_head_and_tail, read_new_lines
-from mercure.router.tags import TAGS_FILE, read_tags_file
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mercure.core.datafolder import is_visible
+from mercure.core.dicomtags import TAGS_FILE
 from mercure.core.inotify import (
     IN_CREATE,
     IN_DELETE,
@@ -31,7 +32,6 @@ from mercure.core.inotify import (
     Inotify,
 )
 from mercure.router.journal import JOURNAL_FILE
-from mercure.router.tags import TAGS_FILE
 
 log = logging.getLogger(__name__)
 

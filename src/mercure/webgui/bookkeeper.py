@@ -370,6 +370,13 @@ class BookkeeperClient:
             until=until.isoformat() if until else None,
         )
 
+    # Rules page
+    async def rule_hits(self, since: datetime | None = None) -> RuleHits:
+        """How many tasks each rule fired for since ``since`` (default: the last 24 hours)."""
+        return await self._get_model(
+            RuleHits, "rules/hits", since=since.isoformat() if since else None
+        )
+
 
 def _query(filters: dict[str, Any]) -> dict[str, Any]:
     """Query parameters: times in ISO 8601, empty values left out."""
@@ -596,3 +603,20 @@ class TargetStatisticsPage(BaseModel):
     until: datetime
     truncated: bool = False
     targets: list[TargetStatistics] = Field(default_factory=list)
+
+
+# --- rules page --------------------------------------------------------------------------
+class RuleHit(BaseModel):
+    """How often one rule fired in a period, from ``GET /api/v1/rules/hits``."""
+
+    rule: str
+    tasks: int = 0
+    series: int = 0
+
+
+class RuleHits(BaseModel):
+    """Per rule, the tasks it fired for in ``[since, until)`` (rules without any absent)."""
+
+    since: datetime
+    until: datetime
+    rules: list[RuleHit] = Field(default_factory=list)

@@ -321,6 +321,9 @@ def _reference_issues(document: Mapping[str, Any]) -> list[ConfigIssue]:
                         f"rules.{name}.processing_module[{i}]", f"unknown module '{module}'"
                     )
                 )
+        required = rule.get("study_trigger_series")
+        if isinstance(required, str) and required.strip():
+            issues.extend(_required_series_issues(f"rules.{name}.study_trigger_series", required))
         if rule.get("study_trigger_condition") == "received_series" and not rule.get(
             "study_trigger_series"
         ):
@@ -331,6 +334,17 @@ def _reference_issues(document: Mapping[str, Any]) -> list[ConfigIssue]:
                 )
             )
     return issues
+
+
+def _required_series_issues(path: str, source: str) -> list[ConfigIssue]:
+    """A study rule's required series are a small language of their own: check its syntax."""
+    from mercure.core.rules.required import RequiredSeriesError, parse_required_series
+
+    try:
+        parse_required_series(source)
+    except RequiredSeriesError as exc:
+        return [ConfigIssue(path, str(exc))]
+    return []
 
 
 def _module_policy_issues(config: MercureConfig) -> list[ConfigIssue]:

@@ -10,6 +10,11 @@
 Rules are parsed with Python's own parser and then accepted only if every part is on a
 whitelist; they run in an interpreter of their own (closures over the syntax tree), never
 through ``eval``. docs/rules.md describes the language for administrators.
+
+Beside the language: :mod:`.decision` (which rules fire for a series and what the router does
+then), :mod:`.ruletest` (the rule test of ``mercure rule-test`` and the web interface's
+tester), :mod:`.reference` (the functions, methods and tag keywords, listed from the code) and
+:mod:`.required` (a study rule's required series).
 """
 
 from mercure.core.rules.errors import RuleSyntaxError

@@ -42,6 +42,8 @@ class Function:
     min_args: int
     max_args: int
     run: Callable[..., Any]
+    doc: str = ""
+    """One line for administrators: the call as written in a rule, and what it gives."""
 
 
 def _int(ctx: Context, value: Any, base: Any = None) -> int:
@@ -194,23 +196,30 @@ def _bool(ctx: Context, value: Any) -> bool:
 BUILTINS: dict[str, Function] = {
     f.name: f
     for f in (
-        Function("int", 1, 2, _int),
-        Function("float", 1, 1, _float),
-        Function("str", 1, 1, _str),
-        Function("len", 1, 1, _len),
-        Function("bool", 1, 1, _bool),
-        Function("abs", 1, 1, _abs),
-        Function("round", 1, 2, _round),
-        Function("min", 1, 8, _extreme(min)),
-        Function("max", 1, 8, _extreme(max)),
-        Function("any", 1, 1, _truth(any)),
-        Function("all", 1, 1, _truth(all)),
+        Function("int", 1, 2, _int, "int(text[, base]): the whole number the text spells"),
+        Function("float", 1, 1, _float, "float(text): the number the text spells, e.g. '2.5'"),
+        Function("str", 1, 1, _str, "str(value): the value as text"),
+        Function("len", 1, 1, _len, "len(value): how many characters (text) or items (list)"),
+        Function("bool", 1, 1, _bool, "bool(value): False for empty text, 0 or an empty list"),
+        Function("abs", 1, 1, _abs, "abs(number): the number without its sign"),
+        Function("round", 1, 2, _round, "round(number[, digits]): rounded to digits decimals"),
+        Function("min", 1, 8, _extreme(min), "min(a, b, ...) or min(list): the smallest"),
+        Function("max", 1, 8, _extreme(max), "max(a, b, ...) or max(list): the largest"),
+        Function("any", 1, 1, _truth(any), "any(list): True if any item is true"),
+        Function("all", 1, 1, _truth(all), "all(list): True if every item is true"),
     )
 }
 """Built-in functions a rule may call, by name."""
 
 REGEX_HELPERS = ("match", "search", "fullmatch")
 """Regex helpers ``name(pattern, text)``: match at the start, anywhere, or the whole text."""
+
+REGEX_DOCS = {
+    "match": "match(pattern, text): True if the regular expression matches at the start",
+    "search": "search(pattern, text): True if the regular expression matches anywhere",
+    "fullmatch": "fullmatch(pattern, text): True if the regular expression matches all of it",
+}
+"""One line per regex helper (the pattern is RE2 syntax and must be a literal)."""
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # RE2 would print every bad pattern to stderr

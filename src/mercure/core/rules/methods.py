@@ -9,6 +9,7 @@ number, ``format`` can read attributes, and the language has no use for ``join``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -200,7 +201,40 @@ def method(name: str) -> Function:
             ctx.remember(result, ITEM_COST * len(result) + len(text))
         return result
 
-    return Function(name, low, high, run)
+    return Function(name, low, high, run, _doc(name))
+
+
+def _doc(name: str) -> str:
+    """The call and the first sentence of Python's own documentation of the method (the
+    methods are ``str``'s, so that is what they do)."""
+    lines = (getattr(str, name).__doc__ or "").strip().splitlines()
+    call = f".{name}({_parameters(name)})"
+    while lines and ("->" in lines[0] or not lines[0].strip()):
+        if "->" in lines[0]:  # "S.find(sub[, start[, end]]) -> int"
+            call = "." + lines[0].split("->")[0].strip().removeprefix("S.")
+        lines.pop(0)
+    paragraph = []
+    for line in lines:
+        if not line.strip():
+            break
+        paragraph.append(line.strip())
+    text = " ".join(paragraph)
+    sentence = text.split(". ")[0].rstrip(".") + "."
+    for python, ours in (("string S[start:end]", "the text"), ("S[start:end]", "the text")):
+        sentence = sentence.replace(python, ours)
+    return f"{call}: {sentence.replace(' S ', ' the text ')}"
+
+
+def _parameters(name: str) -> str:
+    try:
+        signature = inspect.signature(getattr(str, name))
+    except (TypeError, ValueError):
+        return ""
+    shown = []
+    for parameter in list(signature.parameters.values())[1:]:
+        optional = parameter.default is not inspect.Parameter.empty
+        shown.append(f"[{parameter.name}]" if optional else parameter.name)
+    return ", ".join(shown)
 
 
 METHODS: dict[str, Function] = {name: method(name) for name in _METHODS}
