@@ -97,9 +97,10 @@ def test_each_type_gets_its_control() -> None:
     assert by_name(build_form(CleanerConfig, {}))["window.start"].kind == "time"
     assert by_name(build_form(DicomTarget, {}))["type"].kind == "fixed"
     assert by_name(build_form(SupervisorConfig, {}))["services"].kind == "choices"
-    assert by_name(build_form(DockerModule, {}, add=("volumes",)))["volumes[0].source"].kind == (
-        "text"
-    )
+    module = by_name(build_form(DockerModule, {}))
+    assert module["volumes"].kind == "mounts"  # `source:target` lines
+    assert module["environment"].kind == "environment"  # `NAME=value` lines
+    assert module["settings"].kind == "mapping" and module["settings"].syntax == "json"
 
 
 def test_every_leaf_has_a_named_control() -> None:
@@ -257,7 +258,7 @@ def test_masked_module_environment_values_are_kept() -> None:
         submit(
             DockerModule,
             document,
-            {"environment": [f"API_TOKEN: {MASK}\n"]},
+            {"environment": [f"API_TOKEN={MASK}\n"]},
             base_path=("modules", "seg"),
         )
 
@@ -406,3 +407,43 @@ def test_alias_key_and_single_name_are_kept_as_written() -> None:
         "rule": "True",
         "target": ["pacs", "archive"],
     }
+
+
+def test_a_secret_missing_from_the_form_is_kept_never_returned() -> None:
+    """A post without the secret's input keeps it (KEEP), and never carries the stored value
+    (a target test checks KEEP before sending a stored password anywhere)."""
+    document = {"type": "dicomweb", "url": "http://x", "password": "stored-pw"}
+    changed = parse_form(DicomWebTarget, {"url": ["http://y"]}, document)
+    assert changed["password"] is KEEP and changed["url"] == "http://y"
+    cleared = parse_form(DicomWebTarget, {"password:clear": ["on"]}, document)
+    assert "password" not in cleared
+
+
+def test_module_environment_volumes_and_json_settings() -> None:
+    """`NAME=value` lines (values masked when shown), `source:target` lines, JSON settings;
+    a line that is neither is refused at its field, naming the line."""
+    document = {
+        "runner": "docker",
+        "image": "x:1",
+        "environment": {"TOKEN": "abc123", "HOME_DIR": "${HOME}"},
+        "volumes": [{"source": "/srv/models", "target": "/models"}],
+        "settings": {"threshold": 0.5, "labels": ["a"]},
+    }
+    controls = by_name(build_form(DockerModule, document, base_path=("modules", "seg")))
+    assert controls["environment"].value == f"TOKEN={MASK}\nHOME_DIR=${{HOME}}"
+    assert controls["volumes"].value == "/srv/models:/models"
+    assert controls["settings"].value.startswith("{\n")  # JSON
+    assert submit(DockerModule, document, base_path=("modules", "seg")) == {
+        **document,
+        "environment": {"TOKEN": KEEP, "HOME_DIR": "${HOME}"},
+    }
+    for field, text, message in (
+        ("environment", "TOKEN", "line 1: write NAME=value"),
+        ("volumes", "/srv/models:/models\n/nowhere", "line 2: write source:target"),
+        ("settings", "{threshold: 1", "not JSON: Expecting property name"),
+    ):
+        with pytest.raises(FormErrors) as caught:
+            submit(DockerModule, document, {field: [text]}, base_path=("modules", "seg"))
+        assert message in caught.value.errors[field]
+        again = by_name(build_form(DockerModule, caught.value.value, stored=document))
+        assert "abc123" not in again["environment"].value

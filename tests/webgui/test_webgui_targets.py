@@ -137,7 +137,8 @@ def test_secret_states_clear_and_env_references(
     assert SECRET not in page.text
     token = re.search(r'name="token" value="([^"]*)"', page.text)
     assert token is not None and token.group(1) == ""
-    assert "from ${WEB_PASSWORD}" in page.text and ">set<" in page.text
+    assert "set from the environment variable ${WEB_PASSWORD}" in page.text
+    assert ">set<" in page.text
     base = {
         "target_name": "web",
         "url": "http://x.example/dw",

@@ -26,20 +26,29 @@ How each type is edited:
   write-only. The page says "set", "not set" or the ``${ENV}`` it comes from, never the value;
   left empty it is kept (:data:`~mercure.core.config.editing.KEEP`), "clear" removes it;
 - a list of scalars: a textarea, one item a line; of known choices (transfer syntaxes,
-  services): checkboxes; a dict: a textarea of ``key: value`` lines (YAML, or JSON);
+  services): checkboxes; a dict: a textarea of ``key: value`` lines (YAML), or, for free-form
+  data (a module's ``settings`` and ``settings_schema``), a JSON object; either is read;
+- a module's ``environment``: ``NAME=value`` lines, every value write-only like a secret
+  (shown as ``NAME=<secret>``, which keeps the stored value) unless it is a ``${VAR}`` reference;
+- a module's ``volumes``: ``source:target`` lines, as ``docker run -v`` writes them;
 - a section: a fieldset; an optional section (``tls``): an "enabled" checkbox and a fieldset;
   a list of sections (``listeners``): a fieldset per item with "remove", and "add".
+
+Fields are shown in the model's order, a subclass's own fields first: a target's ``host`` and
+``port`` before the ``comment`` every target has.
 
 What the form does not change stays as the document has it: an empty text input means the
 default and removes the key; a checkbox or select left at the default for a key the document
 does not write is not written; keys the model does not know, and fields the form does not show,
-are kept. The engine rejects nothing but text it cannot read as a dict (:class:`FormErrors`);
+are kept. The engine rejects nothing but text it cannot read as a dict, ``NAME=value`` or
+``source:target`` lines (:class:`FormErrors`);
 the save validates with the same models as ``check-config``, and :func:`place_issues` puts each
 issue next to its control.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import types
@@ -55,7 +64,7 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from mercure.core.config.editing import KEEP, MASK, is_env_reference, is_secret_path
-from mercure.core.config.models import ListenerConfig, SupervisorConfig
+from mercure.core.config.models import ListenerConfig, SupervisorConfig, VolumeMount
 from mercure.core.config.types import parse_duration
 from mercure.core.installed import installed_services
 from mercure.core.uids import ALL_TRANSFER_SYNTAXES, uid_name
@@ -77,6 +86,8 @@ Path_ = tuple[str | int, ...]
 _TRUE = frozenset({"on", "true", "1", "yes"})
 _NULL = frozenset({"null", "none", "~"})
 _INDEX = re.compile(r"\[\d+\]")
+MAX_TEXT = 64 * 1024
+"""The most text a dict's textarea may hold (a JSON Schema is a few KiB)."""
 
 
 class _Absent:
@@ -100,6 +111,8 @@ Kind = Literal[
     "lines",
     "choices",
     "mapping",
+    "environment",
+    "mounts",
     "group",
     "optional",
     "items",
@@ -133,6 +146,8 @@ class Control:
     removable: bool = False
     errors: list[str] = field(default_factory=list)
     note: str = ""
+    syntax: str = ""
+    """For a ``mapping``: ``json`` (free-form data, shown as JSON) or ``yaml`` (``key: value``)."""
 
     @property
     def id(self) -> str:
@@ -231,8 +246,10 @@ def shape(model: type[BaseModel], name: str, path: Path_ = ()) -> _Shape:
         return _Shape("optional" if nullable else "group", base, nullable, tuple(metadata))
     if origin is list:
         item, _, _ = _unwrap(get_args(base)[0])
-        if _is_model(item):
-            kind: Kind = "items"
+        if item is VolumeMount:
+            kind: Kind = "mounts"
+        elif _is_model(item):
+            kind = "items"
         elif item is SecretStr:
             kind = "secrets"
         elif (model, name) in CHOICES:
@@ -241,7 +258,8 @@ def shape(model: type[BaseModel], name: str, path: Path_ = ()) -> _Shape:
             kind = "lines"
         return _Shape(kind, base, nullable, tuple(metadata), item)
     if origin is dict:
-        return _Shape("mapping", base, nullable, tuple(metadata), get_args(base)[1])
+        kind = "environment" if name == "environment" and get_args(base)[1] is str else "mapping"
+        return _Shape(kind, base, nullable, tuple(metadata), get_args(base)[1])
     if origin is Literal:
         kind = "fixed" if len(get_args(base)) == 1 else "select"
         return _Shape(kind, base, nullable, tuple(metadata))
@@ -269,6 +287,13 @@ def leaf_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
             yield from leaf_paths(found.item, f"{prefix}{name}[0].")
         else:
             yield prefix + name
+
+
+def field_order(model: type[BaseModel]) -> list[str]:
+    """The fields of ``model`` as a form shows them: a subclass's own fields first (a target's
+    ``host``, a module's ``image``), then the ones it inherits (``comment``, ``timeout``)."""
+    own = [name for name in inspect.get_annotations(model) if name in model.model_fields]
+    return own + [name for name in model.model_fields if name not in own]
 
 
 @cache
@@ -356,12 +381,43 @@ def _lines_text(value: Any) -> str:
     return str(value)
 
 
-def _mapping_text(value: Any) -> str:
+def _mapping_text(value: Any, syntax: str) -> str:
     if value is None or value is ABSENT or value == {}:
         return ""
     if isinstance(value, str):
         return value  # text that did not parse, shown again to be corrected
+    if syntax == "json":
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
     return yaml.safe_dump(value, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+def _environment_text(value: Any) -> str:
+    """``NAME=value`` lines with every value that is no ``${VAR}`` reference masked: what the
+    file holds, or what was typed (a form shown again), never the value itself."""
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, str):  # text that did not parse, shown again to be corrected
+        pairs = []
+        for line in value.splitlines():
+            key, sep, item = line.partition("=")
+            pairs.append((key, item) if sep else (line, ABSENT))
+    else:
+        return ""
+    return "\n".join(
+        key if item is ABSENT else f"{key}={item if is_env_reference(item) else MASK}"
+        for key, item in pairs
+    )
+
+
+def _mounts_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value  # text that did not parse, shown again to be corrected
+    if not isinstance(value, list):
+        return ""
+    return "\n".join(
+        f"{v.get('source', '')}:{v.get('target', '')}" if isinstance(v, Mapping) else str(v)
+        for v in value
+    )
 
 
 def _time_text(value: Any) -> str:
@@ -432,7 +488,7 @@ def build_form(
     """
     value = value if isinstance(value, Mapping) else {}
     stored = value if stored is None else (stored if isinstance(stored, Mapping) else {})
-    wanted = list(model.model_fields) if fields is None else list(fields)
+    wanted = field_order(model) if fields is None else list(fields)
     adding = set(add)
     controls = []
     for name in wanted:
@@ -515,7 +571,12 @@ def _control(
                 k: (MASK if is_secret_path((*base_path, k)) and not is_env_reference(v) else v)
                 for k, v in raw.items()
             }
-        control.value = _mapping_text(shown)
+        control.syntax = "json" if found.item is Any else "yaml"
+        control.value = _mapping_text(shown, control.syntax)
+    elif kind == "environment":
+        control.value = _environment_text(raw)
+    elif kind == "mounts":
+        control.value = _mounts_text(raw)
     elif kind in ("group", "optional"):
         control.checked = raw is not ABSENT and raw is not None
         sub = raw if isinstance(raw, Mapping) else {}
@@ -629,7 +690,7 @@ def _parse_object(
 ) -> dict[str, Any]:
     current = current if isinstance(current, Mapping) else {}
     result: dict[str, Any] = dict(current)  # unknown keys and fields not on the form stay
-    for name in model.model_fields if fields is None else fields:
+    for name in field_order(model) if fields is None else fields:
         key = _doc_key(model, name, current)
         old = current.get(key, ABSENT)
         new = _parse_field(model, name, data, old, (*base_path, name), prefix + name, errors)
@@ -666,10 +727,13 @@ def _parse_field(
 ) -> Any:
     found = shape(model, field_name, path)
     kind = found.kind
-    if kind in ("optional", "items", "secret", "secrets"):
-        marker = {"optional": ":enabled", "items": ":count", "secret": "", "secrets": ""}[kind]
-        if not data.has(name + marker):
+    if kind in ("optional", "items"):
+        if not data.has(name + (":enabled" if kind == "optional" else ":count")):
             return old  # not on the form
+    elif kind in ("secret", "secrets"):
+        if not data.has(name) and not data.has(name + ":clear"):
+            # Not on the form: kept, and never handed back as its value.
+            return KEEP if old not in (ABSENT, None) else old
     elif kind not in ("group",) and not data.has(name):
         return old
     text = (data.last(name) or "").strip()
@@ -692,7 +756,7 @@ def _parse_field(
             return ABSENT
         if not text or text == MASK:
             return KEEP if old not in (ABSENT, None) else ABSENT
-        return text
+        return data.last(name)  # as typed: a password may begin or end with a space
     if kind == "secrets":
         if data.flag(name + ":clear"):
             return ABSENT
@@ -712,6 +776,10 @@ def _parse_field(
         return values
     if kind == "mapping":
         return _parse_mapping(data.last(name) or "", found, path, old, name, errors)
+    if kind == "environment":
+        return _parse_environment(data.last(name) or "", old, name, errors)
+    if kind == "mounts":
+        return _parse_mounts(data.last(name) or "", old, name, errors)
     if kind == "group":
         sub = _parse_object(found.base, data, old, path, None, name + ".", errors)
         return sub if sub or old is not ABSENT else ABSENT
@@ -744,18 +812,37 @@ def _parse_field(
     return items
 
 
+def _read_mapping_text(text: str) -> Any:
+    """A dict's text as data: JSON when it looks like JSON (with JSON's error, which says
+    where), else YAML. ValueError saying what is wrong and where."""
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"at most {MAX_TEXT // 1024} KiB of text")
+    json_error = None
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            json_error = f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if json_error:
+            raise ValueError(json_error) from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not readable"
+        raise ValueError(f"{problem}{where}; write one `key: value` a line, or JSON") from None
+
+
 def _parse_mapping(
     text: str, found: _Shape, path: Path_, old: Any, name: str, errors: dict[str, str]
 ) -> Any:
     if not text.strip():
         return {} if old is not ABSENT else ABSENT
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "not readable"
-        errors[name] = f"{name}: {problem}{where}; write one `key: value` a line, or JSON"
+        value = _read_mapping_text(text)
+    except ValueError as exc:
+        errors[name] = f"{name}: {exc}"
         return text
     if not isinstance(value, dict):
         errors[name] = f"{name}: write one `key: value` a line, or a JSON object"
@@ -776,6 +863,61 @@ def _parse_mapping(
         else:
             result[key] = item
     return result
+
+
+def _parse_environment(text: str, old: Any, name: str, errors: dict[str, str]) -> Any:
+    """``NAME=value`` lines; ``NAME=<secret>`` keeps the stored value (:data:`KEEP`)."""
+    old_map = old if isinstance(old, Mapping) else {}
+    variables: dict[str, Any] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            errors[name] = f"{name}: line {number}: write NAME=value"
+            return text
+        if value == MASK:
+            if key not in old_map:
+                errors[name] = (
+                    f"{name}: line {number}: {key} says {MASK}, which stands for a stored "
+                    f"value, but none is stored under {key} (renamed?): type the value"
+                )
+                return text
+            variables[key] = KEEP
+        else:
+            variables[key] = value  # as typed: a value may begin or end with a space
+    return variables if variables or old is not ABSENT else ABSENT
+
+
+def _parse_mounts(text: str, old: Any, name: str, errors: dict[str, str]) -> Any:
+    """``source:target`` lines (the last ``:`` divides them)."""
+    mounts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        source, sep, target = line.strip().rpartition(":")
+        if not sep or not source or not target:
+            errors[name] = f"{name}: line {number}: write source:target"
+            return text
+        mounts.append({"source": source, "target": target})
+    return mounts if mounts or old is not ABSENT else ABSENT
+
+
+def typed_secret(controls: Iterable[Control], data: FormData) -> bool:
+    """Whether the submitted form typed a secret (a password, an environment value) that a
+    form shown again does not show: the page asks for it once more."""
+    for top in controls:
+        for control in top.walk():
+            text = data.last(control.name) or ""
+            if control.kind in ("secret", "secrets") and text.strip() and text != MASK:
+                return True
+            if control.kind == "environment" and any(
+                sep and value != MASK and not is_env_reference(value)
+                for _, sep, value in (line.partition("=") for line in text.splitlines())
+            ):
+                return True
+    return False
 
 
 # --- issues next to their controls ----------------------------------------------------------
@@ -842,10 +984,12 @@ __all__ = [
     "FormErrors",
     "build_form",
     "duration_text",
+    "field_order",
     "form_error_issues",
     "leaf_paths",
     "parse_form",
     "place_issues",
     "requested_additions",
     "shape",
+    "typed_secret",
 ]

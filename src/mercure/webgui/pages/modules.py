@@ -4,7 +4,7 @@
   each module, and for ``docker`` modules whether the image is on the container engine
   (present / missing / engine unreachable; :mod:`mercure.webgui.engine`, bounded in time).
 - ``GET /modules/new?runner=docker`` and ``GET /modules/{module}``: the form, every field of
-  ``DockerModule`` / ``CommandModule`` (:mod:`mercure.webgui.objectforms`): ``settings`` and
+  ``DockerModule`` / ``CommandModule`` (:mod:`mercure.webgui.forms`): ``settings`` and
   ``settings_schema`` as JSON, checked on save, the settings against the schema;
   ``environment`` values are write-only like passwords unless they are ``${VAR}`` references.
 - ``POST`` (admin): saved through :func:`mercure.webgui.configedit.save_edit`; renaming renames
@@ -19,21 +19,28 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from starlette.datastructures import FormData
 
 from mercure.core.config.editing import Document
 from mercure.core.config.models import CommandModule, DockerModule
 from mercure.core.config.types import NAME_PATTERN
-from mercure.webgui import objectforms
 from mercure.webgui.auth import AdminSession, ViewerSession
 from mercure.webgui.configedit import EditRefused, save_edit
 from mercure.webgui.context import web_context
 from mercure.webgui.engine import image_states
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
+from mercure.webgui.forms import (
+    FormData,
+    FormErrors,
+    build_form,
+    form_error_issues,
+    parse_form,
+    place_issues,
+    typed_secret,
+)
 from mercure.webgui.pages.targets import (
     Unreadable,
-    listed_errors,
     may,
+    name_control,
     open_config,
     refusal,
     rules_using,
@@ -119,15 +126,28 @@ def _form_page(
     stored: dict[str, Any],
     version: str,
     using: list[str],
-    form: FormData | None = None,
-    errors: dict[str, list[str]] | None = None,
+    value: dict[str, Any] | None = None,
+    data: FormData | None = None,
+    issues: list[tuple[str, str]] | None = None,
+    refused: EditRefused | None = None,
+    name_error: str = "",
     problems: list[str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    found = objectforms.controls(RUNNERS[runner], stored)
-    if form is not None:
-        objectforms.refill(found, form)
-    left = objectforms.place(found, errors or {})
+    found = [
+        name_control("module_name", name, uses=USES, stored_name=stored_name, error=name_error),
+        *build_form(
+            RUNNERS[runner],
+            stored if value is None else value,
+            stored=stored,
+            base_path=("modules", stored_name or name),
+        ),
+    ]
+    problems = [*(problems or []), *place_issues(found, issues or [])]
+    if refused is not None:
+        unplaced = place_issues(found, refused.issues, prefix=f"modules.{name}")
+        message, status_code = refusal(refused, unplaced)
+        problems.append(message)
     context = {
         "name": name,
         "runner": runner,
@@ -137,8 +157,9 @@ def _form_page(
         "controls": found,
         "config_version": version,
         "using": using,
-        "problems": [*(problems or []), *left],
+        "problems": problems,
         "may_save": may(request, Role.ADMIN),
+        "typed_secret": data is not None and typed_secret(found, data),
         "flash": take_flash(request),
     }
     response = render(request, "module_edit.html", context, status_code=status_code)
@@ -206,10 +227,10 @@ def _rename_in_rules(document: Document, old: str, new: str) -> None:
 
 
 async def _save(request: Request, stored_name: str) -> Response:
-    form = await request.form()
-    runner = str(form.get("runner", ""))
-    name = str(form.get("module_name", "")).strip()
-    version = str(form.get("config_version", ""))
+    form = FormData(await request.form())
+    runner = form.last("runner") or ""
+    name = (form.last("module_name") or "").strip()
+    version = form.last("config_version") or ""
     try:
         _file, document = open_config(request)
     except Unreadable as exc:
@@ -224,40 +245,43 @@ async def _save(request: Request, stored_name: str) -> Response:
         runner = str(stored.get("runner"))
     if runner not in RUNNERS:
         runner = "docker"
+    stored = stored or {"runner": runner}
 
-    def again(
-        message: str, errors: dict[str, list[str]] | None = None, status: int = 400
-    ) -> Response:
+    def again(message: str = "", **shown: Any) -> Response:
         return _form_page(
             request,
             name=name,
             runner=runner,
             stored_name=stored_name,
-            stored=stored or {"runner": runner},
+            stored=stored,
             version=version,
             using=rules_using(document.plain(), USES).get(stored_name, []),
-            form=form,
-            errors=errors,
-            problems=[message],
-            status_code=status,
+            data=form,
+            problems=[message] if message else [],
+            status_code=400,
+            **shown,
         )
 
     if name.lower() in RESERVED and name != stored_name:
         return again(
             f"{name!r} is an address of this page; choose another name.",
-            {"module_name": ["reserved name"]},
+            name_error="reserved name",
         )
     if not NAME.match(name):
         return again(
             "A module name is 1 to 64 letters, digits, spaces, '_', '.' or '-', starting with a "
             "letter or digit.",
-            {"module_name": ["not a valid name"]},
+            name_error="not a valid name",
         )
     try:
-        value = objectforms.parse(RUNNERS[runner], form, stored)
-    except objectforms.FormError as exc:
+        value = parse_form(
+            RUNNERS[runner], form, stored, base_path=("modules", stored_name or name)
+        )
+    except FormErrors as exc:
         return again(
-            "Some values cannot be read; see the fields marked.", listed_errors(exc.errors)
+            "Some values cannot be read; see the fields marked.",
+            value=exc.value,
+            issues=form_error_issues(exc),
         )
     renamed = bool(stored_name) and name != stored_name
 
@@ -277,8 +301,7 @@ async def _save(request: Request, stored_name: str) -> Response:
             request, edit, version=version, summary=f"module {name} {what}", object=f"module {name}"
         )
     except EditRefused as refused:
-        placed, other = objectforms.errors_by_control(refused.issues, f"modules.{name}.")
-        return again(*refusal(refused, placed, other))
+        return again(value=value, refused=refused)
     return redirect_with(request, url(request, "module", module=name), f"Module {name} saved.")
 
 

@@ -4,7 +4,7 @@
   over a period (1 h, 24 h, 7 d): delivered, retried, failed, mean time, last error; "unknown"
   while the bookkeeper does not answer. Which rules use each target.
 - ``GET /targets/new?type=dicom`` and ``GET /targets/{name}``: the form of one target, one per
-  type, every field of its model (:mod:`mercure.webgui.objectforms`). Viewers see it read-only;
+  type, every field of its model (:mod:`mercure.webgui.forms`). Viewers see it read-only;
   operators may change the values to *Test* them but not save; admins save.
 - ``POST /targets/test`` (operator): tests the form's current values, saved or not, with
   ``mercure test-target --json --definition -`` as a subprocess
@@ -26,7 +26,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.datastructures import FormData
 
 from mercure.core.config.editing import KEEP, ConfigFile, Document
 from mercure.core.config.loader import expand_env, format_path
@@ -41,13 +40,22 @@ from mercure.core.config.models import (
 from mercure.core.config.types import NAME_PATTERN
 from mercure.core.errors import ConfigError
 from mercure.core.targettest import TargetTestReport
-from mercure.webgui import objectforms
 from mercure.webgui.audit import audit
 from mercure.webgui.auth import AdminSession, OperatorSession, ViewerSession
 from mercure.webgui.bookkeeper import BookkeeperError, TargetStatistics
 from mercure.webgui.configedit import EditRefused, current_config, save_edit
 from mercure.webgui.context import web_context
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
+from mercure.webgui.forms import (
+    Control,
+    FormData,
+    FormErrors,
+    build_form,
+    form_error_issues,
+    parse_form,
+    place_issues,
+    typed_secret,
+)
 from mercure.webgui.rendering import render, url
 from mercure.webgui.roles import Role
 from mercure.webgui.sessions import Session
@@ -183,6 +191,41 @@ async def targets_page(request: Request, _session: ViewerSession) -> Response:
 
 
 # --- one target: the form -------------------------------------------------------------------
+def name_control(
+    control_name: str, name: str, *, uses: str, stored_name: str, error: str = ""
+) -> Control:
+    """The control ``control_name`` (``target_name``, ``module_name``) of an object's name,
+    which is its key; ``uses``: the rules' key that names such objects."""
+    help_text = f"The name rules use in `{uses}`."
+    if stored_name:
+        help_text += " Renaming renames it in the rules too."
+    control = Control(
+        kind="text",
+        name=control_name,
+        label="name",
+        help=help_text,
+        value=name,
+        required=True,
+        attrs={"maxlength": "64", "required": "required"},
+    )
+    if error:
+        control.errors.append(error)
+    return control
+
+
+def refusal(refused: EditRefused, unplaced: list[str]) -> tuple[str, int]:
+    """What a form page says about a refused save, and its status (``unplaced``: the issues
+    that belong to no control)."""
+    if refused.conflict:
+        return refused.message + " Open the page again to see the file as it is now.", 409
+    if refused.issues and not unplaced:
+        count = len(refused.issues)
+        return f"Not saved: {count} problem{'s' if count > 1 else ''}, shown at the fields.", 400
+    if refused.issues:
+        return "Not saved: " + "; ".join(unplaced), 400
+    return refused.message, 400
+
+
 def _form_page(
     request: Request,
     *,
@@ -192,15 +235,30 @@ def _form_page(
     stored: dict[str, Any],
     version: str,
     using: list[str],
-    form: FormData | None = None,
-    errors: dict[str, list[str]] | None = None,
+    value: dict[str, Any] | None = None,
+    data: FormData | None = None,
+    issues: list[tuple[str, str]] | None = None,
+    refused: EditRefused | None = None,
+    name_error: str = "",
     problems: list[str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    found = objectforms.controls(TYPES[kind], stored)
-    if form is not None:
-        objectforms.refill(found, form)
-    left = objectforms.place(found, errors or {})
+    found = [
+        name_control(
+            "target_name", name, uses="targets", stored_name=stored_name, error=name_error
+        ),
+        *build_form(
+            TYPES[kind],
+            stored if value is None else value,
+            stored=stored,
+            base_path=("targets", stored_name or name),
+        ),
+    ]
+    problems = [*(problems or []), *place_issues(found, issues or [])]
+    if refused is not None:
+        unplaced = place_issues(found, refused.issues, prefix=f"targets.{name}")
+        message, status_code = refusal(refused, unplaced)
+        problems.append(message)
     context = {
         "name": name,
         "kind": kind,
@@ -210,19 +268,15 @@ def _form_page(
         "controls": found,
         "config_version": version,
         "using": using,
-        "problems": [*(problems or []), *left],
+        "problems": problems,
         "may_save": may(request, Role.ADMIN),
         "may_test": may(request, Role.OPERATOR),
-        "typed_secret": form is not None and _typed_secret(found, form),
+        "typed_secret": data is not None and typed_secret(found, data),
         "flash": take_flash(request),
     }
     response = render(request, "target_edit.html", context, status_code=status_code)
     clear_flash(request, response)
     return response
-
-
-def _typed_secret(found: list[objectforms.Control], form: FormData) -> bool:
-    return any(c.kind == "secret" and form.get(c.name) for c in found)
 
 
 @router.get("/targets/new", name="target_new")
@@ -335,7 +389,7 @@ def _check_stored_secrets_stay(
         for key in set(value) | set(stored)
         if key not in secret_keys
         and key not in ("comment", "max_parallel_tasks")
-        and not objectforms.same_value(value.get(key), stored.get(key))
+        and not _same_value(value.get(key), stored.get(key))
     )
     if changed:
         raise ValueError(
@@ -346,30 +400,41 @@ def _check_stored_secrets_stay(
         )
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two plain values mean the same setting (``104`` and ``104.0``, absent and
+    ``None`` and ``{}`` for an unset section)."""
+    empty: tuple[Any, ...] = (None, {}, [], "")
+    if a in empty and b in empty:
+        return True
+    return bool(a == b)
+
+
 @router.post("/targets/test", name="target_test")
 async def test_target(request: Request, session: OperatorSession) -> Response:
     """Test the form's values (saved or not) and show each step."""
-    form = await request.form()
-    stored_name = str(form.get("stored_name", ""))
-    name = str(form.get("target_name", "")).strip() or stored_name or "new"
+    form = FormData(await request.form())
+    stored_name = form.last("stored_name") or ""
+    name = (form.last("target_name") or "").strip() or stored_name or "new"
     try:
         _file, document = open_config(request)
     except Unreadable as exc:
         return unreadable_page(request, exc)
     stored = document.get(("targets", stored_name)) if stored_name else None
     stored = stored if isinstance(stored, dict) else {}
-    kind = str(stored.get("type") or form.get("type", ""))
+    kind = str(stored.get("type") or form.last("type") or "")
     report: TargetTestReport | None = None
     problem = ""
     if kind not in TYPES:
         problem = "Choose a target type first."
     else:
         try:
-            value = objectforms.parse(TYPES[kind], form, stored)
+            value = parse_form(
+                TYPES[kind], form, stored or {"type": kind}, base_path=("targets", name)
+            )
             _check_stored_secrets_stay(session, value, stored)
             definition = _definition(request, kind, value, stored_name)
-        except objectforms.FormError as exc:
-            problem = "Cannot test: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
+        except FormErrors as exc:
+            problem = "Cannot test: " + "; ".join(exc.errors.values())
         except ValueError as exc:
             problem = f"Cannot test: {exc}"
         else:
@@ -401,10 +466,10 @@ def _rename_in_rules(document: Document, old: str, new: str) -> None:
 
 
 async def _save(request: Request, stored_name: str) -> Response:
-    form = await request.form()
-    kind = str(form.get("type", ""))
-    name = str(form.get("target_name", "")).strip()
-    version = str(form.get("config_version", ""))
+    form = FormData(await request.form())
+    kind = form.last("type") or ""
+    name = (form.last("target_name") or "").strip()
+    version = form.last("config_version") or ""
     try:
         _file, document = open_config(request)
     except Unreadable as exc:
@@ -419,40 +484,41 @@ async def _save(request: Request, stored_name: str) -> Response:
         kind = str(stored.get("type"))
     if kind not in TYPES:
         kind = "dicom"
+    stored = stored or {"type": kind}
 
-    def again(
-        message: str, errors: dict[str, list[str]] | None = None, status: int = 400
-    ) -> Response:
+    def again(message: str = "", **shown: Any) -> Response:
         return _form_page(
             request,
             name=name,
             kind=kind,
             stored_name=stored_name,
-            stored=stored or {"type": kind},
+            stored=stored,
             version=version,
             using=rules_using(document.plain()).get(stored_name, []),
-            form=form,
-            errors=errors,
-            problems=[message],
-            status_code=status,
+            data=form,
+            problems=[message] if message else [],
+            status_code=400,
+            **shown,
         )
 
     if name.lower() in RESERVED and name != stored_name:
         return again(
             f"{name!r} is an address of this page; choose another name.",
-            {"target_name": ["reserved name"]},
+            name_error="reserved name",
         )
     if not NAME.match(name):
         return again(
             "A target name is 1 to 64 letters, digits, spaces, '_', '.' or '-', starting with a "
             "letter or digit.",
-            {"target_name": ["not a valid name"]},
+            name_error="not a valid name",
         )
     try:
-        value = objectforms.parse(TYPES[kind], form, stored)
-    except objectforms.FormError as exc:
+        value = parse_form(TYPES[kind], form, stored, base_path=("targets", stored_name or name))
+    except FormErrors as exc:
         return again(
-            "Some values cannot be read; see the fields marked.", listed_errors(exc.errors)
+            "Some values cannot be read; see the fields marked.",
+            value=exc.value,
+            issues=form_error_issues(exc),
         )
 
     renamed = bool(stored_name) and name != stored_name
@@ -473,33 +539,8 @@ async def _save(request: Request, stored_name: str) -> Response:
             request, edit, version=version, summary=f"target {name} {what}", object=f"target {name}"
         )
     except EditRefused as refused:
-        placed, other = objectforms.errors_by_control(refused.issues, f"targets.{name}.")
-        return again(*refusal(refused, placed, other))
+        return again(value=value, refused=refused)
     return redirect_with(request, url(request, "target", target=name), f"Target {name} saved.")
-
-
-def refusal(
-    refused: EditRefused, placed: dict[str, list[str]], other: list[str]
-) -> tuple[str, dict[str, list[str]], int]:
-    """What a form page says about a refused save: (message, errors by control, status)."""
-    if refused.conflict:
-        message = refused.message + " Open the page again to see the file as it is now."
-        return message, placed, 409
-    if refused.issues and not other:
-        count = sum(len(messages) for messages in placed.values())
-        return (
-            f"Not saved: {count} problem{'s' if count > 1 else ''}, shown at the fields.",
-            placed,
-            400,
-        )
-    if refused.issues:
-        return "Not saved: " + "; ".join(other), placed, 400
-    return refused.message, placed, 400
-
-
-def listed_errors(errors: dict[str, str]) -> dict[str, list[str]]:
-    """Form errors as lists by control name."""
-    return {key: [message] for key, message in errors.items()}
 
 
 @router.post("/targets/new", name="target_create")
