@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Request
+from fastapi.responses import Response
 
 from mercure.core.config.editing import (
     MASK,
@@ -38,6 +39,8 @@ from mercure.core.errors import ConfigError
 from mercure.core.masking import register_config
 from mercure.webgui.audit import audit
 from mercure.webgui.context import web_context
+from mercure.webgui.flash import redirect_with
+from mercure.webgui.rendering import render
 
 Edit = Callable[[Document], None]
 """Changes a document in place (raises :class:`EditRefused` to refuse with a reason)."""
@@ -86,6 +89,67 @@ def current_config(request: Request) -> tuple[ConfigFile, Document]:
     """The configuration file as it is now, and its round-trip document."""
     file = ConfigFile.read(config_path_of(request))
     return file, Document(file.text, str(file.path))
+
+
+class Unreadable(Exception):
+    """mercure.yaml cannot be read as a document now (a hand edit broke its syntax, or this
+    web interface has no configuration file)."""
+
+
+def open_config(request: Request) -> tuple[ConfigFile, Document]:
+    """:func:`current_config`, or :class:`Unreadable` saying why not: what every edit page
+    reads before showing or saving a form."""
+    try:
+        return current_config(request)
+    except ConfigError as exc:
+        raise Unreadable(f"mercure.yaml cannot be read: {exc}") from None
+    except EditRefused as exc:
+        raise Unreadable(exc.message) from None
+
+
+def unreadable_page(request: Request, exc: Unreadable) -> Response:
+    """The page shown instead of a form while the file cannot be read."""
+    message = f"{exc} Fix the file on the server (mercure check-config), then reload this page."
+    context = {"title": "The configuration cannot be read", "message": message}
+    return render(request, "error.html", context, status_code=503)
+
+
+async def save_then_redirect(
+    request: Request,
+    edit: Edit,
+    *,
+    version: str,
+    summary: str,
+    object: str,
+    saved: tuple[str, str],
+    refused: tuple[str, str],
+) -> Response:
+    """:func:`save_edit` for a button (disable, delete): a redirect with a flash either way.
+
+    ``saved`` is (where to, message) after the save; ``refused`` is (where to, message
+    beginning) when it was refused, the reason appended."""
+    try:
+        await save_edit(request, edit, version=version, summary=summary, object=object)
+    except EditRefused as exc:
+        where, message = refused
+        return redirect_with(request, where, f"{message}{exc.message}", "bad")
+    return redirect_with(request, *saved)
+
+
+def refusal(refused: EditRefused, unplaced: list[str]) -> tuple[str, int]:
+    """What a form page says about a refused save, and its status; ``unplaced``: the issues
+    that are at no control of the form (:func:`mercure.webgui.forms.place_issues`)."""
+    if refused.conflict:
+        return (
+            f"Not saved: {refused.message} Your input is kept below: open the page again in "
+            "another tab to see the other change, then make yours.",
+            409,
+        )
+    if refused.issues:
+        placed = len(refused.issues) - len(unplaced)
+        parts = [f"{placed} problem{'s' if placed != 1 else ''} shown at the fields"] * bool(placed)
+        return "Not saved: " + "; ".join([*parts, *unplaced]) + ".", 400
+    return "Not saved: " + refused.message.removeprefix("the change was not saved: "), 400
 
 
 async def save_edit(

@@ -56,7 +56,12 @@ from mercure.core.rules.ruletest import (
 from mercure.core.studies import study_names
 from mercure.webgui.auth import AdminSession, ViewerSession
 from mercure.webgui.bookkeeper import BookkeeperError, SeriesRecord
-from mercure.webgui.configedit import EditRefused, current_config, save_edit
+from mercure.webgui.configedit import (
+    EditRefused,
+    current_config,
+    save_edit,
+    save_then_redirect,
+)
 from mercure.webgui.context import web_context
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
 from mercure.webgui.rendering import render, url
@@ -420,22 +425,19 @@ async def _switch(request: Request, rule_name: str, disabled: bool) -> Response:
         elif "disabled" in had:
             doc.delete(("rules", rule_name, "disabled"))
 
-    try:
-        await save_edit(
-            request,
-            edit,
-            version=_text(form, "config_version"),
-            summary=f"rule {rule_name} {verb}",
-            object=f"rule {rule_name}",
-        )
-    except EditRefused as refused:
-        return redirect_with(
-            request, url(request, "rules"), f"Rule {rule_name} not {verb}: {refused}", "bad"
-        )
     effect = (
         "it is no longer evaluated" if disabled else "it is evaluated for the next series again"
     )
-    return redirect_with(request, url(request, "rules"), f"Rule {rule_name} {verb}: {effect}.")
+    rules = url(request, "rules")
+    return await save_then_redirect(
+        request,
+        edit,
+        version=_text(form, "config_version"),
+        summary=f"rule {rule_name} {verb}",
+        object=f"rule {rule_name}",
+        saved=(rules, f"Rule {rule_name} {verb}: {effect}."),
+        refused=(rules, f"Rule {rule_name} not {verb}: "),
+    )
 
 
 @router.post("/rules/{rule_name}/disable", name="rule_disable")
@@ -485,19 +487,16 @@ async def delete_rule(request: Request, _session: AdminSession, rule_name: str) 
     def edit(doc: Document) -> None:
         doc.delete(("rules", rule_name))
 
-    try:
-        await save_edit(
-            request,
-            edit,
-            version=_text(form, "config_version"),
-            summary=f"rule {rule_name} deleted",
-            object=f"rule {rule_name}",
-        )
-    except EditRefused as refused:
-        return redirect_with(
-            request, url(request, "rules"), f"Rule {rule_name} not deleted: {refused}", "bad"
-        )
-    return redirect_with(request, url(request, "rules"), f"Rule {rule_name} deleted.")
+    rules = url(request, "rules")
+    return await save_then_redirect(
+        request,
+        edit,
+        version=_text(form, "config_version"),
+        summary=f"rule {rule_name} deleted",
+        object=f"rule {rule_name}",
+        saved=(rules, f"Rule {rule_name} deleted."),
+        refused=(rules, f"Rule {rule_name} not deleted: "),
+    )
 
 
 # --- live validation, reference, tester ------------------------------------------------------

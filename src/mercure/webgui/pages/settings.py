@@ -37,19 +37,10 @@ from mercure.core.config.models import (
     WebGuiConfig,
 )
 from mercure.core.config.types import TimeWindow
-from mercure.core.errors import ConfigError
+from mercure.webgui import forms
 from mercure.webgui.auth import AdminSession, ViewerSession
-from mercure.webgui.configedit import EditRefused, current_config, save_edit
+from mercure.webgui.configedit import EditRefused, Unreadable, open_config, refusal, save_edit
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
-from mercure.webgui.forms import (
-    FormData,
-    FormErrors,
-    build_form,
-    form_error_issues,
-    parse_form,
-    place_issues,
-    requested_additions,
-)
 from mercure.webgui.rendering import render, url
 from mercure.webgui.roles import Role
 from mercure.webgui.sessions import Session
@@ -238,30 +229,35 @@ async def _page(
     stored: dict[str, Any] | None = None,
     version: str | None = None,
     issues: list[tuple[str, str]] | None = None,
+    refused: EditRefused | None = None,
     error: str = "",
     add: list[str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    """The section's page; with ``value`` a submitted form shown again with its issues."""
+    """The section's page; with ``value`` a submitted form shown again with its issues (or
+    the ``refused`` save's)."""
     unreadable = ""
     try:
-        file, document = current_config(request)
+        file, document = open_config(request)
         current = _object_value(document, section)
         file_version = file.version
         file_path = str(file.path)
-    except (ConfigError, EditRefused) as exc:
+    except Unreadable as exc:
         current, file_version, file_path = {}, "", ""
         unreadable = str(exc)
-    controls = build_form(
+    controls = forms.build_form(
         section.model,
         current if value is None else value,
         stored=current if stored is None else stored,
         base_path=section.path,
         fields=section.fields,
-        add=add or requested_additions(request.query_params.getlist("add")),
+        add=add or forms.requested_additions(request.query_params.getlist("add")),
         notes=section.restart,
     )
-    unplaced = place_issues(controls, issues or [], prefix=".".join(section.path))
+    prefix = ".".join(section.path)
+    unplaced = forms.place_issues(controls, issues or [], prefix=prefix)
+    if refused is not None:
+        error, status_code = refusal(refused, forms.place_issues(controls, refused.issues, prefix))
     can_save = session.role.allows(Role.ADMIN) and not unreadable
     flash = take_flash(request)
     context = {
@@ -329,18 +325,18 @@ async def save_section(request: Request, session: AdminSession, section: str) ->
 
 
 async def _save(request: Request, session: Session, section: Section) -> Response:
-    data = FormData(await request.form())
+    data = forms.FormData(await request.form())
     version = data.last("config_version") or ""
     try:
-        _, document = current_config(request)
-    except (ConfigError, EditRefused) as exc:
+        _, document = open_config(request)
+    except Unreadable as exc:
         return await _page(request, session, section, error=str(exc), status_code=409)
     stored = _object_value(document, section)
     try:
-        value = parse_form(
+        value = forms.parse_form(
             section.model, data, stored, base_path=section.path, fields=section.fields
         )
-    except FormErrors as exc:
+    except forms.FormErrors as exc:
         return await _page(
             request,
             session,
@@ -348,11 +344,11 @@ async def _save(request: Request, session: Session, section: Section) -> Respons
             value=exc.value,
             stored=stored,
             version=version,
-            issues=[(_full(section, n), m) for n, m in form_error_issues(exc)],
+            issues=[(_full(section, n), m) for n, m in forms.form_error_issues(exc)],
             error="Not saved: some text could not be read; see the marked fields.",
             status_code=400,
         )
-    additions = requested_additions(data.all(":add"))
+    additions = forms.requested_additions(data.all(":add"))
     if additions:  # "add an item": show the form again with an empty item, nothing saved
         return await _page(
             request, session, section, value=value, stored=stored, version=version, add=additions
@@ -379,32 +375,10 @@ async def _save(request: Request, session: Session, section: Section) -> Respons
             object=f"settings.{section.key}",
         )
     except EditRefused as refused:
-        if refused.conflict:
-            # The form keeps the version it was opened with: saving it again is refused
-            # again, so nobody puts a whole section over a change they have not seen.
-            return await _page(
-                request,
-                session,
-                section,
-                value=value,
-                stored=stored,
-                version=version,
-                error=f"Not saved: {refused.message} Your input is kept below: open this "
-                "section again in another tab to see the other change, then make yours.",
-                status_code=409,
-            )
+        # After a conflict the form keeps the version it was opened with: saving it again is
+        # refused again, so nobody puts a whole section over a change they have not seen.
         return await _page(
-            request,
-            session,
-            section,
-            value=value,
-            stored=stored,
-            version=version,
-            issues=refused.issues,
-            error="Not saved: " + refused.message.removeprefix("the change was not saved: ")
-            if not refused.issues
-            else "Not saved: the marked fields are not valid.",
-            status_code=400,
+            request, session, section, value=value, stored=stored, version=version, refused=refused
         )
     changes = "; ".join(saved.changes[:8]) or "nothing changed"
     restart = _restart_needed(section, saved.changes)
