@@ -447,3 +447,23 @@ def test_module_environment_volumes_and_json_settings() -> None:
         assert message in caught.value.errors[field]
         again = by_name(build_form(DockerModule, caught.value.value, stored=document))
         assert "abc123" not in again["environment"].value
+
+
+def test_a_refused_save_says_the_same_on_every_page() -> None:
+    """configedit.refusal: a conflict is 409 and keeps the input; problems at their fields are
+    counted, the others named; a refusal without issues gives its reason."""
+    from mercure.webgui.configedit import EditRefused, refusal
+
+    conflict = EditRefused("changed since you opened it.", conflict=True)
+    message, status = refusal(conflict, [])
+    assert status == 409 and "changed since you opened it" in message and "kept" in message
+    issues = [("targets.a.port", "too big"), ("targets.a.host", "empty"), ("rules.x", "no a")]
+    invalid = EditRefused("the change was not saved: 3 problems", issues)
+    assert refusal(invalid, ["rules.x: no a"]) == (
+        "Not saved: 2 problems shown at the fields; rules.x: no a.",
+        400,
+    )
+    assert refusal(EditRefused("There is a target named 'a' already."), []) == (
+        "Not saved: There is a target named 'a' already.",
+        400,
+    )

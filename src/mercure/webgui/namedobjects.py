@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from mercure.core.config.editing import Document
 from mercure.core.config.types import NAME_PATTERN
+from mercure.webgui.auth import AdminSession, ViewerSession
 from mercure.webgui.configedit import (
     EditRefused,
     Unreadable,
@@ -86,6 +87,42 @@ class NamedKind:
     def edit_url(self, request: Request, name: str) -> str:
         """The edit page of the object ``name``."""
         return url(request, self.noun, **{self.noun: name})
+
+    def add_routes(self, router: APIRouter) -> None:
+        """The routes of one object, on the page's ``router``, after its own routes
+        (``/targets/test``: routes match in order): the form (every role; new: admins), save,
+        the delete confirmation and delete (admins). Route names and the path parameter are
+        the noun's: ``target_new``, ``target``, ``target_save``, ``target_delete_confirm``,
+        ``target_delete``, ``/targets/{target}``."""
+        noun, one = self.noun, f"/{self.section}/{{{self.noun}}}"
+
+        async def new_form(request: Request, _session: AdminSession) -> Response:
+            return self.new_page(request)
+
+        async def form(request: Request, _session: ViewerSession) -> Response:
+            return self.edit_page(request, request.path_params[noun])
+
+        async def create(request: Request, _session: AdminSession) -> Response:
+            return await self.save(request, "")
+
+        async def save(request: Request, _session: AdminSession) -> Response:
+            return await self.save(request, request.path_params[noun])
+
+        async def confirm(request: Request, _session: AdminSession) -> Response:
+            return self.confirm_delete(request, request.path_params[noun])
+
+        async def delete(request: Request, _session: AdminSession) -> Response:
+            return await self.delete(request, request.path_params[noun])
+
+        for path, endpoint, method, name in (
+            (f"/{self.section}/new", new_form, "GET", f"{noun}_new"),
+            (one, form, "GET", noun),
+            (f"/{self.section}/new", create, "POST", f"{noun}_create"),
+            (one, save, "POST", f"{noun}_save"),
+            (f"{one}/delete", confirm, "GET", f"{noun}_delete_confirm"),
+            (f"{one}/delete", delete, "POST", f"{noun}_delete"),
+        ):
+            router.add_api_route(path, endpoint, methods=[method], name=name)
 
     # --- which rules use what -------------------------------------------------------------
     def rules_using(self, plain: Mapping[str, Any]) -> dict[str, list[str]]:

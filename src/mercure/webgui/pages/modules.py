@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from mercure.core.config.models import CommandModule, DockerModule
-from mercure.webgui.auth import AdminSession, ViewerSession
+from mercure.webgui.auth import ViewerSession
 from mercure.webgui.configedit import Unreadable, open_config
 from mercure.webgui.context import web_context
 from mercure.webgui.engine import image_states
@@ -102,37 +102,4 @@ async def modules_page(request: Request, _session: ViewerSession) -> Response:
     return response
 
 
-@router.get("/modules/new", name="module_new")
-async def new_module(request: Request, _session: AdminSession) -> Response:
-    """The form for a new module of the runner chosen (``?runner=``)."""
-    return MODULES.new_page(request)
-
-
-@router.get("/modules/{module}", name="module")
-async def module_page(request: Request, _session: ViewerSession, module: str) -> Response:
-    """One module's form (read-only for viewers and operators)."""
-    return MODULES.edit_page(request, module)
-
-
-@router.post("/modules/new", name="module_create")
-async def create_module(request: Request, _session: AdminSession) -> Response:
-    """Add a module."""
-    return await MODULES.save(request, "")
-
-
-@router.post("/modules/{module}", name="module_save")
-async def save_module(request: Request, _session: AdminSession, module: str) -> Response:
-    """Save a module's form (a new name renames it, in the rules too)."""
-    return await MODULES.save(request, module)
-
-
-@router.get("/modules/{module}/delete", name="module_delete_confirm")
-async def confirm_delete(request: Request, _session: AdminSession, module: str) -> Response:
-    """The confirmation step of deleting a module (refused while rules use it)."""
-    return MODULES.confirm_delete(request, module)
-
-
-@router.post("/modules/{module}/delete", name="module_delete")
-async def delete_module(request: Request, _session: AdminSession, module: str) -> Response:
-    """Delete a module, once confirmed, unless a rule uses it."""
-    return await MODULES.delete(request, module)
+MODULES.add_routes(router)

@@ -39,7 +39,7 @@ from mercure.core.config.models import (
 )
 from mercure.core.targettest import TargetTestReport
 from mercure.webgui.audit import audit
-from mercure.webgui.auth import AdminSession, OperatorSession, ViewerSession
+from mercure.webgui.auth import OperatorSession, ViewerSession
 from mercure.webgui.bookkeeper import BookkeeperError, TargetStatistics
 from mercure.webgui.configedit import Unreadable, open_config, unreadable_page
 from mercure.webgui.context import web_context
@@ -142,19 +142,6 @@ async def targets_page(request: Request, _session: ViewerSession) -> Response:
     response = render(request, "targets.html", context)
     clear_flash(request, response)
     return response
-
-
-# --- one target: the form -------------------------------------------------------------------
-@router.get("/targets/new", name="target_new")
-async def new_target(request: Request, _session: AdminSession) -> Response:
-    """The form for a new target of the type chosen (``?type=``)."""
-    return TARGETS.new_page(request)
-
-
-@router.get("/targets/{target}", name="target")
-async def target_page(request: Request, _session: ViewerSession, target: str) -> Response:
-    """One target's form (read-only for viewers; operators may test, admins save)."""
-    return TARGETS.edit_page(request, target)
 
 
 # --- testing ----------------------------------------------------------------------------------
@@ -279,26 +266,4 @@ async def test_target(request: Request, session: OperatorSession) -> Response:
     return render(request, "target_test.html", context)
 
 
-# --- saving and deleting ---------------------------------------------------------------------
-@router.post("/targets/new", name="target_create")
-async def create_target(request: Request, _session: AdminSession) -> Response:
-    """Add a target."""
-    return await TARGETS.save(request, "")
-
-
-@router.post("/targets/{target}", name="target_save")
-async def save_target(request: Request, _session: AdminSession, target: str) -> Response:
-    """Save a target's form (a new name renames it, in the rules too)."""
-    return await TARGETS.save(request, target)
-
-
-@router.get("/targets/{target}/delete", name="target_delete_confirm")
-async def confirm_delete(request: Request, _session: AdminSession, target: str) -> Response:
-    """The confirmation step of deleting a target (refused while rules use it)."""
-    return TARGETS.confirm_delete(request, target)
-
-
-@router.post("/targets/{target}/delete", name="target_delete")
-async def delete_target(request: Request, _session: AdminSession, target: str) -> Response:
-    """Delete a target, once confirmed, unless a rule uses it."""
-    return await TARGETS.delete(request, target)
+TARGETS.add_routes(router)  # after /targets/test, which /targets/{target} would match
