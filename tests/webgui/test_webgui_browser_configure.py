@@ -4,8 +4,9 @@ An administrator of a router that sends MR to an archive adds a DICOM target poi
 running Orthanc and presses Test; writes a rule `tags.Modality == 'CT'` through the form, tests
 it against the CT series that storescu sent a minute ago (discarded then: no rule wanted it),
 and saves it. The next CT series goes to Orthanc: the running services took the new
-configuration without a restart. No response of the whole session holds a secret of the
-configuration.
+configuration without a restart. A viewer and an operator see every configuration page
+read-only, and a save sent anyway is refused. No response of the whole session holds a secret
+of the configuration.
 """
 
 from __future__ import annotations
@@ -65,6 +66,33 @@ def installation(tmp_path: Path) -> Iterator[tuple[MercureProcess, str]]:
         assert mercure.shutdown() == 0, mercure.log_text()
 
 
+CONFIG_PAGES = ("/rules", "/rules/ct_to_orthanc/edit", "/targets", "/targets/orthanc",
+                "/targets/cloud", "/modules", "/settings", "/settings/receiver",
+                "/settings/bookkeeper", "/config", "/config/history")  # fmt: skip
+
+
+LISTS = ("/rules", "/targets", "/modules", "/config/history")
+
+
+def sign_in_as(page: Any, url: str, name: str) -> None:
+    """The sign-in form, filled and sent."""
+    page.goto(url + "/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(url + "/")
+
+
+def editable(page: Any) -> int:
+    """Text fields of the page's forms that a user can type into."""
+    return int(
+        page.locator(
+            "main form[method=post] :is(input[type=text], input[type=number], textarea)"
+            ":not([readonly]):not([disabled]):not(fieldset[disabled] *)"
+        ).count()
+    )
+
+
 def record_bodies(page: Any, bodies: list[tuple[str, bytes]]) -> None:
     """Keep the body of every answer the page gets (documents, fragments, scripts)."""
 
@@ -101,11 +129,7 @@ def test_target_and_rule_made_in_the_browser_route_the_next_series(
             page: Any = browser.new_page(viewport={"width": 1360, "height": 900})  # type: ignore[attr-defined]
             watch(page, problems)
             record_bodies(page, bodies)
-            page.goto(url + "/login")
-            page.fill("input[name=name]", "admin")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("main button[type=submit]")
-            page.wait_for_url(url + "/")
+            sign_in_as(page, url, "admin")
 
             # A DICOM target at Orthanc, tested before it is saved.
             page.click("header nav >> text=Targets")
@@ -141,9 +165,35 @@ def test_target_and_rule_made_in_the_browser_route_the_next_series(
             assert "Rule ct_to_orthanc created" in page.inner_text(".flash")
 
             # Every configuration page once more, for the secrets check below.
-            for path in ("/targets", "/targets/cloud", "/settings/bookkeeper", "/config",
-                         "/config/history", "/rules/ct_to_orthanc/edit"):  # fmt: skip
+            for path in CONFIG_PAGES:
                 page.goto(url + path)
+                if path not in LISTS:
+                    assert editable(page) > 0, f"{path} is not editable for an admin"
+
+            # A viewer and an operator see the same pages read-only, and cannot save.
+            for role in ("viewer", "operator"):
+                add_user(mercure.config_path, role, role)
+                context = browser.new_context()  # type: ignore[attr-defined]
+                other: Any = context.new_page()
+                watch(other, problems)
+                record_bodies(other, bodies)
+                sign_in_as(other, url, role)
+                for path in CONFIG_PAGES:
+                    other.goto(url + path)
+                    main = other.locator("main")
+                    saves = main.locator(
+                        "button:has-text('Save'), button:has-text('Create'), "
+                        "button:has-text('Restore'), button:has-text('Delete')"
+                    )
+                    assert saves.count() == 0, f"{role} is offered a save on {path}"
+                    if role == "viewer":
+                        assert editable(other) == 0, f"{path} is editable for a viewer"
+                token = other.locator("input[name=csrf_token]").first.get_attribute("value")
+                answer = other.request.post(
+                    url + "/rules/ct_to_orthanc/disable", form={"csrf_token": token}
+                )
+                assert answer.status == 403, f"{role} disabled a rule: {answer.status}"
+                context.close()
 
         rules = yaml.safe_load(mercure.config_path.read_text())["rules"]
         assert rules["ct_to_orthanc"] == {"rule": "tags.Modality == 'CT'", "targets": ["orthanc"]}
