@@ -47,34 +47,53 @@ class SftpPlugin(TargetPlugin):
         """user@host:port, for messages."""
         return f"{self.config.user}@{self.config.host}:{self.config.port}"
 
-    @contextmanager
-    def _session(self) -> Iterator[paramiko.SFTPClient]:
+    def _client(self, *, warn: bool) -> paramiko.SSHClient:
+        """An SSH client that verifies the server's key against known_hosts when it is given.
+
+        Raises :class:`DeliveryError` when known_hosts cannot be read.
+        """
         config = self.config
         client = paramiko.SSHClient()
         if config.known_hosts:
             try:
                 client.load_host_keys(str(config.known_hosts))
             except OSError as exc:
+                client.close()
                 raise DeliveryError(f"cannot read known_hosts {config.known_hosts}: {exc}") from exc
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
         else:
-            log.warning(
-                "target %s: no known_hosts given, the server's key is not verified", self.name
-            )
+            if warn:
+                log.warning(
+                    "target %s: no known_hosts given, the server's key is not verified", self.name
+                )
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        return client
+
+    def _connect(
+        self, client: paramiko.SSHClient, timeout: float, sock: socket.socket | None = None
+    ) -> None:
+        """Open the SSH session and log in with the configured password or key, nothing else."""
+        config = self.config
+        client.connect(
+            config.host,
+            config.port,
+            username=config.user,
+            password=config.password.get_secret_value() if config.password else None,
+            key_filename=str(config.key_file) if config.key_file else None,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+            sock=sock,
+        )
+
+    @contextmanager
+    def _session(self) -> Iterator[paramiko.SFTPClient]:
+        config = self.config
+        client = self._client(warn=True)
         try:
-            client.connect(
-                config.host,
-                config.port,
-                username=config.user,
-                password=config.password.get_secret_value() if config.password else None,
-                key_filename=str(config.key_file) if config.key_file else None,
-                timeout=TIMEOUT,
-                banner_timeout=TIMEOUT,
-                auth_timeout=TIMEOUT,
-                allow_agent=False,
-                look_for_keys=False,
-            )
+            self._connect(client, TIMEOUT)
             sftp = client.open_sftp()
         except paramiko.AuthenticationException as exc:
             client.close()
@@ -128,33 +147,14 @@ class SftpPlugin(TargetPlugin):
                 "connect", DeliveryError(f"cannot connect to {config.host}:{config.port}: {exc}")
             )
         steps.ok("connect", f"{config.host}:{config.port} accepted the connection")
-        client = paramiko.SSHClient()
         try:
-            if config.known_hosts:
-                try:
-                    client.load_host_keys(str(config.known_hosts))
-                except OSError as exc:
-                    steps.fail(
-                        "host key verified",
-                        DeliveryError(f"cannot read known_hosts {config.known_hosts}: {exc}"),
-                    )
-                client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            else:
-                client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            client = self._client(warn=False)
+        except DeliveryError as exc:
+            sock.close()
+            steps.fail("host key verified", exc)
+        try:
             try:
-                client.connect(
-                    config.host,
-                    config.port,
-                    username=config.user,
-                    password=config.password.get_secret_value() if config.password else None,
-                    key_filename=str(config.key_file) if config.key_file else None,
-                    timeout=TEST_TIMEOUT,
-                    banner_timeout=TEST_TIMEOUT,
-                    auth_timeout=TEST_TIMEOUT,
-                    allow_agent=False,
-                    look_for_keys=False,
-                    sock=sock,
-                )
+                self._connect(client, TEST_TIMEOUT, sock)
             except paramiko.BadHostKeyException as exc:
                 steps.fail(
                     "host key verified",
