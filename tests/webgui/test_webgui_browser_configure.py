@@ -12,7 +12,6 @@ of the configuration.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,12 @@ import pytest
 import yaml
 from browser import chromium
 from test_webgui_browser import watch
-from test_webgui_browser_system import add_user, all_up
+from test_webgui_browser_system import add_user, all_up, running_router
 from webgui_harness import PASSWORD
 
-from mercure.testing.installation import API_KEY, MercureProcess, write_config
+from mercure.testing.installation import API_KEY, MercureProcess
 from mercure.testing.peers import Orthanc
 from mercure.testing.peers.dcmtk import storescu
-from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series
 from mercure.testing.wait import wait_until
 
@@ -34,15 +32,10 @@ SECRETS = ("dicomweb-Passw0rd-e2e-41f7", API_KEY)
 """Secrets the configuration holds: none may appear in any answer to the browser."""
 
 
-@contextlib.contextmanager
-def installation(tmp_path: Path) -> Iterator[tuple[MercureProcess, str]]:
+def installation(tmp_path: Path) -> contextlib.AbstractContextManager[tuple[MercureProcess, str]]:
     """`mercure run`: MR goes to a folder; a DICOMweb target with a password nobody uses."""
-    receiver_port, bookkeeper_port, webgui_port = free_port(), free_port(), free_port()
-    config = write_config(
+    return running_router(
         tmp_path,
-        receiver_port=receiver_port,
-        bookkeeper_port=bookkeeper_port,
-        webgui_port=webgui_port,
         targets={
             "archive": {"type": "folder", "folder": str(tmp_path / "archive")},
             "cloud": {
@@ -55,15 +48,6 @@ def installation(tmp_path: Path) -> Iterator[tuple[MercureProcess, str]]:
         },
         rules={"mr_archive": {"rule": "tags.Modality == 'MR'", "targets": ["archive"]}},
     )
-    mercure = MercureProcess(
-        "run",
-        config,
-        listen_port=receiver_port,
-        health_url=f"http://127.0.0.1:{bookkeeper_port}/health",
-    )
-    with mercure:
-        yield mercure, f"http://127.0.0.1:{webgui_port}"
-        assert mercure.shutdown() == 0, mercure.log_text()
 
 
 CONFIG_PAGES = ("/rules", "/rules/ct_to_orthanc/edit", "/targets", "/targets/orthanc",

@@ -7,10 +7,12 @@ The user is made with `mercure user add`, as the sign-in page tells the administ
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser import chromium, screenshot_folder
@@ -25,17 +27,19 @@ from mercure.testing.series import generate_series
 from mercure.testing.wait import wait_until
 
 
-@pytest.fixture
-def installation(tmp_path: Path) -> Iterator[tuple[MercureProcess, str]]:
-    """`mercure run` with every service, a folder target for everything; the webgui's URL."""
+@contextlib.contextmanager
+def running_router(
+    tmp_path: Path, *, targets: dict[str, Any], rules: dict[str, Any]
+) -> Iterator[tuple[MercureProcess, str]]:
+    """`mercure run` with every service on free ports; the process and the webgui's URL."""
     receiver_port, bookkeeper_port, webgui_port = free_port(), free_port(), free_port()
     config = write_config(
         tmp_path,
         receiver_port=receiver_port,
         bookkeeper_port=bookkeeper_port,
         webgui_port=webgui_port,
-        targets={"archive": {"type": "folder", "folder": str(tmp_path / "archive")}},
-        rules={"everything": {"rule": "True", "action": "route", "targets": ["archive"]}},
+        targets=targets,
+        rules=rules,
     )
     mercure = MercureProcess(
         "run",
@@ -46,6 +50,17 @@ def installation(tmp_path: Path) -> Iterator[tuple[MercureProcess, str]]:
     with mercure:
         yield mercure, f"http://127.0.0.1:{webgui_port}"
         assert mercure.shutdown() == 0, mercure.log_text()
+
+
+@pytest.fixture
+def installation(tmp_path: Path) -> Iterator[tuple[MercureProcess, str]]:
+    """`mercure run` with every service, a folder target for everything; the webgui's URL."""
+    with running_router(
+        tmp_path,
+        targets={"archive": {"type": "folder", "folder": str(tmp_path / "archive")}},
+        rules={"everything": {"rule": "True", "action": "route", "targets": ["archive"]}},
+    ) as running:
+        yield running
 
 
 def add_user(config: Path, name: str, role: str) -> None:
