@@ -11,6 +11,7 @@
       control/                           queue pause switches
       run/                               heartbeat files of running services
       outbox/<service>@<instance>/       events not yet delivered to the bookkeeper
+      notifications/<id>.json            notifications not yet sent (mercure notifier)
 
 Every hand-over between stages is one ``rename``, so all stage folders must be on one
 filesystem; :meth:`DataFolder.ensure` checks that at start-up. Names starting with a dot are
@@ -78,6 +79,11 @@ class DataFolder:
         """Per-service event outboxes."""
         return self.root / "outbox"
 
+    @property
+    def notifications_dir(self) -> Path:
+        """Notifications queued for ``mercure notifier`` (one JSON file each)."""
+        return self.root / "notifications"
+
     def ensure(self) -> None:
         """Create missing folders and check that all stages share one filesystem.
 
@@ -98,7 +104,12 @@ class DataFolder:
                 )
 
     def _all_folders(self) -> list[Path]:
-        return [self.stage(s) for s in Stage] + [self.control_dir, self.run_dir, self.outbox_dir]
+        return [self.stage(s) for s in Stage] + [
+            self.control_dir,
+            self.run_dir,
+            self.outbox_dir,
+            self.notifications_dir,
+        ]
 
     def entries(self, stage: Stage | str) -> list[Path]:
         """Visible entries (tasks or series folders) of a stage, in name order."""

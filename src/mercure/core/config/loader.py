@@ -103,6 +103,7 @@ def validate_document(
     issues.extend(rule_issues)
     if config is not None:
         issues.extend(_module_policy_issues(config))
+        issues.extend(_template_issues(config))
     if issues or config is None:
         raise ConfigError(source, issues)
     if base_dir is not None:
@@ -321,6 +322,15 @@ def _reference_issues(document: Mapping[str, Any]) -> list[ConfigIssue]:
                         f"rules.{name}.processing_module[{i}]", f"unknown module '{module}'"
                     )
                 )
+        channels = _named_entries(document, "notifications")
+        for i, channel in enumerate(_names(rule.get("notification_channels"))):
+            if isinstance(channel, str) and channel not in channels:
+                issues.append(
+                    ConfigIssue(
+                        f"rules.{name}.notification_channels[{i}]",
+                        f"unknown notification channel '{channel}'",
+                    )
+                )
         required = rule.get("study_trigger_series")
         if isinstance(required, str) and required.strip():
             issues.extend(_required_series_issues(f"rules.{name}.study_trigger_series", required))
@@ -370,6 +380,27 @@ def _module_policy_issues(config: MercureConfig) -> list[ConfigIssue]:
                         f"{volume.source} is not under processing.volume_root ({root})",
                     )
                 )
+    return issues
+
+
+def _template_issues(config: MercureConfig) -> list[ConfigIssue]:
+    """Every notification template compiles and renders over sample fields (an unknown field
+    or a sandbox refusal is an error now, not a failed notification later)."""
+    from mercure.core.notifications.templates import check_json_body, check_template
+
+    issues = []
+    for name, channel in config.notifications.items():
+        html = getattr(channel, "html", False)
+        for key in ("subject", "title", "body"):
+            template = getattr(channel, key, None)
+            if template is None:
+                continue
+            if key == "body" and channel.type == "webhook" and "json" in channel.content_type:
+                problem = check_json_body(template)
+            else:
+                problem = check_template(template, html=html and key == "body")
+            if problem is not None:
+                issues.append(ConfigIssue(f"notifications.{name}.{key}", problem))
     return issues
 
 

@@ -28,7 +28,14 @@ from mercure.core.config.types import (
     StrictModel,
     TimeWindow,
 )
-from mercure.core.config.urls import BookkeeperURL, DicomWebURL, DockerURL, S3EndpointURL
+from mercure.core.config.urls import (
+    BookkeeperURL,
+    DicomWebURL,
+    DockerURL,
+    S3EndpointURL,
+    WebURL,
+    secret_http_url,
+)
 from mercure.core.installed import SERVICE_NAMES, installed_services
 from mercure.core.uids import known_transfer_syntaxes, non_storage_uids, uid_name
 
@@ -222,6 +229,10 @@ class RouterConfig(StrictModel):
     )
 
 
+NotificationTrigger = Literal["reception", "completion", "error"]
+"""When a rule's channels are told: a series selected, a task complete, a task failed."""
+
+
 class Rule(StrictModel):
     """A routing rule: when ``rule`` is true for a complete series, ``action`` happens."""
 
@@ -268,6 +279,28 @@ class Rule(StrictModel):
         None, description="Overrides the completion time for series this rule may select."
     )
     comment: str = Field("", description="Free text for the administrators.")
+    notification_channels: NameList = Field(
+        default_factory=list,
+        description="Channels (names under `notifications:`) told about this rule's tasks.",
+    )
+    notification_trigger_reception: bool = Field(
+        True, description="Notify when the rule selects a series (its task is created)."
+    )
+    notification_trigger_completion: bool = Field(
+        True, description="Notify when the task is complete: processed and delivered everywhere."
+    )
+    notification_trigger_completion_on_request: bool = Field(
+        False,
+        description="Notify on completion also when the completion trigger is off, if a module's "
+        "result.json requests it (`__mercure_notification: {requested: true}`), as in mercure.",
+    )
+    notification_trigger_error: bool = Field(
+        True, description="Notify when the task fails in any stage."
+    )
+    notification_urgent_only: list[NotificationTrigger] = Field(
+        default_factory=list,
+        description="Triggers (reception, completion, error) that notify only for urgent tasks.",
+    )
 
     @model_validator(mode="after")
     def _action_needs(self) -> Rule:
@@ -356,6 +389,116 @@ Target = Annotated[
     DicomTarget | DicomWebTarget | SftpTarget | S3Target | FolderTarget,
     Field(discriminator="type"),
 ]
+
+
+DEFAULT_WEBHOOK_BODY = """{
+  "event": {{ event | tojson }},
+  "rule": {{ rule | tojson }},
+  "task_id": {{ task_id | tojson }},
+  "text": {{ text | tojson }},
+  "link": {{ link | tojson }}
+}"""
+DEFAULT_SUBJECT = "[mercure] {{ event }}: rule {{ rule }}"
+DEFAULT_TEXT_BODY = """{{ text }}
+
+Rule: {{ rule }}
+Task: {{ task_id }}
+{% if reason %}Reason: {{ reason }}
+{% endif %}{% if details %}Details: {{ details }}
+{% endif %}{% if link %}{{ link }}
+{% endif %}"""
+
+
+class _ChannelBase(StrictModel):
+    include_phi: bool = Field(
+        False,
+        description="Give the templates the patient's name, ID and birth date and the "
+        "accession number; off, those fields are empty (see notifications.md).",
+    )
+    timeout: PositiveSeconds = Field(30.0, description="Time allowed for one attempt.")
+    comment: str = Field("", description="Free text for the administrators.")
+
+
+WebhookURL = Annotated[SecretStr, AfterValidator(secret_http_url)]
+"""A webhook address: chat services put their credential in the path, so it is a secret."""
+
+
+class WebhookChannel(_ChannelBase):
+    """An HTTP request per notification (Teams, Slack, Mattermost, a lab's own service)."""
+
+    type: Literal["webhook"]
+    url: WebhookURL = Field(description="http:// or https:// address (kept secret: use ${ENV}).")
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Extra request headers, e.g. Authorization (values kept secret; ${ENV}).",
+    )
+    content_type: str = Field("application/json", description="Content-Type of the body.")
+    body: str = Field(DEFAULT_WEBHOOK_BODY, description="Jinja2 template of the request body.")
+    hmac_secret: SecretStr | None = Field(
+        None,
+        description="Sign each request: HMAC-SHA256 of timestamp and body, sent in hmac_header.",
+    )
+    hmac_header: str = Field(
+        "X-Mercure-Signature", description="Header carrying the signature (with hmac_secret)."
+    )
+    verify_tls: bool = Field(True, description="Verify the server's certificate.")
+    ca_certificate: Path | None = Field(None, description="CA bundle for a private server.")
+
+
+class EmailChannel(_ChannelBase):
+    """An e-mail per notification, sent through an SMTP server."""
+
+    type: Literal["email"]
+    host: str = Field(description="SMTP server.")
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="STARTTLS on a plain port, TLS from the start (465), or none."
+    )
+    username: str = Field("", description="Login; empty for none.")
+    password: SecretStr | None = None
+    sender: str = Field(description="From address.")
+    to: list[str] = Field(min_length=1, description="Recipients.")
+    subject: str = Field(DEFAULT_SUBJECT, description="Jinja2 template of the subject line.")
+    body: str = Field(DEFAULT_TEXT_BODY, description="Jinja2 template of the message.")
+    html: bool = Field(False, description="The body is HTML (values are escaped).")
+    verify_tls: bool = Field(True, description="Verify the server's certificate.")
+    ca_certificate: Path | None = Field(None, description="CA bundle for a private server.")
+
+
+class AppriseChannel(_ChannelBase):
+    """Chat and push services through apprise URLs (slack://, msteams://, ntfy://, ...)."""
+
+    type: Literal["apprise"]
+    urls: list[SecretStr] = Field(
+        min_length=1, description="apprise URLs (they hold credentials: use ${ENV})."
+    )
+    title: str = Field(DEFAULT_SUBJECT, description="Jinja2 template of the title.")
+    body: str = Field(DEFAULT_TEXT_BODY, description="Jinja2 template of the message.")
+
+
+Channel = Annotated[
+    WebhookChannel | EmailChannel | AppriseChannel,
+    Field(discriminator="type"),
+]
+
+
+class NotifierConfig(StrictModel):
+    """`mercure notifier`: delivery of the notifications queued by the other services."""
+
+    retry_period: Seconds = Field(
+        86400.0,
+        description="A notification is retried this long after it was queued, then recorded "
+        "as failed.",
+    )
+    retry_base_delay: Seconds = Field(10.0, description="Delay before the first retry.")
+    retry_max_delay: Seconds = Field(600.0, description="Cap of the doubling retry delay.")
+    max_parallel: int = Field(4, ge=1, le=64, description="Notifications sent at once.")
+    web_url: WebURL | None = Field(
+        None,
+        description="Address of the web interface as users reach it, for the links in "
+        "notifications (e.g. https://mercure.example.org); no links when empty.",
+    )
 
 
 class VolumeMount(StrictModel):
@@ -600,6 +743,10 @@ class MercureConfig(StrictModel):
     rules: dict[Name, Rule] = Field(default_factory=dict, description="Routing rules by name.")
     targets: dict[Name, Target] = Field(default_factory=dict, description="Targets by name.")
     modules: dict[Name, Module] = Field(default_factory=dict, description="Modules by name.")
+    notifications: dict[Name, Channel] = Field(
+        default_factory=dict, description="Notification channels by name."
+    )
+    notifier: NotifierConfig = Field(default_factory=NotifierConfig)
     processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     offpeak: TimeWindow = Field(

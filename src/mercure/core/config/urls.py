@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, SecretStr
 from pydantic_core import PydanticCustomError
 
 CREDENTIALS_ERROR = "url_credentials"
@@ -91,3 +91,24 @@ DockerURL = Annotated[
     ),
 ]
 """The Docker Engine API (``unix://``, ``tcp://``, ``ssh://user@host``)."""
+
+WebURL = Annotated[
+    str,
+    AfterValidator(url_check("users sign in on the page", schemes=HTTP_SCHEMES)),
+]
+"""The address of the web interface as users reach it (links in notifications)."""
+
+
+def secret_http_url(value: SecretStr) -> SecretStr:
+    """An http(s) URL that is itself a secret (a webhook with its token in the path).
+
+    Checked like the others, but no message quotes it, and credentials before the host are
+    allowed: the whole value is masked wherever it could appear.
+    """
+    try:
+        parts = urlsplit(value.get_secret_value())
+    except ValueError:
+        raise PydanticCustomError("url_syntax", "not a valid URL") from None
+    if parts.scheme.lower() not in HTTP_SCHEMES or not parts.hostname:
+        raise PydanticCustomError("url_scheme", "not an http:// or https:// URL with a host")
+    return value
