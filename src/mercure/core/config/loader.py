@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from mercure.core.config.models import FolderTarget, MercureConfig
-from mercure.core.config.urls import CREDENTIALS_ERROR
+from mercure.core.config.urls import CREDENTIALS_ERROR, SECRET_URL_ERROR
 from mercure.core.errors import ConfigError, ConfigIssue
 from mercure.core.masking import register_config
 
@@ -231,7 +231,12 @@ def _issues_from_pydantic(exc: ValidationError, document: Any) -> list[ConfigIss
             message = "required key is missing"
         message = message.removeprefix("Value error, ")
         # Never repeat a refused URL: it holds the very credentials it was refused for.
-        echo = error["type"] not in ("extra_forbidden", "missing", CREDENTIALS_ERROR)
+        echo = error["type"] not in (
+            "extra_forbidden",
+            "missing",
+            CREDENTIALS_ERROR,
+            SECRET_URL_ERROR,
+        )
         if echo and not _is_secret_key(loc) and "input" in error:
             value = error["input"]
             if isinstance(value, str | int | float | bool) and len(str(value)) < 80:

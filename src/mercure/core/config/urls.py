@@ -18,6 +18,9 @@ from pydantic_core import PydanticCustomError
 CREDENTIALS_ERROR = "url_credentials"
 """The pydantic error type of a refused URL; the loader never echoes its input."""
 
+SECRET_URL_ERROR = "secret_url"
+"""The pydantic error type of a refused secret URL (a webhook's); never echoed either."""
+
 HTTP_SCHEMES = frozenset({"http", "https"})
 
 
@@ -108,7 +111,7 @@ def secret_http_url(value: SecretStr) -> SecretStr:
     try:
         parts = urlsplit(value.get_secret_value())
     except ValueError:
-        raise PydanticCustomError("url_syntax", "not a valid URL") from None
+        raise PydanticCustomError(SECRET_URL_ERROR, "not a valid URL") from None
     if parts.scheme.lower() not in HTTP_SCHEMES or not parts.hostname:
-        raise PydanticCustomError("url_scheme", "not an http:// or https:// URL with a host")
+        raise PydanticCustomError(SECRET_URL_ERROR, "not an http:// or https:// URL with a host")
     return value
