@@ -412,8 +412,8 @@ Task: {{ task_id }}
 class _ChannelBase(StrictModel):
     include_phi: bool = Field(
         False,
-        description="Give the templates the patient's name, ID and birth date and the "
-        "accession number; off, those fields are empty (see notifications.md).",
+        description="Give the templates the patient's name, ID and birth date, the accession "
+        "number and the study and series UIDs; off, those fields are empty (notifications.md).",
     )
     timeout: PositiveSeconds = Field(30.0, description="Time allowed for one attempt.")
     comment: str = Field("", description="Free text for the administrators.")
