@@ -142,3 +142,25 @@ def test_a_second_notifier_waits_for_the_first(
             notification = queue(data, "hook")
             first.wait_for(lambda: not queued(data))
         assert recorder.ids() == [notification.id]
+
+
+@pytest.mark.slow
+def test_outage_then_recovery_delivers_each_once(
+    tmp_path: Path, data: DataFolder, recorder: Recorder
+) -> None:
+    recorder.fail_first = 10**6  # down: every request answered 503
+    config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)}, max_parallel=8)
+    notifications = [queue(data, "hook") for _ in range(100)]
+    with running_notifier(config, tmp_path / "notifier.log") as notifier:
+        # Down for a while: 200 refused attempts.
+        notifier.wait_for(lambda: recorder.refused >= 200, timeout=60)
+        with recorder.lock:
+            recorder.fail_first = 0
+        notifier.wait_for(lambda: not queued(data), timeout=60)
+        notifier.wait_for(lambda: len(outbox_events(data, "notification.sent")) == 100)
+    ids = recorder.ids()
+    assert sorted(ids) == sorted(n.id for n in notifications)
+    sent = outbox_events(data, "notification.sent")
+    assert {e.data["notification_id"] for e in sent} == set(ids)
+    assert len(outbox_events(data, "notification.attempt")) == recorder.refused
+    assert not outbox_events(data, "notification.failed")
