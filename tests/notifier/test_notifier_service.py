@@ -3,9 +3,11 @@ kill -9 without losing or doubling a notification, and waits for another notifie
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -15,6 +17,7 @@ from notifier_helpers import (
     HEADER_SECRET,
     HMAC_SECRET,
     SECRETS,
+    WEBHOOK_TOKEN,
     Recorder,
     outbox_events,
     outbox_text,
@@ -24,8 +27,12 @@ from notifier_helpers import (
     write_config,
 )
 
+from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder
-from mercure.core.notifications.queue import queued
+from mercure.core.events import EventClient, Outbox
+from mercure.core.masking import register_config
+from mercure.core.notifications.queue import notification_path, queued, read_notification
+from mercure.notifier.delivery import attempt
 from mercure.testing.wait import wait_until
 
 
@@ -164,3 +171,46 @@ def test_outage_then_recovery_delivers_each_once(
     assert {e.data["notification_id"] for e in sent} == set(ids)
     assert len(outbox_events(data, "notification.attempt")) == recorder.refused
     assert not outbox_events(data, "notification.failed")
+
+
+def test_a_reloaded_configuration_changes_the_channel(
+    tmp_path: Path, data: DataFolder, recorder: Recorder, free_port: int
+) -> None:
+    dead = webhook_channel(recorder, url=f"http://127.0.0.1:{free_port}/hooks/{WEBHOOK_TOKEN}")
+    config = write_config(tmp_path, data, {"hook": dead})
+    notification = queue(data, "hook")
+    with running_notifier(config, tmp_path / "notifier.log") as notifier:
+        notifier.wait_for(lambda: outbox_events(data, "notification.attempt"))
+        write_config(tmp_path, data, {"hook": webhook_channel(recorder)})
+        notifier.wait_for(lambda: not queued(data))
+    assert recorder.ids() == [notification.id]
+    assert outbox_events(data, "config.reloaded")
+    reasons = [e.data["reason"] for e in outbox_events(data, "notification.attempt")]
+    assert all("ConnectError" in reason for reason in reasons)
+    text = outbox_text(data) + (tmp_path / "notifier.log").read_text()
+    assert not [secret for secret in SECRETS if secret in text]
+
+
+def test_attempt_in_process_logs_no_secret(
+    data: DataFolder, recorder: Recorder, free_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dead = webhook_channel(recorder, url=f"http://127.0.0.1:{free_port}/hooks/{WEBHOOK_TOKEN}")
+    loaded = MercureConfig.model_validate(
+        {"data_dir": str(data.root), "notifications": {"hook": dead}}
+    )
+    register_config(loaded)
+    notification = queue(data, "hook")
+    path = notification_path(data, notification.id)
+    outbox = Outbox(data.outbox_dir, "notifier@test")
+    events = EventClient(outbox, "notifier", "test")
+    next_at = asyncio.run(attempt(path, notification, loaded, events))
+    outbox.close()
+    assert next_at is not None
+    stored = read_notification(path)
+    assert stored.attempts == 1 and stored.next_attempt_at == next_at
+    assert stored.last_error and "ConnectError" in stored.last_error
+    (event,) = outbox_events(data, "notification.attempt")
+    assert event.severity == "warning"
+    text = caplog.text + outbox_text(data) + path.read_text()
+    assert not [secret for secret in SECRETS if secret in text]
