@@ -30,6 +30,7 @@ from notifier_helpers import (
 from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder
 from mercure.core.events import EventClient, Outbox
+from mercure.core.heartbeat import read_heartbeats
 from mercure.core.masking import register_config
 from mercure.core.notifications.queue import notification_path, queued, read_notification
 from mercure.notifier.delivery import attempt
@@ -43,6 +44,13 @@ def verify_signature(header: str, body: bytes, secret: str) -> bool:
         secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256
     ).hexdigest()
     return hmac.compare_digest(expected, parts["v1"])
+
+
+def is_running(data: DataFolder) -> bool:
+    """Whether a notifier has finished its set-up (it holds the lock)."""
+    return any(
+        b.service == "notifier" and b.state == "running" for b in read_heartbeats(data.run_dir)
+    )
 
 
 def test_retries_then_sends_a_signed_request(
@@ -79,8 +87,10 @@ def test_gives_up_after_the_retry_period(
 ) -> None:
     recorder.fail_first = 10**6
     config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)}, retry_period=1)
-    queue(data, "hook")
     with running_notifier(config, tmp_path / "notifier.log") as notifier:
+        # Queued once the notifier runs, so the retry period is not spent on its start-up.
+        notifier.wait_for(lambda: is_running(data))
+        queue(data, "hook")
         notifier.wait_for(lambda: outbox_events(data, "notification.failed"))
         assert not queued(data)
     (failed,) = outbox_events(data, "notification.failed")
@@ -141,11 +151,9 @@ def test_a_second_notifier_waits_for_the_first(
 ) -> None:
     config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)})
     with running_notifier(config, tmp_path / "first.log") as first:
-        first.wait_for(lambda: (data.notifications_dir / ".lock").exists())
+        first.wait_for(lambda: is_running(data))
         with running_notifier(config, tmp_path / "second.log") as second:
-            second.wait_for(
-                lambda: "another notifier holds" in (tmp_path / "second.log").read_text()
-            )
+            second.wait_for(lambda: "another notifier holds" in second.log.read_text())
             notification = queue(data, "hook")
             first.wait_for(lambda: not queued(data))
         assert recorder.ids() == [notification.id]
