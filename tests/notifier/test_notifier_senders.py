@@ -101,7 +101,8 @@ def test_email_server_down_is_transient(pki: Path, free_port: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "permanent"), [(400, True), (404, True), (408, False), (429, False), (500, False)]
+    ("status", "permanent"),
+    [(301, True), (400, True), (404, True), (408, False), (429, False), (500, False), (503, False)],
 )
 def test_webhook_status_decides_retry(recorder: Recorder, status: int, permanent: bool) -> None:
     recorder.status = status
