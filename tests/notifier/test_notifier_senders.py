@@ -73,6 +73,7 @@ def test_email_with_login_over_tls(
     mail = email.message_from_bytes(envelope.content or b"", policy=email.policy.default)
     assert mail["Subject"] == "[mercure] error: rule ct"
     assert mail["X-Mercure-Notification-Id"] == "n-1"
+    assert mail["Message-ID"] == "<n-1@mercure.invalid>"
     assert mail.get_content_type() == "text/html"
     body = mail.get_content()
     assert "&lt;b&gt;disk full&lt;/b&gt;" in body and "DOE^JANE" not in body

@@ -12,7 +12,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 
 from mercure.core.config.models import EmailChannel
 from mercure.notifier.senders import EVENT_HEADER, ID_HEADER, Message, SendFailed
@@ -27,7 +27,8 @@ def build_message(channel: EmailChannel, message: Message) -> EmailMessage:
     mail["To"] = ", ".join(channel.to)
     mail["Subject"] = " ".join(subject.split())
     mail["Date"] = formatdate(localtime=False)
-    mail["Message-ID"] = make_msgid(domain="mercure.invalid")
+    # Made from the notification's id: a repeated delivery has the same Message-ID.
+    mail["Message-ID"] = f"<{message.id}@mercure.invalid>"
     mail[ID_HEADER] = message.id
     mail[EVENT_HEADER] = message.trigger
     mail.set_content(body, subtype="html" if channel.html else "plain")
