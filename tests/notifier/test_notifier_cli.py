@@ -14,6 +14,7 @@ from notifier_helpers import (
     WEBHOOK_TOKEN,
     Recorder,
     email_channel,
+    queue,
     smtp_server,
     webhook_channel,
     write_config,
@@ -101,3 +102,13 @@ def test_invalid_definition_says_why_without_secrets(
     error = capsys.readouterr().err
     assert "invalid definition of channel 'new'" in error and "timeout" in error
     assert WEBHOOK_TOKEN not in error
+
+
+def test_status_counts_queued_notifications(
+    tmp_path: Path, data: DataFolder, recorder: Recorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)})
+    queue(data, "hook")
+    queue(data, "hook")
+    assert main(["status", "--config", str(config)]) == 0
+    assert "  notifications 2" in capsys.readouterr().out

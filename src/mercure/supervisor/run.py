@@ -14,6 +14,7 @@ from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
 from mercure.core.delivery import OutboxDeliverer
 from mercure.core.events import EventClient, Outbox
 from mercure.core.heartbeat import Heartbeat, liveness, read_heartbeats, write_heartbeat
+from mercure.core.notifications.queue import queued
 from mercure.supervisor.registry import installed_services
 from mercure.supervisor.supervisor import ChildSpec, Supervisor
 
@@ -120,4 +121,5 @@ def status_report(loaded: LoadedConfig) -> str:
     for stage, depth in data.queue_depths().items():
         paused = " (paused)" if stage in PAUSABLE_STAGES and data.is_paused(stage) else ""
         lines.append(f"  {stage.value:<12} {depth}{paused}")
+    lines.append(f"  {'notifications':<12} {len(queued(data))}")
     return "\n".join(lines)
