@@ -62,10 +62,12 @@ class Recorder:
     gate: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    scheme: str = "http"
+
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/hooks/{WEBHOOK_TOKEN}"
+        return f"{self.scheme}://{host}:{port}/hooks/{WEBHOOK_TOKEN}"
 
     def delivered(self) -> list[Request]:
         """The requests answered 2xx."""
@@ -113,12 +115,17 @@ def _handler(recorder_box: list[Recorder]) -> type[http.server.BaseHTTPRequestHa
 
 
 @contextlib.contextmanager
-def http_recorder(port: int = 0) -> Iterator[Recorder]:
-    """A recorder listening on 127.0.0.1 (a free port unless given)."""
+def http_recorder(port: int = 0, *, pki: Path | None = None) -> Iterator[Recorder]:
+    """A recorder listening on 127.0.0.1 (a free port unless given); HTTPS with the test
+    CA's server certificate when ``pki`` is given."""
     box: list[Recorder] = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(box))
     server.daemon_threads = True
-    recorder = Recorder(server)
+    if pki is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(pki / "server.pem", pki / "server.key")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    recorder = Recorder(server, scheme="https" if pki else "http")
     recorder.gate.set()
     box.append(recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -17,6 +17,7 @@ from notifier_helpers import (
     SMTP_PASSWORD,
     Recorder,
     email_channel,
+    http_recorder,
     smtp_server,
     webhook_channel,
 )
@@ -111,6 +112,16 @@ def test_webhook_status_decides_retry(recorder: Recorder, status: int, permanent
         deliver(webhook_channel(recorder))
     assert failure.value.permanent is permanent
     assert failure.value.reason.startswith(f"HTTP {status}")
+
+
+def test_webhook_over_https_with_a_private_ca(pki: Path) -> None:
+    with http_recorder(pki=pki) as recorder:
+        assert deliver(webhook_channel(recorder, ca_certificate=str(pki / "ca.pem"))) == "HTTP 200"
+        with pytest.raises(SendFailed) as failure:
+            deliver(webhook_channel(recorder))
+        assert not failure.value.permanent and "ConnectError" in failure.value.reason
+        assert deliver(webhook_channel(recorder, verify_tls=False)) == "HTTP 200"
+        assert len(recorder.delivered()) == 2
 
 
 def test_webhook_timeout_is_transient(recorder: Recorder) -> None:
