@@ -26,6 +26,7 @@ import os
 from datetime import datetime
 
 from mercure.core.clock import utcnow
+from mercure.core.config import ConfigSource
 from mercure.core.errors import TaskError
 from mercure.core.notifications.queue import queued, read_notification
 from mercure.core.service import Service
@@ -45,13 +46,17 @@ class NotifierService(Service):
     idle_wait = 30.0
     """Safety-net rescan; new files wake the loop at once, due retries by a timer."""
 
-    _lock_fd: int | None = None
+    def __init__(self, source: ConfigSource, *, instance: str | None = None) -> None:
+        super().__init__(source, instance=instance)
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        """Attempts in progress by file name."""
+        self._due: dict[str, datetime] = {}
+        """When each queued file is due, as read once (this process alone rewrites them)."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock_fd: int | None = None
 
     async def setup(self) -> None:
         """Take the data folder's notifier lock (waiting for it if need be), watch the queue."""
-        self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._due: dict[str, datetime] = {}
-        self._timer: asyncio.TimerHandle | None = None
         await self._lock()
         self.wake_on_arrivals(self.data.notifications_dir)
 
@@ -149,7 +154,7 @@ class NotifierService(Service):
         """Let the attempts in progress end (each within its timeout), release the lock."""
         if self._timer is not None:
             self._timer.cancel()
-        inflight = list(getattr(self, "_inflight", {}).values())
+        inflight = list(self._inflight.values())
         if inflight:
             log.info("waiting for %d notifications being sent", len(inflight))
             await asyncio.gather(*inflight, return_exceptions=True)
