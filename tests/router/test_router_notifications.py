@@ -158,3 +158,33 @@ rules:
     [notification] = notifications(h)
     assert (notification.trigger, notification.task_id) == ("reception", study.id)
     assert len(h.events("notification.queued")) == 1
+
+
+def test_a_study_of_a_notification_rule_notifies_completion_when_it_completes(
+    make_router: Callable[..., Harness],
+) -> None:
+    h = make_router(
+        CHANNELS
+        + """
+router:
+  series_complete_trigger: 60
+  study_complete_trigger: 300
+  study_forcecomplete_trigger: 3600
+  rescan_interval: 100000
+rules:
+  tell_study:
+    rule: "True"
+    action: notification
+    action_trigger: study
+    notification_channels: [hook]
+"""
+    )
+    h.send(h.series(1, seed=42, series_number=1, series_description="T1"))
+    h.advance(61)
+    assert [n.trigger for n in notifications(h)] == ["reception"]
+    h.advance(301)
+    _folder, task = h.only_task(Stage.SUCCESS)
+    assert sorted((n.trigger, n.task_id) for n in notifications(h)) == [
+        ("completion", task.id),
+        ("reception", task.id),
+    ]
