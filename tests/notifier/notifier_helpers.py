@@ -23,6 +23,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from mercure.core.datafolder import DataFolder
 from mercure.core.events import Event, read_segment
 from mercure.core.notifications.queue import Notification, enqueue, new_notification_id
+from mercure.testing.ports import free_port
 from mercure.testing.wait import wait_until
 
 WEBHOOK_TOKEN = "hook-token-7f3a9c"
@@ -166,20 +167,23 @@ def smtp_server(pki: Path, *, implicit_tls: bool = False) -> Iterator[tuple[Mail
     box = MailBox()
     options: dict[str, Any] = {
         "hostname": "127.0.0.1",
-        "port": 0,
+        "port": free_port(),
         "authenticator": _authenticator(box),
         "auth_require_tls": True,
         "auth_required": True,
     }
     if implicit_tls:
+        # aiosmtpd does not count implicit TLS as TLS for AUTH; the connection is TLS anyway.
         options["ssl_context"] = context
+        options["auth_require_tls"] = False
+        options["auth_required"] = False
     else:
         options["tls_context"] = context
         options["require_starttls"] = True
     controller = Controller(box, **options)
     controller.start()
     try:
-        yield box, controller.server.sockets[0].getsockname()[1]
+        yield box, options["port"]
     finally:
         controller.stop()
 

@@ -3,9 +3,11 @@ kill -9 without losing or doubling a notification, and waits for another notifie
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -15,6 +17,7 @@ from notifier_helpers import (
     HEADER_SECRET,
     HMAC_SECRET,
     SECRETS,
+    WEBHOOK_TOKEN,
     Recorder,
     outbox_events,
     outbox_text,
@@ -24,8 +27,13 @@ from notifier_helpers import (
     write_config,
 )
 
+from mercure.core.config import MercureConfig
 from mercure.core.datafolder import DataFolder
-from mercure.core.notifications.queue import queued
+from mercure.core.events import EventClient, Outbox
+from mercure.core.heartbeat import read_heartbeats
+from mercure.core.masking import register_config
+from mercure.core.notifications.queue import notification_path, queued, read_notification
+from mercure.notifier.delivery import attempt
 from mercure.testing.wait import wait_until
 
 
@@ -36,6 +44,13 @@ def verify_signature(header: str, body: bytes, secret: str) -> bool:
         secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256
     ).hexdigest()
     return hmac.compare_digest(expected, parts["v1"])
+
+
+def is_running(data: DataFolder) -> bool:
+    """Whether a notifier has finished its set-up (it holds the lock)."""
+    return any(
+        b.service == "notifier" and b.state == "running" for b in read_heartbeats(data.run_dir)
+    )
 
 
 def test_retries_then_sends_a_signed_request(
@@ -72,8 +87,10 @@ def test_gives_up_after_the_retry_period(
 ) -> None:
     recorder.fail_first = 10**6
     config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)}, retry_period=1)
-    queue(data, "hook")
     with running_notifier(config, tmp_path / "notifier.log") as notifier:
+        # Queued once the notifier runs, so the retry period is not spent on its start-up.
+        notifier.wait_for(lambda: is_running(data))
+        queue(data, "hook")
         notifier.wait_for(lambda: outbox_events(data, "notification.failed"))
         assert not queued(data)
     (failed,) = outbox_events(data, "notification.failed")
@@ -134,11 +151,74 @@ def test_a_second_notifier_waits_for_the_first(
 ) -> None:
     config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)})
     with running_notifier(config, tmp_path / "first.log") as first:
-        first.wait_for(lambda: (data.notifications_dir / ".lock").exists())
+        first.wait_for(lambda: is_running(data))
         with running_notifier(config, tmp_path / "second.log") as second:
-            second.wait_for(
-                lambda: "another notifier holds" in (tmp_path / "second.log").read_text()
-            )
+            second.wait_for(lambda: "another notifier holds" in second.log.read_text())
             notification = queue(data, "hook")
             first.wait_for(lambda: not queued(data))
         assert recorder.ids() == [notification.id]
+
+
+@pytest.mark.slow
+def test_outage_then_recovery_delivers_each_once(
+    tmp_path: Path, data: DataFolder, recorder: Recorder
+) -> None:
+    recorder.fail_first = 10**6  # down: every request answered 503
+    config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)}, max_parallel=8)
+    notifications = [queue(data, "hook") for _ in range(100)]
+    with running_notifier(config, tmp_path / "notifier.log") as notifier:
+        # Down for a while: 200 refused attempts.
+        notifier.wait_for(lambda: recorder.refused >= 200, timeout=60)
+        with recorder.lock:
+            recorder.fail_first = 0
+        notifier.wait_for(lambda: not queued(data), timeout=60)
+        notifier.wait_for(lambda: len(outbox_events(data, "notification.sent")) == 100)
+    ids = recorder.ids()
+    assert sorted(ids) == sorted(n.id for n in notifications)
+    sent = outbox_events(data, "notification.sent")
+    assert {e.data["notification_id"] for e in sent} == set(ids)
+    assert len(outbox_events(data, "notification.attempt")) == recorder.refused
+    assert not outbox_events(data, "notification.failed")
+
+
+def test_a_reloaded_configuration_changes_the_channel(
+    tmp_path: Path, data: DataFolder, recorder: Recorder, free_port: int
+) -> None:
+    dead = webhook_channel(recorder, url=f"http://127.0.0.1:{free_port}/hooks/{WEBHOOK_TOKEN}")
+    config = write_config(tmp_path, data, {"hook": dead})
+    notification = queue(data, "hook")
+    with running_notifier(config, tmp_path / "notifier.log") as notifier:
+        notifier.wait_for(lambda: outbox_events(data, "notification.attempt"))
+        write_config(tmp_path, data, {"hook": webhook_channel(recorder)})
+        notifier.wait_for(lambda: not queued(data))
+    assert recorder.ids() == [notification.id]
+    assert outbox_events(data, "config.reloaded")
+    reasons = [e.data["reason"] for e in outbox_events(data, "notification.attempt")]
+    assert all("ConnectError" in reason for reason in reasons)
+    text = outbox_text(data) + (tmp_path / "notifier.log").read_text()
+    assert not [secret for secret in SECRETS if secret in text]
+
+
+def test_attempt_in_process_logs_no_secret(
+    data: DataFolder, recorder: Recorder, free_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dead = webhook_channel(recorder, url=f"http://127.0.0.1:{free_port}/hooks/{WEBHOOK_TOKEN}")
+    loaded = MercureConfig.model_validate(
+        {"data_dir": str(data.root), "notifications": {"hook": dead}}
+    )
+    register_config(loaded)
+    notification = queue(data, "hook")
+    path = notification_path(data, notification.id)
+    outbox = Outbox(data.outbox_dir, "notifier@test")
+    events = EventClient(outbox, "notifier", "test")
+    next_at = asyncio.run(attempt(path, notification, loaded, events))
+    outbox.close()
+    assert next_at is not None
+    stored = read_notification(path)
+    assert stored.attempts == 1 and stored.next_attempt_at == next_at
+    assert stored.last_error and "ConnectError" in stored.last_error
+    (event,) = outbox_events(data, "notification.attempt")
+    assert event.severity == "warning"
+    text = caplog.text + outbox_text(data) + path.read_text()
+    assert not [secret for secret in SECRETS if secret in text]

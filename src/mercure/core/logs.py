@@ -32,8 +32,9 @@ from typing import TextIO
 
 from mercure.core.masking import scrub
 
-QUIET_LOGGERS = ("httpx", "httpcore")
-"""Loggers held at WARNING whatever the level: they log each HTTP request at INFO or below."""
+QUIET_LOGGERS = ("httpx", "httpcore", "apprise")
+"""Loggers held at WARNING whatever the level: they log each HTTP request (apprise: each
+service URL, credentials included) at INFO or below."""
 
 service_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("service", default=None)
 task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("task_id", default=None)

@@ -3,8 +3,8 @@
 A sender renders its channel's templates over the message's fields, sends once within the
 channel's ``timeout`` and returns a short summary of the peer's answer ("HTTP 200", "250 OK").
 It raises :class:`SendFailed` otherwise, saying whether a later attempt can succeed: a template
-that does not render, a refusal the peer will repeat (HTTP 4xx other than 408 and 429, SMTP
-5xx) is permanent; a refused or lost connection, a timeout, HTTP 5xx, 408 or 429 and SMTP 4xx
+that does not render, a refusal the peer will repeat (HTTP 3xx, 4xx other than 408 and 429,
+SMTP 5xx) is permanent; a refused or lost connection, a timeout, HTTP 5xx, 408 or 429 and SMTP 4xx
 are worth another attempt. No reason quotes a secret (they are scrubbed again when recorded).
 """
 

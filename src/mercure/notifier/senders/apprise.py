@@ -33,9 +33,9 @@ def quiet_apprise() -> None:
 
 def send_blocking(channel: AppriseChannel, message: Message) -> str:
     """Notify every URL; ``apprise: N of N sent``."""
+    quiet_apprise()
     import apprise
 
-    quiet_apprise()
     title = message.render(channel.title, "title")
     body = message.render(channel.body, "body")
     sender = apprise.Apprise()

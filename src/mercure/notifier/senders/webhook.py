@@ -63,6 +63,8 @@ async def send(channel: WebhookChannel, message: Message) -> str:
     answer = f"HTTP {status}"
     if 200 <= status < 300:
         return answer
-    permanent = 400 <= status < 500 and status not in RETRIED_STATUSES
+    # A redirect is not followed (it would carry the body and the secret headers elsewhere)
+    # and is repeated on every attempt, like a client error other than 408 and 429.
+    permanent = 300 <= status < 500 and status not in RETRIED_STATUSES
     reason = response.reason_phrase or ""
     raise SendFailed(f"{answer} {reason}".strip(), permanent=permanent)
