@@ -540,3 +540,76 @@ def flash_page(client: httpx.Client, response: httpx.Response) -> httpx.Response
     """The page a 303 leads to."""
     assert response.status_code == 303
     return client.get(response.headers["location"], headers=PAGE)
+
+
+def test_task_page_lists_the_tasks_notifications(webgui: WebGui, viewer: httpx.Client) -> None:
+    """Queued, attempts, sent and failed, with channel, trigger, rule, attempts and reason."""
+    place(webgui, Stage.SUCCESS, "t-n")
+    common = {"notification_id": "n-1", "trigger": "completion", "rule": "ct_rule"}
+
+    def event(kind: str, service: str, minutes: int, **data: object) -> Event:
+        return Event(
+            service=service,
+            instance="test",
+            kind=kind,
+            severity="error" if kind == "notification.failed" else "info",
+            task_id="t-n",
+            message=f"{kind} for channel {data.get('channel')}",
+            data={**common, **data},
+            time=utcnow() - timedelta(minutes=minutes),
+        )
+
+    webgui.store_events(
+        [
+            event("notification.queued", "processor", 5, channel="teams_hook"),
+            event("notification.queued", "processor", 5, channel="lab_mail"),
+            event(
+                "notification.attempt",
+                "notifier",
+                4,
+                channel="teams_hook",
+                attempts=1,
+                reason="connection refused; retrying",
+            ),
+            event(
+                "notification.sent",
+                "notifier",
+                3,
+                channel="teams_hook",
+                attempts=2,
+                answer="HTTP 200",
+            ),
+            event(
+                "notification.failed",
+                "notifier",
+                2,
+                channel="lab_mail",
+                attempts=7,
+                reason="SMTP 550 mailbox unavailable",
+            ),
+        ]
+    )
+    page = viewer.get("/queue/tasks/t-n", headers=PAGE)
+    assert page.status_code == 200
+    section = page.text.split("<h2>Notifications</h2>", 1)[1].split("<h2>Timeline</h2>", 1)[0]
+    rows = re.findall(r"<tr class=\"([^\"]*)\">(.*?)</tr>", section, re.S)
+    cells = [(tone.strip(), re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)) for tone, row in rows]
+    none = "\N{EN DASH}"
+    assert [c[1][1:7] for c in cells] == [
+        ["queued", "teams_hook", "completion", "ct_rule", none, ""],
+        ["queued", "lab_mail", "completion", "ct_rule", none, ""],
+        ["attempt", "teams_hook", "completion", "ct_rule", "1", "connection refused; retrying"],
+        ["sent", "teams_hook", "completion", "ct_rule", "2", "HTTP 200"],
+        ["failed", "lab_mail", "completion", "ct_rule", "7", "SMTP 550 mailbox unavailable"],
+    ]
+    assert [tone for tone, _cells in cells] == ["", "", "", "", "tone-bad"]
+
+
+def test_task_page_without_notifications_says_so(webgui: WebGui, viewer: httpx.Client) -> None:
+    place(webgui, Stage.SUCCESS, "t-q")
+    webgui.store_events(
+        [Event(service="router", instance="test", kind="task.created", task_id="t-q", data={})]
+    )
+    page = viewer.get("/queue/tasks/t-q", headers=PAGE)
+    assert page.status_code == 200
+    assert "None queued for this task." in page.text

@@ -30,6 +30,19 @@ DISPATCH_FAILED: Final = "dispatch.failed"
 OUTBOX_DROPPED: Final = "outbox.dropped"
 INSTANCE_REJECTED: Final = "instance.rejected"
 AUDIT_PREFIX: Final = "audit."
+NOTIFICATION_QUEUED: Final = "notification.queued"
+NOTIFICATION_ATTEMPT: Final = "notification.attempt"
+NOTIFICATION_SENT: Final = "notification.sent"
+NOTIFICATION_FAILED: Final = "notification.failed"
+NOTIFICATION_KINDS: Final = (
+    NOTIFICATION_QUEUED,
+    NOTIFICATION_ATTEMPT,
+    NOTIFICATION_SENT,
+    NOTIFICATION_FAILED,
+)
+"""A task's notifications: queued by the service that saw the moment, then the notifier's
+attempts and outcome (data: notification_id, channel, trigger, rule, attempts, reason, answer).
+Stored in the task's timeline; they change no projection."""
 
 # The processor's names for the same facts (it reports per module run): accepted as aliases.
 PROCESSOR_BEGIN: Final = "task.process.begin"
@@ -114,6 +127,7 @@ KNOWN_KINDS: Final = (
     TASK_DELETED,
     TASK_RESENT,
     "cleaner.disk_pressure",
+    *NOTIFICATION_KINDS,
 )
 """Kinds named in the contract; metrics count others under ``kind="other"``."""
 

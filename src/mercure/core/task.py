@@ -22,8 +22,10 @@ from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import TaskError
 from mercure.core.masking import scrub
+from mercure.core.notifications.triggers import notify_safely
 
 if TYPE_CHECKING:
+    from mercure.core.config.models import MercureConfig
     from mercure.core.events import EventClient
 
 TASK_FILE = "task.json"
@@ -273,6 +275,7 @@ def fail_and_report(
     reason: str,
     service: str,
     kind: str = "task.failed",
+    config: MercureConfig | None = None,
 ) -> Path:
     """:func:`fail_task`, telling the bookkeeper with the task document as it now stands.
 
@@ -281,6 +284,10 @@ def fail_and_report(
     the bookkeeper without the outcome for good. Killed between the report and the move, the
     task is still in its stage and fails (and is reported) again: a repeated outcome event is
     harmless, the bookkeeper keeps the latest state.
+
+    With ``config``, the task's ``error`` notifications are queued too, also before the move
+    (the one place every service fails a task through). A notification that cannot be queued
+    does not keep the task from moving to ``error/``.
     """
     task_dir = Path(task_dir)
     reason = scrub(reason)
@@ -298,4 +305,6 @@ def fail_and_report(
         stage=Stage.ERROR.value,
         task=task.model_dump(mode="json") if task is not None else None,
     )
+    if config is not None and task is not None:
+        notify_safely(data, config, task, "error", task_dir=task_dir, events=events)
     return move_task(task_dir, data, Stage.ERROR)

@@ -23,6 +23,7 @@ from mercure.core.config.models import MercureConfig
 from mercure.core.datafolder import DataFolder, Stage, is_visible
 from mercure.core.errors import MercureError, PermanentError, TaskError
 from mercure.core.events import EventClient
+from mercure.core.notifications.triggers import notify_safely
 from mercure.core.task import (
     TargetStatus,
     Task,
@@ -112,9 +113,11 @@ class DeliveryEngine:
         try:
             task = read_task(task_dir)
         except TaskError as exc:
-            return self._fail(claim, str(exc))
+            return self._fail(claim, config, str(exc))
         if task.dispatch is None or not task.dispatch.target_name:
-            return self._fail(claim, "the task names no dispatch target (dispatch.target_name)")
+            return self._fail(
+                claim, config, "the task names no dispatch target (dispatch.target_name)"
+            )
         files = task_files(task_dir)
         journal = ProgressJournal(task_dir)
         try:
@@ -146,6 +149,9 @@ class DeliveryEngine:
                 task=task.model_dump(mode="json"),
                 stage=Stage.SUCCESS.value,
             )
+            notify_safely(
+                self.data, config, task, "completion", task_dir=task_dir, events=self.events
+            )
             destination = move_task(task_dir, self.data, Stage.SUCCESS)
             claim.moved_to(destination)
             log.info("task %s delivered to %s", task.id, ", ".join(task.dispatch.target_name))
@@ -156,7 +162,7 @@ class DeliveryEngine:
                 for name in task.dispatch.target_name
                 if task.dispatch.status[name].state == "error"
             )
-            return self._fail(claim, reasons)
+            return self._fail(claim, config, reasons)
         # Still waiting for a retry: the bookkeeper records the per-target status as it is now.
         series_uid, study_uid = event_uids(task)
         self.events.emit(
@@ -170,7 +176,7 @@ class DeliveryEngine:
         )
         return task_dir
 
-    def _fail(self, claim: Claim, reason: str) -> Path:
+    def _fail(self, claim: Claim, config: MercureConfig, reason: str) -> Path:
         destination = fail_and_report(
             claim.path,
             self.data,
@@ -178,6 +184,7 @@ class DeliveryEngine:
             stage=FAIL_STAGE,
             reason=reason,
             service="dispatcher",
+            config=config,
         )
         claim.moved_to(destination)
         log.warning("task %s moved to error/: %s", destination.name, reason)

@@ -18,10 +18,11 @@ from typing import Any
 
 from mercure.core.atomic import atomic_write_json
 from mercure.core.clock import utcnow
-from mercure.core.config.models import Module
+from mercure.core.config.models import MercureConfig, Module
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import PermanentError
 from mercure.core.events import EventClient
+from mercure.core.notifications.triggers import notify_safely
 from mercure.core.task import (
     TASK_FILE,
     Task,
@@ -49,6 +50,8 @@ class JobContext:
     runners: Mapping[str, Runner]
     events: EventClient
     instance: str
+    config: MercureConfig | None = None
+    """The configuration in force, for the task's notifications (none are queued without)."""
 
 
 class ModuleFailed(PermanentError):
@@ -275,6 +278,10 @@ def _finish(ctx: JobContext, task_dir: Path, task: Task, final_out: Path, logs: 
     # the dispatcher may report on the task as soon as it is handed on.
     final = ctx.data.stage(workspace.destination_of(done)) / task_dir.name
     report_complete(ctx.events, task, final, time=utcnow())
+    if ctx.config is not None and final.parent.name == Stage.SUCCESS.value:
+        # No targets: the task is complete here, with each module's result.json in
+        # process[].output (which a completion on request reads).
+        notify_safely(ctx.data, ctx.config, task, "completion", task_dir=done, events=ctx.events)
     return workspace.hand_over(task_dir, done, ctx.data)
 
 
@@ -298,6 +305,7 @@ def _fail(ctx: JobContext, task_dir: Path, reason: str, logs: list[Path]) -> Pat
         reason=reason,
         service="processor",
         kind="task.process.error",
+        config=ctx.config,
     )
 
 

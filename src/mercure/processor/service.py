@@ -21,6 +21,7 @@ from mercure.core.config.models import DockerModule
 from mercure.core.datafolder import Stage
 from mercure.core.errors import TaskError, TransientError
 from mercure.core.logs import log_context
+from mercure.core.notifications.triggers import notify_safely
 from mercure.core.service import Service
 from mercure.core.task import read_task
 from mercure.processor import workspace
@@ -84,6 +85,11 @@ class ProcessorService(Service):
             except TaskError:
                 continue
             report_complete(self.events, task, self.data.stage(handed_to) / task_id)
+            if handed_to is Stage.SUCCESS:
+                # After the move this time: a repeated notification rather than a lost one.
+                notify_safely(
+                    self.data, self.config, task, "completion", task_dir=folder, events=self.events
+                )
             return
         log.warning("task %s: recovered, but moved on before its processing was reported", task_id)
 
@@ -134,6 +140,7 @@ class ProcessorService(Service):
             runners=self._runners(),
             events=self.events,
             instance=self.instance,
+            config=self.config,
         )
         try:
             with log_context(task_id=task_dir.name):

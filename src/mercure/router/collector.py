@@ -11,9 +11,10 @@ import logging
 from collections.abc import Callable
 
 from mercure.core.config import MercureConfig
-from mercure.core.datafolder import DataFolder
+from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import MercureError, TaskError
 from mercure.core.events import EventClient
+from mercure.core.notifications.triggers import notify_safely
 from mercure.core.task import Task, fail_and_report
 from mercure.router import report
 from mercure.router.studies import StudyState, StudyStore, judge_study
@@ -112,6 +113,18 @@ class StudyCollector:
         report.study_moved(self.events, task, completed.stage, completed.path, reason)
         if task.info.action == "notification":
             report.notification(self.events, task.info.applied_rule or name, None, task.info.uid)
+            if completed.stage is Stage.SUCCESS:
+                # A collected study of a notification rule is complete once it is in success/.
+                # Queued after the move (complete_study_folder does it in one step, also for
+                # `mercure study complete`): a crash right here loses this one notification.
+                notify_safely(
+                    self.data,
+                    config,
+                    task,
+                    "completion",
+                    task_dir=completed.path,
+                    events=self.events,
+                )
 
     def _forget(self, name: str) -> None:
         self.states.pop(name, None)

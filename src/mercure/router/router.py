@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from mercure.core.config import LoadedConfig, MercureConfig
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import MercureError, PermanentError
 from mercure.core.events import EventClient
+from mercure.core.notifications.queue import Trigger
+from mercure.core.notifications.triggers import notify_safely
 from mercure.core.rules import SeriesTags
 from mercure.core.rules.decision import Decision, decide
 from mercure.core.task import Task
@@ -227,6 +229,8 @@ class Router:
     def _resume(self, work: RoutingWork) -> None:
         plan = work.read_plan()
         if plan is not None:
+            # Whether the stopped router queued them is unknown: rather twice than never.
+            self._notify_reception(plan, work.series_dir, None)
             self._execute(work, plan)
         elif work.series_dir.is_dir():
             journal = JournalState()
@@ -287,6 +291,7 @@ class Router:
         )
         plan = self._plan(facts, decision)
         work.write_plan(plan)
+        self._notify_reception(plan, work.series_dir, tags)
         self._execute(work, plan)
 
     def _now(self) -> datetime:
@@ -324,6 +329,35 @@ class Router:
             entries=entries,
             notify=list(decision.notification_rules),
         )
+
+    def _notify_reception(
+        self, plan: Plan, series_dir: Path, tags: Mapping[str, str] | None
+    ) -> None:
+        """Queue the notifications of the tasks ``plan`` creates, before they reach their
+        stages (a task once there may be processed, and complete, at once).
+
+        Every task notifies ``reception``; a task of a ``notification`` rule, complete as soon
+        as it is in ``success/``, notifies ``completion`` as well. A study notifies when its
+        first series starts it, not for each further series that joins it.
+        """
+        for entry in plan.entries:
+            study = self.collector.store.root / (entry.study_folder or "")
+            if entry.kind == "study" and study.exists():
+                continue
+            task = Task.model_validate(entry.task)
+            triggers: list[Trigger] = ["reception"]
+            if entry.stage == Stage.SUCCESS and task.info.action == "notification":
+                triggers.append("completion")
+            for trigger in triggers:
+                notify_safely(
+                    self.data,
+                    self.config,
+                    task,
+                    trigger,
+                    task_dir=series_dir,
+                    tags=tags,
+                    events=self.events,
+                )
 
     def _execute(self, work: RoutingWork, plan: Plan) -> None:
         on_task = functools.partial(self._task_arrived, plan.study_uid)

@@ -47,5 +47,7 @@ files = [p for p in in_dir.iterdir() if p.name != "task.json"]
 for path in files:
     shutil.copyfile(path, out_dir / f"{settings.get('prefix', '')}{path.name}")
 result = {"settings": settings, "files": len(files), "module": task["process"]["module_name"]}
+if "notification" in settings:  # a notification request, mercure's format
+    result["__mercure_notification"] = settings["notification"]
 (out_dir / "result.json").write_text(json.dumps(result))
 print(f"copied {len(files)} files", flush=True)

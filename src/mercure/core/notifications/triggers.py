@@ -213,3 +213,29 @@ def notify_task(
                 rule=rule,
             )
     return queued
+
+
+def notify_safely(
+    data: DataFolder,
+    config: MercureConfig,
+    task: Task,
+    trigger: Trigger,
+    *,
+    task_dir: Path | None = None,
+    tags: Mapping[str, str] | None = None,
+    events: EventClient | None = None,
+) -> list[Notification]:
+    """:func:`notify_task` for the services: a notification that cannot be queued (disk full,
+    unreadable header) is logged and dropped, never raised.
+
+    The task matters more than its notification: the caller moves the task on whatever happens
+    here, so that a full disk costs a message and not the task.
+    """
+    try:
+        return notify_task(data, config, task, trigger, task_dir=task_dir, tags=tags, events=events)
+    except Exception as exc:  # the task must move on; see the docstring
+        # An OSError names a path of the queue; anything else might quote the facts (PHI).
+        shown = exc if isinstance(exc, OSError) else type(exc).__name__
+        log.error("task %s: cannot queue its %s notification: %s", task.id, trigger, shown)
+        log.debug("queueing the notification of task %s failed", task.id, exc_info=True)
+        return []

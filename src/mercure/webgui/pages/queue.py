@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from mercure.bookkeeper.kinds import NOTIFICATION_KINDS
 from mercure.core.datafolder import PAUSABLE_STAGES, Stage
 from mercure.core.errors import MercureError
 from mercure.core.operations import (
@@ -261,6 +262,7 @@ async def task_page(request: Request, task_id: str, _session: ViewerSession) -> 
         **live,
         "detail": detail,
         "timeline": timeline,
+        "notifications": [ev for ev in timeline if ev.kind in NOTIFICATION_KINDS],
         "targets": _targets(disk, detail),
         "document": masked_json(document) if document is not None else None,
         "document_source": source,
