@@ -15,6 +15,7 @@ SERVICE_NAMES = (
     "router",
     "processor",
     "dispatcher",
+    "notifier",
     "cleaner",
     "webgui",
 )

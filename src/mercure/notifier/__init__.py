@@ -1,0 +1,1 @@
+"""``mercure notifier``: sends the notifications other services queue (webhook, e-mail, apprise)."""
