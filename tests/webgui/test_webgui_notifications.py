@@ -5,8 +5,11 @@ channels and triggers; roles."""
 
 from __future__ import annotations
 
+import http.server
 import re
-from typing import Any
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -267,3 +270,68 @@ def test_notifier_settings(webgui: WebGui, admin: httpx.Client) -> None:
         "max_parallel": 2,
         "web_url": "https://mercure.example.org",
     }
+
+
+# --- Test: mercure notify-test as a subprocess, to a real HTTP server on loopback ------------
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        self.received.append((self.path, self.headers.get("authorization", ""), body))
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"1")
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    """A webhook receiver on loopback; its base URL."""
+    _Hook.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_operator_tests_a_saved_channel_with_its_stored_secrets(
+    webgui: WebGui, operator: httpx.Client, hook: str
+) -> None:
+    """Test with the URL and header left empty: mercure notify-test sends the test notification
+    with the stored ones; the answer shows OK and no secret; a changed destination with a
+    stored secret is refused for an operator."""
+    configure(
+        webgui,
+        notifications={
+            "chat": {"type": "webhook", "url": f"{hook}/hooks/{TOKEN}",
+                     "headers": {"Authorization": HEADER}}
+        },
+    )  # fmt: skip
+    page = operator.get("/notifications/chat", headers=PAGE)
+    assert 'formaction="/notifications/test"' in page.text
+    form = {**form_of(page), "channel_name": "chat", "headers": "Authorization: <secret>",
+            "verify_tls": "on"}  # fmt: skip
+    answer = operator.post("/notifications/test", data=form, headers={**PAGE, "hx-request": "true"})
+    assert answer.status_code == 200
+    assert "chat: OK" in answer.text, answer.text
+    no_secret(answer.text)
+    assert len(_Hook.received) == 1
+    path, authorization, body = _Hook.received[0]
+    assert path == f"/hooks/{TOKEN}" and authorization == HEADER
+    assert b"test" in body
+    moved = operator.post(
+        "/notifications/test",
+        data={**form, "url": "http://127.0.0.1:9/elsewhere"},
+        headers={**PAGE, "hx-request": "true"},
+    )
+    assert "Cannot test: url changed" in moved.text
+    assert len(_Hook.received) == 1
