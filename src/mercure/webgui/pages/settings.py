@@ -178,7 +178,8 @@ SECTIONS: tuple[Section, ...] = (
         NotifierConfig,
         "How `mercure notifier` delivers the notifications the other services queue (the "
         "channels are on the Notifications page).",
-        reload="Read by mercure notifier, which follows a saved file like the other services.",
+        reload="mercure notifier follows a saved file at once, for the notifications it sends "
+        "next.",
     ),
     Section(
         "events",
