@@ -335,3 +335,21 @@ def test_operator_tests_a_saved_channel_with_its_stored_secrets(
     )
     assert "Cannot test: url changed" in moved.text
     assert len(_Hook.received) == 1
+
+
+def test_configuration_page_masks_channel_secrets(webgui: WebGui, admin: httpx.Client) -> None:
+    """The configuration text shows every secret of every channel type as <secret>."""
+    configure(
+        webgui,
+        notifications={
+            "chat": {"type": "webhook", "url": HOOK, "headers": {"Authorization": HEADER},
+                     "hmac_secret": HMAC},
+            "mail": {"type": "email", "host": "smtp", "sender": "a@b.org", "to": ["c@d.org"],
+                     "password": PASSWORD},
+            "push": {"type": "apprise", "urls": [APPRISE]},
+        },
+    )  # fmt: skip
+    page = admin.get("/config", headers=PAGE)
+    assert page.status_code == 200
+    assert "chat:" in page.text and "&lt;secret&gt;" in page.text
+    no_secret(page.text)
