@@ -23,6 +23,7 @@ from pydantic import BaseModel, create_model
 from webgui_harness import WebGui
 
 from mercure.core.config.models import (
+    AppriseChannel,
     BookkeeperConfig,
     CleanerConfig,
     CommandModule,
@@ -30,11 +31,13 @@ from mercure.core.config.models import (
     DicomWebTarget,
     DispatchConfig,
     DockerModule,
+    EmailChannel,
     EventsConfig,
     FolderTarget,
     ListenerConfig,
     LoggingConfig,
     MercureConfig,
+    NotifierConfig,
     ProcessingConfig,
     ReceiverConfig,
     RouterConfig,
@@ -43,6 +46,7 @@ from mercure.core.config.models import (
     SftpTarget,
     SupervisorConfig,
     WebGuiConfig,
+    WebhookChannel,
 )
 from mercure.core.config.types import TimeWindow
 from mercure.webgui.forms import EXCLUDED, leaf_paths, shape
@@ -84,6 +88,7 @@ SETTINGS = [
         ("cleaner", CleanerConfig),
         ("bookkeeper", BookkeeperConfig),
         ("webgui", WebGuiConfig),
+        ("notifier", NotifierConfig),
         ("events", EventsConfig),
         ("logging", LoggingConfig),
         ("supervisor", SupervisorConfig),
@@ -98,6 +103,9 @@ OBJECTS = [
     EditPage(FolderTarget, "targets.*", "/targets/new?type=folder"),
     EditPage(DockerModule, "modules.*", "/modules/new?runner=docker"),
     EditPage(CommandModule, "modules.*", "/modules/new?runner=command"),
+    EditPage(WebhookChannel, "notifications.*", "/notifications/new?type=webhook"),
+    EditPage(EmailChannel, "notifications.*", "/notifications/new?type=email"),
+    EditPage(AppriseChannel, "notifications.*", "/notifications/new?type=apprise"),
 ]
 PAGES = [
     pytest.param(GENERAL, id="general"),

@@ -79,14 +79,14 @@ def editor_fields(client: httpx.Client, path: str) -> dict[str, object]:
     fields: dict[str, object] = {"config_version": version_of(page)}
     form = page.split('id="rule-form"', 1)[1].split("</form>", 1)[0]
     for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
-        if name in ("targets",):
+        if name in ("targets", "notification_urgent_only"):
             continue
         fields[name] = html.unescape(value)
     for name, value in re.findall(r'<textarea name="([^"]+)"[^>]*>([^<]*)</textarea>', form):
         fields[name] = html.unescape(value)
     for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
         chosen = re.findall(r'<option value="([^"]*)" selected', body)
-        if name == "processing_module":
+        if name in ("processing_module", "notification_channels"):
             fields.setdefault(name, [])
             fields[name] += [html.unescape(v) for v in chosen if v]  # type: ignore[operator]
         elif chosen:
@@ -97,7 +97,11 @@ def editor_fields(client: httpx.Client, path: str) -> dict[str, object]:
             r'<input type="checkbox" name="targets" value="([^"]+)"[^>]*checked', form
         )
     ]
-    for flag in ("fallback", "disabled", "processing_retain_images"):
+    fields["notification_urgent_only"] = re.findall(
+        r'name="notification_urgent_only" value="([^"]+)"[^>]*checked', form
+    )
+    flags = [f for f in Rule.model_fields if f.startswith("notification_trigger_")]
+    for flag in ("fallback", "disabled", "processing_retain_images", *flags):
         if re.search(rf'name="{flag}"[^>]*checked', form):
             fields[flag] = "1"
         else:

@@ -64,9 +64,17 @@ from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from mercure.core.config.editing import KEEP, MASK, is_env_reference, is_secret_path
-from mercure.core.config.models import ListenerConfig, SupervisorConfig, VolumeMount
+from mercure.core.config.models import (
+    AppriseChannel,
+    EmailChannel,
+    ListenerConfig,
+    SupervisorConfig,
+    VolumeMount,
+    WebhookChannel,
+)
 from mercure.core.config.types import parse_duration
 from mercure.core.installed import installed_services
+from mercure.core.notifications.templates import FIELDS as TEMPLATE_FIELDS
 from mercure.core.uids import ALL_TRANSFER_SYNTAXES, uid_name
 
 EXCLUDED: dict[str, str] = {
@@ -74,6 +82,8 @@ EXCLUDED: dict[str, str] = {
     "and the rule tester.",
     "targets": "Edited on the Targets page (/targets), one target at a time, with Test.",
     "modules": "Edited on the Modules page (/modules), one module at a time.",
+    "notifications": "Edited on the Notifications page (/notifications), one channel at a "
+    "time, with Test.",
 }
 """Configuration fields that have no control on the settings pages, and why.
 
@@ -113,6 +123,7 @@ Kind = Literal[
     "mapping",
     "environment",
     "mounts",
+    "template",
     "group",
     "optional",
     "items",
@@ -189,6 +200,17 @@ CHOICES: dict[tuple[type[BaseModel], str], Choices] = {
     (SupervisorConfig, "services"): _services,
 }
 """List fields whose items come from a known set: offered as checkboxes with names."""
+
+TEMPLATES: frozenset[tuple[type[BaseModel], str]] = frozenset(
+    {
+        (WebhookChannel, "body"),
+        (EmailChannel, "subject"),
+        (EmailChannel, "body"),
+        (AppriseChannel, "title"),
+        (AppriseChannel, "body"),
+    }
+)
+"""Text fields that are Jinja2 templates: a textarea kept as typed, the fields beside it."""
 
 
 # --- reading the models ---------------------------------------------------------------------
@@ -269,6 +291,8 @@ def shape(model: type[BaseModel], name: str, path: Path_ = ()) -> _Shape:
         return _Shape("checkbox", base, nullable, tuple(metadata))
     if _is_duration(metadata):
         return _Shape("duration", base, nullable, tuple(metadata))
+    if (model, name) in TEMPLATES:
+        return _Shape("template", base, nullable, tuple(metadata))
     if base in (int, float):
         return _Shape("number", base, nullable, tuple(metadata))
     if base is time:
@@ -559,6 +583,9 @@ def _control(
         control.secret_state = _secret_state(stored)
     elif kind == "lines":
         control.value = _lines_text(raw)
+    elif kind == "template":
+        control.value = raw if isinstance(raw, str) else str(default)
+        control.options = list(TEMPLATE_FIELDS.items())
     elif kind == "choices":
         control.options = CHOICES[(model, field_name)]()
         control.selected = [_scalar_text(v) for v in raw] if isinstance(raw, list) else []
@@ -751,6 +778,9 @@ def _parse_field(
         if kind == "text":
             return text
         return _number(text)
+    if kind == "template":
+        typed = (data.last(name) or "").replace("\r\n", "\n")
+        return typed if typed.strip() else ABSENT  # as typed: a template's spaces count
     if kind == "secret":
         if data.flag(name + ":clear"):
             return ABSENT

@@ -78,6 +78,8 @@ class NamedKind:
     """The keys of a rule that name these objects (``targets`` and mercure's ``target``)."""
     reserved: tuple[str, ...]
     """Names that are the pages' own addresses (``new``): refused for a new name."""
+    testable: bool = False
+    """Whether the page has a *Test* (operators), posting the form to ``<noun>_test``."""
 
     @property
     def name_field(self) -> str:
@@ -201,7 +203,7 @@ class NamedKind:
             message, status_code = refusal(refused, unplaced)
             problems.append(message)
         may_save = may(request, Role.ADMIN)
-        may_test = self.section == "targets" and may(request, Role.OPERATOR)
+        may_test = self.testable and may(request, Role.OPERATOR)
         context = {
             "kinds": self,
             "name": name,

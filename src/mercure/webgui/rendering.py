@@ -53,6 +53,7 @@ NAV = (
     NavItem("rules", "Rules", Role.VIEWER),
     NavItem("targets", "Targets", Role.VIEWER),
     NavItem("modules", "Modules", Role.VIEWER),
+    NavItem("notifications", "Notifications", Role.VIEWER),
     NavItem("settings", "Settings", Role.VIEWER),
     NavItem("config", "Configuration", Role.VIEWER),
     NavItem("audit", "Audit", Role.ADMIN),

@@ -40,6 +40,8 @@ TRIGGERS = ("series", "study")
 STUDY_CONDITIONS = ("timeout", "received_series")
 FORCE_ACTIONS = ("proceed", "discard", "ignore")
 PRIORITIES = ("urgent", "normal", "offpeak")
+NOTIFICATION_TRIGGERS = ("reception", "completion", "error")
+"""The triggers that may notify only for urgent tasks (``notification_urgent_only``)."""
 MAX_EXPRESSION = 20_000
 MAX_TEXT = 4_000
 MAX_SETTINGS = 64_000
@@ -79,6 +81,12 @@ class RuleForm:
     disabled: bool = False
     series_complete_trigger: str = ""
     comment: str = ""
+    notification_channels: list[str] = field(default_factory=list)
+    notification_trigger_reception: bool = True
+    notification_trigger_completion: bool = True
+    notification_trigger_completion_on_request: bool = False
+    notification_trigger_error: bool = True
+    notification_urgent_only: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     """Field -> what is wrong with it (``form`` for what belongs to no one field)."""
     syntax: RuleSyntaxError | None = None
@@ -114,6 +122,14 @@ def form_from_rule(name: str, raw: Mapping[str, Any]) -> RuleForm:
         disabled=bool(raw.get("disabled", False)),
         series_complete_trigger="" if trigger is None else str(trigger),
         comment=str(raw.get("comment", "") or ""),
+        notification_channels=_names(raw.get("notification_channels", [])),
+        notification_trigger_reception=bool(raw.get("notification_trigger_reception", True)),
+        notification_trigger_completion=bool(raw.get("notification_trigger_completion", True)),
+        notification_trigger_completion_on_request=bool(
+            raw.get("notification_trigger_completion_on_request", False)
+        ),
+        notification_trigger_error=bool(raw.get("notification_trigger_error", True)),
+        notification_urgent_only=_names(raw.get("notification_urgent_only", [])),
     )
 
 
@@ -150,6 +166,20 @@ def parse_form(form: Mapping[str, Any], getlist: Any) -> RuleForm:
         disabled=bool(form.get("disabled")),
         series_complete_trigger=text("series_complete_trigger", 40).strip(),
         comment=text("comment").strip(),
+        notification_channels=_unique(
+            v for v in getlist("notification_channels") if isinstance(v, str) and v
+        ),
+        notification_trigger_reception=bool(form.get("notification_trigger_reception")),
+        notification_trigger_completion=bool(form.get("notification_trigger_completion")),
+        notification_trigger_completion_on_request=bool(
+            form.get("notification_trigger_completion_on_request")
+        ),
+        notification_trigger_error=bool(form.get("notification_trigger_error")),
+        notification_urgent_only=[
+            t
+            for t in NOTIFICATION_TRIGGERS
+            if t in {v for v in getlist("notification_urgent_only") if isinstance(v, str)}
+        ],
     )
     errors = parsed.errors
     if not parsed.name:
@@ -221,6 +251,14 @@ def rule_value(parsed: RuleForm, existing: Mapping[str, Any] | None) -> dict[str
         "disabled": parsed.disabled,
         "series_complete_trigger": trigger,
         "comment": parsed.comment,
+        "notification_channels": list(parsed.notification_channels),
+        "notification_trigger_reception": parsed.notification_trigger_reception,
+        "notification_trigger_completion": parsed.notification_trigger_completion,
+        "notification_trigger_completion_on_request": (
+            parsed.notification_trigger_completion_on_request
+        ),
+        "notification_trigger_error": parsed.notification_trigger_error,
+        "notification_urgent_only": list(parsed.notification_urgent_only),
     }
     result: dict[str, Any] = {}
     for key, value in values.items():
@@ -273,6 +311,7 @@ class RuleRow:
     rule: Rule
     missing_targets: tuple[str, ...]
     missing_modules: tuple[str, ...]
+    missing_channels: tuple[str, ...]
     hits: int | None
     series: int | None
 
@@ -289,6 +328,9 @@ def rule_rows(config: MercureConfig, hits: Mapping[str, tuple[int, int]] | None)
                 rule=rule,
                 missing_targets=tuple(t for t in rule.targets if t not in config.targets),
                 missing_modules=tuple(m for m in rule.processing_module if m not in config.modules),
+                missing_channels=tuple(
+                    c for c in rule.notification_channels if c not in config.notifications
+                ),
                 hits=counted[0] if counted is not None else None,
                 series=counted[1] if counted is not None else None,
             )

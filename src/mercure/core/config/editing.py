@@ -495,7 +495,23 @@ def is_secret_path(path: Sequence[str | int]) -> bool:
     if len(path) >= 2 and path[-2] == "previous_api_keys":
         return True
     # A module's environment is where its tokens go: every value counts as a secret.
-    return len(path) == 4 and path[0] == "modules" and path[2] == "environment"
+    if len(path) == 4 and path[0] == "modules" and path[2] == "environment":
+        return True
+    return _is_channel_secret(path)
+
+
+CHANNEL_SECRET_KEYS = frozenset({"url", "hmac_secret"})
+"""Keys of a notification channel that hold a secret: a chat webhook's URL carries its token."""
+CHANNEL_SECRET_LISTS = frozenset({"headers", "urls"})
+"""A channel's header values (``Authorization``) and apprise URLs: each item is a secret."""
+
+
+def _is_channel_secret(path: Sequence[str | int]) -> bool:
+    if len(path) < 3 or path[0] != "notifications":
+        return False
+    if len(path) == 3:
+        return path[2] in CHANNEL_SECRET_KEYS
+    return len(path) == 4 and path[2] in CHANNEL_SECRET_LISTS
 
 
 def is_env_reference(value: object) -> bool:

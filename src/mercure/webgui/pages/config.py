@@ -167,8 +167,11 @@ def _may_edit(session: Session) -> bool:
 
 # --- secrets in a text sent back -----------------------------------------------------------
 
+_LINE_SECRET_KEYS = SECRET_PATH_KEYS | {"hmac_secret"}
+"""Keys whose value is masked on a line of a text that cannot be parsed (``url`` is not: a
+DICOMweb target's is no secret; a stored webhook URL is still replaced by :func:`_scrub`)."""
 _SECRET_LINE = re.compile(
-    r"^(?P<head>\s*(?:-\s+)?[\"']?(?P<key>" + "|".join(sorted(SECRET_PATH_KEYS)) + r")[\"']?"
+    r"^(?P<head>\s*(?:-\s+)?[\"']?(?P<key>" + "|".join(sorted(_LINE_SECRET_KEYS)) + r")[\"']?"
     r"\s*:\s+)(?P<value>[^#\s].*?)\s*$"
 )
 

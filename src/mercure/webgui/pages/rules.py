@@ -87,6 +87,18 @@ from mercure.webgui.sessions import Session
 
 router = APIRouter()
 
+NOTIFICATION_ROWS = (
+    ("notification_trigger_reception", "reception", "a series is selected (task created)"),
+    ("notification_trigger_completion", "completion", "the task is complete"),
+    (
+        "notification_trigger_completion_on_request",
+        "",
+        "complete, if a module's result asks for it",
+    ),
+    ("notification_trigger_error", "error", "the task failed"),
+)
+"""The editor's notification triggers: field, its ``notification_urgent_only`` name, label."""
+
 MAX_TEST_REQUEST = 1 << 20
 """Largest tester request read: Starlette keeps an uploaded file in memory up to 1 MiB and
 would spool a larger one to a temporary file; an upload is never stored, so it stops here."""
@@ -256,6 +268,7 @@ async def _editor(
     target_names = list(config.targets)
     module_names = list(config.modules)
     chain = list(form.processing_module)
+    missing_channels = [c for c in form.notification_channels if c not in config.notifications]
     context = {
         "form": form,
         "original": original,
@@ -267,6 +280,9 @@ async def _editor(
         "module_slots": chain + [""] * MODULE_SLOTS,
         "modules": module_names,
         "missing_modules": [m for m in chain if m not in config.modules],
+        "channels": list(config.notifications) + missing_channels,
+        "missing_channels": missing_channels,
+        "notification_triggers": NOTIFICATION_ROWS,
         "module_defaults": {
             name: module.settings for name, module in config.modules.items() if module.settings
         },

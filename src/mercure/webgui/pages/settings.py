@@ -1,9 +1,10 @@
-"""The settings pages: every section of ``mercure.yaml`` but rules, targets and modules.
+"""The settings pages: every section of ``mercure.yaml`` but rules, targets, modules and
+notification channels.
 
 ``/settings`` (general: ``data_dir``, ``appliance_name``) and ``/settings/<section>`` for
 receiver (listeners), router, processing, dispatch, offpeak, cleaner, bookkeeper, webgui,
-events, logging and supervisor. The forms come from the models (:mod:`mercure.webgui.forms`),
-so every field of a section has its control; a save goes through
+notifier, events, logging and supervisor. The forms come from the models
+(:mod:`mercure.webgui.forms`), so every field of a section has its control; a save goes through
 :func:`mercure.webgui.configedit.save_edit`: refused when the file changed since the form was
 opened, validated like ``check-config`` (each issue shown at its field, the input kept),
 written keeping comments, audited with a summary of the change.
@@ -30,6 +31,7 @@ from mercure.core.config.models import (
     EventsConfig,
     LoggingConfig,
     MercureConfig,
+    NotifierConfig,
     ProcessingConfig,
     ReceiverConfig,
     RouterConfig,
@@ -169,6 +171,15 @@ SECTIONS: tuple[Section, ...] = (
         },
         reload="trusted_proxies, the session timeouts and max_request_kb apply at once; "
         "address, port, TLS, root_path and session_secret need a restart of the web interface.",
+    ),
+    Section(
+        "notifier",
+        "Notifier",
+        NotifierConfig,
+        "How `mercure notifier` delivers the notifications the other services queue (the "
+        "channels are on the Notifications page).",
+        reload="mercure notifier follows a saved file at once, for the notifications it sends "
+        "next.",
     ),
     Section(
         "events",

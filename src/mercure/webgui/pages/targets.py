@@ -99,6 +99,7 @@ TARGETS = NamedKind(
     help=TYPE_HELP,
     uses=("targets", "target"),
     reserved=RESERVED,
+    testable=True,
 )
 
 
