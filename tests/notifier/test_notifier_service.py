@@ -167,8 +167,18 @@ def test_outage_then_recovery_delivers_each_once(
     config = write_config(tmp_path, data, {"hook": webhook_channel(recorder)}, max_parallel=8)
     notifications = [queue(data, "hook") for _ in range(100)]
     with running_notifier(config, tmp_path / "notifier.log") as notifier:
-        # Down for a while: 200 refused attempts.
+        # Down for a while: 200 refused attempts, and every notification had its turn (those
+        # falling due again after a refusal do not keep the slots from later ones).
         notifier.wait_for(lambda: recorder.refused >= 200, timeout=60)
+        notifier.wait_for(
+            lambda: (
+                len(
+                    {e.data["notification_id"] for e in outbox_events(data, "notification.attempt")}
+                )
+                == 100
+            ),
+            timeout=60,
+        )
         with recorder.lock:
             recorder.fail_first = 0
         notifier.wait_for(lambda: not queued(data), timeout=60)

@@ -96,10 +96,12 @@ class NotifierService(Service):
         for name in list(self._due):
             if name not in present:
                 del self._due[name]
+        # Every file's due time (read once, then cached), so that the due ones start in the
+        # order they fell due: a notification that keeps failing and falling due again must
+        # not hold the slots while others, queued later, never get their first attempt.
         soonest: datetime | None = None
+        ready: list[tuple[datetime, str]] = []
         for path in paths:
-            if len(self._inflight) >= limit:
-                break
             if path.name in self._inflight:
                 continue
             due = self._due.get(path.name)
@@ -114,8 +116,11 @@ class NotifierService(Service):
                 self._due[path.name] = due
             if due > now:
                 soonest = due if soonest is None else min(soonest, due)
-                continue
-            self._inflight[path.name] = asyncio.create_task(self._attempt(path.name))
+            else:
+                ready.append((due, path.name))
+        ready.sort()
+        for _, name in ready[: max(0, limit - len(self._inflight))]:
+            self._inflight[name] = asyncio.create_task(self._attempt(name))
         if soonest is not None:
             self._wake_at(soonest)
         return False
