@@ -188,3 +188,58 @@ rules:
         ("completion", task.id),
         ("reception", task.id),
     ]
+
+
+def test_every_route_rule_of_a_merged_route_task_notifies(
+    make_router: Callable[..., Harness],
+) -> None:
+    """Two route rules share one task (targets merged): each rule's channels hear of it."""
+    h = make_router(
+        CHANNELS
+        + """
+rules:
+  ct:
+    rule: "tags.Modality == 'CT'"
+    targets: pacs
+    notification_channels: [hook]
+  all:
+    rule: "True"
+    targets: pacs
+    notification_channels: [hook2]
+"""
+    )
+    h.send(h.series(1, modality="CT"))
+    h.advance(61)
+    _folder, task = h.only_task(Stage.OUTGOING)
+    assert sorted((n.rule, n.channel, n.task_id) for n in notifications(h)) == [
+        ("all", "hook2", task.id),
+        ("ct", "hook", task.id),
+    ]
+
+
+def test_a_notification_rule_beside_a_routing_rule_still_notifies(
+    make_router: Callable[..., Harness],
+) -> None:
+    """The notification rule has no task of its own then; it notifies with the route task."""
+    h = make_router(
+        CHANNELS
+        + """
+rules:
+  ct:
+    rule: "tags.Modality == 'CT'"
+    targets: pacs
+  tell:
+    rule: "tags.Modality == 'CT'"
+    action: notification
+    notification_channels: [hook]
+"""
+    )
+    h.send(h.series(1, modality="CT"))
+    h.advance(61)
+    _folder, task = h.only_task(Stage.OUTGOING)
+    found = notifications(h)
+    assert sorted((n.rule, n.trigger, n.task_id) for n in found) == [
+        ("tell", "completion", task.id),
+        ("tell", "reception", task.id),
+    ]
+    assert {n.facts["action"] for n in found} == {"notification"}

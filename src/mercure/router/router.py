@@ -340,6 +340,7 @@ class Router:
         as it is in ``success/``, notifies ``completion`` as well. A study notifies when its
         first series starts it, not for each further series that joins it.
         """
+        notifying: list[tuple[Task, list[Trigger]]] = []
         for entry in plan.entries:
             study = self.collector.store.root / (entry.study_folder or "")
             if entry.kind == "study" and study.exists():
@@ -348,6 +349,18 @@ class Router:
             triggers: list[Trigger] = ["reception"]
             if entry.stage == Stage.SUCCESS and task.info.action == "notification":
                 triggers.append("completion")
+            notifying.append((task, triggers))
+        # A notification rule that fired beside rules that act on the series has no task of
+        # its own (the series is kept by theirs): it notifies with the series' first task.
+        covered = {task.info.applied_rule for task, _ in notifying}
+        first = plan.entries[0].task if plan.entries else None
+        for rule in plan.notify:
+            if rule not in covered and first is not None:
+                task = Task.model_validate(first)
+                task.info.applied_rule = rule
+                task.info.action = "notification"
+                notifying.append((task, ["reception", "completion"]))
+        for task, triggers in notifying:
             for trigger in triggers:
                 notify_safely(
                     self.data,

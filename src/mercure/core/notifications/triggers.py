@@ -43,11 +43,24 @@ TEXTS = {
 """The ``text`` field of each trigger: says what happened, never who it happened to."""
 
 
-def task_rules(task: Task) -> list[str]:
-    """The rules a task belongs to: its applied rule, or else the rules that triggered it."""
+def task_rules(task: Task, config: MercureConfig | None = None) -> list[str]:
+    """The rules a task belongs to: its applied rule, or else the rules that triggered it.
+
+    A route task carries every route rule that fired for its series (their targets merged into
+    one task, the first rule named as applied): with ``config``, all of those rules.
+    """
+    fired = [name for name, on in task.info.triggered_rules.items() if on]
+    if task.info.action == "route" and config is not None:
+        routes = [
+            name
+            for name in fired
+            if (rule := config.rules.get(name)) is not None and rule.action == "route"
+        ]
+        applied = [task.info.applied_rule] if task.info.applied_rule else []
+        return applied + [name for name in routes if name not in applied]
     if task.info.applied_rule:
         return [task.info.applied_rule]
-    return [name for name, fired in task.info.triggered_rules.items() if fired]
+    return fired
 
 
 def requested(task: Task) -> bool:
@@ -87,7 +100,7 @@ def due_channels(config: MercureConfig, task: Task, trigger: Trigger) -> list[tu
     """``(rule, channel)`` pairs to notify for ``trigger``; channels that no longer exist are
     logged and skipped (check-config refuses them, so only a stale task can name one)."""
     pairs = []
-    for name in task_rules(task):
+    for name in task_rules(task, config):
         rule = config.rules.get(name)
         if rule is None or not rule.notification_channels:
             continue
