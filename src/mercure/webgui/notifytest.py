@@ -10,26 +10,17 @@ it is killed after :data:`TEST_TIMEOUT` seconds. Its answer is one JSON object
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
-from mercure.core.masking import excerpt, register_secret, scrub
-
-log = logging.getLogger(__name__)
+from mercure.core.masking import register_secret, scrub
+from mercure.webgui.clicheck import CheckFailed, run_check
 
 TEST_TIMEOUT = 45.0
 """Seconds a test may take before it is killed (a channel's own timeout is 30 s by default)."""
-MAX_OUTPUT = 1 << 20
-MAX_RUNNING = 4
-"""Tests running at once in this web interface, at most (each is a process)."""
 
 
 class NotifyTestReport(BaseModel):
@@ -41,10 +32,6 @@ class NotifyTestReport(BaseModel):
     answer: str = ""
     error: str = ""
     seconds: float = 0.0
-
-
-class _Running:
-    count = 0
 
 
 def _register(node: Any) -> None:
@@ -89,60 +76,14 @@ async def run_notify_test(
     register_channel_secrets(definition)
     kind = str(definition.get("type", ""))
     started = time.monotonic()
-    if _Running.count >= MAX_RUNNING:
-        return _failed(
-            name, kind, f"{MAX_RUNNING} tests are running already; try again shortly", started
-        )
-    _Running.count += 1
-    try:
-        return await _run(name, definition, config_path, kind, started, timeout)
-    finally:
-        _Running.count -= 1
-
-
-async def _run(
-    name: str,
-    definition: dict[str, Any],
-    config_path: Path | None,
-    kind: str,
-    started: float,
-    timeout: float,
-) -> NotifyTestReport:
-    command = [sys.executable, "-m", "mercure", "notify-test", name]
+    arguments = ["notify-test", name]
     if config_path is not None:
-        command += ["--config", str(config_path)]
-    command += ["--json", "--definition", "-"]
+        arguments += ["--config", str(config_path)]
+    arguments += ["--json", "--definition", "-"]
     try:
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    except OSError as exc:
-        return _failed(name, kind, f"cannot start mercure notify-test: {exc}", started)
-    try:
-        stdout, stderr = await asyncio.wait_for(
-            process.communicate(json.dumps(definition).encode()), timeout
-        )
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        return _failed(
-            name, kind, f"the test took longer than {timeout:.0f} s and was stopped", started
-        )
-    try:
-        report = NotifyTestReport.model_validate_json(stdout[:MAX_OUTPUT].strip() or b"{}")
-    except ValidationError:
-        said = excerpt(stderr.decode("utf-8", "replace") or stdout.decode("utf-8", "replace"))
-        log.warning("mercure notify-test %s exited %s without a report", name, process.returncode)
-        return _failed(
-            name,
-            kind,
-            f"mercure notify-test gave no report (exit {process.returncode}): {scrub(said)}",
-            started,
-        )
+        report = await run_check(arguments, definition, NotifyTestReport, timeout=timeout)
+    except CheckFailed as exc:
+        return _failed(name, kind, str(exc), started)
     return report.model_copy(
         update={
             "answer": scrub(report.answer),
