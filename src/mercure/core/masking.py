@@ -243,6 +243,41 @@ def register_target_secrets(definition: dict[str, Any]) -> None:
         _registry.register_basic_auth(username, password)
 
 
+CHANNEL_SECRET_KEYS = ("url", "urls", "headers", "password", "hmac_secret")
+"""The keys of a notification channel's definition that hold secrets (every string in them)."""
+
+STORED_SECRET = "<secret>"
+"""What a form or a ``--definition -`` gives for "the secret stored in the configuration"."""
+
+
+def register_channel_secrets(definition: dict[str, Any]) -> None:
+    """Register the secrets of one notification channel's definition (a plain mapping, not yet
+    validated: an error message may quote a value), e.g. one given to ``mercure notify-test
+    --definition -``."""
+    for key in CHANNEL_SECRET_KEYS:
+        for value in _strings(definition.get(key)):
+            if value and value != STORED_SECRET:
+                _registry.register(value)
+
+
+def register_model_secrets(model: BaseModel) -> None:
+    """Register every ``SecretStr`` of a validated model (a channel, a target)."""
+    for value in _secret_strings(model):
+        if value:
+            _registry.register(value)
+
+
+def _strings(node: Any) -> Iterable[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from _strings(item)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _strings(item)
+
+
 def _secret_strings(node: Any) -> Iterable[str]:
     if isinstance(node, SecretStr):
         yield node.get_secret_value()

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 
-from pydantic import TypeAdapter, ValidationError
-
 from mercure.core.config import load_config
-from mercure.core.config.loader import format_path
+from mercure.core.config.definition import read_definition, validate_definition
 from mercure.core.config.models import Target
 from mercure.core.errors import MercureError
 from mercure.core.masking import register_target_secrets, scrub
 from mercure.core.targettest import TargetTestReport, TestStep
 from mercure.dispatcher.targets import TargetConfig, run_test, test_target
-
-MAX_DEFINITION = 1 << 20
-"""Bytes of a definition read from standard input, at most."""
 
 MARKS = {"ok": "ok", "failed": "FAILED", "warning": "warning", "skipped": "skipped"}
 
@@ -55,33 +49,12 @@ def register(
 
 def _read_definition(name: str) -> TargetConfig:
     """The target definition on standard input; MercureError naming what is wrong."""
-    text = sys.stdin.read(MAX_DEFINITION + 1)
-    if len(text) > MAX_DEFINITION:
-        raise MercureError(f"the definition on standard input is over {MAX_DEFINITION} bytes")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MercureError(
-            f"the definition on standard input is not JSON: {exc.msg} at line {exc.lineno}"
-        ) from None
+    document = read_definition()
     if isinstance(document, dict):
         # Masked before anything is validated: an error message may quote a value.
         register_target_secrets(document)
-    try:
-        target: TargetConfig = TypeAdapter(Target).validate_python(document)
-    except ValidationError as exc:
-        tag = document.get("type") if isinstance(document, dict) else None
-        issues = "; ".join(
-            f"{format_path(_without_tag(error['loc'], tag)) or 'definition'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
-        )
-        raise MercureError(f"invalid definition of target {name!r}: {issues}") from None
+    target: TargetConfig = validate_definition(document, Target, f"target {name!r}")
     return target
-
-
-def _without_tag(loc: tuple[str | int, ...], tag: object) -> tuple[str | int, ...]:
-    """A pydantic location without the union's tag (``('dicom', 'port')`` is ``port``)."""
-    return loc[1:] if loc and loc[0] == tag else loc
 
 
 def cmd_test_target(args: argparse.Namespace) -> int:

@@ -23,23 +23,22 @@ import sys
 import time
 from typing import Any
 
-from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, SecretStr
 
 from mercure.core.config import load_config
-from mercure.core.config.loader import format_path
+from mercure.core.config.definition import read_definition, validate_definition
 from mercure.core.config.models import Channel
 from mercure.core.errors import MercureError
-from mercure.core.masking import register_secret, scrub
+from mercure.core.masking import (
+    STORED_SECRET,
+    register_channel_secrets,
+    register_model_secrets,
+    scrub,
+)
 from mercure.core.notifications.queue import new_notification_id
 from mercure.core.notifications.templates import SAMPLE, template_fields
 from mercure.core.notifications.triggers import TEXTS
 from mercure.notifier.senders import ChannelConfig, Message, SendFailed, send
-
-MAX_DEFINITION = 1 << 20
-"""Bytes of a definition read from standard input, at most."""
-
-STORED = "<secret>"
-"""A secret given as this means: the one the configuration stores for the channel."""
 
 
 def register(
@@ -77,7 +76,7 @@ def test_message(channel: ChannelConfig, appliance: str, web_url: str | None) ->
 def restore_secrets(given: Any, stored: Any) -> Any:
     """``given`` with every ``"<secret>"`` replaced by the stored secret at the same place."""
     if isinstance(given, str):
-        if given == STORED and isinstance(stored, SecretStr):
+        if given == STORED_SECRET and isinstance(stored, SecretStr):
             return stored.get_secret_value()
         return given
     if isinstance(given, dict):
@@ -99,72 +98,16 @@ def _child(stored: Any, key: str) -> Any:
     return None
 
 
-def register_channel_secrets(node: Any) -> None:
-    """Mask every secret of a channel (validated) in what is printed."""
-    if isinstance(node, SecretStr):
-        value = node.get_secret_value()
-        if value:
-            register_secret(value)
-    elif isinstance(node, BaseModel):
-        for name in type(node).model_fields:
-            register_channel_secrets(getattr(node, name))
-    elif isinstance(node, dict):
-        for item in node.values():
-            register_channel_secrets(item)
-    elif isinstance(node, list):
-        for item in node:
-            register_channel_secrets(item)
-
-
-def _register_raw(node: Any) -> None:
-    # Before validation (an error may quote a value): every string of a secret-holding key.
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("url", "urls", "password", "hmac_secret", "headers"):
-                _register_strings(value)
-            else:
-                _register_raw(value)
-
-
-def _register_strings(node: Any) -> None:
-    if isinstance(node, str) and node and node != STORED:
-        register_secret(node)
-    elif isinstance(node, dict):
-        for value in node.values():
-            _register_strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            _register_strings(value)
-
-
-def read_definition(name: str, stored: ChannelConfig | None) -> ChannelConfig:
+def read_channel_definition(name: str, stored: ChannelConfig | None) -> ChannelConfig:
     """The channel definition on standard input; MercureError naming what is wrong."""
-    text = sys.stdin.read(MAX_DEFINITION + 1)
-    if len(text) > MAX_DEFINITION:
-        raise MercureError(f"the definition on standard input is over {MAX_DEFINITION} bytes")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MercureError(
-            f"the definition on standard input is not JSON: {exc.msg} at line {exc.lineno}"
-        ) from None
-    _register_raw(document)
+    document = read_definition()
+    if isinstance(document, dict):
+        # Masked before anything is validated: an error message may quote a value.
+        register_channel_secrets(document)
     document = restore_secrets(document, stored)
-    try:
-        channel: ChannelConfig = TypeAdapter(Channel).validate_python(document)
-    except ValidationError as exc:
-        tag = document.get("type") if isinstance(document, dict) else None
-        issues = "; ".join(
-            f"{format_path(_without_tag(error['loc'], tag)) or 'definition'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
-        )
-        raise MercureError(f"invalid definition of channel {name!r}: {issues}") from None
-    register_channel_secrets(channel)
+    channel: ChannelConfig = validate_definition(document, Channel, f"channel {name!r}")
+    register_model_secrets(channel)
     return channel
-
-
-def _without_tag(loc: tuple[str | int, ...], tag: object) -> tuple[str | int, ...]:
-    return loc[1:] if loc and loc[0] == tag else loc
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
@@ -176,7 +119,7 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
         config = load_config(args.config).config
         stored = config.notifications.get(args.channel)
         if args.definition:
-            channel = read_definition(args.channel, stored)
+            channel = read_channel_definition(args.channel, stored)
         elif stored is None:
             raise MercureError(f"no channel {args.channel!r} under notifications:")
         else:

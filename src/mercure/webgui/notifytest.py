@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
-from mercure.core.masking import register_secret, scrub
+from mercure.core.masking import register_channel_secrets, scrub
 from mercure.webgui.clicheck import CheckFailed, run_check
 
 TEST_TIMEOUT = 45.0
@@ -32,27 +32,6 @@ class NotifyTestReport(BaseModel):
     answer: str = ""
     error: str = ""
     seconds: float = 0.0
-
-
-def _register(node: Any) -> None:
-    """Mask every string of the definition's secret fields in what this process logs."""
-    if isinstance(node, SecretStr):
-        node = node.get_secret_value()
-    if isinstance(node, str):
-        if node and node != "<secret>":
-            register_secret(node)
-    elif isinstance(node, dict):
-        for value in node.values():
-            _register(value)
-    elif isinstance(node, list):
-        for value in node:
-            _register(value)
-
-
-def register_channel_secrets(definition: dict[str, Any]) -> None:
-    """Register the secrets of a channel definition (URL, headers, password, HMAC, URLs)."""
-    for key in ("url", "urls", "headers", "password", "hmac_secret"):
-        _register(definition.get(key))
 
 
 def _failed(name: str, kind: str, error: str, started: float) -> NotifyTestReport:
