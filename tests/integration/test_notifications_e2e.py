@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from mercure.testing.peers.dcmtk import storescu
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series
 from mercure.testing.wait import wait_until
+from mercure.testing.webhook import Recorder, http_recorder
 
 pytestmark = [pytest.mark.peers, pytest.mark.slow]
 
@@ -46,47 +45,14 @@ request = {"requested": True, "text": "finding"}
 """
 
 
-class Recorder:
-    """An HTTP server on loopback that answers 200 and keeps each request's headers and body."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
-                with recorder._lock:
-                    recorder.requests.append((dict(self.headers.items()), body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def received(self) -> list[tuple[dict[str, str], dict[str, Any]]]:
-        with self._lock:
-            return list(self.requests)
+def bodies(recorder: Recorder) -> list[dict[str, Any]]:
+    """The JSON bodies of the requests the recorder answered."""
+    return [json.loads(request.body) for request in recorder.delivered()]
 
 
 @contextlib.contextmanager
 def installation(
-    tmp_path: Path, recorder_port: int, rules: dict[str, Any], modules: dict[str, Any]
+    tmp_path: Path, webhook_url: str, rules: dict[str, Any], modules: dict[str, Any]
 ) -> Iterator[tuple[MercureProcess, DataFolder]]:
     """`mercure run` with a webhook channel ``hook`` to the recorder and fast notifier retries."""
     receiver_port, bookkeeper_port = free_port(), free_port()
@@ -99,9 +65,7 @@ def installation(
         modules=modules,
     )
     config = yaml.safe_load(config_path.read_text())
-    config["notifications"] = {
-        "hook": {"type": "webhook", "url": f"http://127.0.0.1:{recorder_port}/hook", "body": BODY}
-    }
+    config["notifications"] = {"hook": {"type": "webhook", "url": webhook_url, "body": BODY}}
     config["notifier"] = {"retry_base_delay": 0.2, "retry_max_delay": 1}
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     mercure = MercureProcess(
@@ -117,8 +81,6 @@ def installation(
 
 def test_a_module_request_becomes_one_webhook_call(tmp_path: Path) -> None:
     """Completion on request only: the module's text arrives once, in `details`."""
-    recorder = Recorder(free_port())
-    recorder.start()
     script = tmp_path / "finding.py"
     script.write_text(FINDING_MODULE)
     rules = {
@@ -133,38 +95,32 @@ def test_a_module_request_becomes_one_webhook_call(tmp_path: Path) -> None:
         }
     }
     modules = {"finder": {"runner": "command", "command": [sys.executable, str(script)]}}
-    try:
-        with installation(tmp_path, recorder.port, rules, modules) as (mercure, data):
-            series = generate_series(tmp_path / "series", "tiny", 2, seed=3, modality="CT")
-            assert mercure.listen_port is not None
-            storescu(mercure.listen_port, series.folder, called_aet="MERCURE")
-            success = data.stage(Stage.SUCCESS)
-            wait_until(
-                lambda: len(recorder.received()) >= 1 and data.entries(Stage.SUCCESS),
-                timeout=40,
-                interval=0.1,
-                message="the webhook call and the task in success/",
-            )
-            wait_until(lambda: not queued(data), timeout=20, message="an empty queue")
-            [folder] = data.entries(Stage.SUCCESS)
-            task = read_task(folder)
-            assert folder.parent == success
-    finally:
-        recorder.stop()
-    [(headers, body)] = recorder.received()
-    assert body == {
-        "event": "completion",
-        "rule": "ct_finding",
-        "task_id": task.id,
-        "details": "finding",
-    }
-    assert headers["X-Mercure-Notification-Id"]
+    with (
+        http_recorder() as recorder,
+        installation(tmp_path, recorder.url, rules, modules) as (mercure, data),
+    ):
+        series = generate_series(tmp_path / "series", "tiny", 2, seed=3, modality="CT")
+        assert mercure.listen_port is not None
+        storescu(mercure.listen_port, series.folder, called_aet="MERCURE")
+        wait_until(
+            lambda: recorder.delivered() and data.entries(Stage.SUCCESS),
+            timeout=40,
+            interval=0.1,
+            message="the webhook call and the task in success/",
+        )
+        wait_until(lambda: not queued(data), timeout=20, message="an empty queue")
+        [folder] = data.entries(Stage.SUCCESS)
+        task = read_task(folder)
+    assert bodies(recorder) == [
+        {"event": "completion", "rule": "ct_finding", "task_id": task.id, "details": "finding"}
+    ]
+    assert recorder.delivered()[0].headers["X-Mercure-Notification-Id"]
 
 
 def test_notifications_wait_for_a_receiver_that_is_down_and_arrive_once(tmp_path: Path) -> None:
     """100 series while the webhook's server is down: each reception arrives once it is up."""
     count = 100
-    recorder = Recorder(free_port())  # not started: the port is closed
+    port = free_port()  # nothing listens there yet: the receiver of the webhook is down
     rules = {
         "ct_seen": {
             "rule": "tags.Modality == 'CT'",
@@ -178,31 +134,32 @@ def test_notifications_wait_for_a_receiver_that_is_down_and_arrive_once(tmp_path
         generate_series(
             series_root / f"s{number}", "tiny", 1, seed=5, series_number=number + 1, modality="CT"
         )
-    try:
-        with installation(tmp_path, recorder.port, rules, {}) as (mercure, data):
-            assert mercure.listen_port is not None
-            storescu(mercure.listen_port, series_root, called_aet="MERCURE")
+    with installation(tmp_path, f"http://127.0.0.1:{port}/hook", rules, {}) as (mercure, data):
+        assert mercure.listen_port is not None
+        storescu(mercure.listen_port, series_root, called_aet="MERCURE")
 
-            def refused_while_down() -> bool:
-                paths = queued(data)
-                return len(paths) == count and read_notification(paths[0]).attempts >= 2
+        def every_one_refused_while_down() -> bool:
+            paths = queued(data)
+            return len(paths) == count and all(
+                read_notification(path).attempts >= 1 for path in paths
+            )
 
-            # All queued, and the server's absence already cost attempts (retried, not lost).
-            wait_until(refused_while_down, timeout=40, interval=0.2, message="attempts refused")
-            recorder.start()
+        # All queued, and each already tried and refused (retried, not lost, none starved).
+        wait_until(
+            every_one_refused_while_down, timeout=60, interval=0.5, message="attempts refused"
+        )
+        with http_recorder(port) as recorder:
             wait_until(
-                lambda: not queued(data) and len(recorder.received()) >= count,
+                lambda: not queued(data) and len(recorder.delivered()) >= count,
                 timeout=30,
                 interval=0.1,
                 message="every notification delivered",
             )
             tasks = {read_task(folder).id for folder in data.entries(Stage.SUCCESS)}
-    finally:
-        recorder.stop()
-    received = recorder.received()
-    ids = [headers["X-Mercure-Notification-Id"] for headers, _body in received]
-    task_ids = [body["task_id"] for _headers, body in received]
+    received = recorder.delivered()
+    ids = [request.headers["X-Mercure-Notification-Id"] for request in received]
+    task_ids = [body["task_id"] for body in bodies(recorder)]
     assert len(received) == count
     assert len(set(ids)) == count
     assert sorted(task_ids) == sorted(tasks) and len(set(task_ids)) == count
-    assert {body["event"] for _headers, body in received} == {"reception"}
+    assert {body["event"] for body in bodies(recorder)} == {"reception"}
