@@ -98,6 +98,15 @@ def _handler(recorder_box: list[Recorder]) -> type[http.server.BaseHTTPRequestHa
     return Handler
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a sender's timeout, a killed notifier) is what some tests do
+        # on purpose; the standard handler would print its traceback into the test output.
+        pass
+
+
 @contextlib.contextmanager
 def http_recorder(
     port: int = 0, *, pki: Path | None = None, path: str = "/hook"
@@ -105,8 +114,7 @@ def http_recorder(
     """A recorder listening on 127.0.0.1 (a free port unless given); HTTPS with the test
     CA's server certificate when ``pki`` is given."""
     box: list[Recorder] = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _handler(box))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), _handler(box))
     if pki is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(pki / "server.pem", pki / "server.key")
