@@ -88,7 +88,8 @@ def test_admin_creates_a_webhook_channel_and_attaches_it_to_a_rule(
         page.fill("#f-url", HOOK)  # a typed secret is never sent back: type it again
         page.fill(
             "#f-body",
-            '{"text": "{{ text }}", "rule": "{{ rule }}", "link": "{{ link }}"}',
+            '{"text": {{ text | tojson }}, "rule": {{ rule | tojson }},'
+            ' "link": {{ link | tojson }}}',
         )
         page.click("button:has-text('Save')")
         page.wait_for_url(base + "/notifications/teams-stroke")
