@@ -19,9 +19,9 @@ from mercure.core.config import load_config
 from mercure.core.config.models import DispatchConfig
 from mercure.core.datafolder import Stage
 from mercure.core.events import EventClient, Outbox
+from mercure.core.retry import RetryPolicy
 from mercure.core.task import read_task
 from mercure.dispatcher.engine import DeliveryEngine
-from mercure.dispatcher.retry import RetryPolicy
 from mercure.testing.series import generate_series
 
 

@@ -24,6 +24,7 @@ from mercure.core.datafolder import DataFolder, Stage, is_visible
 from mercure.core.errors import MercureError, PermanentError, TaskError
 from mercure.core.events import EventClient
 from mercure.core.notifications.triggers import notify_safely
+from mercure.core.retry import RetryPolicy
 from mercure.core.task import (
     TargetStatus,
     Task,
@@ -34,7 +35,6 @@ from mercure.core.task import (
     write_task,
 )
 from mercure.dispatcher.progress import ProgressJournal
-from mercure.dispatcher.retry import RetryPolicy
 from mercure.dispatcher.targets import SendJob, SendResult, build_target
 
 log = logging.getLogger(__name__)

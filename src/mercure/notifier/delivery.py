@@ -28,6 +28,7 @@ from mercure.core.events import EventClient
 from mercure.core.masking import scrub
 from mercure.core.notifications.queue import Notification, write_notification
 from mercure.core.notifications.templates import template_fields
+from mercure.core.retry import RetryPolicy
 from mercure.notifier.senders import ChannelConfig, Message, SendFailed, send
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,22 @@ MAX_REASON = 500
 """Characters of a failure reason kept in events and the queue file."""
 
 
+RETRY_JITTER = 0.5
+"""Each delay is drawn from [half, all] of the doubling delay ("equal jitter"), so that the
+notifications that failed together in an outage do not all retry at the same instant."""
+
+
 def retry_delay(config: NotifierConfig, failed_attempts: int) -> float:
-    """Seconds before the next attempt after ``failed_attempts`` (>= 1): doubling, capped."""
-    exponent = min(max(failed_attempts - 1, 0), 60)
-    return float(min(config.retry_base_delay * 2**exponent, config.retry_max_delay))
+    """Seconds before the next attempt after ``failed_attempts`` (>= 1): doubling from
+    ``retry_base_delay``, capped at ``retry_max_delay``, less jitter. The number of attempts is
+    bounded by ``retry_period``, not by a count."""
+    policy = RetryPolicy(
+        attempts=0,
+        base_delay=config.retry_base_delay,
+        max_delay=config.retry_max_delay,
+        jitter=RETRY_JITTER,
+    )
+    return policy.delay(failed_attempts)
 
 
 def due_time(notification: Notification) -> datetime:

@@ -1,5 +1,7 @@
 """The retry policy as a value: attempts, base delay and cap of a doubling backoff, and jitter.
 
+Shared by the dispatcher (targets) and the notifier (notification channels).
+
 Jitter matters when a target comes back: every task that failed while it was down would
 otherwise retry at the same instant (the same doubling from about the same failure time, and
 all of them at the cap after a long outage). Each delay is drawn evenly from
@@ -17,7 +19,7 @@ from mercure.core.config.models import DispatchConfig
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a target is tried, and how long to wait between tries."""
+    """How often something is tried, and how long to wait between tries."""
 
     attempts: int
     base_delay: float
