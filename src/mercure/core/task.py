@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mercure.core.atomic import atomic_write_text, fsync_dir
-from mercure.core.clock import utcnow
+from mercure.core.clock import time_ordered_id, utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import TaskError
 from mercure.core.masking import scrub
@@ -50,7 +49,7 @@ STAGE_OF_ACTION: dict[str, Stage] = {
 
 def new_task_id() -> str:
     """A task id that sorts by creation time and is unique across hosts."""
-    return f"{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+    return time_ordered_id()
 
 
 class _Part(BaseModel):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mercure.core.atomic import atomic_write_text
-from mercure.core.clock import utcnow
+from mercure.core.clock import time_ordered_id, utcnow
 from mercure.core.datafolder import DataFolder, is_visible
 from mercure.core.errors import TaskError
 
@@ -53,7 +52,7 @@ class Notification(BaseModel):
 
 def new_notification_id() -> str:
     """Sorts by creation time, unique across hosts."""
-    return f"{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+    return time_ordered_id()
 
 
 def notification_path(data: DataFolder, notification_id: str) -> Path:
