@@ -243,3 +243,39 @@ rules:
         ("tell", "reception", task.id),
     ]
     assert {n.facts["action"] for n in found} == {"notification"}
+
+
+def test_a_series_route_rule_is_not_told_about_a_study_task(
+    make_router: Callable[..., Harness],
+) -> None:
+    """The study's task names the series rule among its triggered rules, but only the study
+    rule's channels hear of it; the series rule's channel hears of the series task."""
+    h = make_router(
+        CHANNELS
+        + """
+router:
+  series_complete_trigger: 60
+  study_complete_trigger: 300
+  study_forcecomplete_trigger: 3600
+  rescan_interval: 100000
+rules:
+  every_series:
+    rule: "True"
+    targets: pacs
+    notification_channels: [hook]
+  whole_study:
+    rule: "True"
+    targets: pacs
+    action_trigger: study
+    notification_channels: [hook2]
+"""
+    )
+    h.send(h.series(1, seed=42))
+    h.advance(61)
+    _folder, series_task = h.only_task(Stage.OUTGOING)
+    [folder] = h.tasks(Stage.STUDIES)
+    study = h.task(folder)
+    assert sorted((n.rule, n.channel, n.task_id) for n in notifications(h)) == [
+        ("every_series", "hook", series_task.id),
+        ("whole_study", "hook2", study.id),
+    ]

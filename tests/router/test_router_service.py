@@ -12,6 +12,7 @@ import pytest
 from router_harness import RouterProcess, dicom_names, service_config, sop_files
 
 from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.notifications.queue import queued, read_notification
 from mercure.core.task import read_task
 from mercure.router.simulate import IncomingWriter
 from mercure.testing.series import GeneratedSeries, generate_series
@@ -54,9 +55,15 @@ router:
   series_complete_trigger: 0.3
   study_complete_trigger: 0.5
   rescan_interval: 600
+notifications:
+  hook: {type: webhook, url: "http://127.0.0.1:9/hook"}
 rules:
-  archive_all: {rule: "True", targets: archive}
-  mr_segmentation: {rule: "tags.Modality == 'MR'", action: process, processing_module: seg}
+  archive_all: {rule: "True", targets: archive, notification_channels: hook}
+  mr_segmentation:
+    rule: "tags.Modality == 'MR'"
+    action: process
+    processing_module: seg
+    notification_channels: hook
   drop_other: {rule: "tags.Modality == 'OT'", action: discard}
   us_studies: {rule: "tags.Modality == 'US'", targets: pacs, action_trigger: study}
 """
@@ -152,4 +159,18 @@ def test_router_killed_at_random_points_loses_and_duplicates_nothing(tmp_path: P
     for series in sent:
         for key in expected_tasks(series):
             assert files[key] == sop_files(series), f"{key}, seed {seed}"
+    # Every series task of a rule with a channel has its reception notification queued (a
+    # repeat is allowed, a loss is not), and none names another task (the study tasks' rule has
+    # no channel: a series-level rule's channel is not told about them).
+    reception = Counter(
+        n.task_id for n in map(read_notification, queued(data)) if n.trigger == "reception"
+    )
+    series_tasks = {
+        read_task(path).id
+        for stage in (Stage.OUTGOING, Stage.PROCESSING)
+        for path in data.entries(stage)
+        if read_task(path).info.uid_type == "series"
+    }
+    assert all(reception[task_id] >= 1 for task_id in series_tasks), f"seed {seed}"
+    assert set(reception) <= series_tasks, f"seed {seed}"
     assert kills >= 3

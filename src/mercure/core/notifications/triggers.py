@@ -46,15 +46,18 @@ TEXTS = {
 def task_rules(task: Task, config: MercureConfig | None = None) -> list[str]:
     """The rules a task belongs to: its applied rule, or else the rules that triggered it.
 
-    A route task carries every route rule that fired for its series (their targets merged into
-    one task, the first rule named as applied): with ``config``, all of those rules.
+    A series' route task carries every series-level route rule that fired for it (their
+    targets merged into one task, the first rule named as applied): with ``config``, all of
+    those rules. Any other task (a study's, a processing task) is its applied rule's alone.
     """
     fired = [name for name, on in task.info.triggered_rules.items() if on]
-    if task.info.action == "route" and config is not None:
+    if task.info.action == "route" and task.info.uid_type == "series" and config is not None:
         routes = [
             name
             for name in fired
-            if (rule := config.rules.get(name)) is not None and rule.action == "route"
+            if (rule := config.rules.get(name)) is not None
+            and rule.action == "route"
+            and rule.action_trigger == "series"
         ]
         applied = [task.info.applied_rule] if task.info.applied_rule else []
         return applied + [name for name in routes if name not in applied]
