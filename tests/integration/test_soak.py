@@ -31,4 +31,5 @@ def test_nothing_is_lost_or_stuck_while_services_die(tmp_path: Path) -> None:
     assert report.acknowledged > 500, report.render()
     assert sum(report.kills.values()) >= SECONDS / 10, report.kills
     assert report.outages == {"orthanc": 2, "bookkeeper": 2}
+    assert report.notifying_tasks > 0, report.render()
     assert report.passed, f"MERCURE_SOAK_SEED={SEED}\n" + report.render()

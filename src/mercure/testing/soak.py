@@ -36,7 +36,10 @@ import yaml
 
 from mercure.core.claims import Claim
 from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.errors import TaskError
 from mercure.core.heartbeat import read_heartbeats
+from mercure.core.notifications.queue import queued, read_notification
+from mercure.core.task import read_task
 from mercure.testing.installation import BookkeeperClient, MercureProcess, copy_module, write_config
 from mercure.testing.peers import Orthanc
 from mercure.testing.peers.dcmtk import dcmtk_program
@@ -137,6 +140,11 @@ class SoakReport:
     outages: Counter[str] = field(default_factory=Counter)
     bookkeeper: dict[str, int] = field(default_factory=dict)
     folders: dict[str, int] = field(default_factory=dict)
+    notifying_tasks: int = 0
+    """Finished tasks of a rule with a channel (each must have its notification queued)."""
+    unnotified: list[str] = field(default_factory=list)
+    """Finished tasks of a rule with a channel whose completion or error notification is not
+    queued (the notifier is not running in the soak: the queue keeps every notification)."""
 
     @property
     def duplicate_total(self) -> int:
@@ -167,6 +175,11 @@ class SoakReport:
             found.append(f"whole series delivered twice: {self.whole_series_resent[:3]}")
         if not self.bookkeeper_agrees:
             found.append(f"bookkeeper {self.bookkeeper} disagrees with folders {self.folders}")
+        if self.unnotified:
+            found.append(
+                f"{len(self.unnotified)} tasks without their notification, e.g. "
+                f"{self.unnotified[:3]}"
+            )
         return found
 
     @property
@@ -197,6 +210,7 @@ class SoakReport:
             + ", ".join(f"{s} {n}" for s, n in sorted(self.outages.items())),
             f"bookkeeper tasks         {self.bookkeeper}",
             f"data folder tasks        {self.folders}",
+            f"notifications missing    {len(self.unnotified)} of {self.notifying_tasks} tasks",
             "PASS" if self.passed else "FAIL: " + "; ".join(self.failures),
         ]
         return "\n".join(lines)
@@ -331,6 +345,29 @@ def _error_reason(folder: Path) -> str:
     return "(no reason recorded)"
 
 
+NOTIFYING_RULES = ("direct", "processed")
+"""The soak's rules with a notification channel."""
+
+
+def unnotified_tasks(data: DataFolder) -> tuple[int, list[str]]:
+    """How many tasks in success/ or error/ belong to a notifying rule, and those of them whose
+    completion or error notification was never queued (a repeat after a kill is allowed; a
+    task without one is not)."""
+    queued_for = {(n.task_id, n.trigger) for n in (read_notification(p) for p in queued(data))}
+    missing = []
+    checked = 0
+    for stage, trigger in ((Stage.SUCCESS, "completion"), (Stage.ERROR, "error")):
+        for folder in _folders(data.stage(stage)):
+            with contextlib.suppress(TaskError):
+                task = read_task(folder)
+                if task.info.applied_rule not in NOTIFYING_RULES:
+                    continue
+                checked += 1
+                if (task.id, trigger) not in queued_for:
+                    missing.append(f"{stage.value}/{task.id}")
+    return checked, missing
+
+
 def folder_counts(data: DataFolder) -> dict[str, int]:
     """Task folders in the finished stages (what the bookkeeper should count alike)."""
     return {
@@ -380,12 +417,17 @@ class Installation:
             },
             modules={"copier": copy_module(root)},
             rules={
-                "direct": {"rule": "tags.SeriesDescription == 'direct'", "targets": ["pacs"]},
+                "direct": {
+                    "rule": "tags.SeriesDescription == 'direct'",
+                    "targets": ["pacs"],
+                    "notification_channels": ["watch"],
+                },
                 "processed": {
                     "rule": "tags.SeriesDescription == 'processed'",
                     "action": "both",
                     "processing_module": ["copier"],
                     "targets": ["archive"],
+                    "notification_channels": ["watch"],
                 },
                 "study": {
                     "rule": "tags.SeriesDescription == 'study'",
@@ -401,6 +443,9 @@ class Installation:
         document["dispatch"] = {"retry_attempts": 1000, "retry_base_delay": 0.5}
         document["dispatch"]["retry_max_delay"] = 3
         document["supervisor"]["services"] = list(SUPERVISED)
+        # No notifier runs: every notification the services queue stays in the queue, where
+        # the report looks for the completion or error notification of each finished task.
+        document["notifications"] = {"watch": {"type": "webhook", "url": "http://127.0.0.1:9/"}}
         config.write_text(yaml.safe_dump(document, sort_keys=False))
         self.config = config
         self.data = DataFolder(document["data_dir"])
@@ -699,6 +744,7 @@ def run_soak(root: Path, settings: SoakSettings, say: Callable[[str], None] = pr
         finally:
             client.close()
         report.folders = folder_counts(site.data)
+        report.notifying_tasks, report.unnotified = unnotified_tasks(site.data)
         report.kills, report.outages = chaos.kills, chaos.outages
         return report
     finally:
