@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --test
 scripts/start-peers.sh
-exec .venv/bin/python -m pytest "$@"
+# The suite runs in one pytest worker per core (tests take their own ports, folders and
+# databases); MERCURE_TEST_WORKERS=0 runs it in this process, e.g. to use a debugger.
+exec .venv/bin/python -m pytest -n "${MERCURE_TEST_WORKERS:-auto}" "$@"
