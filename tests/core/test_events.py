@@ -148,3 +148,22 @@ def test_a_new_process_takes_over_every_dead_outbox_of_its_service(tmp_path: Pat
     assert _numbers(other) == []  # another service's outbox is not its business
     restarted.close()
     other.close()
+
+
+def test_a_tap_keeps_every_segment_after_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MERCURE_OUTBOX_TAP (tests only), each new segment is linked there as it is made."""
+    tap = tmp_path / "tap"
+    tap.mkdir()
+    monkeypatch.setenv(events.TAP_ENV, str(tap))
+    outbox = Outbox(tmp_path / "outbox", "router@a")
+    for kind in ("one", "two"):
+        outbox.append(Event(service="router", kind=kind))
+        outbox.seal()
+    for segment in outbox.sealed_segments():
+        outbox.acknowledge(segment)
+    outbox.close()
+    assert outbox.sealed_segments() == []
+    kept = [event.kind for path in sorted(tap.iterdir()) for event in read_segment(path)]
+    assert kept == ["one", "two"]

@@ -99,13 +99,14 @@ def installation(tmp_path: Path, database_url: str | None) -> Iterator[Installat
         database_url=database_url,
     )
     data = DataFolder(tmp_path / "data")
-    recorder = OutboxRecorder(data.outbox_dir, tmp_path / "outbox-record").start()
+    recorder = OutboxRecorder(tmp_path / "outbox-record").start()
     bookkeeper = MercureProcess(
         "bookkeeper",
         config,
         listen_port=bookkeeper_port,
         health_url=f"http://127.0.0.1:{bookkeeper_port}/health",
     )
+    bookkeeper.env.update(recorder.env())
     api = BookkeeperClient(bookkeeper_port)
     with contextlib.ExitStack() as stack:
         stack.callback(recorder.stop)
@@ -117,6 +118,7 @@ def installation(tmp_path: Path, database_url: str | None) -> Iterator[Installat
             MercureProcess("dispatcher", config),
         ]
         for service in services:
+            service.env.update(recorder.env())
             stack.enter_context(service)
         yield Installation(data, receiver_port, bookkeeper, api, recorder)
 
@@ -155,7 +157,6 @@ def test_events_written_during_an_outage_arrive_exactly_once(
     stored = api.events()
     duplicates = Counter(e["id"] for e in stored) - Counter({e["id"]: 1 for e in stored})
     assert not duplicates
-    assert installation.recorder.missed == []
     # The outage was real: what the pipeline did meanwhile reached the bookkeeper only later.
     created = {e["series_uid"]: e for e in stored if e["kind"] == "task.created"}
     for one in series[BEFORE_OUTAGE:]:

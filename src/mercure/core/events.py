@@ -37,6 +37,11 @@ Severity = Literal["debug", "info", "warning", "error", "critical"]
 SEGMENT_BYTES = 1 << 20
 """A segment is sealed when it grows past this size (or when asked)."""
 
+TAP_ENV = "MERCURE_OUTBOX_TAP"
+"""For tests: a folder where every new segment is also hard-linked as it is created, so that a
+test reads every event any service wrote, delivered (and deleted) or not, without racing the
+delivery (:class:`mercure.testing.installation.OutboxRecorder`)."""
+
 ADOPT_INTERVAL = 5.0
 """Seconds between looks for dead outboxes of the same name (:meth:`Outbox.adopt_orphans`)."""
 
@@ -78,6 +83,8 @@ class Outbox:
         self.fsync = fsync
         self.segment_bytes = segment_bytes
         self._mutex = threading.Lock()
+        tap = os.environ.get(TAP_ENV)
+        self._tap = Path(tap) if tap else None
         self._fd: int | None = None
         self._size = 0
         self._seq = self._last_sequence()
@@ -171,12 +178,19 @@ class Outbox:
                     path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
                 )
                 self._size = 0
+                if self._tap is not None:
+                    self._tap_segment(self._tap, path, self._fd)
             os.write(self._fd, line)
             if self.fsync:
                 os.fsync(self._fd)
             self._size += len(line)
             if self._size >= self.segment_bytes:
                 self._seal_locked()
+
+    def _tap_segment(self, tap: Path, path: Path, fd: int) -> None:
+        # Named by outbox, sequence and inode: unique although several processes share a tap.
+        name = f"{self.folder.name}--{path.stem}--{os.fstat(fd).st_ino}"
+        os.link(path, tap / name)
 
     def seal(self) -> None:
         """Seal the open segment so that it can be delivered."""

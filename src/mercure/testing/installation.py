@@ -14,11 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import select
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,8 @@ import psycopg
 import yaml
 
 from mercure.core.datafolder import DataFolder
-from mercure.core.events import Event, read_segment
+from mercure.core.events import TAP_ENV, Event, read_segment
 from mercure.core.heartbeat import read_heartbeats
-from mercure.core.inotify import IN_CREATE, IN_ISDIR, IN_MOVED_TO, Inotify
 from mercure.testing.peers.process import PeerProcess, is_listening
 from mercure.testing.ports import free_port
 from mercure.testing.wait import wait_until
@@ -219,94 +216,32 @@ def is_in_order(kinds: list[str], expected: list[str]) -> bool:
 
 
 class OutboxRecorder:
-    """Hard-links every outbox segment of every service into ``shadow`` as it is created.
+    """Every outbox segment any service writes, kept in ``shadow`` as it is created.
 
-    A segment is appended to as ``<seq>.open``, renamed ``<seq>.jsonl`` and deleted once
-    delivered; the link keeps the same file, so :meth:`events` reads every event any service
-    wrote, delivered or not. inotify reports each new outbox folder and segment at once.
+    The services started with :meth:`env` hard-link each new segment into ``shadow`` the moment
+    they create it (:data:`mercure.core.events.TAP_ENV`); the link keeps the file when the
+    segment is sealed, delivered and deleted, so :meth:`events` reads every event any service
+    wrote, delivered or not. Done by the writer itself, nothing races the delivery.
     """
 
-    def __init__(self, outbox_dir: Path, shadow: Path) -> None:
-        self.outbox_dir = outbox_dir
+    def __init__(self, shadow: Path) -> None:
         self.shadow = shadow
-        self._inotify = Inotify()
-        self._folders: dict[int, Path] = {}
-        self._stop = threading.Event()
-        self.missed: list[Path] = []
-        self._inodes: set[int] = set()
-        self._names: set[str] = set()
-        """Segments that were gone before they could be linked (the test must fail then)."""
-        self._thread = threading.Thread(target=self._run, name="outbox recorder", daemon=True)
 
     def start(self) -> OutboxRecorder:
-        """Watch the outbox folder (created if missing) and record from now on."""
-        self.outbox_dir.mkdir(parents=True, exist_ok=True)
+        """Create the shadow folder; give :meth:`env` to every service started from now on."""
         self.shadow.mkdir(parents=True, exist_ok=True)
-        root = self._inotify.add_watch(self.outbox_dir, IN_CREATE | IN_MOVED_TO)
-        self._folders[root] = self.outbox_dir
-        for folder in self.outbox_dir.iterdir():
-            if folder.is_dir():
-                self._watch(folder)
-        self._thread.start()
         return self
 
+    def env(self) -> dict[str, str]:
+        """The environment variable that makes a service link its segments into the shadow."""
+        return {TAP_ENV: str(self.shadow)}
+
     def stop(self) -> None:
-        """Stop watching."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._inotify.close()
-
-    def _watch(self, folder: Path) -> None:
-        wd = self._inotify.add_watch(folder, IN_CREATE | IN_MOVED_TO)
-        self._folders[wd] = folder
-        # Segments created before the watch existed.
-        for path in folder.iterdir():
-            self._record(path)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._inotify.fileno()], [], [], 0.2)
-            if not ready:
-                continue
-            for event in self._inotify.read_events():
-                folder = self._folders.get(event.wd)
-                if folder is None or not event.name:
-                    continue
-                path = folder / event.name
-                if folder == self.outbox_dir:
-                    if event.mask & IN_ISDIR:
-                        self._watch(path)
-                else:
-                    self._record(path)
-
-    def _record(self, path: Path) -> None:
-        if path.suffix not in (".open", ".jsonl") or not path.stem.isdigit():
-            return
-        # A restarted service may reuse a sequence number once its segment was delivered, so
-        # segments are told apart by inode (held by the link, so never reused meanwhile).
-        name = f"{path.parent.name}--{path.stem}"
-        temporary = self.shadow / f".{name}"
-        for candidate in (path, path.with_suffix(".jsonl")):
-            with contextlib.suppress(FileNotFoundError):
-                os.link(candidate, temporary)
-                break
-        else:
-            # Gone already: fine if this is the rename of a segment linked while it was open.
-            if path.suffix == ".open" or name not in self._names:
-                self.missed.append(path)
-            return
-        self._names.add(name)
-        inode = temporary.stat().st_ino
-        if inode in self._inodes:
-            temporary.unlink()
-            return
-        self._inodes.add(inode)
-        temporary.rename(self.shadow / f"{path.parent.name}--{path.stem}--{inode}")
+        """Nothing to stop: the shadow stays for :meth:`events`."""
 
     def events(self) -> list[Event]:
         """Every event written to any outbox since :meth:`start` (complete lines only)."""
-        paths = sorted(p for p in self.shadow.iterdir() if not p.name.startswith("."))
-        return [event for path in paths for event in read_segment(path)]
+        return [event for path in sorted(self.shadow.iterdir()) for event in read_segment(path)]
 
 
 POSTGRES = "host=127.0.0.1 port=5432 dbname=postgres user="
