@@ -109,6 +109,10 @@ def prepare_input(files: list[Path], folder: Path, info: TaskInfo) -> int:
 
 
 def make_writable(folder: Path) -> None:
-    """Let the module (any user in a container) write into its input, as mercure does."""
+    """Let the module (any user in a container, root without capabilities too) change its
+    input, as mercure does: the folder holds this task's private copies only."""
     with contextlib.suppress(OSError):
         os.chmod(folder, 0o777)
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                os.chmod(entry, 0o666)
