@@ -233,8 +233,8 @@ class RouterConfig(StrictModel):
         default_factory=dict,
         description="Tags to read from each series besides the standard ones, for rules and "
         "modules' `.tags` files (mercure's `dicom_receiver.additional_tags`): key a DICOM "
-        "keyword or a tag number `gggg,eeee` (private tags), value an example shown in the "
-        "rule editor. A private tag is then `tags['(gggg,eeee)']` in rules.",
+        "keyword or a tag number `gggg,eeee` (private tags), value a note (mercure shows it as "
+        "an example value). A private tag is then `tags['(gggg,eeee)']` in rules.",
     )
 
     @field_validator("additional_tags")
