@@ -52,3 +52,14 @@ def test_without_additional_tags_private_tags_stay_absent(tmp_path: Path) -> Non
     assert tags["Modality"] == "CT"
     result = compile_rule("tags['0019,100C'] == 'tilt 0'").evaluate(SeriesTags(tags))
     assert result.value is False and result.missing_tags == ("(0019,100c)",)
+
+
+def test_rule_test_of_a_file_reads_the_configured_additional_tags(tmp_path: Path) -> None:
+    """`mercure rule-test` and the web tester see a private tag as the router does."""
+    from mercure.core.rules.ruletest import load_source_tags, series_folder_tags
+
+    path = _instance(tmp_path)
+    assert load_source_tags(str(path), None, ["0019,100C"])["(0019,100c)"] == "tilt 0"
+    (tmp_path / "tags.json").write_text(json.dumps({"Modality": "CT"}))
+    assert series_folder_tags(tmp_path, ["0019,100C"])["(0019,100c)"] == "tilt 0"
+    assert "(0019,100c)" not in series_folder_tags(tmp_path)
