@@ -194,10 +194,15 @@ def _truth(pick: Callable[..., Any]) -> Callable[..., Any]:
 def _sum(ctx: Context, values: Any, start: Any = 0) -> Any:
     if not isinstance(values, list | tuple | set):
         raise RuleRuntimeError(f"sum(): needs a list of numbers, not {type_name(values)}")
-    ctx.charge(ITEM_COST * (len(values) + 1))
+    ctx.charge(VISIT_COST * (len(values) + 1))  # the type check below walks the list
+    digits = 0
     for value in (start, *values):
-        if type(value) not in (int, float, bool):
+        kind = type(value)
+        if kind is int:
+            digits += value.bit_length()
+        elif kind is not float and kind is not bool:
             raise RuleRuntimeError(f"sum(): cannot add {type_name(value)}")
+    ctx.charge(digits // 16)  # adding large whole numbers costs by their size
     result = sum(values, start)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
         raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")
