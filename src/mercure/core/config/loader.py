@@ -229,6 +229,8 @@ def _issues_from_pydantic(exc: ValidationError, document: Any) -> list[ConfigIss
             message = "unknown key"
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif _is_target(loc) and error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            message = _target_type_message(error)
         message = message.removeprefix("Value error, ")
         # Never repeat a refused URL: it holds the very credentials it was refused for.
         echo = error["type"] not in (
@@ -243,6 +245,20 @@ def _issues_from_pydantic(exc: ValidationError, document: Any) -> list[ConfigIss
                 message = f"{message} (got {value!r})"
         issues.append(ConfigIssue(format_path(loc), message))
     return issues
+
+
+def _is_target(loc: Sequence[str | int]) -> bool:
+    return len(loc) == 2 and loc[0] == "targets"
+
+
+def _target_type_message(error: Any) -> str:
+    """An unknown or missing target ``type``, with the installed types to choose from."""
+    from mercure.core.config.targettypes import installed_types, unknown_type_message
+
+    kind = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
+    if kind is None:
+        return f"`type` is missing; the installed types are: {', '.join(installed_types())}"
+    return unknown_type_message(kind)
 
 
 def _is_secret_key(loc: Sequence[str | int]) -> bool:
