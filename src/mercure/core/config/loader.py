@@ -270,7 +270,14 @@ def _document_location(loc: Sequence[str | int], document: Any) -> list[str | in
     """Drop pydantic's union tags from ``loc`` by walking the real document along it."""
     path: list[str | int] = []
     node = document
+    tag_seen: Any = None
     for part in loc:
+        # A union's tag comes first under its object, even when a key has the same name
+        # (a folder target's `folder`): skip it once there.
+        tags = (node.get("type"), node.get("runner")) if isinstance(node, Mapping) else ()
+        if tag_seen is not node and part in tags:
+            tag_seen = node
+            continue
         if isinstance(node, Mapping | list) and _has_child(node, part):
             node = node[part]  # type: ignore[index]
             path.append(part)

@@ -1,7 +1,7 @@
 """The ``rsync`` target: each task into ``<folder>/<task_id>/`` on an SSH server, with rsync.
 
 As mercure does: the task's files are copied with the ``rsync`` program over ``ssh`` (file
-modes 660), then an empty ``.complete`` marker is created beside them; with
+modes 660 less the server's umask), then an empty ``.complete`` marker is created beside them; with
 ``run_on_complete``, ``<folder>/mercure_complete.sh <task folder> rsync`` then runs on the server
 (it must exist and be executable, else the delivery fails and is retried).
 
