@@ -19,6 +19,7 @@ from mercure.core.config import validate_document
 from mercure.core.events import Event
 from mercure.testing.peers import Orthanc, StoreSCP
 from mercure.testing.ports import free_port
+from mercure.testing.xnat_standin import XnatStandIn
 
 PAGE = {"accept": "text/html"}
 SECRET = "Very-Secret-Passw0rd-991"
@@ -83,8 +84,24 @@ TYPES: dict[str, tuple[dict[str, str], dict[str, Any], dict[str, str]]] = {
          "secret_access_key": SECRET},
         {"prefix": "ct/"},
     ),
-    "folder": ({"folder": "/srv/out"}, {"type": "folder", "folder": "/srv/out"},
+    "folder": ({"folder": "/srv/out", "file_filter": "*.json"},
+               {"type": "folder", "folder": "/srv/out", "file_filter": "*.json"},
                {"comment": "archive copy"}),
+    "rsync": (
+        {"host": "rsync.example", "user": "drop", "folder": "/in", "password": SECRET,
+         "run_on_complete": "on"},
+        {"type": "rsync", "host": "rsync.example", "user": "drop", "folder": "/in",
+         "password": SECRET, "run_on_complete": True},
+        {"port": "2222"},
+    ),
+    "xnat": (
+        {"host": "https://xnat.example", "project_id": "P1", "user": "up", "password": SECRET,
+         "verify_tls": "on"},
+        {"type": "xnat", "host": "https://xnat.example", "project_id": "P1", "user": "up",
+         "password": SECRET},
+        {"project_id": "P2"},
+    ),
+    "dummy": ({}, {"type": "dummy"}, {"comment": "for trying rules"}),
 }  # fmt: skip
 
 
@@ -308,6 +325,22 @@ def test_test_button_shows_each_step_against_storescp(
     assert stored(webgui) == {}
     tests = [e for e in webgui.written_events() if e.kind == "audit.target.test"]
     assert [e.data["ok"] for e in tests] == [True, False]
+
+
+def test_test_button_runs_the_xnat_steps_against_the_stand_in(
+    webgui: WebGui, operator: httpx.Client
+) -> None:
+    """The Test of an xnat form (against the XNAT stand-in): login and project, each a step;
+    the password typed is never shown."""
+    with XnatStandIn() as standin:
+        values = {"target_name": "x", "type": "xnat", "host": standin.url, "project_id": "STUDY1",
+                  "user": standin.user, "password": standin.password, "verify_tls": "on",
+                  "csrf_token": csrf_of(operator)}  # fmt: skip
+        answer = operator.post("/targets/test", data=values, headers={"hx-request": "true"})
+    assert "x: OK" in answer.text, answer.text
+    for step in ("login", "project"):
+        assert re.search(rf"<td[^>]*>{step}</td>\s*<td[^>]*><span[^>]*>OK</span>", answer.text)
+    assert standin.password not in answer.text
 
 
 @pytest.mark.peers
