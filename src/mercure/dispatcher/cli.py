@@ -32,8 +32,8 @@ def register(
     parser = commands.add_parser(
         "test-target",
         parents=[common],
-        help="test a target step by step: C-ECHO, DICOMweb probe, SFTP login and write, S3 "
-        "bucket, folder",
+        help="test a target step by step: C-ECHO, DICOMweb probe, SFTP or rsync login and "
+        "write, S3 bucket, XNAT login and project, folder, a plug-in's own steps",
     )
     parser.add_argument("name", help="target name in the configuration")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
