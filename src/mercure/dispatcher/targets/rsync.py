@@ -155,7 +155,6 @@ class RsyncPlugin(TargetPlugin):
             "--recursive",
             "--times",
             "--chmod=F660",
-            "--mkpath",
             "--files-from=-",
             "--from0",
             "-e",
