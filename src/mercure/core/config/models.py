@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     SecretStr,
+    field_validator,
     model_validator,
 )
 from pydantic_core import CoreSchema
@@ -41,6 +42,7 @@ from mercure.core.config.urls import (
     secret_http_url,
 )
 from mercure.core.installed import SERVICE_NAMES, installed_services
+from mercure.core.mercuretags import parse_additional_tag
 from mercure.core.uids import known_transfer_syntaxes, non_storage_uids, uid_name
 
 
@@ -231,6 +233,26 @@ class RouterConfig(StrictModel):
     rescan_interval: Seconds = Field(
         60.0, description="Safety-net rescan of incoming/ besides the file system notifications."
     )
+    additional_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags to read from each series besides the standard ones, for rules and "
+        "modules' `.tags` files (mercure's `dicom_receiver.additional_tags`): key a DICOM "
+        "keyword or a tag number `gggg,eeee` (private tags), value a note (mercure shows it as "
+        "an example value). A private tag is then `tags['(gggg,eeee)']` in rules.",
+    )
+
+    @field_validator("additional_tags")
+    @classmethod
+    def _known_additional_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for name in value:
+            try:
+                parse_additional_tag(name)
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 NotificationTrigger = Literal["reception", "completion", "error"]
