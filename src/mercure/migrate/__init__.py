@@ -2,7 +2,10 @@
 
 - :mod:`.report`: what became of every key of the input (mapped, changed in meaning, not
   carried), the environment variables to set, and its text form;
-- :mod:`.mercure_json`: mercure's ``mercure.json`` to a ``mercure.yaml`` document;
+- :mod:`.mercure_json`: mercure's ``mercure.json`` to a ``mercure.yaml`` document (the
+  installation-wide keys), with :mod:`.targets`, :mod:`.modules` and :mod:`.rules` (rules and
+  their notification channels) for the named entries and :mod:`.values` for how mercure writes
+  values;
 - :mod:`.users`: mercure's ``users.json`` to web-interface users;
 - :mod:`.output`: the document as YAML with comments for the administrator.
 

@@ -11,7 +11,6 @@ the variables.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from collections.abc import Callable, Mapping
@@ -19,8 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mercure.core.config.types import NAME_PATTERN
-from mercure.core.errors import PermanentError
+from mercure.migrate.modules import convert_module
 from mercure.migrate.report import ImportReport
+from mercure.migrate.rules import RuleContext, convert_rule
+from mercure.migrate.targets import convert_target
+from mercure.migrate.values import MercureImportError, as_mercure_bool
 
 UNCOMPRESSED_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2",
@@ -28,9 +30,6 @@ UNCOMPRESSED_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2.2",
 ]
 """What mercure's receiver accepts without ``accept_compressed_images``: the uncompressed ones."""
-
-MERCURE_FORCE_ACTION = "discard"
-"""mercure's default ``study_force_completion_action`` (its Rule model); ours is ``proceed``."""
 
 ERROR_RETENTION_FOREVER = "36500d"
 """mercure's cleaner never deletes error/; a retention of a century keeps that behaviour."""
@@ -50,14 +49,7 @@ _OTHER_FOLDERS = {
     "(default <data_dir>/persistence); copy the module folders over (see the migration guide)",
     "patients_folder": "mercure's patient-level collection has no counterpart",
 }
-_SECRET_ENV_KEY = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
 _NAME = re.compile(NAME_PATTERN)
-_LEGACY_PLACEHOLDER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
-_MERCURE_ONLY_TEMPLATE_NAMES = {"mrn": "patient_id", "acc": "accession"}
-
-
-class MercureImportError(PermanentError):
-    """The input is not a mercure configuration the importer can read."""
 
 
 @dataclass
@@ -75,64 +67,12 @@ def import_mercure_config(source: Mapping[str, Any]) -> ImportResult:
     return _Converter(source).run()
 
 
-def _env_name(*parts: str) -> str:
-    words = "_".join(re.sub(r"[^A-Za-z0-9]+", "_", part).strip("_") for part in parts if part)
-    return "MERCURE_" + words.upper()
-
-
-def as_mercure_bool(value: Any) -> bool:
-    """mercure writes some flags as strings ("True"/"False")."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
-
-
-def _json_object(value: Any, key: str) -> dict[str, Any]:
-    """mercure keeps a module's volumes, environment and docker arguments as JSON text."""
-    if isinstance(value, dict):
-        return value
-    if value in (None, ""):
-        return {}
-    try:
-        parsed = json.loads(value)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise MercureImportError(f"{key}: not a JSON object ({exc})") from None
-    if not isinstance(parsed, dict):
-        raise MercureImportError(f"{key}: not a JSON object")
-    return parsed
-
-
-def _names(value: Any) -> list[str]:
-    """mercure allows a name, a comma-separated string or a list where a list is meant."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list):
-        return [str(part) for part in value if str(part).strip()]
-    return []
-
-
-def _template(text: str) -> str:
-    """A mercure notification template in our Jinja2 dialect.
-
-    mercure's older ``@rule@`` placeholders become ``{{ rule }}``; its ``mrn`` and ``acc`` are
-    our ``patient_id`` and ``accession`` (set at the top so the text stays as written).
-    """
-    text = _LEGACY_PLACEHOLDER.sub(lambda m: "{{ " + m.group(1) + " }}", text)
-    prefix = "".join(
-        f"{{% set {old} = {new} %}}"
-        for old, new in _MERCURE_ONLY_TEMPLATE_NAMES.items()
-        if re.search(rf"\b{old}\b", text)
-    )
-    return prefix + text
-
-
 class _Converter:
     def __init__(self, source: Mapping[str, Any]) -> None:
         self.source = source
         self.report = ImportReport()
         self.out: dict[str, Any] = {}
-        self.target_names: dict[str, str] = {}
-        self.module_names: dict[str, str] = {}
+        self.rules = RuleContext(self.report, source)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -438,135 +378,10 @@ class _Converter:
                 self.report.dropped(f"{key}.{name}", "not an object")
                 continue
             new_name = self._name("target", name)
-            converted = self._target(f"{key}.{name}", new_name, target)
+            converted = convert_target(self.report, f"{key}.{name}", new_name, target)
             if converted is not None:
                 targets[new_name] = converted
-                self.target_names[name] = new_name
-
-    def _comment(self, prefix: str, source: Mapping[str, Any], to: str) -> str:
-        parts = []
-        for field in ("comment", "contact"):
-            if field in source:
-                if source[field]:
-                    parts.append(
-                        str(source[field]) if field == "comment" else f"contact: {source[field]}"
-                    )
-                self.report.mapped(f"{prefix}.{field}", f"{to}.comment")
-        return "; ".join(parts)
-
-    def _target(self, prefix: str, name: str, source: dict[str, Any]) -> dict[str, Any] | None:
-        kind = source.get("target_type", "dicom")
-        to = f"targets.{name}"
-        out: dict[str, Any] = {}
-        handled = {"target_type", "comment", "contact"}
-        self.report.mapped(f"{prefix}.target_type", f"{to}.type")
-
-        def take(field: str, new: str | None = None, convert: Callable[[Any], Any] = str) -> None:
-            handled.add(field)
-            if field in source and source[field] not in (None, ""):
-                out[new or field] = convert(source[field])
-                self.report.mapped(f"{prefix}.{field}", f"{to}.{new or field}")
-            elif field in source:
-                self.report.mapped(f"{prefix}.{field}", f"{to}.{new or field}", "empty: default")
-
-        def secret(field: str, new: str, label: str) -> None:
-            handled.add(field)
-            if field not in source:
-                return
-            if source[field]:
-                variable = _env_name("TARGET", name, label)
-                out[new] = self.report.secret(variable, f"{prefix}.{field}", f"{to}.{new}")
-                self.report.mapped(f"{prefix}.{field}", f"{to}.{new}", f"as ${{{variable}}}")
-            else:
-                self.report.mapped(f"{prefix}.{field}", f"{to}.{new}", "empty: none")
-
-        if kind in ("dicom", "dicomtls"):
-            out["type"] = "dicom"
-            take("ip", "host")
-            take("port", convert=int)
-            take("aet_target")
-            handled.add("aet_source")
-            if source.get("aet_source"):
-                take("aet_source")
-            elif "aet_source" in source:
-                out["aet_source"] = "MERCURE"
-                self.report.changed(
-                    f"{prefix}.aet_source",
-                    f"{to}.aet_source",
-                    "empty in mercure (dcmsend's own default); written as MERCURE",
-                )
-            take("pass_sender_aet", convert=as_mercure_bool)
-            take("pass_receiver_aet", convert=as_mercure_bool)
-            if kind == "dicomtls":
-                tls: dict[str, Any] = {}
-                for field, new in (
-                    ("tls_cert", "certificate"),
-                    ("tls_key", "key"),
-                    ("ca_cert", "ca_certificate"),
-                ):
-                    handled.add(field)
-                    if source.get(field):
-                        tls[new] = source[field]
-                    if field in source:
-                        self.report.mapped(f"{prefix}.{field}", f"{to}.tls.{new}")
-                out["tls"] = tls
-                self.report.mapped(f"{prefix}.target_type", f"{to}.tls", "dicomtls: dicom with tls")
-        elif kind in ("sftp", "rsync"):
-            out["type"] = kind
-            take("host")
-            take("port", convert=int)
-            take("user")
-            take("folder")
-            secret("password", "password", "password")
-            if kind == "rsync":
-                take("run_on_complete", convert=as_mercure_bool)
-            take("file_filter")
-        elif kind == "xnat":
-            out["type"] = "xnat"
-            take("host")
-            take("project_id")
-            take("user")
-            secret("password", "password", "password")
-        elif kind == "dicomweb":
-            out["type"] = "dicomweb"
-            take("url")
-            for field in ("qido_url_prefix", "wado_url_prefix", "stow_url_prefix"):
-                take(field)
-            secret("access_token", "token", "token")
-            take("http_user", "username")
-            secret("http_password", "password", "password")
-            out["auth"] = "bearer" if "token" in out else "basic" if "password" in out else "none"
-        elif kind == "s3":
-            out["type"] = "s3"
-            take("region")
-            take("bucket")
-            take("prefix")
-            secret("access_key_id", "access_key_id", "access_key_id")
-            secret("secret_access_key", "secret_access_key", "secret_access_key")
-        elif kind == "folder":
-            out["type"] = "folder"
-            take("folder")
-            take("file_filter")
-        elif kind == "dummy":
-            out["type"] = "dummy"
-        else:
-            self.report.dropped(prefix, f"unknown target type {kind!r}; rules naming it lose it")
-            for field in source:
-                if field != "target_type":
-                    self.report.dropped(f"{prefix}.{field}", f"part of unknown target {kind!r}")
-            return None
-        comment = self._comment(prefix, source, to)
-        if comment:
-            out["comment"] = comment
-        for field in source:
-            if field == "direction":
-                self.report.dropped(
-                    f"{prefix}.{field}",
-                    "targets are for sending only (mercure-router has no query/retrieve)",
-                )
-            elif field not in handled:
-                self.report.dropped(f"{prefix}.{field}", f"not a field of a {kind} target")
-        return out
+                self.rules.target_names[name] = new_name
 
     # -- modules --------------------------------------------------------------------------
 
@@ -579,81 +394,8 @@ class _Converter:
                 self.report.dropped(prefix, "not an object")
                 continue
             new_name = self._name("module", name)
-            modules[new_name] = self._module(prefix, new_name, module)
-            self.module_names[name] = new_name
-
-    def _module(self, prefix: str, name: str, source: dict[str, Any]) -> dict[str, Any]:
-        to = f"modules.{name}"
-        out: dict[str, Any] = {"runner": "docker", "image": str(source.get("docker_tag") or "")}
-        for field, value in source.items():
-            where = f"{prefix}.{field}"
-            if field == "docker_tag":
-                self.report.mapped(where, f"{to}.image")
-            elif field == "additional_volumes":
-                volumes = []
-                for host_path, spec in _json_object(value, where).items():
-                    bind = spec.get("bind", host_path) if isinstance(spec, dict) else str(spec)
-                    volumes.append({"source": host_path, "target": bind})
-                    if isinstance(spec, dict) and spec.get("mode", "rw") != "ro":
-                        self.report.changed(
-                            where,
-                            f"{to}.volumes",
-                            f"{host_path} is mounted read-only here "
-                            f"(mercure: {spec.get('mode', 'rw')})",
-                        )
-                if volumes:
-                    out["volumes"] = volumes
-                self.report.mapped(where, f"{to}.volumes")
-            elif field == "environment":
-                environment = {}
-                for variable, env_value in _json_object(value, where).items():
-                    if _SECRET_ENV_KEY.search(variable) and env_value:
-                        reference = _env_name("MODULE", name, variable)
-                        environment[variable] = self.report.secret(
-                            reference, f"{where}.{variable}", f"{to}.environment.{variable}"
-                        )
-                    else:
-                        environment[variable] = str(env_value)
-                if environment:
-                    out["environment"] = environment
-                self.report.mapped(where, f"{to}.environment", "secret-looking values as ${ENV}")
-            elif field == "docker_arguments":
-                arguments = _json_object(value, where)
-                if arguments:
-                    out["docker_arguments"] = arguments
-                self.report.mapped(where, f"{to}.docker_arguments")
-            elif field in ("constraints", "resources"):
-                if value:
-                    out[field] = str(value)
-                self.report.mapped(where, f"{to}.{field}")
-            elif field in ("requires_root", "requires_persistence"):
-                out[field] = as_mercure_bool(value)
-                self.report.mapped(where, f"{to}.{field}")
-            elif field == "network_enabled":
-                out["network"] = as_mercure_bool(value)
-                self.report.mapped(where, f"{to}.network")
-            elif field == "settings":
-                if value:
-                    out["settings"] = value
-                self.report.mapped(where, f"{to}.settings")
-            elif field in ("comment", "contact"):
-                continue
-            else:
-                self.report.dropped(where, "not a field of a mercure module")
-        comment = self._comment(prefix, source, to)
-        if comment:
-            out["comment"] = comment
-        if "network_enabled" not in source:
-            out["network"] = True
-            self.report.changed(
-                f"{prefix}.network_enabled",
-                f"{to}.network",
-                "absent: mercure's containers have network access; mercure-router's have "
-                "none unless `network: true`, written so the module keeps working",
-            )
-        if not out["image"]:
-            self.report.changed(f"{prefix}.docker_tag", f"{to}.image", "empty: set the image")
-        return out
+            modules[new_name] = convert_module(self.report, prefix, new_name, module)
+            self.rules.module_names[name] = new_name
 
     # -- rules and their notifications ------------------------------------------------------
 
@@ -666,168 +408,6 @@ class _Converter:
                 self.report.dropped(prefix, "not an object")
                 continue
             new_name = self._name("rule", name)
-            rules[new_name] = self._rule(prefix, new_name, rule)
-
-    def _rule(self, prefix: str, name: str, source: dict[str, Any]) -> dict[str, Any]:
-        to = f"rules.{name}"
-        out: dict[str, Any] = {"rule": str(source.get("rule", "False"))}
-        same = (
-            "disabled",
-            "fallback",
-            "action",
-            "action_trigger",
-            "study_trigger_condition",
-            "study_trigger_series",
-            "priority",
-            "processing_retain_images",
-            "notification_trigger_reception",
-            "notification_trigger_completion",
-            "notification_trigger_completion_on_request",
-            "notification_trigger_error",
-        )
-        notification_fields = (
-            "notification_email",
-            "notification_webhook",
-            "notification_payload",
-            "notification_payload_body",
-            "notification_email_body",
-            "notification_email_type",
-        )
-        for field, value in source.items():
-            where = f"{prefix}.{field}"
-            if field == "rule":
-                self.report.mapped(where, f"{to}.rule")
-            elif field in same:
-                out[field] = value
-                self.report.mapped(where, f"{to}.{field}")
-            elif field == "target":
-                targets = []
-                for target in _names(value):
-                    if target in self.target_names:
-                        targets.append(self.target_names[target])
-                    else:
-                        self.report.dropped(
-                            f"{where}.{target}", "no such target in the converted targets"
-                        )
-                if targets:
-                    out["targets"] = targets
-                self.report.mapped(where, f"{to}.targets")
-            elif field == "processing_module":
-                modules = [self.module_names.get(m, m) for m in _names(value)]
-                if modules:
-                    out["processing_module"] = modules
-                self.report.mapped(where, f"{to}.processing_module")
-            elif field == "processing_settings":
-                if value:
-                    out["processing_settings"] = value
-                self.report.mapped(where, f"{to}.processing_settings")
-            elif field == "study_force_completion_action":
-                out["study_force_action"] = value or MERCURE_FORCE_ACTION
-                self.report.mapped(where, f"{to}.study_force_action")
-            elif field == "tags":
-                self.report.mapped(where, f"{to}.comment", "kept in the comment")
-            elif field in notification_fields or field in ("comment", "contact"):
-                continue
-            else:
-                self.report.dropped(where, "not a field of a mercure rule")
-        if "study_force_completion_action" not in source:
-            out["study_force_action"] = MERCURE_FORCE_ACTION
-            self.report.changed(
-                f"{prefix}.study_force_completion_action",
-                f"{to}.study_force_action",
-                f"absent: mercure's default on forced study completion is {MERCURE_FORCE_ACTION}, "
-                "mercure-router's is proceed: written explicitly",
-            )
-        comment = self._comment(prefix, source, to)
-        if source.get("tags"):
-            comment = "; ".join(filter(None, [comment, f"tags: {source['tags']}"]))
-        if comment:
-            out["comment"] = comment
-        channels = self._rule_channels(prefix, name, source)
-        if channels:
-            out["notification_channels"] = channels
-        return out
-
-    def _rule_channels(self, prefix: str, name: str, source: dict[str, Any]) -> list[str]:
-        """Channels under ``notifications:`` for the rule's webhook and e-mail settings."""
-        channels = self._section("notifications")
-        include_phi = as_mercure_bool(self.source.get("phi_notifications", False))
-        made: list[str] = []
-        webhook = source.get("notification_webhook")
-        payload_body = source.get("notification_payload_body") or ""
-        payload = source.get("notification_payload") or ""
-        if webhook:
-            channel = f"{name}-webhook"[:64]
-            to = f"notifications.{channel}"
-            variable = _env_name("NOTIFY", name, "webhook_url")
-            entry: dict[str, Any] = {
-                "type": "webhook",
-                "url": self.report.secret(variable, f"{prefix}.notification_webhook", f"{to}.url"),
-                "include_phi": include_phi,
-            }
-            if payload_body:
-                entry["body"] = _template(payload_body)
-            elif payload:
-                entry["body"] = "{" + _template(payload) + "}"
-            certificate = self.source.get("webhook_certificate_location")
-            if certificate:
-                entry["ca_certificate"] = certificate
-            channels[channel] = entry
-            made.append(channel)
-            self.report.mapped(f"{prefix}.notification_webhook", to, f"url as ${{{variable}}}")
-            for field, note in (
-                ("notification_payload_body", "the body template"),
-                ("notification_payload", "mercure's older payload, wrapped in braces"),
-            ):
-                if field in source:
-                    self.report.mapped(f"{prefix}.{field}", f"{to}.body", note)
-        else:
-            for field in (
-                "notification_webhook",
-                "notification_payload_body",
-                "notification_payload",
-            ):
-                if field in source:
-                    self.report.mapped(f"{prefix}.{field}", "", "empty: no webhook channel")
-        email = source.get("notification_email")
-        if email:
-            channel = f"{name}-email"[:64]
-            to = f"notifications.{channel}"
-            entry = {
-                "type": "email",
-                "host": "localhost",
-                "port": 25,
-                "security": "none",
-                "sender": str(
-                    self.source.get("email_notification_from") or "mercure@mercure.mercure"
-                ),
-                "to": _names(email),
-                "include_phi": include_phi,
-                "html": source.get("notification_email_type", "plain") == "html",
-            }
-            if source.get("notification_email_body"):
-                entry["body"] = _template(source["notification_email_body"])
-            channels[channel] = entry
-            made.append(channel)
-            self.report.changed(
-                f"{prefix}.notification_email",
-                to,
-                "mercure hands mail to the local mail server: host localhost, port 25, no TLS "
-                "written; point it at your SMTP server",
-            )
-            for field in ("notification_email_body", "notification_email_type"):
-                if field in source:
-                    self.report.mapped(
-                        f"{prefix}.{field}", f"{to}.body" if "body" in field else f"{to}.html"
-                    )
-        else:
-            for field in (
-                "notification_email",
-                "notification_email_body",
-                "notification_email_type",
-            ):
-                if field in source:
-                    self.report.mapped(f"{prefix}.{field}", "", "empty: no e-mail channel")
-        if not channels:
-            self.out.pop("notifications")
-        return made
+            rules[new_name] = convert_rule(self.rules, prefix, new_name, rule)
+        if self.rules.channels:
+            self.out["notifications"] = self.rules.channels

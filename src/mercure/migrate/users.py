@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mercure.bookkeeper.users import NAME_PATTERN
-from mercure.migrate.mercure_json import MercureImportError, as_mercure_bool
 from mercure.migrate.report import ImportReport
+from mercure.migrate.values import MercureImportError, as_mercure_bool
 
 _KNOWN_FIELDS = {"password", "is_admin", "change_password", "email", "permissions"}
 
