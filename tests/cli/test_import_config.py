@@ -208,8 +208,16 @@ def test_imported_rules_route_series_as_mercure_does() -> None:
         name: {"rule": rule, "target": targets, "action": "route", **extra}
         for name, (rule, targets, extra) in ROUTING_RULES.items()
     }
-    document = import_mercure_config(source).document
-    loaded = validate_document(document)
+    source["rules"]["ct"] |= {
+        "notification_webhook": "https://hooks.example.org/T0/B0/secretpath",
+        "notification_payload": '"text": "@rule@ @event@"',
+        "notification_email": "lab@example.org",
+        "notification_email_body": "{{ rule }}: {{ event }} for MRN {{ mrn }}, ACC {{ acc }}",
+    }
+    result = import_mercure_config(source)
+    environ = {s.variable: "https://hooks.example.org/x" for s in result.report.secrets}
+    loaded = validate_document(result.document, environ=environ)  # templates rendered too
+    assert loaded.config.rules["ct"].notification_channels == ["ct-webhook", "ct-email"]
     for name, (rule, _targets, _extra) in ROUTING_RULES.items():
         assert loaded.config.rules[name].rule == rule
     for tags, fired, targets in EXPECTED:
@@ -240,6 +248,17 @@ def test_bad_input_names_the_file_and_the_problem(
     broken.write_text(json.dumps({"modules": {"m": {"docker_tag": "x", "environment": "[1"}}}))
     assert main(["import-config", str(broken)]) == 1
     assert "modules.m.environment: not a JSON object" in capsys.readouterr().err
+
+
+def test_changed_values_carry_their_reason_as_a_comment(tmp_path: Path) -> None:
+    """Above each value written to keep mercure's behaviour, the YAML says why."""
+    output = tmp_path / "mercure.yaml"
+    assert main(["import-config", str(FULL), "-o", str(output)]) == 0
+    text = output.read_text()
+    force = text.index("study_force_action: discard")
+    assert "# mercure: rules.ct_route.study_force_completion_action: absent" in text[:force]
+    assert "#   MERCURE_TARGET_XNAT_PASSWORD  (targets.xnat.password)" in text
+    assert yaml.safe_load(text)["offpeak"] == {"start": "21:30", "end": "05:45"}
 
 
 def test_existing_output_is_kept_without_force(tmp_path: Path) -> None:
