@@ -183,7 +183,7 @@ ROUTING_RULES = {
     "mr_thin": ("@Modality@ == 'MR' and float(tags.SliceThickness) < 2", ["share"], {}),
     "brain": ("'BRAIN' in tags.StudyDescription.upper()", ["pacs"], {"priority": "urgent"}),
     "sr_out": ("tags.Modality == 'SR'", [], {"action": "discard"}),
-    "off": ("True", ["share"], {"disabled": True}),
+    "off": ("True", ["share"], {"disabled": "True"}),  # older mercure: flags as strings
     "rest": ("True", ["share"], {"fallback": True}),
 }
 # series tags -> (rules that fire, targets routed to), as mercure's router decides

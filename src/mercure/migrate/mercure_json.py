@@ -288,7 +288,13 @@ class _Converter:
             section["host"] = host
         if port.isdigit():
             section["port"] = int(port)
-        self.report.mapped(key, "bookkeeper.host, bookkeeper.port")
+        note = (
+            "the bookkeeper's API listens on every interface (it needs its key); 127.0.0.1 "
+            "if every service runs on this host"
+            if host in ("0.0.0.0", "::")
+            else ""
+        )
+        self.report.mapped(key, "bookkeeper.host, bookkeeper.port", note)
 
     def _bookkeeper_key(self, key: str, value: Any) -> None:
         if not value or value == "BOOKKEEPER_TOKEN_PLACEHOLDER":

@@ -21,6 +21,17 @@ from mercure.migrate.values import as_mercure_bool, comment_of, env_name, mercur
 MERCURE_FORCE_ACTION = "discard"
 """mercure's default ``study_force_completion_action`` (its Rule model); ours is ``proceed``."""
 
+_FLAGS = frozenset(
+    {
+        "disabled",
+        "fallback",
+        "processing_retain_images",
+        "notification_trigger_reception",
+        "notification_trigger_completion",
+        "notification_trigger_completion_on_request",
+        "notification_trigger_error",
+    }
+)
 _LEGACY_PLACEHOLDER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
 _MERCURE_ONLY_TEMPLATE_NAMES = {"mrn": "patient_id", "acc": "accession"}
 
@@ -86,7 +97,8 @@ def convert_rule(
         if field == "rule":
             report.mapped(where, f"{to}.rule")
         elif field in same:
-            out[field] = value
+            # Older mercure versions wrote the flags as "True"/"False".
+            out[field] = as_mercure_bool(value) if field in _FLAGS else value
             report.mapped(where, f"{to}.{field}")
         elif field == "target":
             targets = []
