@@ -59,6 +59,7 @@ class Site:
         priority: str = "normal",
         sender_aet: str | None = None,
         sender_address: str | None = None,
+        receiver_aet: str | None = None,
     ) -> str:
         """Queue a task in outgoing/ with hard links to ``files`` named by SOP Instance UID."""
         task_id = new_task_id()
@@ -74,6 +75,7 @@ class Site:
                 priority=priority,  # type: ignore[arg-type]
                 sender_aet=sender_aet,
                 sender_address=sender_address,
+                receiver_aet=receiver_aet,
             ),
             dispatch=TaskDispatch(target_name=targets),
         )

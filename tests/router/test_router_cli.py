@@ -43,11 +43,13 @@ def test_rule_test_names_the_result_and_the_tags_used(
 def test_rule_test_of_an_expression_needs_no_configuration(
     make_series: Callable[..., object], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """-e with a file works without mercure.yaml; false exits 1 and names the missing tag."""
+    """-e with a file works without mercure.yaml; false exits 1 and names the missing tag;
+    a standard tag the file lacks is '' as in mercure."""
     series = make_series("tiny", 1, tags={"BodyPartExamined": None})
     path = str(series.paths[0])  # type: ignore[attr-defined]
-    assert main(["rule-test", path, "-e", "tags.BodyPartExamined == 'HEAD'"]) == 1
-    assert "BodyPartExamined is missing: the rule is false" in capsys.readouterr().out
+    assert main(["rule-test", path, "-e", "tags.ViewPosition == 'PA'"]) == 1
+    assert "ViewPosition is missing: the rule is false" in capsys.readouterr().out
+    assert main(["rule-test", path, "-e", "tags.BodyPartExamined == ''"]) == 0
 
 
 def test_rule_test_of_all_rules_shows_what_the_router_would_do(

@@ -23,6 +23,7 @@ from pydantic import BaseModel, create_model
 from webgui_harness import WebGui
 
 from mercure.core.config.models import (
+    INSTALLED_TARGET_TYPES,
     AppriseChannel,
     BookkeeperConfig,
     CleanerConfig,
@@ -31,6 +32,7 @@ from mercure.core.config.models import (
     DicomWebTarget,
     DispatchConfig,
     DockerModule,
+    DummyTarget,
     EmailChannel,
     EventsConfig,
     FolderTarget,
@@ -41,13 +43,16 @@ from mercure.core.config.models import (
     ProcessingConfig,
     ReceiverConfig,
     RouterConfig,
+    RsyncTarget,
     Rule,
     S3Target,
     SftpTarget,
     SupervisorConfig,
     WebGuiConfig,
     WebhookChannel,
+    XnatTarget,
 )
+from mercure.core.config.targettypes import installed_types
 from mercure.core.config.types import TimeWindow
 from mercure.webgui.forms import EXCLUDED, leaf_paths, shape
 
@@ -101,6 +106,9 @@ OBJECTS = [
     EditPage(SftpTarget, "targets.*", "/targets/new?type=sftp"),
     EditPage(S3Target, "targets.*", "/targets/new?type=s3"),
     EditPage(FolderTarget, "targets.*", "/targets/new?type=folder"),
+    EditPage(RsyncTarget, "targets.*", "/targets/new?type=rsync"),
+    EditPage(XnatTarget, "targets.*", "/targets/new?type=xnat"),
+    EditPage(DummyTarget, "targets.*", "/targets/new?type=dummy"),
     EditPage(DockerModule, "modules.*", "/modules/new?runner=docker"),
     EditPage(CommandModule, "modules.*", "/modules/new?runner=command"),
     EditPage(WebhookChannel, "notifications.*", "/notifications/new?type=webhook"),
@@ -195,6 +203,8 @@ def test_every_field_has_a_form_control(
 
 def _union_members(annotation: Any) -> list[type[BaseModel]]:
     while get_origin(annotation) is Annotated:
+        if INSTALLED_TARGET_TYPES in get_args(annotation)[1:]:  # plug-ins: the installed types
+            return [kind.model for kind in installed_types().values()]
         annotation = get_args(annotation)[0]
     if get_origin(annotation) is dict:
         return _union_members(get_args(annotation)[1])

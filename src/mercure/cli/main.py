@@ -184,7 +184,9 @@ def _init_api_key(loaded: LoadedConfig) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the configuration; print every issue with its key path."""
+    """Validate the configuration; print every issue with its key path, then warnings."""
+    from mercure.core.config.modulecheck import module_warnings
+
     loaded = load_config(args.config)
     config = loaded.config
     print(
@@ -193,6 +195,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for line in _resolved_folders(config):
         print(f"  {line}")
+    for warning in module_warnings(config):
+        print(f"warning: {warning}")
     return 0
 
 

@@ -17,7 +17,7 @@ import contextvars
 import json
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,11 +62,15 @@ class _QuietWhileReadingTags(logging.Filter):
 logging.getLogger("pydicom").addFilter(_QuietWhileReadingTags())
 
 
-def tags_from_dicom(path: Path | BinaryIO, *, name: str = "") -> dict[str, str]:
+def tags_from_dicom(
+    path: Path | BinaryIO, *, name: str = "", additional: Iterable[str] = ()
+) -> dict[str, str]:
     """The text-like public top-level elements of a DICOM file, keyed by keyword.
 
     ``path`` may be an open binary file (an upload that is never stored); ``name`` then names
-    it in log lines. Only the header is read (``stop_before_pixels``). Raises
+    it in log lines. Only the header is read (``stop_before_pixels``). ``additional`` names
+    further tags to read, private ones included (``router.additional_tags``, see
+    :mod:`mercure.core.mercuretags`), each ``''`` when absent. Raises
     ``pydicom.errors.InvalidDicomError`` or ``OSError`` for a file that cannot be read.
     """
     label = name or (path.name if isinstance(path, Path) else "upload")
@@ -75,7 +79,7 @@ def tags_from_dicom(path: Path | BinaryIO, *, name: str = "") -> dict[str, str]:
         with warnings.catch_warnings(record=True) as caught:
             # Unknown character sets and odd values make pydicom warn; we decode with replacement.
             warnings.simplefilter("always")
-            tags = _read_tags(path)
+            tags = _read_tags(path, tuple(additional))
     finally:
         _quiet.reset(token)
     if caught:
@@ -131,8 +135,15 @@ def _report(name: str, series_uid: str, messages: list[str]) -> None:
         )
 
 
-def _read_tags(path: Path | BinaryIO) -> dict[str, str]:
+def _read_tags(path: Path | BinaryIO, additional: tuple[str, ...]) -> dict[str, str]:
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    if additional:
+        # Here, not at the top: mercuretags uses this module's limits.
+        from mercure.core.mercuretags import additional_tag_values
+
+        extra = additional_tag_values(dataset, additional)
+    else:
+        extra = {}
     tags: dict[str, str] = {}
     for tag in list(dataset.keys()):
         keyword = keyword_for_tag(tag)
@@ -144,6 +155,9 @@ def _read_tags(path: Path | BinaryIO) -> dict[str, str]:
             raw = getattr(dataset.get_item(tag), "value", b"")
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
         tags[keyword] = text.strip("\0 ")[:MAX_VALUE_LENGTH]
+    for key, value in extra.items():
+        if value or key not in tags:
+            tags[key] = value
     return tags
 
 

@@ -256,6 +256,7 @@ class Router:
             sender_aet=journal.calling_aet,
             receiver_aet=journal.called_aet,
             sender_address=journal.address,
+            additional_tags=self.config.router.additional_tags,
         )
         facts = SeriesFacts(
             series_uid,

@@ -17,15 +17,18 @@ from pathlib import Path
 from pydicom.errors import InvalidDicomError
 
 from mercure.core.dicomtags import TAGS_FILE, read_tags_file, tags_from_dicom
+from mercure.core.mercuretags import parse_additional_tag
 
 log = logging.getLogger(__name__)
 
 
-def tags_from_instances(files: Iterable[Path]) -> dict[str, str] | None:
+def tags_from_instances(
+    files: Iterable[Path], additional: Iterable[str] = ()
+) -> dict[str, str] | None:
     """Tags from the first of ``files`` that is a readable DICOM file; None if none is."""
     for path in files:
         try:
-            return tags_from_dicom(path)
+            return tags_from_dicom(path, additional=additional)
         except (InvalidDicomError, OSError, ValueError) as exc:
             log.warning("cannot read tags from %s: %s", path, exc)
     return None
@@ -38,14 +41,26 @@ def series_tags(
     sender_aet: str | None = None,
     receiver_aet: str | None = None,
     sender_address: str | None = None,
+    additional_tags: Iterable[str] = (),
 ) -> dict[str, str]:
     """The tags of the series in ``folder``: its ``tags.json``, else rebuilt from an instance.
 
-    An empty mapping if neither works (every rule that reads a tag is then false).
+    ``additional_tags`` (the keys of ``router.additional_tags``) that ``tags.json`` lacks
+    are read from the first readable instance. An empty mapping if nothing can be read (rules
+    then see mercure's standard tags as '', see :class:`mercure.core.rules.SeriesTags`).
     """
+    additional = tuple(additional_tags)
+    files = list(dicom_files)
     tags = read_tags_file(folder / TAGS_FILE)
+    if tags is not None and additional:
+        wanted = {parse_additional_tag(name)[1] for name in additional}
+        if not wanted <= tags.keys():
+            extra = tags_from_instances(files, additional) or {}
+            for key in wanted - tags.keys():
+                if key in extra:
+                    tags[key] = extra[key]
     if tags is None:
-        tags = tags_from_instances(dicom_files) or {}
+        tags = tags_from_instances(files, additional) or {}
         for key, value in (
             ("SenderAET", sender_aet),
             ("ReceiverAET", receiver_aet),

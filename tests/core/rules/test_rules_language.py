@@ -243,7 +243,7 @@ def test_run_time_failure_is_false_with_a_reason_free_of_tag_values() -> None:
         ("min(tags.BodyPartExamined)", "empty"),
         ("'%s' % tags.Modality", "'%' formatting of text is not allowed"),
         ("1 in tags.Modality", "'in <string>' requires string"),
-        ("'CT' in len(tags.Modality)", "'in' needs text or a list"),
+        ("'CT' in len(tags.Modality)", "'in' needs text, a list or a dictionary"),
     ],
 )
 def test_run_time_errors_make_the_rule_false(source: str, reason: str) -> None:
@@ -284,7 +284,7 @@ def test_tag_that_is_not_text_fails_the_rule() -> None:
 
 def test_series_tags_is_a_read_only_mapping() -> None:
     """SeriesTags reads like a dict but cannot be changed after it was built."""
-    tags = SeriesTags({"Modality": "CT"})
+    tags = SeriesTags({"Modality": "CT"}, standard_tags=False)
     assert tags["Modality"] == "CT"
     assert dict(tags) == {"Modality": "CT"}
     with pytest.raises(TypeError):
@@ -332,3 +332,65 @@ def test_count_works_on_a_split_list_as_in_python() -> None:
     rule = compile_rule("tags.ImageType.split('\\\\').count('AXIAL') == 1")
     assert rule.evaluate({"ImageType": "ORIGINAL\\PRIMARY\\AXIAL"}).value is True
     assert rule.evaluate({"ImageType": "ORIGINAL\\PRIMARY"}).value is False
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("sum([1, 2, 3.5]) == 6.5", True),
+        ("sum([1, 2], 10) == 13", True),
+        ("sorted(['b', 'a', 'c']) == ['a', 'b', 'c']", True),
+        ("sorted(tags.ImageType.split('\\\\'))[0] == 'AXIAL'", True),
+        ("floor(float(tags.SliceThickness)) == 2", True),
+        ("ceil(float(tags.SliceThickness)) == 3", True),
+        ("min([3, 1, 2]) == 1 and max(3, 1, 2) == 3", True),
+        ("tags.Modality is not None", True),
+        ("tags.Modality is None", False),
+        ("(tags.Modality == 'CT') is True", True),
+        ("{'CT': 'ct_pacs', 'MR': 'mr_pacs'}[tags.Modality] == 'ct_pacs'", True),
+        ("tags.Modality in {'CT': 1, 'MR': 2}", True),
+        ("tags.Modality in {'MR', 'PT'}", False),
+        ("len({'a': 1, 'b': 2}) == 2", True),
+    ],
+)
+def test_mercure_041_builtins_and_literals(source: str, expected: bool) -> None:
+    """What mercure 0.4.1 evaluates: sum, sorted, floor/ceil, min/max, is None, dict and set."""
+    tags = {"Modality": "CT", "SliceThickness": "2.5", "ImageType": "ORIGINAL\\PRIMARY\\AXIAL"}
+    result = evaluate(source, tags)
+    assert result.error is None
+    assert result.value is expected
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("sum(tags.Modality) == 1", "sum(): needs a list of numbers, not text"),
+        ("sum([tags.Modality]) == 1", "sum(): cannot add text"),
+        ("floor(tags.SliceThickness) == 2", "floor(): needs a number, not text"),
+        ("{'MR': 1}[tags.Modality] == 1", "the key is not in the dictionary"),
+        ("sorted([tags.Modality, 1]) == []", "not supported between instances"),
+        ("sorted([tags.Modality * 100000] * 100000) == []", "needs too much work"),
+    ],
+)
+def test_new_builtins_fail_the_rule_with_a_reason(source: str, reason: str) -> None:
+    """Wrong types, missing keys and oversized work make the rule false, never an exception."""
+    result = evaluate(source, {"Modality": "CT", "SliceThickness": "2.5"})
+    assert result.value is False
+    assert result.error is not None and reason in result.error
+
+
+@pytest.mark.parametrize("key", ["(0019,100c)", "0019,100C", "0019_100c"])
+def test_private_tag_by_number_in_any_form(key: str) -> None:
+    """A private tag read through router.additional_tags is found by each form of its number."""
+    tags = {"(0019,100c)": "tilt 0"}
+    assert evaluate(f"tags[{key!r}] == 'tilt 0'", tags).value is True
+    assert evaluate(f"{key!r} in tags", tags).value is True
+
+
+def test_absent_standard_tags_are_empty_text_as_in_mercure() -> None:
+    """mercure writes '' for its standard tags a series lacks; other tags stay missing."""
+    tags = SeriesTags({"Modality": "CT"})
+    assert compile_rule("tags.BodyPartExamined == ''").evaluate(tags).value is True
+    assert compile_rule("tags.bodypartexamined == ''").evaluate(tags).value is True
+    missing = compile_rule("tags.ViewPosition == ''").evaluate(tags)
+    assert missing.value is False and missing.missing_tags == ("ViewPosition",)

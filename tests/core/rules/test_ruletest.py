@@ -40,7 +40,7 @@ CONFIG = {
             "targets": "archive",
         },
         "study": {
-            "rule": "tags.BodyPartExamined == 'CHEST'",
+            "rule": "tags.ViewPosition == 'PA'",
             "targets": "pacs",
             "action_trigger": "study",
         },
@@ -66,7 +66,7 @@ def test_every_rule_is_reported_with_the_tags_it_used_and_the_decision(tmp_path:
     assert list(by_name) == ["ct", "ct_seg", "study", "broken", "off", "rest"]
     assert by_name["ct"].value and by_name["ct"].used == (("Modality", "CT"),)
     assert by_name["ct_seg"].used == (("Modality", "CT"), ("StudyDescription", "Head routine"))
-    assert not by_name["study"].value and by_name["study"].missing == ("BodyPartExamined",)
+    assert not by_name["study"].value and by_name["study"].missing == ("ViewPosition",)
     assert not by_name["broken"].value and "float()" in (by_name["broken"].error or "")
     assert by_name["off"].disabled and by_name["off"].used == ()
     assert by_name["rest"].fallback and by_name["rest"].value  # evaluated, but not decisive
@@ -90,7 +90,7 @@ def test_the_decision_names_the_discard_and_why(tmp_path: Path) -> None:
 def test_a_study_rule_collects_the_study(tmp_path: Path) -> None:
     """A study-level rule with a StudyInstanceUID collects; without one it acts on the series."""
     config = loaded(tmp_path)
-    tags = {"BodyPartExamined": "CHEST", "Modality": "DX", "StudyInstanceUID": "1.2.3"}
+    tags = {"ViewPosition": "PA", "Modality": "DX", "StudyInstanceUID": "1.2.3"}
     report = evaluate_rules(config.config, config.compiled_rules, tags)
     assert report.decision.study_rules == ("study",)
 

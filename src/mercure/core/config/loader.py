@@ -229,6 +229,8 @@ def _issues_from_pydantic(exc: ValidationError, document: Any) -> list[ConfigIss
             message = "unknown key"
         elif error["type"] == "missing":
             message = "required key is missing"
+        elif _is_target(loc) and error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            message = _target_type_message(error)
         message = message.removeprefix("Value error, ")
         # Never repeat a refused URL: it holds the very credentials it was refused for.
         echo = error["type"] not in (
@@ -245,6 +247,20 @@ def _issues_from_pydantic(exc: ValidationError, document: Any) -> list[ConfigIss
     return issues
 
 
+def _is_target(loc: Sequence[str | int]) -> bool:
+    return len(loc) == 2 and loc[0] == "targets"
+
+
+def _target_type_message(error: Any) -> str:
+    """An unknown or missing target ``type``, with the installed types to choose from."""
+    from mercure.core.config.targettypes import installed_types, unknown_type_message
+
+    kind = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
+    if kind is None:
+        return f"`type` is missing; the installed types are: {', '.join(installed_types())}"
+    return unknown_type_message(kind)
+
+
 def _is_secret_key(loc: Sequence[str | int]) -> bool:
     """Whether a location names a secret setting, whose value an error must not repeat."""
     return bool(loc) and isinstance(loc[-1], str) and loc[-1] in SECRET_KEYS
@@ -254,7 +270,14 @@ def _document_location(loc: Sequence[str | int], document: Any) -> list[str | in
     """Drop pydantic's union tags from ``loc`` by walking the real document along it."""
     path: list[str | int] = []
     node = document
+    tag_seen: Any = None
     for part in loc:
+        # A union's tag comes first under its object, even when a key has the same name
+        # (a folder target's `folder`): skip it once there.
+        tags = (node.get("type"), node.get("runner")) if isinstance(node, Mapping) else ()
+        if tag_seen is not node and part in tags:
+            tag_seen = node
+            continue
         if isinstance(node, Mapping | list) and _has_child(node, part):
             node = node[part]  # type: ignore[index]
             path.append(part)
@@ -364,10 +387,17 @@ def _required_series_issues(path: str, source: str) -> list[ConfigIssue]:
 
 def _module_policy_issues(config: MercureConfig) -> list[ConfigIssue]:
     """Modules may only ask for what the processing section allows."""
-    issues = []
+    from mercure.core.config.modulecheck import docker_argument_issues, rule_settings_issues
+
+    issues = rule_settings_issues(config)
     for name, module in config.modules.items():
         issues.extend(
             settings_schema_issues(f"modules.{name}", module.settings, module.settings_schema)
+        )
+        issues.extend(
+            docker_argument_issues(
+                f"modules.{name}.docker_arguments", getattr(module, "docker_arguments", {})
+            )
         )
         if getattr(module, "requires_root", False) and not config.processing.allow_root:
             issues.append(

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     AfterValidator,
     AliasChoices,
     BeforeValidator,
+    ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     SecretStr,
+    field_validator,
     model_validator,
 )
+from pydantic_core import CoreSchema
 
 from mercure.core.config.types import (
     AETitle,
@@ -37,6 +41,7 @@ from mercure.core.config.urls import (
     secret_http_url,
 )
 from mercure.core.installed import SERVICE_NAMES, installed_services
+from mercure.core.mercuretags import parse_additional_tag
 from mercure.core.uids import known_transfer_syntaxes, non_storage_uids, uid_name
 
 
@@ -227,6 +232,26 @@ class RouterConfig(StrictModel):
     rescan_interval: Seconds = Field(
         60.0, description="Safety-net rescan of incoming/ besides the file system notifications."
     )
+    additional_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags to read from each series besides the standard ones, for rules and "
+        "modules' `.tags` files (mercure's `dicom_receiver.additional_tags`): key a DICOM "
+        "keyword or a tag number `gggg,eeee` (private tags), value a note (mercure shows it as "
+        "an example value). A private tag is then `tags['(gggg,eeee)']` in rules.",
+    )
+
+    @field_validator("additional_tags")
+    @classmethod
+    def _known_additional_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for name in value:
+            try:
+                parse_additional_tag(name)
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 NotificationTrigger = Literal["reception", "completion", "error"]
@@ -249,8 +274,10 @@ class Rule(StrictModel):
         default_factory=list,
         description="Module, or list of modules run as a chain (process, both).",
     )
-    processing_settings: dict[str, Any] = Field(
-        default_factory=dict, description="Settings for the module; they win over its defaults."
+    processing_settings: dict[str, Any] | list[dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings for the module; they win over its defaults. For a chain, one "
+        "object for all modules, or a list with one object per module (mercure's form).",
     )
     processing_retain_images: bool = Field(
         False, description="Keep the input images beside the module's output."
@@ -311,14 +338,47 @@ class Rule(StrictModel):
         return self
 
 
-class _TargetBase(StrictModel):
+class TargetBase(StrictModel):
+    """What every target type's configuration has; a plug-in's model derives from it.
+
+    A subclass sets ``type: Literal["<its type>"]`` and ``plugin``, the ``"module:Class"`` of
+    its :class:`~mercure.dispatcher.targets.base.TargetPlugin` (imported only when a task is
+    sent or tested, so a type's library is loaded only where it is used). See docs/targets.md.
+    """
+
+    if TYPE_CHECKING:  # each type declares its own Literal; not a field of the base
+        type: str
+    plugin: ClassVar[str] = ""
+    """``"package.module:Class"`` of the plug-in class that sends and tests."""
     comment: str = Field("", description="Free text for the administrators.")
     max_parallel_tasks: int = Field(2, ge=1, description="Tasks sent to this target at once.")
 
 
-class DicomTarget(_TargetBase):
+_TargetBase = TargetBase  # the name before target types became plug-ins
+
+FILE_FILTER_DESCRIPTION = (
+    "Files of the task not sent: comma-separated glob patterns matched against file names "
+    "(mercure's meaning), e.g. `*.json,*.txt`; empty sends every file."
+)
+
+
+def _file_filter(value: str) -> str:
+    """Comma-separated glob patterns, none empty."""
+    patterns = [part.strip() for part in value.split(",")]
+    if value.strip() and not all(patterns):
+        raise ValueError("an empty pattern between commas: write e.g. `*.json,*.txt`")
+    if any("/" in part for part in patterns):
+        raise ValueError("patterns match file names, not paths: no '/' in them")
+    return value.strip()
+
+
+FileFilter = Annotated[str, AfterValidator(_file_filter)]
+
+
+class DicomTarget(TargetBase):
     """A DICOM node reached by C-STORE."""
 
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.dicom:DicomPlugin"
     type: Literal["dicom"]
     host: str = Field(description="Host name or address; ignored with use_sender_address.")
     port: int = Field(104, ge=1, le=65535)
@@ -327,17 +387,53 @@ class DicomTarget(_TargetBase):
     pass_sender_aet: bool = Field(
         False, description="Present the original sender's AE title as calling AE title."
     )
+    pass_receiver_aet: bool = Field(
+        False,
+        description="Address the target with the AE title the series was sent to here "
+        "(the receiver's called AE title) instead of aet_target, as mercure does.",
+    )
     use_sender_address: bool = Field(False, description="Send back to the sender's address.")
     parallel_associations: int = Field(1, ge=1, le=16, description="Associations per task.")
     tls: TLSClientConfig | None = Field(None, description="Send over TLS.")
 
 
-class DicomWebTarget(_TargetBase):
+def _url_part(value: str | None) -> str | None:
+    """A path part appended to the DICOMweb URL: no scheme, host, query or credentials."""
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if "://" in value or any(c in value for c in "?#@ ") or "\\" in value:
+        raise ValueError("must be a plain URL path such as `rs` or `/dicom-web`")
+    if any(part == ".." for part in value.split("/")):
+        raise ValueError("must not climb out of the URL with '..'")
+    return value
+
+
+UrlPrefix = Annotated[str | None, AfterValidator(_url_part)]
+
+
+class DicomWebTarget(TargetBase):
     """A DICOMweb server reached by STOW-RS."""
 
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.dicomweb:DicomWebPlugin"
     type: Literal["dicomweb"]
     url: DicomWebURL = Field(
         description="Base URL of the DICOMweb service (…/dicom-web); no credentials in it."
+    )
+    qido_url_prefix: UrlPrefix = Field(
+        None,
+        description="Path appended to url for QIDO-RS (the Test's query), as in mercure: "
+        "`rs` makes `<url>/rs/studies`; empty uses url itself.",
+    )
+    wado_url_prefix: UrlPrefix = Field(
+        None,
+        description="Path appended to url for WADO-RS, as in mercure (kept for imported "
+        "configurations: this target only stores, it never retrieves).",
+    )
+    stow_url_prefix: UrlPrefix = Field(
+        None,
+        description="Path appended to url for STOW-RS, as in mercure: `rs` stores to "
+        "`<url>/rs/studies`; empty uses url itself.",
     )
     auth: Literal["none", "basic", "bearer"] = "none"
     username: str = ""
@@ -349,9 +445,10 @@ class DicomWebTarget(_TargetBase):
     ca_certificate: Path | None = None
 
 
-class SftpTarget(_TargetBase):
+class SftpTarget(TargetBase):
     """An SFTP server; each task goes into ``<folder>/<task_id>/`` with a `.complete` marker."""
 
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.sftp:SftpPlugin"
     type: Literal["sftp"]
     host: str
     port: int = Field(22, ge=1, le=65535)
@@ -360,11 +457,13 @@ class SftpTarget(_TargetBase):
     key_file: Path | None = None
     known_hosts: Path | None = Field(None, description="known_hosts file to verify the server.")
     folder: str = "."
+    file_filter: FileFilter = Field("", description=FILE_FILTER_DESCRIPTION)
 
 
-class S3Target(_TargetBase):
+class S3Target(TargetBase):
     """An S3 bucket (or an S3-compatible store)."""
 
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.s3:S3Plugin"
     type: Literal["s3"]
     bucket: str
     prefix: str = ""
@@ -376,19 +475,90 @@ class S3Target(_TargetBase):
     secret_access_key: SecretStr | None = None
 
 
-class FolderTarget(_TargetBase):
+class FolderTarget(TargetBase):
     """A folder; each task is copied (or hard-linked) into ``<folder>/<task_id>/``."""
 
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.folder:FolderPlugin"
     type: Literal["folder"]
     folder: Path = Field(
         description="Destination folder; a relative path is relative to the configuration file."
     )
+    file_filter: FileFilter = Field("", description=FILE_FILTER_DESCRIPTION)
 
 
-Target = Annotated[
-    DicomTarget | DicomWebTarget | SftpTarget | S3Target | FolderTarget,
-    Field(discriminator="type"),
-]
+class RsyncTarget(TargetBase):
+    """A folder on an SSH server, written with the rsync program; a folder per task."""
+
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.rsync:RsyncPlugin"
+    type: Literal["rsync"]
+    host: str = Field(description="SSH server.")
+    port: int = Field(22, ge=1, le=65535, description="SSH port.")
+    user: str = Field(description="Login on the server.")
+    folder: str = Field(
+        description="Folder on the server; each task goes into `<folder>/<task_id>/`."
+    )
+    password: SecretStr | None = Field(
+        None,
+        description="Password login (given to ssh through a private askpass file, never on a "
+        "command line or in the environment); key_file is preferred.",
+    )
+    key_file: Path | None = Field(None, description="Private key for the login.")
+    known_hosts: Path | None = Field(
+        None,
+        description="known_hosts file to verify the server; without it any key is accepted "
+        "(a warning is logged), as the sftp target does.",
+    )
+    run_on_complete: bool = Field(
+        False,
+        description="After each task, run `<folder>/mercure_complete.sh <task folder> rsync` on "
+        "the server (it must exist and be executable), as mercure does.",
+    )
+    file_filter: FileFilter = Field("", description=FILE_FILTER_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _one_login(self) -> RsyncTarget:
+        if self.password is not None and self.key_file is not None:
+            raise ValueError("give password or key_file, not both")
+        return self
+
+
+class XnatTarget(TargetBase):
+    """An XNAT server: each task is uploaded as a zip through XNAT's image session import."""
+
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.xnat:XnatPlugin"
+    type: Literal["xnat"]
+    host: WebURL = Field(description="Base URL of the XNAT server, e.g. https://xnat.example.org.")
+    project_id: str = Field(min_length=1, description="XNAT project the sessions go into.")
+    user: str = Field(description="XNAT login.")
+    password: SecretStr | None = Field(None, description="Its password (use ${ENV}).")
+    verify_tls: bool = Field(True, description="Verify the server's certificate.")
+    ca_certificate: Path | None = Field(None, description="CA bundle for a private server.")
+
+
+class DummyTarget(TargetBase):
+    """Accepts every task and discards it (for trying rules without sending anything)."""
+
+    plugin: ClassVar[str] = "mercure.dispatcher.targets.dummy:DummyPlugin"
+    type: Literal["dummy"]
+
+
+class _InstalledTargetTypes:
+    """Validates a target as the installed type its ``type`` names (entry point group
+    ``mercure.targets``, :mod:`mercure.core.config.targettypes`), read when first validated."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        from mercure.core.config.targettypes import installed_types
+
+        models = tuple(kind.model for kind in installed_types().values())
+        union: Any = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
+        return handler.generate_schema(Annotated[union, Field(discriminator="type")])
+
+
+INSTALLED_TARGET_TYPES = _InstalledTargetTypes()
+Target = Annotated[TargetBase, INSTALLED_TARGET_TYPES]
+"""A target of any installed type, told apart by its ``type``."""
 
 
 DEFAULT_WEBHOOK_BODY = """{
@@ -520,6 +690,11 @@ class _ModuleBase(StrictModel):
     environment: dict[str, str] = Field(default_factory=dict)
     timeout: Seconds = Field(3600.0, description="The module is stopped after this long.")
     comment: str = ""
+    requires_persistence: bool = Field(
+        False,
+        description="Give the module a folder kept across tasks: "
+        "`<processing.persistence_dir>/<module name>`, named by MODULE_PERSISTENCE_DIR.",
+    )
 
 
 class DockerModule(_ModuleBase):
@@ -534,6 +709,25 @@ class DockerModule(_ModuleBase):
     requires_root: bool = Field(False, description="Run as root (needs processing.allow_root).")
     gpu: bool = False
     volumes: list[VolumeMount] = Field(default_factory=list)
+    docker_arguments: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra options of the container (mercure's `docker_arguments`): only "
+        "`shm_size`, `ipc_mode` (none, private, shareable), `ulimits`, `pids_limit`, "
+        "`mem_limit`, `memswap_limit`, `nano_cpus`, `cpu_shares`, `cpuset_cpus`, "
+        "`working_dir`, `entrypoint`, `hostname`, `labels`, `init`, `stop_signal`, "
+        "`runtime` and `device_requests`; anything that weakens confinement is refused.",
+    )
+    constraints: str = Field(
+        "",
+        description="mercure's Nomad placement constraints: not honoured here (one host); "
+        "check-config warns when set.",
+    )
+    resources: str = Field(
+        "",
+        description="mercure's Nomad resources, e.g. `memory = 4096` and `cpu = 2000` (MHz; "
+        "1000 = one core): honoured as memory and CPU limits when memory_limit_mb and "
+        "cpu_limit are empty; other entries are reported by check-config as ignored.",
+    )
 
 
 class CommandModule(_ModuleBase):
@@ -554,6 +748,16 @@ class ProcessingConfig(StrictModel):
     volume_root: Path | None = Field(None, description="Extra module volumes must lie under it.")
     docker_url: DockerURL | None = Field(
         None, description="Docker API URL; DOCKER_HOST when empty."
+    )
+    persistence_dir: Path | None = Field(
+        None,
+        description="Where modules with requires_persistence keep their folders "
+        "(`<data_dir>/persistence` when empty).",
+    )
+    empty_output: Literal["complete", "error"] = Field(
+        "complete",
+        description="A module that ends well but writes nothing: the task completes (as "
+        "mercure does; with nothing to send it ends in success/), or fails.",
     )
 
 
@@ -732,6 +936,10 @@ class SupervisorConfig(StrictModel):
 
 class MercureConfig(StrictModel):
     """The whole configuration of a mercure-router installation (`mercure.yaml`)."""
+
+    # Built when first used, not on import: the target types are plug-ins whose models may
+    # import this module (targettypes.reload() rebuilds it when the installed types change).
+    model_config = ConfigDict(defer_build=True)
 
     data_dir: Path = Field(
         Path("data"), description="Root of the stage folders; relative to the config file."

@@ -17,7 +17,7 @@ from pydantic import AliasChoices, BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from mercure.core.config.models import MercureConfig
+from mercure.core.config.models import INSTALLED_TARGET_TYPES, MercureConfig
 
 _HEADER = """# Configuration reference
 
@@ -79,6 +79,13 @@ def _submodels(annotation: Any) -> list[tuple[type[BaseModel], str]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [(annotation, "")]
     if origin is typing.Annotated:
+        if INSTALLED_TARGET_TYPES in args[1:]:  # target types are plug-ins: the installed ones
+            from mercure.core.config.targettypes import installed_types
+
+            return [
+                (kind.model, f" ({_discriminator(kind.model)})")
+                for kind in installed_types().values()
+            ]
         return _submodels(args[0])
     if origin in (typing.Union, types.UnionType):
         found = []
@@ -116,6 +123,8 @@ def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
+        if INSTALLED_TARGET_TYPES in args[1:]:
+            return "target"
         metadata = " ".join(str(m) for m in args[1:])
         return "duration" if "parse_duration" in metadata else _type_name(args[0])
     if origin is Literal:

@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mercure.core.rules.errors import Rejected
+from mercure.core.mercuretags import tag_number_key
+from mercure.core.rules.errors import Rejected, RuleRuntimeError
 from mercure.core.rules.functions import (
     BUILTINS,
     REGEX_HELPERS,
@@ -69,6 +70,8 @@ _FAST_COMPARISONS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.LtE: operator.le,
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
 }
 
 _FORBIDDEN: dict[type[ast.AST], str] = {
@@ -77,7 +80,6 @@ _FORBIDDEN: dict[type[ast.AST], str] = {
     ast.SetComp: "comprehensions are not allowed",
     ast.DictComp: "comprehensions are not allowed",
     ast.GeneratorExp: "comprehensions are not allowed",
-    ast.Dict: "dictionaries are not allowed",
     ast.JoinedStr: "f-strings are not allowed",
     ast.FormattedValue: "f-strings are not allowed",
     ast.NamedExpr: "':=' is not allowed",
@@ -263,7 +265,8 @@ class Compiler:
                 raise self._reject(key, "write the tag keyword in quotes, as in tags['Modality']")
             if not key.value or len(key.value) > MAX_KEY_CHARS or key.value.startswith("_"):
                 raise self._reject(key, f"'{key.value[:MAX_KEY_CHARS]}' is not a tag keyword")
-            return self._tag(key.value, any_case=False)
+            # A tag number (private tags): '0019,100C' and '0019_100c' name '(0019,100c)'.
+            return self._tag(tag_number_key(key.value) or key.value, any_case=False)
         container = self._visit(node.value)
         if isinstance(node.slice, ast.Slice):
             return self._slice(node, container, node.slice)
@@ -273,6 +276,12 @@ class Compiler:
         def item(ctx: Context) -> Any:
             value = get_container(ctx)
             position = get_index(ctx)
+            if type(value) is dict:
+                ctx.charge(2 * ctx.weight(position))  # hashing the key, comparing its match
+                try:
+                    return value[position]
+                except KeyError:
+                    raise RuleRuntimeError("the key is not in the dictionary") from None
             if not isinstance(value, str | list | tuple):
                 raise TypeError(f"cannot index {type_name(value)}")
             if not isinstance(position, int):
@@ -452,9 +461,15 @@ class Compiler:
         return self._fold(node, run, [left, right])
 
     def _visit_Compare(self, node: ast.Compare) -> Code:
-        for op in node.ops:
-            if isinstance(op, ast.Is | ast.IsNot):
-                raise self._reject(node, "'is' is not allowed: use == or != to compare")
+        operands = [node.left, *node.comparators]
+        for position, op in enumerate(node.ops):
+            if isinstance(op, ast.Is | ast.IsNot) and not any(
+                isinstance(side, ast.Constant) and side.value in (None, True, False)
+                for side in operands[position : position + 2]
+            ):
+                raise self._reject(
+                    node, "'is' compares only with None, True or False: use == or != otherwise"
+                )
         if len(node.ops) == 1 and _is_tags(node.comparators[0]):
             return self._tag_membership(node)
         left = self._visit(node.left)
@@ -515,7 +530,11 @@ class Compiler:
         if not isinstance(node.ops[0], ast.In | ast.NotIn):
             raise self._reject(node, "tags can only be compared as 'Keyword' in tags")
         negate = isinstance(node.ops[0], ast.NotIn)
-        key = self._visit(node.left)
+        if isinstance(node.left, ast.Constant) and isinstance(node.left.value, str):
+            number = tag_number_key(node.left.value)
+            key = _constant(number) if number else self._visit(node.left)
+        else:
+            key = self._visit(node.left)
         if key.is_constant and isinstance(key.constant, str):
             self._tags.setdefault(key.constant)
         get_key = key.run
@@ -550,6 +569,23 @@ class Compiler:
         # A plain set, so that str() shows it as Python does: no part of the language can
         # change a value in place, so even a folded (shared) set stays as it was.
         return self._collection(node, node.elts, set)
+
+    def _visit_Dict(self, node: ast.Dict) -> Code:
+        for key in node.keys:
+            if key is None:
+                raise self._reject(node, "'**' unpacking is not allowed")
+        keys = self._visit_all([key for key in node.keys if key is not None])
+        values = self._visit_all(node.values)
+        pairs = [(key.run, value.run) for key, value in zip(keys, values, strict=True)]
+        count = len(pairs)
+
+        def collect(ctx: Context) -> dict[Any, Any]:
+            built = [(get_key(ctx), get_value(ctx)) for get_key, get_value in pairs]
+            weight = sum(ctx.weight(key) + ctx.weight(value) for key, value in built)
+            ctx.charge(SET_ITEM_COST * count + weight, 64 * count + 256)  # hashing each key
+            return ctx.remember(dict(built), ITEM_COST * 2 * count + weight)
+
+        return self._fold(node, collect, [*keys, *values])
 
     def _collection(
         self, node: ast.expr, elements: list[ast.expr], build: Callable[[Any], Any]

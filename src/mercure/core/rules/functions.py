@@ -13,6 +13,7 @@ rule is compiled, so a bad pattern is a configuration error with its column.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from mercure.core.rules.runtime import (
     MAX_INT_BITS,
     MAX_ROUND_DIGITS,
     MAX_TEXT_CHARS,
+    REMEMBER_ITEMS,
     VISIT_COST,
     Context,
     need_text,
@@ -88,6 +90,10 @@ def _str(ctx: Context, value: Any) -> str:
         need_text(size)
         # Python builds the text of each item, then the whole: twice the result at most.
         ctx.charge(CASE_COST * size, 2 * size * (1 if ascii_only else 4))
+    elif kind is dict:
+        size, ascii_only = _repr_size(ctx, [*value.keys(), *value.values()])
+        need_text(size + 2 * len(value))  # ": " between each key and its value
+        ctx.charge(CASE_COST * size, 2 * size * (1 if ascii_only else 4))
     elif kind is int:
         ctx.charge(value.bit_length(), value.bit_length())
     return str(value)
@@ -137,7 +143,7 @@ def _repr_size(ctx: Context, value: Any) -> tuple[int, bool]:
 
 
 def _len(ctx: Context, value: Any) -> int:
-    if not isinstance(value, str | list | tuple | set):
+    if not isinstance(value, str | list | tuple | set | dict):
         raise RuleRuntimeError(f"len(): cannot measure {type_name(value)}")
     return len(value)
 
@@ -185,6 +191,43 @@ def _truth(pick: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _sum(ctx: Context, values: Any, start: Any = 0) -> Any:
+    if not isinstance(values, list | tuple | set):
+        raise RuleRuntimeError(f"sum(): needs a list of numbers, not {type_name(values)}")
+    ctx.charge(ITEM_COST * (len(values) + 1))
+    for value in (start, *values):
+        if type(value) not in (int, float, bool):
+            raise RuleRuntimeError(f"sum(): cannot add {type_name(value)}")
+    result = sum(values, start)
+    if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+        raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")
+    return result
+
+
+def _sorted(ctx: Context, values: Any) -> list[Any]:
+    if not isinstance(values, str | list | tuple | set):
+        raise RuleRuntimeError(f"sorted(): needs text or a list, not {type_name(values)}")
+    count = len(values)
+    levels = max(1, count.bit_length())
+    # Merging passes over every item once per level; each comparison costs at most what
+    # the lighter item weighs, so a level costs at most the whole weight (twice, to be safe).
+    weight = ctx.weight(values)
+    ctx.charge(_step_cost(ctx, values) + levels * (ITEM_COST * count + 2 * weight), 8 * count + 64)
+    result = sorted(values)
+    if count > REMEMBER_ITEMS:
+        ctx.remember(result, weight if type(values) is not str else ITEM_COST * count + count)
+    return result
+
+
+def _rounding(pick: Callable[[float], int]) -> Callable[..., int]:
+    def run(ctx: Context, value: Any) -> int:
+        if type(value) not in (int, float, bool):
+            raise RuleRuntimeError(f"{pick.__name__}(): needs a number, not {type_name(value)}")
+        return pick(value)
+
+    return run
+
+
 def _abs(ctx: Context, value: Any) -> Any:
     return abs(value)
 
@@ -207,6 +250,10 @@ BUILTINS: dict[str, Function] = {
         Function("max", 1, 8, _extreme(max), "max(a, b, ...) or max(list): the largest"),
         Function("any", 1, 1, _truth(any), "any(list): True if any item is true"),
         Function("all", 1, 1, _truth(all), "all(list): True if every item is true"),
+        Function("sum", 1, 2, _sum, "sum(list[, start]): the numbers of the list added up"),
+        Function("sorted", 1, 1, _sorted, "sorted(list): a new list, smallest item first"),
+        Function("floor", 1, 1, _rounding(math.floor), "floor(number): rounded down"),
+        Function("ceil", 1, 1, _rounding(math.ceil), "ceil(number): rounded up"),
     )
 }
 """Built-in functions a rule may call, by name."""

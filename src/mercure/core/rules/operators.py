@@ -105,7 +105,7 @@ def compare_cost(ctx: Context, a: Any, b: Any, *, equality: bool) -> int:
         if equality:
             return len(a) if len(a) == len(b) else 0
         return min(len(a), len(b))
-    if (kind is list or kind is tuple or kind is set) and type(b) is kind:
+    if (kind is list or kind is tuple or kind is set or kind is dict) and type(b) is kind:
         if equality and len(a) != len(b):
             return 0
         return min(ctx.weight(a), ctx.weight(b))
@@ -132,11 +132,11 @@ def contains(ctx: Context, item: Any, container: Any) -> bool:
             ctx.charge(len(container) + len(item))
     elif kind is list or kind is tuple:
         ctx.charge(search_cost(ctx, item, container))
-    elif kind is set:
+    elif kind is set or kind is dict:
         ctx.charge(2 * ctx.weight(item))  # hashing it, and comparing it with its match
     else:
         raise RuleRuntimeError(
-            f"'in' needs text or a list on its right, got {type_name(container)}"
+            f"'in' needs text, a list or a dictionary on its right, got {type_name(container)}"
         )
     return item in container
 
@@ -213,5 +213,8 @@ COMPARISONS: dict[type[ast.cmpop], Callable[[Context, Any, Any], bool]] = {
     ast.GtE: _ordering(operator.ge),
     ast.In: contains,
     ast.NotIn: lambda ctx, a, b: not contains(ctx, a, b),
+    # Only with None, True or False on one side (the compiler checks): identity of singletons.
+    ast.Is: lambda ctx, a, b: a is b,
+    ast.IsNot: lambda ctx, a, b: a is not b,
 }
 """Comparison operators, as Python defines them, each charged before it compares."""

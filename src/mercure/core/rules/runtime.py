@@ -145,6 +145,12 @@ class Context:
         if kind is list or kind is tuple or kind is set:
             known = self.known_weight(value)
             return self._measure(value) if known is None else known
+        if kind is dict:
+            known = self.known_weight(value)
+            if known is None:
+                known = self._measure([*value.keys(), *value.values()])
+                self.remember(value, known)
+            return known
         return 1
 
     def known_weight(self, value: Any) -> int | None:
@@ -236,6 +242,8 @@ def type_name(value: object) -> str:
         return "number"
     if value is None:
         return "None"
+    if isinstance(value, dict):
+        return "dictionary"
     return "list"
 
 
@@ -270,7 +278,7 @@ def check_result(value: Any) -> Any:
     """Refuse results (text, lists, integers) larger than the limits."""
     if isinstance(value, str):
         return check_text(value)
-    if isinstance(value, list | tuple | set):
+    if isinstance(value, list | tuple | set | dict):
         need_items(len(value))
     elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")

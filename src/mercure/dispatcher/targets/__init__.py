@@ -1,16 +1,17 @@
-"""Target plug-ins, one module per target type, all behind :class:`TargetPlugin`."""
+"""Target plug-ins, one module per target type, all behind :class:`TargetPlugin`.
+
+Which class serves a type is the type's business: its configuration model (found through the
+entry point group ``mercure.targets``, :mod:`mercure.core.config.targettypes`) names it in
+``plugin``, and it is imported here only when a target of that type is used.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from mercure.core.config.models import (
-    DicomTarget,
-    DicomWebTarget,
-    FolderTarget,
-    S3Target,
-    SftpTarget,
-)
+from mercure.core.config.models import TargetBase
+from mercure.core.config.targettypes import plugin_class
 from mercure.core.errors import MercureError
 from mercure.core.masking import scrub
 from mercure.core.targettest import TargetTestReport, TestStep
@@ -22,7 +23,8 @@ from mercure.dispatcher.targets.base import (
     TestSteps,
 )
 
-TargetConfig = DicomTarget | DicomWebTarget | SftpTarget | S3Target | FolderTarget
+TargetConfig = TargetBase
+"""The configuration of a target of any installed type."""
 
 __all__ = [
     "Confirm",
@@ -37,26 +39,28 @@ __all__ = [
 
 
 def build_target(name: str, config: TargetConfig) -> TargetPlugin:
-    """The plug-in for a configured target (imports only the library its type needs)."""
-    if isinstance(config, DicomTarget):
-        from mercure.dispatcher.targets.dicom import DicomPlugin
+    """The plug-in for a configured target (imports only the library its type needs).
 
-        return DicomPlugin(name, config)
-    if isinstance(config, DicomWebTarget):
-        from mercure.dispatcher.targets.dicomweb import DicomWebPlugin
+    Raises :class:`~mercure.dispatcher.errors.TargetConfigError` when the type's plug-in class
+    cannot be imported or is no :class:`TargetPlugin`.
+    """
+    from mercure.dispatcher.errors import TargetConfigError
 
-        return DicomWebPlugin(name, config)
-    if isinstance(config, SftpTarget):
-        from mercure.dispatcher.targets.sftp import SftpPlugin
-
-        return SftpPlugin(name, config)
-    if isinstance(config, S3Target):
-        from mercure.dispatcher.targets.s3 import S3Plugin
-
-        return S3Plugin(name, config)
-    from mercure.dispatcher.targets.folder import FolderPlugin
-
-    return FolderPlugin(name, config)
+    try:
+        cls = plugin_class(type(config))
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise TargetConfigError(
+            f"the plug-in of target type {config.type!r} ({type(config).plugin}) cannot be "
+            f"loaded: {exc}"
+        ) from exc
+    if not issubclass(cls, TargetPlugin):
+        raise TargetConfigError(
+            f"{type(config).plugin}, the plug-in of target type {config.type!r}, is not a "
+            "mercure.dispatcher.targets.TargetPlugin"
+        )
+    factory: Any = cls  # a plug-in class takes (name, its own config model)
+    plugin: TargetPlugin = factory(name, config)
+    return plugin
 
 
 async def test_target(targets: dict[str, TargetConfig], name: str) -> TargetTestReport:

@@ -9,6 +9,7 @@ are returned with the reason. A failure of the link itself is raised (usually as
 from __future__ import annotations
 
 import abc
+import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,3 +103,15 @@ class TargetPlugin(abc.ABC):
         :meth:`TestSteps.fail`, which raises a :class:`~mercure.core.errors.MercureError`
         whose message says what failed.
         """
+
+
+def left_out(files: Sequence[Path], file_filter: str) -> tuple[list[Path], list[Path]]:
+    """``files`` split by a target's ``file_filter`` (comma-separated glob patterns of file
+    names not to send, mercure's meaning): (the files to send, the files left out)."""
+    patterns = [part.strip() for part in file_filter.split(",") if part.strip()]
+    send: list[Path] = []
+    skip: list[Path] = []
+    for path in files:
+        matched = any(fnmatch.fnmatchcase(path.name, pattern) for pattern in patterns)
+        (skip if matched else send).append(path)
+    return send, skip

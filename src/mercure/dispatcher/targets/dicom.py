@@ -97,6 +97,7 @@ class DicomPlugin(TargetPlugin):
     def __init__(self, name: str, config: DicomTarget) -> None:
         super().__init__(name)
         self.config = config
+        self._send_called_aet = config.aet_target
 
     def _host(self, job: SendJob | None) -> str:
         if self.config.use_sender_address and job is not None:
@@ -112,15 +113,25 @@ class DicomPlugin(TargetPlugin):
             return job.info.sender_aet
         return self.config.aet_source
 
+    def _called_aet(self, job: SendJob | None) -> str:
+        """aet_target, or with pass_receiver_aet the AE title the series was sent to here."""
+        if self.config.pass_receiver_aet and job is not None and job.info.receiver_aet:
+            return job.info.receiver_aet
+        return self.config.aet_target
+
     async def _connect(
-        self, host: str, calling_aet: str, contexts: list[ContextProposal]
+        self,
+        host: str,
+        calling_aet: str,
+        contexts: list[ContextProposal],
+        called_aet: str | None = None,
     ) -> Association:
         ssl_context = tls_context(self.config.tls) if self.config.tls else None
         try:
             return await Association.connect(
                 host,
                 self.config.port,
-                called_aet=self.config.aet_target,
+                called_aet=called_aet or self.config.aet_target,
                 calling_aet=calling_aet,
                 contexts=contexts,
                 ssl_context=ssl_context,
@@ -143,6 +154,7 @@ class DicomPlugin(TargetPlugin):
         if not instances:
             return result
         host, calling_aet = self._host(job), self._calling_aet(job)
+        self._send_called_aet = self._called_aet(job)
         contexts = propose(instances)
         count = min(self.config.parallel_associations, len(instances))
         shares = [instances[i::count] for i in range(count)]
@@ -193,7 +205,7 @@ class DicomPlugin(TargetPlugin):
         stop: threading.Event,
     ) -> dict[Path, str]:
         rejected: dict[Path, str] = {}
-        association = await self._connect(host, calling_aet, contexts)
+        association = await self._connect(host, calling_aet, contexts, self._send_called_aet)
         try:
             for instance in share:
                 if stop.is_set():

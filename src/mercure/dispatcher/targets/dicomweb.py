@@ -105,6 +105,13 @@ def _uids(document: dict[str, Any], sequence: str) -> dict[str, str]:
     return found
 
 
+def studies_path(prefix: str | None) -> str:
+    """The path of a service's ``studies`` resource under the base URL: mercure (through
+    dicomweb-client) appends the service's URL prefix, ``<url>/<prefix>/studies``."""
+    prefix = (prefix or "").strip("/")
+    return f"/{prefix}/studies" if prefix else "/studies"
+
+
 class DicomWebPlugin(TargetPlugin):
     """Sends with STOW-RS."""
 
@@ -134,7 +141,7 @@ class DicomWebPlugin(TargetPlugin):
         )
 
     async def send(self, job: SendJob, confirm: Confirm) -> SendResult:
-        """POST the pending files to ``<url>/studies`` batch by batch."""
+        """POST the pending files to ``<url>[/<stow_url_prefix>]/studies`` batch by batch."""
         result = SendResult()
         parts = []
         for path in job.files:
@@ -156,7 +163,9 @@ class DicomWebPlugin(TargetPlugin):
         body = _Multipart(batch)
         headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
         try:
-            response = await client.post("/studies", content=body.stream(), headers=headers)
+            response = await client.post(
+                studies_path(self.config.stow_url_prefix), content=body.stream(), headers=headers
+            )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"STOW-RS to {self.config.url} failed: {exc}") from exc
         if response.status_code in (401, 403):
@@ -191,7 +200,8 @@ class DicomWebPlugin(TargetPlugin):
                 )
 
     async def test(self, steps: TestSteps) -> str:
-        """Connect (and TLS), then a QIDO-RS probe ``GET <url>/studies?limit=1``."""
+        """Connect (and TLS), then a QIDO-RS probe
+        ``GET <url>[/<qido_url_prefix>]/studies?limit=1``."""
         url = self.config.url
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -210,7 +220,9 @@ class DicomWebPlugin(TargetPlugin):
         client = self._client(httpx.Timeout(TEST_TIMEOUT))
         async with client:
             try:
-                response = await client.get("/studies", params={"limit": "1"})
+                response = await client.get(
+                    studies_path(self.config.qido_url_prefix), params={"limit": "1"}
+                )
             except httpx.ConnectError as exc:
                 step = "TLS handshake" if secure else "connect"
                 steps.fail(step, DeliveryError(f"cannot reach {url}: {exc}"))

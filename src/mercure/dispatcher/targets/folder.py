@@ -1,5 +1,7 @@
 """The ``folder`` target: each task into ``<folder>/<task_id>/``, then a ``.complete`` marker.
 
+Files matching ``file_filter`` (comma-separated glob patterns, mercure's meaning) are left out:
+they count as done for this target and the marker holds the number of files delivered.
 Instances are hard-linked when the folder is on the data folder's filesystem (no data copied)
 and copied otherwise. Either way a file appears under its final name only when complete: it is
 linked or copied to a dot-name first and renamed into place.
@@ -23,6 +25,7 @@ from mercure.dispatcher.targets.base import (
     SendResult,
     TargetPlugin,
     TestSteps,
+    left_out,
 )
 
 COMPLETE_MARKER = ".complete"
@@ -46,7 +49,10 @@ class FolderPlugin(TargetPlugin):
         except OSError as exc:
             raise DeliveryError(f"cannot create {destination}: {exc}") from exc
         can_link = True
-        for source in job.files:
+        files, skipped = left_out(job.files, self.config.file_filter)
+        for source in skipped:
+            confirm(source, 0)
+        for source in files:
             temp = destination / f".{source.name}.{secrets.token_hex(4)}.part"
             try:
                 linked = False
@@ -69,7 +75,8 @@ class FolderPlugin(TargetPlugin):
             confirm(source, source.stat().st_size)
         try:
             fsync_dir(destination)
-            atomic_write_text(destination / COMPLETE_MARKER, f"{job.total_files}\n")
+            delivered = sum(1 for p in destination.iterdir() if not p.name.startswith("."))
+            atomic_write_text(destination / COMPLETE_MARKER, f"{delivered}\n")
         except OSError as exc:
             raise DeliveryError(f"cannot mark {destination} complete: {exc}") from exc
         return SendResult()

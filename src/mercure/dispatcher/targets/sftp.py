@@ -2,8 +2,10 @@
 
 A file is uploaded under a dot-name and renamed into place, so whoever watches the folder never
 sees half a file; the ``.complete`` marker (holding the number of instances) is written last,
-once every instance of the task is there. The server's host key is checked against
-``known_hosts`` when given; without it any key is accepted (and a warning is logged).
+once every instance of the task is there. Files matching ``file_filter`` (comma-separated glob
+patterns, mercure's meaning) are not uploaded; they count as done for this target. The
+server's host key is checked against ``known_hosts`` when given; without it any key is
+accepted (and a warning is logged).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mercure.dispatcher.targets.base import (
     SendResult,
     TargetPlugin,
     TestSteps,
+    left_out,
 )
 
 log = logging.getLogger(__name__)
@@ -120,15 +123,19 @@ class SftpPlugin(TargetPlugin):
 
     def _send(self, job: SendJob, confirm: Confirm) -> SendResult:
         folder = posixpath.join(self.config.folder, job.task_id)
+        files, skipped = left_out(job.files, self.config.file_filter)
+        for path in skipped:
+            confirm(path, 0)
         with self._session() as sftp:
             _makedirs(sftp, folder)
-            for path in job.files:
+            for path in files:
                 temp = posixpath.join(folder, f".{path.name}.part")
                 attributes = sftp.put(str(path), temp)
                 sftp.posix_rename(temp, posixpath.join(folder, path.name))
                 confirm(path, attributes.st_size or path.stat().st_size)
             temp = posixpath.join(folder, f"{COMPLETE_MARKER}.part")
-            sftp.putfo(io.BytesIO(f"{job.total_files}\n".encode()), temp)
+            delivered = sum(1 for name in sftp.listdir(folder) if not name.startswith("."))
+            sftp.putfo(io.BytesIO(f"{delivered}\n".encode()), temp)
             sftp.posix_rename(temp, posixpath.join(folder, COMPLETE_MARKER))
         return SendResult()
 

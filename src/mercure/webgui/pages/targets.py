@@ -19,13 +19,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from mercure.core.config.editing import KEEP
 from mercure.core.config.loader import expand_env, format_path
@@ -33,10 +34,13 @@ from mercure.core.config.models import (
     DicomTarget,
     DicomWebTarget,
     FolderTarget,
+    RsyncTarget,
     S3Target,
     SftpTarget,
     Target,
+    XnatTarget,
 )
+from mercure.core.config.targettypes import installed_types
 from mercure.core.targettest import TargetTestReport
 from mercure.webgui.audit import audit
 from mercure.webgui.auth import OperatorSession, ViewerSession
@@ -53,24 +57,62 @@ from mercure.webgui.targettest import run_target_test
 
 router = APIRouter()
 
-TYPES: dict[str, type[BaseModel]] = {
-    "dicom": DicomTarget,
-    "dicomweb": DicomWebTarget,
-    "sftp": SftpTarget,
-    "s3": S3Target,
-    "folder": FolderTarget,
-}
-TYPE_HELP = {
-    "dicom": "a DICOM node (C-STORE), optionally over TLS",
-    "dicomweb": "a DICOMweb server (STOW-RS)",
-    "sftp": "an SFTP server, a folder per task",
-    "s3": "an S3 bucket or S3-compatible store",
-    "folder": "a local or mounted folder, a folder per task",
-}
+ORDER = ("dicom", "dicomweb", "sftp", "s3", "folder", "rsync", "xnat", "dummy")
+"""The built-in types in the order the type menu shows them; plug-ins' types follow."""
+
+
+class _InstalledTypes(Mapping[str, type[BaseModel]]):
+    """The models of the installed target types (plug-ins included), read when used: a type's
+    form is built from its model's fields, whoever wrote it."""
+
+    def _names(self) -> list[str]:
+        installed = installed_types()
+        rest = sorted(name for name in installed if name not in ORDER)
+        return [name for name in ORDER if name in installed] + rest
+
+    def __getitem__(self, name: str) -> type[BaseModel]:
+        return installed_types()[name].model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(installed_types())
+
+
+class _TypeHelp(Mapping[str, str]):
+    """One line per type for the type menu: ours below, else the first line of the model's
+    docstring."""
+
+    BUILT_IN = {
+        "dicom": "a DICOM node (C-STORE), optionally over TLS",
+        "dicomweb": "a DICOMweb server (STOW-RS)",
+        "sftp": "an SFTP server, a folder per task",
+        "s3": "an S3 bucket or S3-compatible store",
+        "folder": "a local or mounted folder, a folder per task",
+        "rsync": "a folder on an SSH server, copied with rsync, a folder per task",
+        "xnat": "an XNAT server (image session import)",
+        "dummy": "accepts and discards (for trying rules)",
+    }
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.BUILT_IN:
+            return self.BUILT_IN[name]
+        doc = (installed_types()[name].model.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else f"plug-in {name}"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TYPES)
+
+    def __len__(self) -> int:
+        return len(TYPES)
+
+
+TYPES: Mapping[str, type[BaseModel]] = _InstalledTypes()
+TYPE_HELP: Mapping[str, str] = _TypeHelp()
 PERIODS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 RESERVED = ("new", "test")
 """Names that are this page's own addresses (``/targets/new``): refused for a new name."""
-_target_adapter: TypeAdapter[Any] = TypeAdapter(Target)
 
 
 def where(target: Any) -> str:
@@ -88,7 +130,12 @@ def where(target: Any) -> str:
         return f"s3://{target.bucket}/{target.prefix}{endpoint}"
     if isinstance(target, FolderTarget):
         return str(target.folder)
-    return ""
+    if isinstance(target, RsyncTarget):
+        return f"{target.user}@{target.host}:{target.port}:{target.folder} (rsync)"
+    if isinstance(target, XnatTarget):
+        return f"{target.host} project {target.project_id}"
+    where_to = getattr(target, "where", None)  # a plug-in's model may say it
+    return str(where_to()) if callable(where_to) else ""
 
 
 TARGETS = NamedKind(
@@ -151,9 +198,9 @@ def _stored_secrets(request: Request, stored_name: str) -> dict[str, str]:
     (``${VAR}`` expanded), for the fields a test leaves empty."""
     target = web_context(request).config.targets.get(stored_name)
     found = {}
-    for key in ("password", "token", "secret_access_key"):
+    for key in type(target).model_fields if target is not None else ():
         secret = getattr(target, key, None)
-        if secret is not None:
+        if isinstance(secret, SecretStr):  # any type's secrets, a plug-in's too
             found[key] = secret.get_secret_value()
     return found
 
@@ -175,7 +222,7 @@ def _definition(
         if not folder.is_absolute() and config_path is not None:
             expanded["folder"] = str((config_path.resolve().parent / folder).resolve())
     try:
-        _target_adapter.validate_python(expanded)
+        TypeAdapter(Target).validate_python(expanded)  # built per test: the installed types
     except ValidationError as exc:
         raise ValueError(
             "; ".join(
