@@ -155,12 +155,6 @@ def _variables(report: ImportReport) -> dict[str, str]:
     return values
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the shared issue-16 fields of mc-targets (rsync, xnat, dummy, dicomweb "
-    "prefixes, pass_receiver_aet), mc-modules (docker_arguments, list-form settings) and "
-    "mc-rules (router.additional_tags); passes once those branches are merged",
-)
 def test_full_import_passes_check_config(tmp_path: Path) -> None:
     """The full configuration, imported, passes the real `mercure check-config`."""
     output = tmp_path / "mercure.yaml"

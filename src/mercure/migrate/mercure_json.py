@@ -402,6 +402,21 @@ class _Converter:
             new_name = self._name("module", name)
             modules[new_name] = convert_module(self.report, prefix, new_name, module)
             self.rules.module_names[name] = new_name
+        sources = [
+            str(volume["source"])
+            for module in modules.values()
+            for volume in module.get("volumes", [])
+        ]
+        if sources:
+            root = posixpath.commonpath(sources)
+            self._section("processing")["volume_root"] = root
+            self.report.changed(
+                f"{key}.*.additional_volumes",
+                "processing.volume_root",
+                "mercure mounts any host folder into a module; mercure-router only folders "
+                f"under processing.volume_root, set to {root} (the common parent of the "
+                "modules' volumes): narrow it if you can",
+            )
 
     # -- rules and their notifications ------------------------------------------------------
 
