@@ -20,7 +20,10 @@ import yaml
 
 from mercure.cli import main
 from mercure.core.config.loader import validate_document
+from mercure.core.errors import ConfigError
+from mercure.core.rules import SeriesTags
 from mercure.core.rules.decision import decide
+from mercure.core.rules.required import parse_required_series
 from mercure.migrate import ImportReport, Outcome, import_mercure_config, import_mercure_users
 
 FIXTURES = Path(__file__).with_name("mercure_import")
@@ -217,6 +220,42 @@ def test_imported_rules_route_series_as_mercure_does() -> None:
     for tags, fired, targets in EXPECTED:
         decision = decide(loaded.config, loaded.compiled_rules, tags)
         assert (decision.fired, decision.route_targets) == (fired, targets), tags
+
+
+CORPUS_FILE = Path(__file__).parents[1] / "core" / "data" / "mercure_rules_corpus.yaml"
+
+
+def test_imported_corpus_rules_fire_as_in_mercure() -> None:
+    """mercure's rule corpus (mc-rules' table), imported as rules, gives mercure's results:
+    selection rules fire alike, required series complete alike, and rules mercure can never
+    evaluate are still refused after the import."""
+    corpus = yaml.safe_load(CORPUS_FILE.read_text(encoding="utf-8"))
+    source = json.loads(DEFAULT.read_text())
+    source["targets"] = {"out": {"target_type": "folder", "folder": "/mnt/out"}}
+    rules: dict[str, Any] = {}
+    for i, row in enumerate(corpus["selection"]):
+        rules[f"sel{i}"] = {"rule": row["expression"], "target": "out"}
+    for i, row in enumerate(corpus["required_series"]):
+        rules[f"req{i}"] = {
+            "rule": "True",
+            "target": "out",
+            "action_trigger": "study",
+            "study_trigger_condition": "received_series",
+            "study_trigger_series": row["expression"],
+        }
+    source["rules"] = rules
+    loaded = validate_document(import_mercure_config(source).document)
+    for i, row in enumerate(corpus["selection"]):
+        tags = SeriesTags(corpus["tag_sets"][row["tags"]])
+        assert loaded.compiled_rules[f"sel{i}"].evaluate(tags).value is row["expected"], row
+    for i, row in enumerate(corpus["required_series"]):
+        required = parse_required_series(loaded.config.rules[f"req{i}"].study_trigger_series)
+        assert required.satisfied_by(row["series"]) is row["expected"], row
+    for row in corpus["config_errors"]:
+        source["rules"] = {"bad": {"rule": row["expression"], "target": "out"}}
+        with pytest.raises(ConfigError) as caught:
+            validate_document(import_mercure_config(source).document)
+        assert row["reason"] in str(caught.value), row
 
 
 def test_users_keep_their_roles_and_not_their_hashes() -> None:
