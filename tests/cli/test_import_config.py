@@ -273,7 +273,8 @@ def test_users_keep_their_roles_and_not_their_hashes() -> None:
 def test_bad_input_names_the_file_and_the_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A file that is not JSON, or a module field that is not a JSON object, is refused."""
+    """Input that is not JSON, not a JSON object, not a port or not named entries is refused,
+    saying where."""
     broken = tmp_path / "mercure.json"
     broken.write_text("{not json")
     assert main(["import-config", str(broken)]) == 1
@@ -281,6 +282,12 @@ def test_bad_input_names_the_file_and_the_problem(
     broken.write_text(json.dumps({"modules": {"m": {"docker_tag": "x", "environment": "[1"}}}))
     assert main(["import-config", str(broken)]) == 1
     assert "modules.m.environment: not a JSON object" in capsys.readouterr().err
+    broken.write_text(json.dumps({"targets": {"pacs": {"target_type": "dicom", "port": "1o4"}}}))
+    assert main(["import-config", str(broken)]) == 1
+    assert "targets.pacs.port: '1o4' is not a port number" in capsys.readouterr().err
+    broken.write_text(json.dumps({"rules": ["r1"]}))
+    assert main(["import-config", str(broken)]) == 1
+    assert "rules: must be an object of entries by name" in capsys.readouterr().err
 
 
 def test_changed_values_carry_their_reason_as_a_comment(tmp_path: Path) -> None:

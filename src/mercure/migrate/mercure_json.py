@@ -22,7 +22,12 @@ from mercure.migrate.modules import convert_module
 from mercure.migrate.report import ImportReport
 from mercure.migrate.rules import RuleContext, convert_rule
 from mercure.migrate.targets import convert_target
-from mercure.migrate.values import MercureImportError, as_mercure_bool
+from mercure.migrate.values import (
+    MercureImportError,
+    as_mercure_bool,
+    as_port,
+    named_entries,
+)
 
 UNCOMPRESSED_TRANSFER_SYNTAXES = [
     "1.2.840.10008.1.2",
@@ -212,7 +217,7 @@ class _Converter:
 
     def _port(self, key: str, value: Any) -> None:
         listener = self._listener()
-        listener["port"] = int(value)
+        listener["port"] = as_port(value, key)
         listener.setdefault("aet", "MERCURE")
         self.report.changed(
             key,
@@ -378,8 +383,8 @@ class _Converter:
 
     def _targets(self, key: str, value: Any) -> None:
         targets = self._section("targets")
-        self.report.mapped(key, "targets", f"{len(value or {})} targets, each below")
-        for name, target in (value or {}).items():
+        self.report.mapped(key, "targets", f"{len(named_entries(value, key))} targets, each below")
+        for name, target in named_entries(value, key).items():
             if not isinstance(target, dict):
                 self.report.dropped(f"{key}.{name}", "not an object")
                 continue
@@ -393,8 +398,8 @@ class _Converter:
 
     def _modules(self, key: str, value: Any) -> None:
         modules = self._section("modules")
-        self.report.mapped(key, "modules", f"{len(value or {})} modules, each below")
-        for name, module in (value or {}).items():
+        self.report.mapped(key, "modules", f"{len(named_entries(value, key))} modules, each below")
+        for name, module in named_entries(value, key).items():
             prefix = f"{key}.{name}"
             if not isinstance(module, dict):
                 self.report.dropped(prefix, "not an object")
@@ -422,8 +427,8 @@ class _Converter:
 
     def _rules(self, key: str, value: Any) -> None:
         rules = self._section("rules")
-        self.report.mapped(key, "rules", f"{len(value or {})} rules, each below")
-        for name, rule in (value or {}).items():
+        self.report.mapped(key, "rules", f"{len(named_entries(value, key))} rules, each below")
+        for name, rule in named_entries(value, key).items():
             prefix = f"{key}.{name}"
             if not isinstance(rule, dict):
                 self.report.dropped(prefix, "not an object")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mercure.migrate.report import ImportReport
-from mercure.migrate.values import as_mercure_bool, comment_of, env_name
+from mercure.migrate.values import as_mercure_bool, as_port, comment_of, env_name
 
 
 def convert_target(
@@ -46,7 +46,7 @@ def convert_target(
     if kind in ("dicom", "dicomtls"):
         out["type"] = "dicom"
         take("ip", "host")
-        take("port", convert=int)
+        take("port", convert=lambda value: as_port(value, f"{prefix}.port"))
         take("aet_target")
         handled.add("aet_source")
         if source.get("aet_source"):
@@ -77,7 +77,7 @@ def convert_target(
     elif kind in ("sftp", "rsync"):
         out["type"] = kind
         take("host")
-        take("port", convert=int)
+        take("port", convert=lambda value: as_port(value, f"{prefix}.port"))
         take("user")
         take("folder")
         secret("password", "password", "password")

@@ -48,6 +48,26 @@ def json_object(value: Any, key: str) -> dict[str, Any]:
     return parsed
 
 
+def as_port(value: Any, key: str) -> int:
+    """A TCP port that mercure may have written as a string ("104")."""
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise MercureImportError(f"{key}: {str(value)[:40]!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise MercureImportError(f"{key}: {port} is not a port number (1 to 65535)")
+    return port
+
+
+def named_entries(value: Any, key: str) -> dict[str, Any]:
+    """mercure's ``targets``, ``modules`` or ``rules``: an object of entries by name."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MercureImportError(f"{key}: must be an object of entries by name")
+    return value
+
+
 def mercure_names(value: Any) -> list[str]:
     """A name, a comma-separated string or a list, as a list of names."""
     if isinstance(value, str):
