@@ -251,7 +251,7 @@ class _Converter:
             "cleaner.error_retention",
             "success/ and discard/ keep mercure's retention; mercure never deletes error/, "
             f"mercure-router does after error_retention: set to {ERROR_RETENTION_FOREVER} to "
-            "keep error/ as mercure does (lower it once you clean error/ yourself no more)",
+            "keep error/ as mercure does (lower it to let the cleaner remove old failed tasks)",
         )
 
     def _retry_delay(self, key: str, value: Any) -> None:
