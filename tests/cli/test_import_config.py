@@ -141,6 +141,10 @@ def test_no_secret_value_reaches_the_output_or_the_report(tmp_path: Path) -> Non
     document = yaml.safe_load(written)
     assert document["targets"]["xnat"]["password"] == "${MERCURE_TARGET_XNAT_PASSWORD}"
     assert "MERCURE_TARGET_XNAT_PASSWORD  (from targets.xnat.password" in run.stdout
+    assert (
+        f"mercure user add tech --role viewer --must-change-password --config {output}"
+        in run.stdout
+    )
 
 
 def test_default_import_passes_check_config(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+import httpx
 from webgui_harness import PASSWORD, WebGui, sign_in
 
 PAGE = {"accept": "text/html"}
@@ -57,3 +59,16 @@ def test_a_user_without_a_temporary_password_is_not_held_back(webgui: WebGui) ->
         form = client.get("/account/password", headers=PAGE)
         assert form.status_code == 200
         assert "temporary password" not in form.text
+
+
+def test_admins_see_that_a_password_is_temporary(
+    webgui: WebGui, signed_in: Callable[[str], httpx.Client]
+) -> None:
+    """The user's page says when their password is a temporary one."""
+    webgui.users.create(
+        "imported", "viewer", PASSWORD, actor="test", remote_address=None,
+        must_change_password=True,
+    )  # fmt: skip
+    admin = signed_in("admin")
+    assert "temporary: a new one is asked" in admin.get("/users/imported", headers=PAGE).text
+    assert "temporary: a new one is asked" not in admin.get("/users/viewer", headers=PAGE).text

@@ -63,8 +63,12 @@ def cmd_import_config(args: argparse.Namespace) -> int:
     text = render_yaml(result.document, result.report, Path(args.source).name)
     report = result.report.render()
     if users:
-        report += "\nUsers to create (each sets a new password; hashes are not carried):\n"
-        report += "".join(f"  {user.command()}\n" for user in users)
+        report += (
+            "\nUsers to create, each with a temporary password they replace at the first "
+            "sign-in (hashes are not carried):\n"
+        )
+        config = str(output) if output is not None else None
+        report += "".join(f"  {user.command(config)}\n" for user in users)
     if output is None:
         sys.stdout.write(text)
         sys.stderr.write(report)

@@ -29,10 +29,12 @@ class ImportedUser:
     name: str
     role: str
 
-    def command(self) -> str:
-        """The command that creates the user (it asks for the first password)."""
+    def command(self, config: str | None = None) -> str:
+        """The command that creates the user (it asks for the temporary password)."""
+        where = f" --config {shlex.quote(config)}" if config else ""
         return (
-            f"mercure user add {shlex.quote(self.name)} --role {self.role} --must-change-password"
+            f"mercure user add {shlex.quote(self.name)} --role {self.role} "
+            f"--must-change-password{where}"
         )
 
 
