@@ -36,6 +36,9 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; "$python" -m venv .venv; }
 fi
 
+# The rsync target runs the rsync and ssh programs (on this host and rsync on the server).
+apt_install rsync openssh-client
+
 if [ "$mode" = test ]; then
   # Real peers of the test suite (see docs/testing.md).
   # Chromium drives the web interface's browser tests (Playwright uses it; never `playwright install`).

@@ -21,6 +21,7 @@ from mercure.dispatcher.targets.dicomweb import studies_path
 from mercure.dispatcher.targets.rsync import RsyncPlugin
 from mercure.testing.peers import Orthanc
 from mercure.testing.series import generate_series
+from mercure.testing.wait import wait_until
 from mercure.testing.xnat_standin import XnatStandIn
 
 
@@ -219,6 +220,7 @@ def test_rsync_missing_script_and_wrong_password_are_clear_errors(
     reason = site.task_json(second)["info"]["reason"]
     assert reason.startswith(f"pw: rsync to root@127.0.0.1:{sshd.port} failed (exit ")
     assert "Permission denied" in reason
+    wait_until(lambda: "Failed password for root" in sshd.log_path.read_text(), timeout=10)
     plugin = build_target("pw", validate_document({"targets": {"pw": wrong}}).config.targets["pw"])
     assert isinstance(plugin, RsyncPlugin)
     assert not any("certainly-wrong" in part for part in plugin.rsync_command("t"))

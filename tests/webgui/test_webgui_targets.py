@@ -3,7 +3,10 @@ delete refusals; Test against a real storescp and Orthanc; statistics from the b
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -12,13 +15,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from formhtml import control_names
 from webgui_harness import WebGui, csrf_of
 
 from mercure.core.clock import utcnow
 from mercure.core.config import validate_document
+from mercure.core.config.targettypes import reload
 from mercure.core.events import Event
 from mercure.testing.peers import Orthanc, StoreSCP
 from mercure.testing.ports import free_port
+from mercure.testing.xnat_standin import XnatStandIn
 
 PAGE = {"accept": "text/html"}
 SECRET = "Very-Secret-Passw0rd-991"
@@ -83,8 +89,24 @@ TYPES: dict[str, tuple[dict[str, str], dict[str, Any], dict[str, str]]] = {
          "secret_access_key": SECRET},
         {"prefix": "ct/"},
     ),
-    "folder": ({"folder": "/srv/out"}, {"type": "folder", "folder": "/srv/out"},
+    "folder": ({"folder": "/srv/out", "file_filter": "*.json"},
+               {"type": "folder", "folder": "/srv/out", "file_filter": "*.json"},
                {"comment": "archive copy"}),
+    "rsync": (
+        {"host": "rsync.example", "user": "drop", "folder": "/in", "password": SECRET,
+         "run_on_complete": "on"},
+        {"type": "rsync", "host": "rsync.example", "user": "drop", "folder": "/in",
+         "password": SECRET, "run_on_complete": True},
+        {"port": "2222"},
+    ),
+    "xnat": (
+        {"host": "https://xnat.example", "project_id": "P1", "user": "up", "password": SECRET,
+         "verify_tls": "on"},
+        {"type": "xnat", "host": "https://xnat.example", "project_id": "P1", "user": "up",
+         "password": SECRET},
+        {"project_id": "P2"},
+    ),
+    "dummy": ({}, {"type": "dummy"}, {"comment": "for trying rules"}),
 }  # fmt: skip
 
 
@@ -310,6 +332,22 @@ def test_test_button_shows_each_step_against_storescp(
     assert [e.data["ok"] for e in tests] == [True, False]
 
 
+def test_test_button_runs_the_xnat_steps_against_the_stand_in(
+    webgui: WebGui, operator: httpx.Client
+) -> None:
+    """The Test of an xnat form (against the XNAT stand-in): login and project, each a step;
+    the password typed is never shown."""
+    with XnatStandIn() as standin:
+        values = {"target_name": "x", "type": "xnat", "host": standin.url, "project_id": "STUDY1",
+                  "user": standin.user, "password": standin.password, "verify_tls": "on",
+                  "csrf_token": csrf_of(operator)}  # fmt: skip
+        answer = operator.post("/targets/test", data=values, headers={"hx-request": "true"})
+    assert "x: OK" in answer.text, answer.text
+    for step in ("login", "project"):
+        assert re.search(rf"<td[^>]*>{step}</td>\s*<td[^>]*><span[^>]*>OK</span>", answer.text)
+    assert standin.password not in answer.text
+
+
 @pytest.mark.peers
 def test_test_uses_the_stored_secret_and_never_shows_one(
     webgui: WebGui, operator: httpx.Client, tmp_path: Path
@@ -373,3 +411,47 @@ def test_an_operator_cannot_send_a_stored_secret_elsewhere(
     allowed = admin.post("/targets/test", data={**values, "csrf_token": csrf_of(admin)}, headers=hx)
     assert "web: FAILED" in allowed.text
     assert all(SECRET not in r.text for r in (refused, typed, allowed))
+
+
+def test_a_site_plugin_type_gets_a_form_from_its_model_and_a_test(
+    webgui: WebGui,
+    admin: httpx.Client,
+    operator: httpx.Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A type from a separate package (tests/dispatcher/plugin_example) is in the type menu,
+    its form has a control per field of its model, it saves, and Test runs its steps (in the
+    `mercure test-target` child, which finds the package on its path too)."""
+    example = Path(__file__).resolve().parents[1] / "dispatcher" / "plugin_example"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(example), os.environ["PYTHONPATH"]])
+                       if os.environ.get("PYTHONPATH") else str(example))  # fmt: skip
+    monkeypatch.syspath_prepend(str(example))
+    importlib.invalidate_caches()
+    reload()
+    try:
+        page = admin.get("/targets/new?type=example", headers=PAGE)
+        assert page.status_code == 200
+        assert '<option value="example" selected>example: Drops each instance' in page.text
+        assert {"folder", "label", "comment", "max_parallel_tasks"} <= control_names(page.text)
+        drop = tmp_path / "drop"
+        drop.mkdir()
+        created = post_form(
+            admin,
+            "/targets/new?type=example",
+            "/targets/new",
+            {"target_name": "lab", "folder": str(drop), "label": "lab"},
+        )
+        assert created.status_code == 303, created.text[:3000]
+        assert stored(webgui) == {"lab": {"type": "example", "folder": str(drop), "label": "lab"}}
+        values = {"target_name": "lab", "type": "example", "folder": str(drop), "label": "lab",
+                  "csrf_token": csrf_of(operator)}  # fmt: skip
+        answer = operator.post("/targets/test", data=values, headers={"hx-request": "true"})
+        assert "lab: OK" in answer.text, answer.text
+        assert re.search(r"<td[^>]*>folder</td>\s*<td[^>]*><span[^>]*>OK</span>", answer.text)
+    finally:
+        monkeypatch.undo()
+        for name in [m for m in sys.modules if m.startswith("mercure_target_example")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        reload()

@@ -215,9 +215,7 @@ def register_config(config: MercureConfig, environment_values: Iterable[str] = (
     for value in _secret_strings(config):
         _registry.register(value)
     for target in config.targets.values():
-        username, password = getattr(target, "username", None), getattr(target, "password", None)
-        if isinstance(username, str) and isinstance(password, SecretStr):
-            _registry.register_basic_auth(username, password.get_secret_value())
+        register_model_secrets(target)
     if config.bookkeeper.database_url:
         password = urlsplit(config.bookkeeper.database_url).password
         if password:
@@ -225,6 +223,19 @@ def register_config(config: MercureConfig, environment_values: Iterable[str] = (
             _registry.register(unquote(password))
     for value in environment_values:
         _registry.register(value)
+
+
+def register_model_secrets(model: BaseModel) -> None:
+    """Register every ``SecretStr`` of a validated model (a channel, a target of any type, a
+    plug-in's included), and the Basic form of its login (``username`` or ``user`` with
+    ``password``)."""
+    for value in _secret_strings(model):
+        if value:
+            _registry.register(value)
+    username = getattr(model, "username", None) or getattr(model, "user", None)
+    password = getattr(model, "password", None)
+    if isinstance(username, str) and isinstance(password, SecretStr):
+        _registry.register_basic_auth(username, password.get_secret_value())
 
 
 TARGET_SECRET_KEYS = ("password", "token", "secret_access_key")
@@ -238,7 +249,8 @@ def register_target_secrets(definition: dict[str, Any]) -> None:
         value = definition.get(key)
         if isinstance(value, str) and value:
             _registry.register(value)
-    username, password = definition.get("username"), definition.get("password")
+    username = definition.get("username") or definition.get("user")
+    password = definition.get("password")
     if isinstance(username, str) and isinstance(password, str) and password:
         _registry.register_basic_auth(username, password)
 
@@ -258,13 +270,6 @@ def register_channel_secrets(definition: dict[str, Any]) -> None:
         for value in _strings(definition.get(key)):
             if value and value != STORED_SECRET:
                 _registry.register(value)
-
-
-def register_model_secrets(model: BaseModel) -> None:
-    """Register every ``SecretStr`` of a validated model (a channel, a target)."""
-    for value in _secret_strings(model):
-        if value:
-            _registry.register(value)
 
 
 def _strings(node: Any) -> Iterable[str]:

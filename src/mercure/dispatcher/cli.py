@@ -17,7 +17,7 @@ from mercure.core.config import load_config
 from mercure.core.config.definition import read_definition, validate_definition
 from mercure.core.config.models import Target
 from mercure.core.errors import MercureError
-from mercure.core.masking import register_target_secrets, scrub
+from mercure.core.masking import register_model_secrets, register_target_secrets, scrub
 from mercure.core.targettest import TargetTestReport, TestStep
 from mercure.dispatcher.targets import TargetConfig, run_test, test_target
 
@@ -32,8 +32,8 @@ def register(
     parser = commands.add_parser(
         "test-target",
         parents=[common],
-        help="test a target step by step: C-ECHO, DICOMweb probe, SFTP login and write, S3 "
-        "bucket, folder",
+        help="test a target step by step: C-ECHO, DICOMweb probe, SFTP or rsync login and "
+        "write, S3 bucket, XNAT login and project, folder, a plug-in's own steps",
     )
     parser.add_argument("name", help="target name in the configuration")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -54,6 +54,7 @@ def _read_definition(name: str) -> TargetConfig:
         # Masked before anything is validated: an error message may quote a value.
         register_target_secrets(document)
     target: TargetConfig = validate_definition(document, Target, f"target {name!r}")
+    register_model_secrets(target)  # a plug-in's secrets may have other names
     return target
 
 

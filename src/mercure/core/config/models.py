@@ -38,6 +38,7 @@ from mercure.core.config.urls import (
     DockerURL,
     S3EndpointURL,
     WebURL,
+    XnatURL,
     secret_http_url,
 )
 from mercure.core.installed import SERVICE_NAMES, installed_services
@@ -527,7 +528,7 @@ class XnatTarget(TargetBase):
 
     plugin: ClassVar[str] = "mercure.dispatcher.targets.xnat:XnatPlugin"
     type: Literal["xnat"]
-    host: WebURL = Field(description="Base URL of the XNAT server, e.g. https://xnat.example.org.")
+    host: XnatURL = Field(description="Base URL of the XNAT server, e.g. https://xnat.example.org.")
     project_id: str = Field(min_length=1, description="XNAT project the sessions go into.")
     user: str = Field(description="XNAT login.")
     password: SecretStr | None = Field(None, description="Its password (use ${ENV}).")

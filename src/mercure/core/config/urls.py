@@ -101,6 +101,12 @@ WebURL = Annotated[
 ]
 """The address of the web interface as users reach it (links in notifications)."""
 
+XnatURL = Annotated[
+    str,
+    AfterValidator(url_check("set user and password (which may be ${ENV})", schemes=HTTP_SCHEMES)),
+]
+"""The base URL of an XNAT server (the ``xnat`` target)."""
+
 
 def secret_http_url(value: SecretStr) -> SecretStr:
     """An http(s) URL that is itself a secret (a webhook with its token in the path).

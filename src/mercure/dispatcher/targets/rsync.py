@@ -155,7 +155,6 @@ class RsyncPlugin(TargetPlugin):
             "--recursive",
             "--times",
             "--chmod=F660",
-            "--mkpath",
             "--files-from=-",
             "--from0",
             "-e",
@@ -200,6 +199,10 @@ class RsyncPlugin(TargetPlugin):
 
     async def send(self, job: SendJob, confirm: Confirm) -> SendResult:
         """rsync the pending files, mark the folder complete, run the script if asked."""
+        if not self.config.known_hosts:
+            log.warning(
+                "target %s: no known_hosts given, the server's key is not verified", self.name
+            )
         files, skipped = left_out(job.files, self.config.file_filter)
         for path in skipped:
             confirm(path, 0)
