@@ -184,7 +184,10 @@ def _init_api_key(loaded: LoadedConfig) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the configuration; print every issue with its key path, then warnings."""
+    """Validate the configuration; print every issue with its key path, then warnings.
+
+    A disabled rule that does not compile does not stop the configuration from loading, but
+    it is an error here (exit status 1)."""
     from mercure.core.config.modulecheck import module_warnings
 
     loaded = load_config(args.config)
@@ -197,7 +200,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  {line}")
     for warning in module_warnings(config):
         print(f"warning: {warning}")
-    return 0
+    for name, reason in loaded.rule_errors.items():
+        print(f"error: rules.{name}.rule: {reason}")
+    return 1 if loaded.rule_errors else 0
 
 
 def _resolved_folders(config: MercureConfig) -> list[str]:

@@ -153,6 +153,14 @@ class Service:
         if loaded is None:
             return False
         self.events.emit("config.reloaded", message=f"configuration reloaded from {loaded.path}")
+        for rule, reason in loaded.rule_errors.items():
+            self.events.emit(
+                "rule.error",
+                severity="error",
+                message=f"rule {rule} does not compile: {reason}",
+                rule=rule,
+                reason=reason,
+            )
         self.deliverer.apply_config(loaded.config)
         self.on_config(loaded)
         return True

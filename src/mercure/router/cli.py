@@ -79,7 +79,8 @@ def cmd_rule_test(args: argparse.Namespace) -> int:
     if args.expression is None or not Path(args.source).exists():
         loaded = load_config(args.config)
     data_dir = loaded.config.data_dir if loaded is not None else None
-    tags = SeriesTags(load_source_tags(args.source, data_dir))
+    additional = loaded.config.router.additional_tags if loaded is not None else {}
+    tags = SeriesTags(load_source_tags(args.source, data_dir, additional))
     if args.expression is not None or args.rule is not None:
         outcome = evaluate_rule(_one_rule(args, loaded), tags)
         print(render_outcome(outcome))

@@ -351,6 +351,9 @@ def test_count_works_on_a_split_list_as_in_python() -> None:
         ("tags.Modality in {'CT': 1, 'MR': 2}", True),
         ("tags.Modality in {'MR', 'PT'}", False),
         ("len({'a': 1, 'b': 2}) == 2", True),
+        ("'AXIAL' in set(tags.ImageType.split('\\\\'))", True),
+        ("list(tags.Modality) == ['C', 'T'] and tuple({'a': 1}) == ('a',)", True),
+        ("len(set()) == 0 and list() == []", True),
     ],
 )
 def test_mercure_041_builtins_and_literals(source: str, expected: bool) -> None:
@@ -370,6 +373,10 @@ def test_mercure_041_builtins_and_literals(source: str, expected: bool) -> None:
         ("{'MR': 1}[tags.Modality] == 1", "the key is not in the dictionary"),
         ("sorted([tags.Modality, 1]) == []", "not supported between instances"),
         ("sorted([tags.Modality * 100000] * 100000) == []", "needs too much work"),
+        ("sum([10**1200 + len(tags.Modality)] * 100000) > 0", "needs too much work"),
+        ("set(tags.Modality * 100000) == set()", "needs too much work"),
+        ("list(len(tags.Modality)) == []", "list(): needs text, a list or a dictionary"),
+        ("({'a': 1} | {tags.Modality: 2})['MR'] == 1", "the key is not in the dictionary"),
     ],
 )
 def test_new_builtins_fail_the_rule_with_a_reason(source: str, reason: str) -> None:

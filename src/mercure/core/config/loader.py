@@ -42,6 +42,11 @@ class LoadedConfig:
     compiled_rules: Mapping[str, Any] = field(default_factory=dict)
     module_environment_secrets: tuple[str, ...] = ()
     """Values that ``${VAR}`` references gave to modules' ``environment`` (masked as secrets)."""
+    rule_errors: Mapping[str, str] = field(default_factory=dict)
+    """Rules whose expression does not compile, by name, with the reason and what happens
+    instead: a disabled rule stays disabled; in a running service (a reload) the previous
+    version of the rule stays in force, or the rule never fires if it has none. Every other
+    rule that does not compile makes the whole configuration invalid."""
 
 
 def default_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -82,8 +87,14 @@ def validate_document(
     source: str = "<config>",
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    previous: LoadedConfig | None = None,
 ) -> LoadedConfig:
-    """Validate a parsed document; raise :class:`ConfigError` listing every issue."""
+    """Validate a parsed document; raise :class:`ConfigError` listing every issue.
+
+    A rule whose expression does not compile is an issue unless the rule is disabled, or
+    ``previous`` (the configuration a running service has in force) is given: then the rest
+    loads, and :attr:`LoadedConfig.rule_errors` says what became of that rule.
+    """
     issues: list[ConfigIssue] = []
     substituted: list[tuple[tuple[str | int, ...], str]] = []
     expanded = _expand_env(
@@ -99,8 +110,16 @@ def validate_document(
     except ValidationError as exc:
         issues.extend(_issues_from_pydantic(exc, expanded))
     issues.extend(_reference_issues(expanded))
-    compiled, rule_issues = _compile_rules(expanded)
-    issues.extend(rule_issues)
+    compiled, failures = _compile_rules(expanded)
+    rule_errors: dict[str, str] = {}
+    for name, (issue, reason) in failures.items():
+        outcome = _tolerated_rule_failure(name, expanded, previous)
+        if outcome is None:
+            issues.append(issue)
+            continue
+        kept, what = outcome
+        compiled[name] = kept if kept is not None else _failed_rule(expanded, name, reason)
+        rule_errors[name] = f"{issue.message}; {what}"
     if config is not None:
         issues.extend(_module_policy_issues(config))
         issues.extend(_template_issues(config))
@@ -113,6 +132,7 @@ def validate_document(
         config=config,
         raw=dict(raw),
         compiled_rules=compiled,
+        rule_errors=rule_errors,
         module_environment_secrets=tuple(
             value
             for path, value in substituted
@@ -145,8 +165,14 @@ def _resolve_relative_paths(config: MercureConfig, base_dir: Path) -> MercureCon
     return config.model_copy(update=update) if update else config
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
-    """Read and validate the configuration file (see :func:`default_config_path`)."""
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, previous: LoadedConfig | None = None
+) -> LoadedConfig:
+    """Read and validate the configuration file (see :func:`default_config_path`).
+
+    ``previous``: the configuration a running service has in force (a reload); a rule that
+    no longer compiles then keeps its previous version (see :func:`validate_document`).
+    """
     config_path = default_config_path(path)
     try:
         text = config_path.read_text(encoding="utf-8")
@@ -158,7 +184,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError(str(config_path), [ConfigIssue("", f"cannot read: {exc}")]) from None
     raw = parse_document(text, str(config_path))
-    loaded = validate_document(raw, source=str(config_path), base_dir=config_path.resolve().parent)
+    loaded = validate_document(
+        raw, source=str(config_path), base_dir=config_path.resolve().parent, previous=previous
+    )
     # The configuration this process runs with: from now on its secrets are masked everywhere.
     register_config(loaded.config, loaded.module_environment_secrets)
     return dataclasses.replace(loaded, path=config_path.resolve())
@@ -311,24 +339,53 @@ def _names(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _compile_rules(document: Mapping[str, Any]) -> tuple[dict[str, Any], list[ConfigIssue]]:
+def _compile_rules(
+    document: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, tuple[ConfigIssue, str]]]:
+    """The compiled rules, and for each rule that does not compile its issue and reason."""
     rules = {
         name: rule["rule"]
         for name, rule in _named_entries(document, "rules").items()
         if isinstance(rule, dict) and isinstance(rule.get("rule"), str)
     }
     if not rules:
-        return {}, []
+        return {}, {}
     from mercure.core.rules import RuleSyntaxError, compile_rule
 
     compiled: dict[str, Any] = {}
-    issues: list[ConfigIssue] = []
+    failures: dict[str, tuple[ConfigIssue, str]] = {}
     for name, source in rules.items():
         try:
             compiled[name] = compile_rule(source, name=name)
         except RuleSyntaxError as exc:
-            issues.append(ConfigIssue(f"rules.{name}.rule", str(exc)))
-    return compiled, issues
+            failures[name] = (ConfigIssue(f"rules.{name}.rule", str(exc)), exc.message)
+    return compiled, failures
+
+
+def _tolerated_rule_failure(
+    name: str, document: Mapping[str, Any], previous: LoadedConfig | None
+) -> tuple[Any, str] | None:
+    """What to run instead of a rule that does not compile, and what to tell about it; None
+    if the failure makes the configuration invalid (an enabled rule, at start-up)."""
+    rule = _named_entries(document, "rules").get(name)
+    if isinstance(rule, dict) and rule.get("disabled") is True:
+        return None, "the rule is disabled; the rest of the configuration loads"
+    if previous is None:
+        return None
+    from mercure.core.rules import FailedRule
+
+    kept = previous.compiled_rules.get(name)
+    if kept is not None and not isinstance(kept, FailedRule):
+        shown = " ".join(kept.source.split())
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        return kept, f"the previous version of the rule stays in force: {shown}"
+    return None, "the rule never fires until it is fixed (it has no previous version)"
+
+
+def _failed_rule(document: Mapping[str, Any], name: str, reason: str) -> Any:
+    from mercure.core.rules import FailedRule
+
+    return FailedRule(_named_entries(document, "rules")[name]["rule"], name, reason)
 
 
 def _reference_issues(document: Mapping[str, Any]) -> list[ConfigIssue]:

@@ -18,7 +18,14 @@ tester), :mod:`.reference` (the functions, methods and tag keywords, listed from
 """
 
 from mercure.core.rules.errors import RuleSyntaxError
-from mercure.core.rules.rule import CompiledRule, RuleResult, compile_rule
+from mercure.core.rules.rule import CompiledRule, FailedRule, RuleResult, compile_rule
 from mercure.core.rules.tags import SeriesTags
 
-__all__ = ["CompiledRule", "RuleResult", "RuleSyntaxError", "SeriesTags", "compile_rule"]
+__all__ = [
+    "CompiledRule",
+    "FailedRule",
+    "RuleResult",
+    "RuleSyntaxError",
+    "SeriesTags",
+    "compile_rule",
+]

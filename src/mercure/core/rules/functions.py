@@ -29,6 +29,7 @@ from mercure.core.rules.runtime import (
     MAX_ROUND_DIGITS,
     MAX_TEXT_CHARS,
     REMEMBER_ITEMS,
+    SET_ITEM_COST,
     VISIT_COST,
     Context,
     need_text,
@@ -194,10 +195,15 @@ def _truth(pick: Callable[..., Any]) -> Callable[..., Any]:
 def _sum(ctx: Context, values: Any, start: Any = 0) -> Any:
     if not isinstance(values, list | tuple | set):
         raise RuleRuntimeError(f"sum(): needs a list of numbers, not {type_name(values)}")
-    ctx.charge(ITEM_COST * (len(values) + 1))
+    ctx.charge(VISIT_COST * (len(values) + 1))  # the type check below walks the list
+    digits = 0
     for value in (start, *values):
-        if type(value) not in (int, float, bool):
+        kind = type(value)
+        if kind is int:
+            digits += value.bit_length()
+        elif kind is not float and kind is not bool:
             raise RuleRuntimeError(f"sum(): cannot add {type_name(value)}")
+    ctx.charge(digits // 16)  # adding large whole numbers costs by their size
     result = sum(values, start)
     if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
         raise RuleRuntimeError(f"number larger than {MAX_INT_BITS} bits")
@@ -217,6 +223,32 @@ def _sorted(ctx: Context, values: Any) -> list[Any]:
     if count > REMEMBER_ITEMS:
         ctx.remember(result, weight if type(values) is not str else ITEM_COST * count + count)
     return result
+
+
+def _container(build: type) -> Callable[..., Any]:
+    """``list(x)``, ``tuple(x)``, ``set(x)`` of text (its characters) or of a list, tuple,
+    set or dictionary (its keys); without an argument, an empty one."""
+
+    def run(ctx: Context, *args: Any) -> Any:
+        if not args:
+            return build()
+        (values,) = args
+        if not isinstance(values, str | list | tuple | set | dict):
+            raise RuleRuntimeError(
+                f"{build.__name__}(): needs text, a list or a dictionary, not {type_name(values)}"
+            )
+        count = len(values)
+        if build is set:
+            # Hashing each item costs what it weighs; characters are new texts each.
+            weight = ctx.weight(values) if type(values) is not dict else ctx.weight(list(values))
+            ctx.charge(_step_cost(ctx, values) + SET_ITEM_COST * count + weight, 64 * count + 256)
+            return ctx.remember(set(values), ITEM_COST * count + weight)
+        ctx.charge(_step_cost(ctx, values) + ITEM_COST * count, 8 * count + 64)
+        result = build(values)
+        known = ctx.known_weight(values) if type(values) is not str else None
+        return ctx.remember(result, known) if known is not None else result
+
+    return run
 
 
 def _rounding(pick: Callable[[float], int]) -> Callable[..., int]:
@@ -253,6 +285,17 @@ BUILTINS: dict[str, Function] = {
         Function("sum", 1, 2, _sum, "sum(list[, start]): the numbers of the list added up"),
         Function("sorted", 1, 1, _sorted, "sorted(list): a new list, smallest item first"),
         Function("floor", 1, 1, _rounding(math.floor), "floor(number): rounded down"),
+        Function(
+            "list", 0, 1, _container(list), "list(value): a list of the items (text: characters)"
+        ),
+        Function("tuple", 0, 1, _container(tuple), "tuple(value): the items as a tuple"),
+        Function(
+            "set",
+            0,
+            1,
+            _container(set),
+            "set(value): the distinct items, e.g. set(tags.ImageType.split('\\\\'))",
+        ),
         Function("ceil", 1, 1, _rounding(math.ceil), "ceil(number): rounded up"),
     )
 }

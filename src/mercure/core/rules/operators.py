@@ -169,7 +169,8 @@ def _ordering(test: Callable[[Any, Any], Any]) -> Callable[[Context, Any, Any], 
 
 def _set_operation(test: Callable[[Any, Any], Any]) -> Callable[[Context, Any, Any], Any]:
     def run(ctx: Context, a: Any, b: Any) -> Any:
-        if type(a) is set and type(b) is set:
+        kind = type(a)
+        if (kind is set or kind is dict) and type(b) is kind:  # dict | dict merges
             # Items with equal hashes are compared: at most what both sets weigh.
             items = len(a) + len(b)
             ctx.charge(ctx.weight(a) + ctx.weight(b), 64 * items + 256)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mercure.core.rules.compiler import Compiler, Evaluator
-from mercure.core.rules.errors import MissingTag, Rejected, RuleSyntaxError
+from mercure.core.rules.errors import MissingTag, Rejected, RuleRuntimeError, RuleSyntaxError
 from mercure.core.rules.runtime import (
     MEMORY_BUDGET,
     RUNTIME_ERRORS,
@@ -110,6 +110,25 @@ class CompiledRule:
     def __reduce__(self) -> tuple[Any, ...]:
         # Closures cannot be pickled; the source is all that is needed to rebuild the rule.
         return (_recompile, (self.source, self.name))
+
+
+class FailedRule(CompiledRule):
+    """A rule whose expression does not compile, kept in a configuration that loads anyway
+    (the rule is disabled, or a running service has no earlier version of it): it is false
+    for every series, with the compile error as its reason."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, source: str, name: str | None, reason: str) -> None:
+        def fail(ctx: Context) -> Any:
+            raise RuleRuntimeError(f"the rule does not compile: {reason}")
+
+        super().__init__(source, name, (), fail)
+        self.reason = reason
+        """The compile error."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FailedRule, (self.source, self.name, self.reason))
 
 
 def _outcome(run: Evaluator, ctx: Context) -> RuleResult:

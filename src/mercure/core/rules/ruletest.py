@@ -17,7 +17,7 @@ router's own decision, so that what they show is what the router does.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from mercure.core.config.models import MercureConfig, Rule
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.dicomtags import TAGS_FILE, read_tags_file, tags_from_dicom
 from mercure.core.errors import PermanentError
+from mercure.core.mercuretags import parse_additional_tag
 from mercure.core.rules.decision import Decision, decide
 from mercure.core.rules.rule import CompiledRule
 from mercure.core.rules.tags import SeriesTags
@@ -37,11 +38,14 @@ class SourceError(PermanentError):
 
 
 # --- where the tags come from --------------------------------------------------------------
-def load_source_tags(source: str, data_dir: Path | None) -> dict[str, str]:
+def load_source_tags(
+    source: str, data_dir: Path | None, additional: Iterable[str] = ()
+) -> dict[str, str]:
     """The tags of a DICOM file, a tags.json, a series folder, or a series in incoming/.
 
     ``source`` that is not an existing path is taken as the SeriesInstanceUID of a series in
-    ``<data_dir>/incoming/`` (when ``data_dir`` is given).
+    ``<data_dir>/incoming/`` (when ``data_dir`` is given). ``additional``: the keys of
+    ``router.additional_tags``, read from a DICOM file as the router reads them.
     """
     path = Path(source)
     if not path.exists() and data_dir is not None:
@@ -49,22 +53,24 @@ def load_source_tags(source: str, data_dir: Path | None) -> dict[str, str]:
         if not path.exists():
             raise SourceError(f"{source}: no such file, folder, or series in {path.parent}")
     if path.is_dir():
-        return series_folder_tags(path)
+        return series_folder_tags(path, additional)
     if path.suffix == ".json":
         tags = read_tags_file(path)
         if tags is None:
             raise SourceError(f"{path}: not a JSON object of tags")
         return tags
-    return _dicom_tags(path)
+    return _dicom_tags(path, additional)
 
 
-def incoming_series_tags(data_dir: Path, series_uid: str) -> dict[str, str]:
+def incoming_series_tags(
+    data_dir: Path, series_uid: str, additional: Iterable[str] = ()
+) -> dict[str, str]:
     """The tags of the series ``series_uid`` waiting in incoming/, and nothing else: what a
     web browser may ask for (a UID is never taken as a path)."""
     folder = incoming_series_folder(data_dir, series_uid)
     if not folder.is_dir():
         raise SourceError(f"there is no series {series_uid[:200]!r} waiting in incoming/")
-    return series_folder_tags(folder)
+    return series_folder_tags(folder, additional)
 
 
 def incoming_series_folder(data_dir: Path, series_uid: str) -> Path:
@@ -78,29 +84,41 @@ def incoming_series_folder(data_dir: Path, series_uid: str) -> Path:
     return incoming / series_uid
 
 
-def series_folder_tags(folder: Path) -> dict[str, str]:
-    """The tags of a series folder: its tags.json, else the first readable .dcm's."""
+def series_folder_tags(folder: Path, additional: Iterable[str] = ()) -> dict[str, str]:
+    """The tags of a series folder: its tags.json, else the first readable .dcm's; the
+    ``additional`` tags that tags.json lacks from the first .dcm, as the router does."""
+    wanted = tuple(additional)
     tags = read_tags_file(folder / TAGS_FILE)
-    if tags is not None:
-        return tags
-    for candidate in sorted(folder.glob("*.dcm")):
-        return _dicom_tags(candidate)
-    raise SourceError(f"{folder}: neither tags.json nor .dcm files in it")
+    first = next(iter(sorted(folder.glob("*.dcm"))), None)
+    if tags is None:
+        if first is None:
+            raise SourceError(f"{folder}: neither tags.json nor .dcm files in it")
+        return _dicom_tags(first, wanted)
+    keys = {parse_additional_tag(name)[1] for name in wanted}
+    if first is not None and not keys <= tags.keys():
+        try:
+            extra = _dicom_tags(first, wanted)
+        except SourceError:
+            return tags  # tags.json is enough for the rest; the router says the same
+        tags.update({key: extra[key] for key in keys - tags.keys() if key in extra})
+    return tags
 
 
-def tags_from_upload(data: bytes, name: str = "upload") -> dict[str, str]:
+def tags_from_upload(
+    data: bytes, name: str = "upload", additional: Iterable[str] = ()
+) -> dict[str, str]:
     """The tags of a DICOM file given as bytes (an upload, never stored): the header only."""
     if not data:
         raise SourceError(f"{name}: the file is empty")
     try:
-        return tags_from_dicom(io.BytesIO(data), name=name)
+        return tags_from_dicom(io.BytesIO(data), name=name, additional=additional)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
         raise SourceError(f"{name}: not a readable DICOM file ({_short(exc)})") from None
 
 
-def _dicom_tags(path: Path) -> dict[str, str]:
+def _dicom_tags(path: Path, additional: Iterable[str] = ()) -> dict[str, str]:
     try:
-        return tags_from_dicom(path)
+        return tags_from_dicom(path, additional=additional)
     except (InvalidDicomError, OSError, ValueError) as exc:
         raise SourceError(f"{path}: not a readable DICOM file ({exc})") from None
 

@@ -551,12 +551,15 @@ async def _test_tags(request: Request, form: FormData) -> tuple[dict[str, str], 
                 "that size. Test with a smaller instance of the series, or with the series "
                 "once it is received."
             )
-        return await run_in_threadpool(tags_from_upload, data, name), f"uploaded file {name}"
+        additional = list(web_context(request).config.router.additional_tags)
+        tags = await run_in_threadpool(tags_from_upload, data, name, additional)
+        return tags, f"uploaded file {name}"
     chosen = _text(form, "test_series")
     where, _, uid = chosen.partition(":")
     if where == "incoming" and uid:
         data_dir = web_context(request).data.root
-        tags = await run_in_threadpool(incoming_series_tags, data_dir, uid)
+        additional = list(web_context(request).config.router.additional_tags)
+        tags = await run_in_threadpool(incoming_series_tags, data_dir, uid, additional)
         return tags, f"series {uid} waiting in incoming/"
     if where == "recorded" and uid:
         try:
