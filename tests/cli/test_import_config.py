@@ -147,6 +147,31 @@ def test_no_secret_value_reaches_the_output_or_the_report(tmp_path: Path) -> Non
     )
 
 
+def test_a_login_in_a_url_becomes_login_fields_and_a_variable() -> None:
+    """mercure accepts https://user:secret@host/; the secret must not reach the file."""
+    source = {
+        "targets": {
+            "web": {"target_type": "dicomweb", "url": "https://bob:s3cr%40t@pacs.example.org:8443/dicom-web"},
+            "xnat": {"target_type": "xnat", "host": "https://ann:pw-value@xnat.example.org",
+                     "project_id": "P1", "user": "", "password": ""},
+        }
+    }  # fmt: skip
+    result = import_mercure_config(source)
+    web, xnat = result.document["targets"]["web"], result.document["targets"]["xnat"]
+    assert web["url"] == "https://pacs.example.org:8443/dicom-web"
+    assert (web["username"], web["password"], web["auth"]) == (
+        "bob",
+        "${MERCURE_TARGET_WEB_PASSWORD}",
+        "basic",
+    )
+    assert (xnat["host"], xnat["user"]) == ("https://xnat.example.org", "ann")
+    assert xnat["password"] == "${MERCURE_TARGET_XNAT_PASSWORD}"
+    assert "s3cr" not in json.dumps(result.document) and "pw-value" not in json.dumps(
+        result.document
+    )
+    assert {s.origin for s in result.report.secrets} == {"targets.web.url", "targets.xnat.host"}
+
+
 def test_default_import_passes_check_config(tmp_path: Path) -> None:
     """mercure's default configuration, imported, passes the real `mercure check-config`."""
     output = tmp_path / "mercure.yaml"

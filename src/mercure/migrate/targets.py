@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mercure.migrate.report import ImportReport
 from mercure.migrate.values import as_mercure_bool, as_port, comment_of, env_name
@@ -90,6 +91,7 @@ def convert_target(
         take("project_id")
         take("user")
         secret("password", "password", "password")
+        _credentials_out_of_url(report, prefix, name, out, url_key="host", user_key="user")
     elif kind == "dicomweb":
         out["type"] = "dicomweb"
         take("url")
@@ -98,6 +100,7 @@ def convert_target(
         secret("access_token", "token", "token")
         take("http_user", "username")
         secret("http_password", "password", "password")
+        _credentials_out_of_url(report, prefix, name, out)
         out["auth"] = "bearer" if "token" in out else "basic" if "password" in out else "none"
     elif kind == "s3":
         out["type"] = "s3"
@@ -130,3 +133,39 @@ def convert_target(
         elif field not in handled:
             report.dropped(f"{prefix}.{field}", f"not a field of a {kind} target")
     return out
+
+
+def _credentials_out_of_url(
+    report: ImportReport,
+    prefix: str,
+    name: str,
+    out: dict[str, Any],
+    *,
+    url_key: str = "url",
+    user_key: str = "username",
+) -> None:
+    """Move a login written into the URL (``https://user:secret@host/``) to the login fields:
+    the password as a ``${VARIABLE}``, so that it is not written into the file."""
+    url = out.get(url_key)
+    if not isinstance(url, str):
+        return
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    out[url_key] = urlunsplit(parts._replace(netloc=netloc))
+    to = f"targets.{name}"
+    if parts.username and not out.get(user_key):
+        out[user_key] = unquote(parts.username)
+    if parts.password and "password" not in out and "token" not in out:
+        variable = env_name("TARGET", name, "password")
+        out["password"] = report.secret(variable, f"{prefix}.{url_key}", f"{to}.password")
+    report.changed(
+        f"{prefix}.{url_key if url_key == 'host' else 'url'}",
+        f"{to}.{url_key}",
+        "the login written in the URL moved to the login fields (the password as an "
+        "environment variable): credentials are refused in URLs here",
+    )
