@@ -40,6 +40,8 @@ SECRET_VALUES = [
     "AKIAEXAMPLEKEYID",
     "s3-secret-value-5",
     "module-token-value-4",
+    "settings-key-value-3",
+    "rule-setting-value-2",
     "secretpath",
     "hooks.example.org",
     "$6$rounds",
@@ -114,12 +116,18 @@ def test_full_configuration_rule_and_module_defaults_are_explicit() -> None:
     rules = result.document["rules"]
     assert rules["ct_route"]["study_force_action"] == "discard"
     assert rules["mr_process"]["study_force_action"] == "proceed"
-    assert rules["mr_process"]["processing_settings"] == [{"threshold": 0.7}]
+    assert rules["mr_process"]["processing_settings"] == [
+        {"threshold": 0.7, "password": "${MERCURE_RULE_MR_PROCESS_PASSWORD}"}
+    ]
     assert rules["ct_route"]["notification_channels"] == ["ct_route-webhook", "ct_route-email"]
     module = result.document["modules"]["inverter"]
     assert module["network"] is True
     assert module["volumes"] == [{"source": "/opt/models", "target": "/models"}]
     assert module["docker_arguments"] == {"shm_size": "2g"}
+    assert module["settings"] == {
+        "threshold": 0.5,
+        "service": {"api_key": "${MERCURE_MODULE_INVERTER_API_KEY}"},
+    }
     channels = result.document["notifications"]
     assert channels["ct_route-email"]["to"] == ["lab@example.org", "pi@example.org"]
     assert channels["ct_route-email"]["include_phi"] is True

@@ -10,7 +10,13 @@ import re
 from typing import Any
 
 from mercure.migrate.report import ImportReport
-from mercure.migrate.values import as_mercure_bool, comment_of, env_name, json_object
+from mercure.migrate.values import (
+    as_mercure_bool,
+    comment_of,
+    env_name,
+    json_object,
+    settings_without_secrets,
+)
 
 SECRET_ENV_KEY = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
 """Names of environment variables whose values are treated as secrets (written as ${...})."""
@@ -71,8 +77,10 @@ def convert_module(
             report.mapped(where, f"{to}.network")
         elif field == "settings":
             if value:
-                out["settings"] = value
-            report.mapped(where, f"{to}.settings")
+                out["settings"] = settings_without_secrets(
+                    report, value, where, f"{to}.settings", "MODULE", name
+                )
+            report.mapped(where, f"{to}.settings", "secret-looking values as ${ENV}")
         elif field in ("comment", "contact"):
             continue
         else:

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mercure.migrate.report import ImportReport
-from mercure.migrate.values import as_mercure_bool, comment_of, env_name, mercure_names
+from mercure.migrate.values import (
+    as_mercure_bool,
+    comment_of,
+    env_name,
+    mercure_names,
+    settings_without_secrets,
+)
 
 MERCURE_FORCE_ACTION = "discard"
 """mercure's default ``study_force_completion_action`` (its Rule model); ours is ``proceed``."""
@@ -117,8 +123,10 @@ def convert_rule(
             report.mapped(where, f"{to}.processing_module")
         elif field == "processing_settings":
             if value:
-                out["processing_settings"] = value
-            report.mapped(where, f"{to}.processing_settings")
+                out["processing_settings"] = settings_without_secrets(
+                    report, value, where, f"{to}.processing_settings", "RULE", name
+                )
+            report.mapped(where, f"{to}.processing_settings", "secret-looking values as ${ENV}")
         elif field == "study_force_completion_action":
             out["study_force_action"] = value or MERCURE_FORCE_ACTION
             report.mapped(where, f"{to}.study_force_action")

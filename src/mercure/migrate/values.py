@@ -68,6 +68,34 @@ def named_entries(value: Any, key: str) -> dict[str, Any]:
     return value
 
 
+SECRET_SETTING = re.compile(r"PASSW|SECRET|TOKEN|API_?KEY|CREDENTIAL", re.IGNORECASE)
+"""Names of module settings whose text values are treated as secrets."""
+
+
+def settings_without_secrets(
+    report: ImportReport, value: Any, origin: str, target: str, *label: str
+) -> Any:
+    """Module settings with each secret-looking text value (``api_key``, ``password`` ...) as a
+    ``${VARIABLE}`` reference, at any depth, in objects and lists."""
+    if isinstance(value, dict):
+        result = {}
+        for key, item in value.items():
+            if isinstance(item, str) and item and SECRET_SETTING.search(str(key)):
+                variable = env_name(*label, str(key))
+                result[key] = report.secret(variable, f"{origin}.{key}", f"{target}.{key}")
+            else:
+                result[key] = settings_without_secrets(
+                    report, item, f"{origin}.{key}", f"{target}.{key}", *label
+                )
+        return result
+    if isinstance(value, list):
+        return [
+            settings_without_secrets(report, item, f"{origin}[{i}]", f"{target}[{i}]", *label)
+            for i, item in enumerate(value)
+        ]
+    return value
+
+
 def mercure_names(value: Any) -> list[str]:
     """A name, a comma-separated string or a list, as a list of names."""
     if isinstance(value, str):
