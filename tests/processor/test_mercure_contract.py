@@ -106,11 +106,13 @@ def test_mercure_module_runs_unchanged_in_the_command_runner(
 ) -> None:
     """The contract module's checks pass; its renamed series goes on; task.json is mercure's."""
     processor.config["modules"]["contract"] = command_module("mercure_contract.py")
+    processor.config["router"] = {"additional_tags": {"0019,100c": "B value", "StudyDate": ""}}
     processor.start()
     task_id = processor.add_task(tiny_series, ["contract"], settings={"keep_task": True})
     folder = processor.wait_for(task_id, Stage.SUCCESS)
     result = json.loads((folder / "result.json").read_text())
     assert result["instances"] == len(tiny_series)
+    assert {"(0019,100c)", "StudyDate", "Filename", "SenderAET"} <= set(result["tag_keys"])
     assert result["series"] == [tiny_series.series_uid]
     new_series = tiny_series.series_uid + ".1"
     assert _names(folder, ".dcm") == sorted(

@@ -160,7 +160,8 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
     in_dir = work / "1-in"
     in_dir.mkdir()
     # Copies, never the task's hard links: a module may change its input (docs/modules.md).
-    moduleinput.prepare_input(workspace.input_files(task_dir), in_dir, task.info)
+    additional = ctx.config.router.additional_tags if ctx.config is not None else {}
+    moduleinput.prepare_input(workspace.input_files(task_dir), in_dir, task.info, additional)
     out_dir = in_dir
     for step, processing in enumerate(task.process, 1):
         name = processing.module_name

@@ -5,10 +5,10 @@ the other tasks of the same series. A module gets *copies* (a reflink where the 
 them, else a plain copy), in a writable folder as mercure gives it: whatever a module does to
 its input, no other task's file changes (docs/modules.md, "Input isolation").
 
-Each instance is read once here, header only, for its name and its ``.tags``: mercure's standard
-tag set (``""`` for those the file lacks), every other text-like public element of the file,
-and how the series arrived (``SenderAET``, ``ReceiverAET``, ``SenderAddress``). A task folder
-moved over from mercure, whose files already carry ``#`` names and ``.tags``, is copied as it is.
+Each instance is read once here, header only, for its name and its ``.tags``: mercure's tag set
+(:mod:`mercure.core.mercuretags`: its standard tags, ``""`` for those the file lacks, how the
+series arrived, ``router.additional_tags``, and ``Filename``). A task folder moved over from
+mercure, whose files already carry ``#`` names and ``.tags``, is copied as it is.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ import json
 import logging
 import os
 import shutil
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
+import pydicom
 from pydicom.errors import InvalidDicomError
 
-from mercure.core.dicomtags import tags_from_dicom
+from mercure.core.mercuretags import mercure_tags
 from mercure.core.task import TaskInfo
 
 log = logging.getLogger(__name__)
@@ -31,20 +34,6 @@ log = logging.getLogger(__name__)
 DICOM_SUFFIX = ".dcm"
 TAGS_SUFFIX = ".tags"
 SEPARATOR = "#"
-
-MERCURE_STANDARD_TAGS = (
-    *("SpecificCharacterSet", "Modality", "BodyPartExamined", "ProtocolName", "RetrieveAETitle"),
-    *("StationAETitle", "Manufacturer", "ManufacturerModelName", "StudyDescription", "CodeValue"),
-    *("CodeMeaning", "SeriesDescription", "PatientName", "PatientID", "PatientBirthDate"),
-    *("PatientSex", "AccessionNumber", "ReferringPhysicianName", "StudyID", "SeriesNumber"),
-    *("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "SeriesDate", "SeriesTime"),
-    *("AcquisitionDate", "AcquisitionTime", "SequenceName", "ScanningSequence"),
-    *("SequenceVariant", "MagneticFieldStrength", "StationName", "DeviceSerialNumber"),
-    *("DeviceUID", "SoftwareVersions", "ContrastBolusAgent", "ImageComments", "SliceThickness"),
-    *("InstanceNumber", "AcquisitionNumber", "InstitutionName", "MediaStorageSOPClassUID"),
-    *("AcquisitionType", "ImageType"),
-)
-"""The tags mercure's tag extractor always writes (its documented list), ``""`` when absent."""
 
 _FICLONE = 0x40049409
 """ioctl that shares a file's blocks copy-on-write (btrfs, XFS): a copy that costs nothing."""
@@ -55,14 +44,21 @@ def mercure_name(series_uid: str, sop_instance_uid: str) -> str:
     return f"{series_uid}{SEPARATOR}{sop_instance_uid}{DICOM_SUFFIX}"
 
 
-def tags_document(tags: dict[str, str], info: TaskInfo) -> dict[str, str]:
-    """An instance's ``.tags``: mercure's standard set, the file's own tags, how it arrived."""
-    document = dict.fromkeys(MERCURE_STANDARD_TAGS, "")
-    document.update(tags)
-    document["SenderAET"] = info.sender_aet or ""
-    document["ReceiverAET"] = info.receiver_aet or ""
-    document["SenderAddress"] = info.sender_address or ""
-    return document
+def read_instance(source: Path, info: TaskInfo, additional_tags: Iterable[str]) -> dict[str, str]:
+    """An instance's ``.tags`` (mercure's tag set, :func:`mercure_tags`), from its header."""
+    with warnings.catch_warnings():
+        # Odd character sets make pydicom warn for every value; the values are read leniently.
+        warnings.simplefilter("ignore")
+        dataset = pydicom.dcmread(source, stop_before_pixels=True)
+        tags = mercure_tags(
+            dataset,
+            additional_tags,
+            sender_address=info.sender_address or "",
+            sender_aet=info.sender_aet or "",
+            receiver_aet=info.receiver_aet or "",
+        )
+    tags["Filename"] = source.name
+    return tags
 
 
 def copy_file(source: Path, target: Path) -> None:
@@ -76,8 +72,13 @@ def copy_file(source: Path, target: Path) -> None:
         shutil.copyfileobj(reader, writer, 1024 * 1024)
 
 
-def prepare_input(files: list[Path], folder: Path, info: TaskInfo) -> int:
-    """Fill ``folder`` with copies of ``files`` in mercure's form; the number of instances."""
+def prepare_input(
+    files: list[Path], folder: Path, info: TaskInfo, additional_tags: Iterable[str] = ()
+) -> int:
+    """Fill ``folder`` with copies of ``files`` in mercure's form; the number of instances.
+
+    ``additional_tags``: the keys of ``router.additional_tags``, written into each ``.tags``.
+    """
     present = {path.name for path in files}
     instances = 0
     for source in files:
@@ -89,7 +90,7 @@ def prepare_input(files: list[Path], folder: Path, info: TaskInfo) -> int:
             instances += source.suffix == DICOM_SUFFIX
             continue
         try:
-            tags = tags_from_dicom(source)
+            tags = read_instance(source, info, additional_tags)
         except (InvalidDicomError, OSError) as exc:
             log.warning(
                 "%s is not readable as DICOM (%s); the module gets it as it is", source, exc
@@ -102,13 +103,17 @@ def prepare_input(files: list[Path], folder: Path, info: TaskInfo) -> int:
         if (folder / name).exists():
             continue  # the same instance stored twice: one copy
         copy_file(source, folder / name)
-        text = json.dumps(tags_document(tags, info), indent=1, ensure_ascii=False)
+        text = json.dumps(tags, indent=1, ensure_ascii=False)
         (folder / name).with_suffix(TAGS_SUFFIX).write_text(text + "\n", encoding="utf-8")
         instances += 1
     return instances
 
 
 def make_writable(folder: Path) -> None:
-    """Let the module (any user in a container) write into its input, as mercure does."""
+    """Let the module (any user in a container, root without capabilities too) change its
+    input, as mercure does: the folder holds this task's private copies only."""
     with contextlib.suppress(OSError):
         os.chmod(folder, 0o777)
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                os.chmod(entry, 0o666)

@@ -59,6 +59,7 @@ for entry in sorted(os.scandir(in_dir), key=lambda e: e.name):
     if tags.get("BodyPartExamined") is None:
         fail(f"{tags_path.name} lacks the standard tag BodyPartExamined")
     series.setdefault(series_uid, []).append(entry.name)
+    tag_keys = sorted(tags)
 
 if not series:
     fail("no input instances")
@@ -93,6 +94,7 @@ result = {
     "targets": targets,
     "settings": settings,
     "runs": runs,
+    "tag_keys": tag_keys,
 }
 if "routing" in settings:
     result["__mercure_routing"] = settings["routing"]
