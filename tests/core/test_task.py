@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,10 @@ from mercure.core.task import (
     Task,
     TaskDispatch,
     TaskInfo,
+    TaskProcessing,
+    TaskStudy,
     fail_task,
+    module_document,
     move_task,
     read_task,
     write_task,
@@ -118,3 +122,77 @@ def test_stage_on_another_filesystem_is_refused(tmp_path: Path) -> None:
             data.ensure()
     finally:
         elsewhere.rmdir()
+
+
+def test_missing_parts_are_written_as_empty_objects(data: DataFolder) -> None:
+    """No study or dispatch: ``{}`` in task.json as mercure writes it, None in Python."""
+    folder = data.stage(Stage.PROCESSING) / "t"
+    folder.mkdir()
+    write_task(folder, Task(id="t", info=TaskInfo(action="process", uid="1.2")))
+    document = json.loads((folder / "task.json").read_text())
+    assert document["study"] == {} and document["dispatch"] == {}
+    task = read_task(folder)
+    assert task.study is None and task.dispatch is None
+
+
+def test_task_json_written_by_mercure_is_read(data: DataFolder) -> None:
+    """mercure's shapes: process object, rule name, target name, Unix retry time, its times."""
+    folder = data.stage(Stage.OUTGOING) / "m"
+    folder.mkdir()
+    document = {
+        "id": "m",
+        "info": {
+            "action": "both",
+            "uid": "1.2.3",
+            "uid_type": "study",
+            "triggered_rules": "study-rule",
+            "applied_rule": "study-rule",
+            "mrn": "",
+            "acc": "",
+            "mercure_version": "0.4.1",
+            "mercure_appliance": "master",
+            "mercure_server": "host",
+        },
+        "dispatch": {"target_name": "pacs", "retries": None, "next_retry_at": 1700000000.0},
+        "process": {"module_name": "m", "settings": {}, "retain_input_images": "False"},
+        "study": {
+            "study_uid": "1.2.3",
+            "complete_trigger": "timeout",
+            "complete_required_series": "",
+            "creation_time": "2024-05-06 07:08:09",
+            "last_receive_time": "2024-05-06 07:09:09",
+            "received_series": None,
+            "received_series_uid": None,
+            "complete_force": False,
+        },
+        "nomad_info": None,
+    }
+    (folder / "task.json").write_text(json.dumps(document))
+    task = read_task(folder)
+    assert task.info.triggered_rules == {"study-rule": True}
+    assert task.dispatch is not None and task.dispatch.target_name == ["pacs"]
+    assert task.dispatch.retries == 0
+    assert task.dispatch.next_retry_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert [p.module_name for p in task.process] == ["m"]
+    assert task.study is not None and task.study.received_series == []
+    assert task.study.creation_time == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert task.info.mercure_server == "host"
+
+
+def test_module_sees_mercure_types(data: DataFolder) -> None:
+    """The module's view: mercure's fields only, text where mercure has text, its formats."""
+    task = Task(
+        id="t",
+        info=TaskInfo(action="both", uid="1.2"),
+        dispatch=TaskDispatch(target_name=["pacs"], next_retry_at=datetime(2024, 1, 1, tzinfo=UTC)),
+        process=[TaskProcessing(module_name="m")],
+        study=TaskStudy(study_uid="9", creation_time=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    )
+    view = module_document(task, task.process[0], {"docker_tag": ""})
+    assert set(view) == {"id", "info", "dispatch", "process", "study", "nomad_info"}
+    assert view["info"]["mrn"] == "" and view["info"]["mercure_server"]
+    assert view["dispatch"]["target_name"] == "pacs"
+    assert view["dispatch"]["next_retry_at"] == 1704067200.0
+    assert view["dispatch"]["series_uid"] == "1.2"
+    assert view["process"]["module_config"] == {"docker_tag": ""}
+    assert view["study"]["creation_time"] == "2024-01-02 03:04:05"

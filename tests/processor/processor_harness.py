@@ -147,5 +147,13 @@ class Processor:
         return found
 
 
+def module_names(series: GeneratedSeries, prefix: str = "") -> list[str]:
+    """The names a module sees for the series' instances (mercure's ``<series>#<sop>.dcm``)."""
+    return sorted(
+        f"{prefix}{series.series_uid}#{instance.sop_instance_uid}.dcm"
+        for instance in series.instances
+    )
+
+
 MODULE_IMAGE = "localhost/mercure-test-module:1"
 """The container test module image, built by the ``podman`` fixture."""

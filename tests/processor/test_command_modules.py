@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pydicom
-from processor_harness import Processor, command_module
+from processor_harness import Processor, command_module, module_names
 
 from mercure.core.datafolder import Stage
 from mercure.core.task import read_task
@@ -24,12 +24,12 @@ def test_command_module_output_goes_to_success_with_result(
     task_id = processor.add_task(tiny_series, ["copy"], settings={"prefix": "out-"})
     folder = processor.wait_for(task_id, Stage.SUCCESS)
     names = sorted(p.name for p in folder.glob("*.dcm"))
-    assert names == sorted(f"out-{p.name}" for p in tiny_series.paths)
+    assert names == module_names(tiny_series, "out-")
     result = json.loads((folder / "result.json").read_text())
     assert result["settings"] == {"prefix": "out-"}  # the task's merged settings
     assert read_task(folder).process[0].output == result
     log = (folder / "logs" / "processing-1-copy.log").read_text()
-    assert f"copied {len(tiny_series)} files" in log
+    assert f"copied {2 * len(tiny_series)} files" in log  # each instance and its .tags
     wait_until(lambda: not list(processor.data.stage(Stage.PROCESSING).iterdir()))
     events = processor.events("task.process.log")
     assert "copied" in events[0]["data"]["log"]
@@ -57,7 +57,7 @@ def test_chain_feeds_each_output_to_the_next_module(
     task_id = processor.add_task(tiny_series, ["first", "second"], settings={"prefix": "p-"})
     folder = processor.wait_for(task_id, Stage.SUCCESS)
     names = sorted(p.name for p in folder.glob("*.dcm"))
-    assert names == sorted(f"p-p-{p.name}" for p in tiny_series.paths)
+    assert names == module_names(tiny_series, "p-p-")
     task = read_task(folder)
     assert [p.output["module"] for p in task.process if p.output] == ["first", "second"]
     assert {p.name for p in (folder / "logs").iterdir()} == {
@@ -75,7 +75,9 @@ def test_retained_input_images_sit_beside_the_output(
     task_id = processor.add_task(tiny_series, ["copy"], settings={"prefix": "new-"}, retain=True)
     folder = processor.wait_for(task_id, Stage.SUCCESS)
     originals = {p.name for p in tiny_series.paths}
-    assert {p.name for p in folder.glob("*.dcm")} == originals | {f"new-{n}" for n in originals}
+    assert {p.name for p in folder.glob("*.dcm")} == originals | set(
+        module_names(tiny_series, "new-")
+    )
 
 
 def _assert_failed_with_input_kept(
@@ -121,14 +123,29 @@ def test_hanging_module_is_killed_at_its_timeout(
     assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()
 
 
-def test_module_writing_nothing_fails_the_task(
+def test_module_writing_nothing_fails_the_task_when_configured(
     processor: Processor, tiny_series: GeneratedSeries
 ) -> None:
-    """Exit 0 without any output file or result.json is a failure, not an empty success."""
+    """With empty_output 'error', exit 0 without any output is a failure."""
     processor.config["modules"]["quiet"] = command_module("behave.py")
+    processor.config["processing"]["empty_output"] = "error"
     processor.start()
     task_id = processor.add_task(tiny_series, ["quiet"], settings={"behaviour": "nothing"})
     _assert_failed_with_input_kept(processor, task_id, tiny_series, "wrote nothing")
+
+
+def test_module_writing_nothing_completes_the_task_as_mercure_does(
+    processor: Processor, tiny_series: GeneratedSeries
+) -> None:
+    """By default a module that writes nothing completes its task: nothing to send, success/."""
+    processor.config["modules"]["quiet"] = command_module("behave.py")
+    processor.start()
+    task_id = processor.add_task(
+        tiny_series, ["quiet"], settings={"behaviour": "nothing"}, targets=["pacs"]
+    )
+    folder = processor.wait_for(task_id, Stage.SUCCESS)
+    assert not list(folder.glob("*.dcm"))
+    assert read_task(folder).dispatch is None
 
 
 def test_unknown_module_fails_the_task(processor: Processor, tiny_series: GeneratedSeries) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from processor_harness import MODULE_IMAGE, Processor
+from processor_harness import MODULE_IMAGE, Processor, module_names
 
 from mercure.core.datafolder import Stage
 from mercure.processor.runners.docker import LABEL_TASK
@@ -35,7 +35,7 @@ def test_container_module_reads_settings_and_writes_output(
     processor.start()
     task_id = processor.add_task(tiny_series, ["box"], settings={"label": "from the rule"})
     folder = processor.wait_for(task_id, Stage.SUCCESS, timeout=60)
-    assert sorted(p.name for p in folder.glob("*.dcm")) == sorted(p.name for p in tiny_series.paths)
+    assert sorted(p.name for p in folder.glob("*.dcm")) == module_names(tiny_series)
     result = json.loads((folder / "result.json").read_text())
     assert result == {"label": "from the rule", "files": len(tiny_series)}
     log = (folder / "logs" / "processing-1-box.log").read_text()

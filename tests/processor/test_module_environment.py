@@ -50,8 +50,14 @@ def test_command_module_gets_only_base_contract_and_configured_variables(
         "TMPDIR",
         "MERCURE_IN_DIR",
         "MERCURE_OUT_DIR",
+        "MONAI_INPUTPATH",
+        "MONAI_OUTPUTPATH",
+        "HOLOSCAN_INPUT_PATH",
+        "HOLOSCAN_OUTPUT_PATH",
         "MODEL_DIR",
     }, sorted(environment)
+    assert environment["MONAI_INPUTPATH"] == environment["MERCURE_IN_DIR"]
+    assert environment["MONAI_OUTPUTPATH"] == environment["MERCURE_OUT_DIR"]
     assert environment["MODEL_DIR"] == "/srv/models"
     assert (environment["LANG"], environment["HOME"]) == ("C.UTF-8", "/home/mercure-test")
     assert environment["MERCURE_OUT_DIR"].endswith("-out")

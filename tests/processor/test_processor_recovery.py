@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from processor_harness import Processor, command_module
+from processor_harness import Processor, command_module, module_names
 
 from mercure.core.claims import Claim
 from mercure.core.datafolder import Stage
@@ -45,7 +45,7 @@ def test_killed_processor_orphan_is_stopped_and_task_reruns(
     processor.start()
     folder = processor.wait_for(task_id, Stage.SUCCESS)
     assert not _alive(orphan)
-    assert sorted(p.name for p in folder.glob("*.dcm")) == sorted(p.name for p in tiny_series.paths)
+    assert sorted(p.name for p in folder.glob("*.dcm")) == module_names(tiny_series)
     assert processor.events("task.process.recovered")[0]["task_id"] == task_id
 
 

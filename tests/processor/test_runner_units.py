@@ -10,7 +10,7 @@ from mercure.core.config.models import DockerModule, ProcessingConfig
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import PermanentError
 from mercure.processor.runners import RunRequest
-from mercure.processor.runners.docker import DockerRunner
+from mercure.processor.runners.docker import LABEL_INSTANCE, LABEL_TASK, DockerRunner
 from mercure.processor.workspace import recover_stage
 
 
@@ -29,7 +29,11 @@ def test_container_defaults_have_no_network_and_the_service_user(tmp_path: Path)
     options = _options(tmp_path, {})
     assert options["network_mode"] == "none"
     assert options["user"]
-    assert options["volumes"][str(tmp_path / "in")] == {"bind": "/tmp/data", "mode": "ro"}
+    # Writable as in mercure: the input folder holds the task's copies (docs/modules.md).
+    assert options["volumes"][str(tmp_path / "in")] == {"bind": "/tmp/data", "mode": "rw"}
+    assert options["environment"]["MONAI_INPUTPATH"] == "/tmp/data"
+    assert options["environment"]["MONAI_OUTPUTPATH"] == "/tmp/output"
+    assert "MODULE_PERSISTENCE_DIR" not in options["environment"]
 
 
 def test_container_limits_gpu_and_volumes_are_passed(tmp_path: Path) -> None:
@@ -77,3 +81,46 @@ def test_recovery_drops_unfinished_assembly_and_leftover_trash(tmp_path: Path) -
     (processing / ".trash-task-b").mkdir()
     assert recover_stage(data) == []
     assert sorted(p.name for p in processing.iterdir()) == ["task-a"]
+
+
+def test_vetted_docker_arguments_reach_the_container(tmp_path: Path) -> None:
+    """shm_size, ulimits and labels from docker_arguments are passed; our labels win."""
+    arguments = {
+        "shm_size": "1g",
+        "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
+        "labels": {"site": "x", LABEL_TASK: "forged"},
+    }
+    options = _options(tmp_path, {"docker_arguments": arguments})
+    assert options["shm_size"] == "1g"
+    assert options["ulimits"][0]["Name"] == "nofile"
+    assert options["labels"] == {"site": "x", LABEL_TASK: "t1", LABEL_INSTANCE: "host1"}
+    assert options["cap_drop"] == ["ALL"]
+
+
+def test_docker_arguments_that_lift_confinement_are_refused(tmp_path: Path) -> None:
+    """privileged (and the like) fails the task even if check-config was bypassed."""
+    with pytest.raises(PermanentError, match="privileged: not allowed"):
+        _options(tmp_path, {"docker_arguments": {"privileged": True}})
+
+
+def test_mercure_resources_become_limits(tmp_path: Path) -> None:
+    """mercure's Nomad resources string gives memory and CPU limits when none are set."""
+    options = _options(tmp_path, {"resources": "resources {\n cpu = 2000\n memory = 4096\n}"})
+    assert options["mem_limit"] == "4096m"
+    assert options["nano_cpus"] == 2_000_000_000
+    options = _options(tmp_path, {"resources": "memory = 4096", "memory_limit_mb": 256})
+    assert options["mem_limit"] == "256m"
+
+
+def test_persistence_folder_is_mounted_with_its_variable(tmp_path: Path) -> None:
+    """A module with a persistence folder sees it at /tmp/persistence, named by the variable."""
+    module = DockerModule.model_validate({"runner": "docker", "image": "x"})
+    request = _request(tmp_path, module)
+    request.persistence_dir = tmp_path / "persist" / "box"
+    runner = DockerRunner(ProcessingConfig(), "host1")
+    options = runner.container_options(request, module, "name")
+    assert options["volumes"][str(tmp_path / "persist" / "box")] == {
+        "bind": "/tmp/persistence",
+        "mode": "rw",
+    }
+    assert options["environment"]["MODULE_PERSISTENCE_DIR"] == "/tmp/persistence"

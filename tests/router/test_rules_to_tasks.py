@@ -109,6 +109,27 @@ rules:
     assert task.dispatch is not None and task.dispatch.target_name == ["research"]
 
 
+def test_list_form_settings_give_each_module_its_own(
+    make_router: Callable[..., Harness],
+) -> None:
+    """mercure's list form: the n-th settings object is the n-th module's, over its defaults."""
+    h = make_router(
+        """
+rules:
+  chain:
+    rule: "True"
+    action: process
+    processing_module: [anon, seg]
+    processing_settings: [{level: 1}, {level: 2, keep: {dates: true}}]
+"""
+    )
+    h.send(h.series())
+    h.advance(61)
+    _path, task = h.only_task(Stage.PROCESSING)
+    assert task.process[0].settings == {"mode": "strict", "keep": {"dates": False}, "level": 1}
+    assert task.process[1].settings == {"level": 2, "keep": {"dates": True}}
+
+
 def test_discard_rule_wins_over_route_rules(make_router: Callable[..., Harness]) -> None:
     """A firing discard rule sends the series to discard/: no route, study or notification."""
     h = make_router(

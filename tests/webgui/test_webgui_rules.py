@@ -271,6 +271,15 @@ def test_editing_and_renaming_keeps_the_position_and_the_comments(
     assert rules["mr_seg"]["processing_module"] == ["seg"]
 
 
+def test_list_form_settings_are_saved_per_module(configured: WebGui, admin: httpx.Client) -> None:
+    """mercure's list form of processing_settings (one object per module) is accepted."""
+    fields = editor_fields(admin, "/rules/mr_seg/edit")
+    fields["processing_settings"] = '[{"threshold": 0.7}]'
+    fields["processing_module"] = ["seg"]
+    post(admin, "/rules/mr_seg/edit", fields)
+    assert saved_rules(configured)["mr_seg"]["processing_settings"] == [{"threshold": 0.7}]
+
+
 def test_duplicate_opens_a_copy_under_a_free_name(configured: WebGui, admin: httpx.Client) -> None:
     """Duplicate is the editor of a new rule, filled from the original."""
     page = admin.get("/rules/new?copy=mr_seg", headers=PAGE).text

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mercure import __version__
-from mercure.cli import delete, logs, requeue
+from mercure.cli import delete, import_config, logs, requeue
 from mercure.core.config import FolderTarget, LoadedConfig, MercureConfig, load_config
 from mercure.core.config.reference import render_reference
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.register(commands, common)
     delete.register(commands, common)
     logs.register(commands, common)
+    import_config.register(commands, common)
     for name in SERVICE_NAMES:
         try:
             extension = importlib.import_module(f"mercure.{name}.cli")
@@ -183,10 +184,12 @@ def _init_api_key(loaded: LoadedConfig) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate the configuration; print every issue with its key path.
+    """Validate the configuration; print every issue with its key path, then warnings.
 
     A disabled rule that does not compile does not stop the configuration from loading, but
     it is an error here (exit status 1)."""
+    from mercure.core.config.modulecheck import module_warnings
+
     loaded = load_config(args.config)
     config = loaded.config
     print(
@@ -195,6 +198,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for line in _resolved_folders(config):
         print(f"  {line}")
+    for warning in module_warnings(config):
+        print(f"warning: {warning}")
     for name, reason in loaded.rule_errors.items():
         print(f"error: rules.{name}.rule: {reason}")
     return 1 if loaded.rule_errors else 0

@@ -4,17 +4,35 @@ Field names follow mercure's ``task.json`` where the meaning is the same, so tha
 processing modules read it unchanged. ``schema_version`` lets later versions migrate old files.
 Unknown fields are kept (a module may add its own), and nothing is ever rewritten in place:
 :func:`write_task` replaces the file atomically.
+
+Both ways with mercure (docs/modules.md, "task.json"): a task without study or dispatch part is
+written with ``{}`` there, as mercure writes it (the Python side keeps ``None``), and a task.json
+that mercure wrote is read as it is: ``process`` as one object or a list, ``{}`` parts,
+``info.triggered_rules`` as a rule name, ``dispatch.target_name`` as a string,
+``next_retry_at`` as a Unix time (``0``: none), times as ``"%Y-%m-%d %H:%M:%S"`` (read as UTC).
+:func:`module_document` gives the task as a module sees it: only the fields mercure's own Task
+model has, in the types it has.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+import socket
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from mercure.core.atomic import atomic_write_text, fsync_dir
 from mercure.core.clock import time_ordered_id, utcnow
@@ -47,6 +65,44 @@ STAGE_OF_ACTION: dict[str, Stage] = {
 """Where a task goes once it exists (or, for a study, once the study is complete)."""
 
 
+MERCURE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""How mercure writes the times of a study task (local time there; UTC here)."""
+
+
+def _as_utc(value: datetime) -> datetime:
+    # mercure writes naive times; comparing them with ours needs a zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _epoch_or_time(value: Any) -> Any:
+    # mercure writes next_retry_at as a Unix time, 0 for "not set".
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return None if value <= 0 else datetime.fromtimestamp(value, UTC)
+    return value
+
+
+Time = Annotated[datetime, AfterValidator(_as_utc)]
+"""A time read from task.json: ISO 8601 or mercure's format; naive means UTC."""
+RetryTime = Annotated[Time | None, BeforeValidator(_epoch_or_time)]
+"""A retry time: also mercure's Unix time (0 or less: none)."""
+
+
+def _rule_names(value: Any) -> Any:
+    # mercure writes a study task's triggered_rules as the one rule's name.
+    if isinstance(value, str):
+        return {value: True} if value else {}
+    if isinstance(value, list):
+        return {str(name): True for name in value}
+    return value
+
+
+def _name_list(value: Any) -> Any:
+    # mercure writes a single target name as a string.
+    if isinstance(value, str):
+        return [value] if value else []
+    return value
+
+
 def new_task_id() -> str:
     """A task id that sorts by creation time and is unique across hosts."""
     return time_ordered_id()
@@ -62,7 +118,9 @@ class TaskInfo(_Part):
     action: Action
     uid: str = Field(description="SeriesInstanceUID or StudyInstanceUID")
     uid_type: Literal["series", "study"] = "series"
-    triggered_rules: dict[str, bool] = Field(default_factory=dict)
+    triggered_rules: Annotated[dict[str, bool], BeforeValidator(_rule_names)] = Field(
+        default_factory=dict
+    )
     applied_rule: str | None = None
     priority: Priority = "normal"
     patient_name: str | None = None
@@ -73,6 +131,8 @@ class TaskInfo(_Part):
     receiver_aet: str | None = None
     mercure_version: str | None = None
     mercure_appliance: str | None = None
+    mercure_server: str | None = None
+    device_serial_number: str | None = None
     fail_stage: str | None = None
     reason: str | None = None
 
@@ -81,9 +141,9 @@ class TargetStatus(_Part):
     """Delivery state of one target of the task."""
 
     state: Literal["waiting", "complete", "error"] = "waiting"
-    time: datetime | None = None
+    time: Time | None = None
     retries: int = 0
-    next_retry_at: datetime | None = None
+    next_retry_at: RetryTime = None
     reason: str | None = None
     instances_sent: int = 0
     bytes_sent: int = 0
@@ -92,10 +152,11 @@ class TargetStatus(_Part):
 class TaskDispatch(_Part):
     """Where the task goes, and how far delivery got per target."""
 
-    target_name: list[str] = Field(default_factory=list)
+    target_name: Annotated[list[str], BeforeValidator(_name_list)] = Field(default_factory=list)
     status: dict[str, TargetStatus] = Field(default_factory=dict)
-    retries: int = 0
-    next_retry_at: datetime | None = None
+    retries: Annotated[int, BeforeValidator(lambda value: value or 0)] = 0
+    next_retry_at: RetryTime = None
+    series_uid: str | None = None
 
 
 class TaskProcessing(_Part):
@@ -105,6 +166,13 @@ class TaskProcessing(_Part):
     settings: dict[str, Any] = Field(default_factory=dict)
     retain_input_images: bool = False
     output: dict[str, Any] | None = None
+    module_config: dict[str, Any] | None = Field(
+        None, description="The module's configuration as mercure writes it (for modules)."
+    )
+
+
+def _none_as_list(value: Any) -> Any:
+    return [] if value is None else value
 
 
 class TaskStudy(_Part):
@@ -113,10 +181,14 @@ class TaskStudy(_Part):
     study_uid: str
     complete_trigger: Literal["timeout", "received_series"] = "timeout"
     complete_required_series: str = ""
-    creation_time: datetime = Field(default_factory=utcnow)
-    last_receive_time: datetime = Field(default_factory=utcnow)
-    received_series: list[str] = Field(default_factory=list)
-    received_series_uid: list[str] = Field(default_factory=list)
+    creation_time: Time = Field(default_factory=utcnow)
+    last_receive_time: Time = Field(default_factory=utcnow)
+    received_series: Annotated[list[str], BeforeValidator(_none_as_list)] = Field(
+        default_factory=list
+    )
+    received_series_uid: Annotated[list[str], BeforeValidator(_none_as_list)] = Field(
+        default_factory=list
+    )
     complete_force: bool = False
     complete_force_action: Literal["discard", "proceed", "ignore"] = "proceed"
 
@@ -131,7 +203,71 @@ class Task(_Part):
     process: list[TaskProcessing] = Field(default_factory=list)
     study: TaskStudy | None = None
     nomatch: bool = False
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: Time = Field(default_factory=utcnow)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_mercure_shapes(cls, document: Any) -> Any:
+        """``{}`` for "no such part" and ``process`` as one object, as mercure writes them."""
+        if not isinstance(document, dict):
+            return document
+        document = dict(document)
+        for part in ("dispatch", "study"):
+            if document.get(part) == {}:
+                document[part] = None
+        process = document.get("process")
+        if isinstance(process, dict):
+            document["process"] = [process] if process else []
+        elif process is None and "process" in document:
+            document["process"] = []
+        return document
+
+    @field_serializer("dispatch", "study")
+    def _empty_as_object(self, part: _Part | None) -> Any:
+        # mercure writes {} for a part a task does not have; modules rely on it.
+        return {} if part is None else part
+
+
+MODULE_TASK_FIELDS = ("id", "info", "dispatch", "process", "study", "nomad_info")
+"""The fields of mercure's Task model (it forbids any other at the top level)."""
+_MERCURE_TEXT_INFO = ("mrn", "acc", "sender_address", "mercure_version", "mercure_appliance")
+
+
+def module_document(
+    task: Task, processing: TaskProcessing, module_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The task as a module sees it: mercure's Task model, field for field.
+
+    Only the top-level fields mercure's model has (it forbids others), ``process`` as the one
+    object of the module that runs, ``{}`` for a part the task lacks, text where mercure has
+    text (``""`` for a value we do not know), times in mercure's format and retry times as Unix
+    times. Our own additions inside the parts stay (mercure's parts ignore unknown fields).
+    """
+    document = task.model_dump(mode="json")
+    info = document["info"]
+    for name in _MERCURE_TEXT_INFO:
+        if info.get(name) is None:
+            info[name] = ""
+    if not info.get("mercure_server"):
+        info["mercure_server"] = socket.gethostname()
+    if task.dispatch is not None:
+        dispatch = document["dispatch"]
+        names = task.dispatch.target_name
+        dispatch["target_name"] = names[0] if len(names) == 1 else names
+        retry = task.dispatch.next_retry_at
+        dispatch["next_retry_at"] = retry.timestamp() if retry is not None else 0
+        if dispatch.get("series_uid") is None and task.info.uid_type == "series":
+            dispatch["series_uid"] = task.info.uid
+    if task.study is not None:
+        study = document["study"]
+        study["creation_time"] = task.study.creation_time.strftime(MERCURE_TIME_FORMAT)
+        study["last_receive_time"] = task.study.last_receive_time.strftime(MERCURE_TIME_FORMAT)
+    process = processing.model_dump(mode="json")
+    if module_config is not None:
+        process["module_config"] = module_config
+    document["process"] = process
+    document["nomad_info"] = None
+    return {name: document[name] for name in MODULE_TASK_FIELDS}
 
 
 def event_uids(task: Task | None) -> tuple[str | None, str | None]:
@@ -185,9 +321,6 @@ def read_task(task_dir: Path | str) -> Task:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
-    if isinstance(document, dict) and isinstance(document.get("process"), dict):
-        # mercure writes a single module as an object; a chain as a list.
-        document["process"] = [document["process"]] if document["process"] else []
     try:
         return Task.model_validate(document)
     except ValidationError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 from mercure.core.atomic import atomic_write_json
 from mercure.core.clock import utcnow
-from mercure.core.config.models import MercureConfig, Module
+from mercure.core.config.models import DockerModule, MercureConfig, Module
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import PermanentError
 from mercure.core.events import EventClient
@@ -26,13 +26,15 @@ from mercure.core.notifications.triggers import notify_safely
 from mercure.core.task import (
     TASK_FILE,
     Task,
+    TaskDispatch,
     TaskProcessing,
     event_uids,
     fail_and_report,
+    module_document,
     read_task,
     write_task,
 )
-from mercure.processor import workspace
+from mercure.processor import moduleinput, workspace
 from mercure.processor.runners import JobRecorder, Runner, RunRequest
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,15 @@ class JobContext:
     instance: str
     config: MercureConfig | None = None
     """The configuration in force, for the task's notifications (none are queued without)."""
+
+    def persistence_root(self) -> Path:
+        """Where the persistence folders of modules are (processing.persistence_dir)."""
+        configured = self.config.processing.persistence_dir if self.config else None
+        return configured if configured is not None else self.data.root / "persistence"
+
+    def empty_output(self) -> str:
+        """What a module that writes nothing means for its task (processing.empty_output)."""
+        return self.config.processing.empty_output if self.config else "complete"
 
 
 class ModuleFailed(PermanentError):
@@ -99,6 +110,7 @@ def run_job(ctx: JobContext, task_dir: Path) -> Path:
         )
         work.mkdir()
         final_out = _run_chain(ctx, task_dir, task, work, logs)
+        _apply_routing(ctx, task)
         final = _finish(ctx, task_dir, task, final_out, logs)
     except PermanentError as exc:
         return _fail(ctx, task_dir, str(exc), logs)
@@ -147,7 +159,9 @@ def report_complete(
 def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: list[Path]) -> Path:
     in_dir = work / "1-in"
     in_dir.mkdir()
-    workspace.link_files(workspace.input_files(task_dir), in_dir)
+    # Copies, never the task's hard links: a module may change its input (docs/modules.md).
+    additional = ctx.config.router.additional_tags if ctx.config is not None else {}
+    moduleinput.prepare_input(workspace.input_files(task_dir), in_dir, task.info, additional)
     out_dir = in_dir
     for step, processing in enumerate(task.process, 1):
         name = processing.module_name
@@ -160,9 +174,15 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
             os.rename(out_dir, in_dir)
         out_dir = work / f"{step}-out"
         out_dir.mkdir()
+        moduleinput.make_writable(in_dir)
         # The router merges already; a task made another way still gets the module defaults.
         processing.settings = {**module.settings, **processing.settings}
-        _write_module_task(in_dir, task, processing)
+        (in_dir / TASK_FILE).unlink(missing_ok=True)  # the previous module's copy
+        _write_module_task(in_dir, task, processing, module)
+        persistence = None
+        if module.requires_persistence:
+            persistence = ctx.persistence_root() / name
+            persistence.mkdir(parents=True, exist_ok=True)
         log_path = work / f"{step}-{name}.log"
         logs.append(log_path)
         request = RunRequest(
@@ -174,6 +194,7 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
             out_dir=out_dir,
             log_path=log_path,
             record=_recorder(work, step, ctx.instance),
+            persistence_dir=persistence,
         )
         started_at = utcnow()
         outcome = ctx.runners[module.runner].run(request)
@@ -186,7 +207,12 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
                 raise ModuleFailed(f"module {name} failed with exit code {outcome.exit_code}")
             (out_dir / TASK_FILE).unlink(missing_ok=True)
             if not any(out_dir.iterdir()):
-                raise ModuleFailed(f"module {name} wrote nothing (no output files, no result.json)")
+                if ctx.empty_output() == "error":
+                    raise ModuleFailed(
+                        f"module {name} wrote nothing (no output files, no result.json; "
+                        "processing.empty_output is 'error')"
+                    )
+                log.info("task %s: module %s wrote nothing", task_dir.name, name)
             processing.output = _read_result(name, out_dir)
             run.success = True
         finally:
@@ -212,11 +238,79 @@ def _recorder(work: Path, step: int, instance: str) -> JobRecorder:
     return record
 
 
-def _write_module_task(in_dir: Path, task: Task, processing: TaskProcessing) -> None:
+def _write_module_task(
+    in_dir: Path, task: Task, processing: TaskProcessing, module: Module
+) -> None:
     # mercure's modules read process.settings from a single object: give each module its own.
-    document = task.model_dump(mode="json")
-    document["process"] = processing.model_dump(mode="json")
+    document = module_document(task, processing, _module_config(module))
     atomic_write_json(in_dir / TASK_FILE, document, fsync=False)
+
+
+def _module_config(module: Module) -> dict[str, Any]:
+    """The module as mercure's task.json shows it (``process.module_config``).
+
+    Its environment is left out: it may hold the secrets of the installation.
+    """
+    docker = module if isinstance(module, DockerModule) else None
+    arguments = docker.docker_arguments if docker is not None else {}
+    return {
+        "docker_tag": docker.image if docker is not None else "",
+        "additional_volumes": "",
+        "environment": "",
+        "docker_arguments": json.dumps(arguments) if arguments else "",
+        "settings": module.settings,
+        "contact": "",
+        "comment": module.comment,
+        "constraints": docker.constraints if docker is not None else "",
+        "resources": docker.resources if docker is not None else "",
+        "requires_root": docker.requires_root if docker is not None else False,
+        "requires_persistence": module.requires_persistence,
+    }
+
+
+ROUTING_KEY = "__mercure_routing"
+
+
+def _apply_routing(ctx: JobContext, task: Task) -> None:
+    """Follow the last module's ``__mercure_routing``: new targets, or no dispatch at all.
+
+    ``{"target": "pacs"}`` or ``{"target": ["pacs", "archive"]}`` replaces the task's targets;
+    ``{"discard": true}`` sends it nowhere (it ends in success/, as in mercure). Only targets
+    the configuration has are allowed: a module cannot make the router send anywhere else.
+    """
+    output = task.process[-1].output if task.process else None
+    directive = output.get(ROUTING_KEY) if output else None
+    if directive is None:
+        return
+    module = task.process[-1].module_name
+    if not isinstance(directive, dict):
+        raise ModuleFailed(f"module {module}: {ROUTING_KEY} in result.json is not an object")
+    if directive.get("discard") is True:
+        log.info("task %s: module %s asked for no dispatch", task.id, module)
+        task.dispatch = None
+        return
+    requested = directive.get("target")
+    if requested is None or requested == [] or requested == "":
+        return
+    names = [requested] if isinstance(requested, str) else requested
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ModuleFailed(
+            f"module {module}: {ROUTING_KEY}.target must be a target name or a list of names"
+        )
+    known = ctx.config.targets if ctx.config is not None else {}
+    refused = [name for name in names if name not in known]
+    if refused:
+        raise ModuleFailed(
+            f"module {module}: {ROUTING_KEY} asks for target(s) "
+            + ", ".join(repr(n) for n in refused)
+            + " that the configuration does not have"
+        )
+    log.info("task %s: module %s routes it to %s", task.id, module, ", ".join(names))
+    previous = task.dispatch
+    task.dispatch = TaskDispatch(
+        target_name=list(dict.fromkeys(names)),
+        series_uid=previous.series_uid if previous is not None else None,
+    )
 
 
 def _read_result(module_name: str, out_dir: Path) -> dict[str, Any] | None:
@@ -270,6 +364,10 @@ def _finish(ctx: JobContext, task_dir: Path, task: Task, final_out: Path, logs: 
     os.rename(final_out, done)
     if any(p.retain_input_images for p in task.process):
         workspace.link_files(workspace.input_files(task_dir), done)
+    if task.dispatch is not None and not any(done.glob("*" + moduleinput.DICOM_SUFFIX)):
+        # processing.empty_output 'complete': nothing to send, so the task ends in success/.
+        log.info("task %s: no DICOM output, nothing to dispatch", task.id)
+        task.dispatch = None
     _keep_logs(logs, done)
     write_task(done, task)
     # Reported before the hand-over: once the task is in its next stage (success/, for a task

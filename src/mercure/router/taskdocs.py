@@ -8,13 +8,14 @@ is for. Module settings are the module's defaults with the rule's settings merge
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from mercure import __version__
 from mercure.core.config import MercureConfig, Rule
+from mercure.core.config.modulecheck import merge_settings, rule_settings
 from mercure.core.datafolder import Stage
 from mercure.core.rules.decision import Decision, route_priority
 from mercure.core.task import (
@@ -56,18 +57,6 @@ class PlannedTask:
     stage: Stage
 
 
-def merge_settings(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``defaults`` with ``overrides`` merged over them; nested mappings merge key by key."""
-    merged = dict(defaults)
-    for key, value in overrides.items():
-        current = merged.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
-            merged[key] = merge_settings(current, value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _info(
     config: MercureConfig,
     facts: SeriesFacts,
@@ -96,19 +85,21 @@ def _info(
         receiver_aet=tags.get("ReceiverAET") or facts.receiver_aet,
         mercure_version=__version__,
         mercure_appliance=config.appliance_name,
+        mercure_server=socket.gethostname(),
+        device_serial_number=tags.get("DeviceSerialNumber"),
         reason=reason,
     )
 
 
 def _processing(config: MercureConfig, rule: Rule) -> list[TaskProcessing]:
     steps = []
-    for module_name in rule.processing_module:
+    for index, module_name in enumerate(rule.processing_module):
         module = config.modules.get(module_name)
         defaults = module.settings if module is not None else {}
         steps.append(
             TaskProcessing(
                 module_name=module_name,
-                settings=merge_settings(defaults, rule.processing_settings),
+                settings=merge_settings(defaults, rule_settings(rule.processing_settings, index)),
                 retain_input_images=rule.processing_retain_images,
             )
         )

@@ -266,6 +266,12 @@ def shape(model: type[BaseModel], name: str, path: Path_ = ()) -> _Shape:
     origin = get_origin(base)
     if _is_model(base):
         return _Shape("optional" if nullable else "group", base, nullable, tuple(metadata))
+    if origin in (Union, types.UnionType) and {get_origin(a) for a in get_args(base)} == {
+        dict,
+        list,
+    }:
+        # A rule's processing_settings: one JSON object, or mercure's list of them.
+        return _Shape("mapping", base, nullable, tuple(metadata), Any)
     if origin is list:
         item, _, _ = _unwrap(get_args(base)[0])
         if item is VolumeMount:
@@ -873,6 +879,11 @@ def _parse_mapping(
         value = _read_mapping_text(text)
     except ValueError as exc:
         errors[name] = f"{name}: {exc}"
+        return text
+    if get_origin(found.base) in (Union, types.UnionType) and isinstance(value, list):
+        if all(isinstance(item, dict) for item in value):
+            return value
+        errors[name] = f"{name}: a list of JSON objects, one per module"
         return text
     if not isinstance(value, dict):
         errors[name] = f"{name}: write one `key: value` a line, or a JSON object"

@@ -91,7 +91,7 @@ class RuleForm:
     """Field -> what is wrong with it (``form`` for what belongs to no one field)."""
     syntax: RuleSyntaxError | None = None
     """The expression's syntax error, for the caret under its column."""
-    settings_value: dict[str, Any] = field(default_factory=dict)
+    settings_value: dict[str, Any] | list[dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -212,10 +212,15 @@ def parse_form(form: Mapping[str, Any], getlist: Any) -> RuleForm:
     except ValueError as exc:
         errors["processing_settings"] = f"Not valid JSON: {exc}."
     else:
-        if isinstance(settings, dict):
+        if isinstance(settings, dict) or (
+            isinstance(settings, list) and all(isinstance(item, dict) for item in settings)
+        ):
             parsed.settings_value = settings
         else:
-            errors["processing_settings"] = 'The settings are a JSON object: {"key": value, ...}.'
+            errors["processing_settings"] = (
+                'The settings are a JSON object: {"key": value, ...}, or a list of them, '
+                "one per module of the chain: [{...}, {...}]."
+            )
     return parsed
 
 

@@ -444,10 +444,17 @@ def _required_series_issues(path: str, source: str) -> list[ConfigIssue]:
 
 def _module_policy_issues(config: MercureConfig) -> list[ConfigIssue]:
     """Modules may only ask for what the processing section allows."""
-    issues = []
+    from mercure.core.config.modulecheck import docker_argument_issues, rule_settings_issues
+
+    issues = rule_settings_issues(config)
     for name, module in config.modules.items():
         issues.extend(
             settings_schema_issues(f"modules.{name}", module.settings, module.settings_schema)
+        )
+        issues.extend(
+            docker_argument_issues(
+                f"modules.{name}.docker_arguments", getattr(module, "docker_arguments", {})
+            )
         )
         if getattr(module, "requires_root", False) and not config.processing.allow_root:
             issues.append(

@@ -275,8 +275,10 @@ class Rule(StrictModel):
         default_factory=list,
         description="Module, or list of modules run as a chain (process, both).",
     )
-    processing_settings: dict[str, Any] = Field(
-        default_factory=dict, description="Settings for the module; they win over its defaults."
+    processing_settings: dict[str, Any] | list[dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Settings for the module; they win over its defaults. For a chain, one "
+        "object for all modules, or a list with one object per module (mercure's form).",
     )
     processing_retain_images: bool = Field(
         False, description="Keep the input images beside the module's output."
@@ -689,6 +691,11 @@ class _ModuleBase(StrictModel):
     environment: dict[str, str] = Field(default_factory=dict)
     timeout: Seconds = Field(3600.0, description="The module is stopped after this long.")
     comment: str = ""
+    requires_persistence: bool = Field(
+        False,
+        description="Give the module a folder kept across tasks: "
+        "`<processing.persistence_dir>/<module name>`, named by MODULE_PERSISTENCE_DIR.",
+    )
 
 
 class DockerModule(_ModuleBase):
@@ -703,6 +710,25 @@ class DockerModule(_ModuleBase):
     requires_root: bool = Field(False, description="Run as root (needs processing.allow_root).")
     gpu: bool = False
     volumes: list[VolumeMount] = Field(default_factory=list)
+    docker_arguments: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra options of the container (mercure's `docker_arguments`): only "
+        "`shm_size`, `ipc_mode` (none, private, shareable), `ulimits`, `pids_limit`, "
+        "`mem_limit`, `memswap_limit`, `nano_cpus`, `cpu_shares`, `cpuset_cpus`, "
+        "`working_dir`, `entrypoint`, `hostname`, `labels`, `init`, `stop_signal`, "
+        "`runtime` and `device_requests`; anything that weakens confinement is refused.",
+    )
+    constraints: str = Field(
+        "",
+        description="mercure's Nomad placement constraints: not honoured here (one host); "
+        "check-config warns when set.",
+    )
+    resources: str = Field(
+        "",
+        description="mercure's Nomad resources, e.g. `memory = 4096` and `cpu = 2000` (MHz; "
+        "1000 = one core): honoured as memory and CPU limits when memory_limit_mb and "
+        "cpu_limit are empty; other entries are reported by check-config as ignored.",
+    )
 
 
 class CommandModule(_ModuleBase):
@@ -723,6 +749,16 @@ class ProcessingConfig(StrictModel):
     volume_root: Path | None = Field(None, description="Extra module volumes must lie under it.")
     docker_url: DockerURL | None = Field(
         None, description="Docker API URL; DOCKER_HOST when empty."
+    )
+    persistence_dir: Path | None = Field(
+        None,
+        description="Where modules with requires_persistence keep their folders "
+        "(`<data_dir>/persistence` when empty).",
+    )
+    empty_output: Literal["complete", "error"] = Field(
+        "complete",
+        description="A module that ends well but writes nothing: the task completes (as "
+        "mercure does; with nothing to send it ends in success/), or fails.",
     )
 
 

@@ -42,8 +42,8 @@ def main() -> int:
     deidentifier = Deidentifier(secret.encode(), options)
     done, skipped = 0, 0
     for path in sorted(in_dir.iterdir()):
-        if path.name == "task.json" or not path.is_file():
-            continue
+        if path.name == "task.json" or path.suffix == ".tags" or not path.is_file():
+            continue  # .tags: mercure's per-instance tags (JSON), not an instance
         try:
             dataset = pydicom.dcmread(path)
         except InvalidDicomError:

@@ -30,6 +30,8 @@ class RunRequest:
     out_dir: Path
     log_path: Path
     record: JobRecorder = field(default=lambda _record: None)
+    persistence_dir: Path | None = None
+    """The module's folder kept across tasks (requires_persistence), on this host."""
 
 
 @dataclass

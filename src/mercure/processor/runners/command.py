@@ -36,11 +36,21 @@ def module_environment(request: RunRequest, module: CommandModule) -> dict[str, 
     """
     env = {name: os.environ[name] for name in BASE_ENVIRONMENT if name in os.environ}
     env.setdefault("PATH", os.defpath)
+    env = {**env, **module.environment, **contract_environment(request.in_dir, request.out_dir)}
+    if request.persistence_dir is not None:
+        env["MODULE_PERSISTENCE_DIR"] = str(request.persistence_dir)
+    return env
+
+
+def contract_environment(in_dir: Path | str, out_dir: Path | str) -> dict[str, str]:
+    """The variables that name a module's folders, as mercure sets them (docs/modules.md)."""
     return {
-        **env,
-        **module.environment,
-        "MERCURE_IN_DIR": str(request.in_dir),
-        "MERCURE_OUT_DIR": str(request.out_dir),
+        "MERCURE_IN_DIR": str(in_dir),
+        "MERCURE_OUT_DIR": str(out_dir),
+        "MONAI_INPUTPATH": str(in_dir),
+        "MONAI_OUTPUTPATH": str(out_dir),
+        "HOLOSCAN_INPUT_PATH": str(in_dir),
+        "HOLOSCAN_OUTPUT_PATH": str(out_dir),
     }
 
 

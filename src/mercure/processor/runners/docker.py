@@ -1,7 +1,9 @@
 """The ``docker`` runner: a module image run through the Docker Engine API.
 
-Inside the container the input is ``/tmp/data`` (read-only) and the output ``/tmp/output``, as
-mercure's modules expect. The container is confined: every capability dropped,
+Inside the container the input is ``/tmp/data`` and the output ``/tmp/output``, as mercure's
+modules expect; both are writable, as in mercure (the input holds the task's copies, never files
+another task shares), and ``/tmp/persistence`` is the module's persistent folder if it asks.
+The container is confined: every capability dropped,
 ``no-new-privileges``, a read-only root filesystem with a tmpfs on ``/tmp``, no network unless
 the module asks for it. Every container is named after its task and step and labelled with the
 task id and the processor instance, so a restarted processor finds and removes what a killed one
@@ -19,17 +21,20 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Ulimit
 
 from mercure.core.config.models import DockerModule, ProcessingConfig
+from mercure.core.config.modulecheck import docker_argument_issues, parse_resources
 from mercure.core.errors import PermanentError, TransientError
 from mercure.core.masking import scrub
 from mercure.processor.runners import RunOutcome, RunRequest
+from mercure.processor.runners.command import contract_environment
 
 log = logging.getLogger(__name__)
 
 IN_DIR = "/tmp/data"
 OUT_DIR = "/tmp/output"
+PERSISTENCE_DIR = "/tmp/persistence"
 TMP_DIR = "/tmp"
 TMP_OPTIONS = "rw,nosuid,nodev,mode=1777"
 """/tmp is the only writable place besides the output: a tmpfs, counted in the memory limit."""
@@ -117,20 +122,20 @@ class DockerRunner:
     ) -> dict[str, Any]:
         """The keyword arguments of the create call for one module run."""
         volumes: dict[str, dict[str, str]] = {
-            str(request.in_dir): {"bind": IN_DIR, "mode": "ro"},
+            str(request.in_dir): {"bind": IN_DIR, "mode": "rw"},
             str(request.out_dir): {"bind": OUT_DIR, "mode": "rw"},
         }
+        environment = {**module.environment, **contract_environment(IN_DIR, OUT_DIR)}
+        if request.persistence_dir is not None:
+            volumes[str(request.persistence_dir)] = {"bind": PERSISTENCE_DIR, "mode": "rw"}
+            environment["MODULE_PERSISTENCE_DIR"] = PERSISTENCE_DIR
         for volume in module.volumes:
             source = self._allowed_volume(request.module_name, volume.source)
             volumes[str(source)] = {"bind": volume.target, "mode": "ro"}
         options: dict[str, Any] = {
             "name": name,
             "command": module.command,
-            "environment": {
-                **module.environment,
-                "MERCURE_IN_DIR": IN_DIR,
-                "MERCURE_OUT_DIR": OUT_DIR,
-            },
+            "environment": environment,
             "volumes": volumes,
             "labels": {LABEL_TASK: request.task_id, LABEL_INSTANCE: self.instance},
             "network_mode": None if module.network else "none",
@@ -149,13 +154,38 @@ class DockerRunner:
                 )
         else:
             options["user"] = f"{os.getuid()}:{os.getgid()}"
-        if module.memory_limit_mb:
-            options["mem_limit"] = f"{module.memory_limit_mb}m"
-        if module.cpu_limit:
-            options["nano_cpus"] = int(module.cpu_limit * 1e9)
+        resources = parse_resources(module.resources)
+        memory_mb = module.memory_limit_mb or resources.memory_mb
+        cpus = module.cpu_limit or resources.cpus
+        if memory_mb:
+            options["mem_limit"] = f"{memory_mb}m"
+        if cpus:
+            options["nano_cpus"] = int(cpus * 1e9)
         if module.gpu:
             options["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        options.update(self._docker_arguments(request.module_name, module, options["labels"]))
         return options
+
+    @staticmethod
+    def _docker_arguments(
+        module_name: str, module: DockerModule, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        """The module's vetted docker_arguments as create options (check-config refuses the
+        rest; checked again here for a configuration that was not loaded through it)."""
+        arguments = dict(module.docker_arguments)
+        issues = docker_argument_issues(f"modules.{module_name}.docker_arguments", arguments)
+        if issues:
+            raise PermanentError(f"module {module_name}: {issues[0]}")
+        if "ulimits" in arguments:
+            arguments["ulimits"] = [Ulimit(**item) for item in arguments["ulimits"]]
+        if "device_requests" in arguments:
+            arguments["device_requests"] = [
+                DeviceRequest(**d) for d in arguments["device_requests"]
+            ]
+        if "labels" in arguments:
+            # Ours win: they are how a restarted processor finds its containers.
+            arguments["labels"] = {**arguments["labels"], **labels}
+        return arguments
 
     def _allowed_volume(self, module_name: str, source: Path) -> Path:
         root = self.config.volume_root
