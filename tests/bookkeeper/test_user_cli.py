@@ -97,3 +97,20 @@ def test_clear_errors(site: Path, args: tuple[str, ...], stdin: str | None, mess
     result = mercure(site, "user", *args, stdin=stdin)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: ") and message in result.stderr
+
+
+def test_a_user_added_with_a_temporary_password_must_change_it(site: Path) -> None:
+    """--must-change-password marks the user; their own new password clears the mark."""
+    added = mercure(
+        site, "user", "add", "tech", "--role", "viewer", "--must-change-password",
+        "--password-stdin", stdin="a temporary password",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "a new password is asked at the first sign-in" in added.stdout
+    engine = create_database_engine(database_url(None, site.parent / "data"))
+    try:
+        with engine.connect() as connection:
+            flag = connection.execute(sa.select(tables.users.c.must_change_password)).scalar()
+        assert flag is True
+    finally:
+        engine.dispose()

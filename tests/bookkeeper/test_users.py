@@ -149,3 +149,23 @@ def test_no_password_in_logs_or_the_audit_log(
         stored += " ".join(str(row) for row in connection.execute(sa.select(tables.events)))
     for text in (caplog.text, stored):
         assert PASSWORD not in text and "not the password" not in text
+
+
+def test_a_temporary_password_must_be_replaced_by_the_users_own(store: UserStore) -> None:
+    """must_change_password holds until a password is set without it (the user's own)."""
+    created = store.create(
+        "imported", "viewer", PASSWORD, actor="cli:root", remote_address=None,
+        must_change_password=True,
+    )  # fmt: skip
+    assert created.must_change_password
+    assert store.verify("imported", PASSWORD, None) is not None
+    assert store.get("imported").must_change_password
+    store.set_password(
+        "imported", "temporary again 1", actor="cli:root", remote_address=None,
+        must_change_password=True,
+    )  # fmt: skip
+    assert store.get("imported").must_change_password
+    store.set_password("imported", "my own password 2", actor="imported", remote_address=None)
+    assert not store.get("imported").must_change_password
+    assert not store.create("other", "viewer", PASSWORD, actor="t", remote_address=None)\
+        .must_change_password  # fmt: skip

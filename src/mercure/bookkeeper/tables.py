@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -247,4 +248,7 @@ users = Table(
     Column("updated", UTCDateTime, nullable=False),
     Column("last_login", UTCDateTime),
     Column("password_changed", UTCDateTime, nullable=False),
+    # Set for users made with a temporary password (``mercure user add --must-change-password``,
+    # users imported from mercure): the web interface lets them only choose their own.
+    Column("must_change_password", Boolean, nullable=False, server_default=false()),
 )

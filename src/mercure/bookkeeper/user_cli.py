@@ -23,6 +23,10 @@ from mercure.bookkeeper.database import create_database_engine, database_url, mi
 from mercure.bookkeeper.users import ROLES, UserError, UserStore
 from mercure.core.config import load_config
 
+MUST_CHANGE_HELP = (
+    "the password is a temporary one: the user must choose a new one at the next sign-in"
+)
+
 
 def register_user(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -43,12 +47,14 @@ def register_user(
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    add.add_argument("--must-change-password", action="store_true", help=MUST_CHANGE_HELP)
     add.set_defaults(handler=cmd_user_add)
     listing = verbs.add_parser("list", parents=[common], help="list the users")
     listing.set_defaults(handler=cmd_user_list)
     passwd = verbs.add_parser("passwd", parents=[common], help="set a user's password")
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    passwd.add_argument("--must-change-password", action="store_true", help=MUST_CHANGE_HELP)
     passwd.set_defaults(handler=cmd_user_passwd)
     role = verbs.add_parser("role", parents=[common], help="change a user's role")
     role.add_argument("name")
@@ -101,8 +107,16 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     """Add a user with a role."""
     password = _password(args, args.name)
     with _store(args) as store:
-        user = store.create(args.name, args.role, password, actor=_actor(), remote_address=None)
-    print(f"user {user.name} added as {user.role}")
+        user = store.create(
+            args.name,
+            args.role,
+            password,
+            actor=_actor(),
+            remote_address=None,
+            must_change_password=args.must_change_password,
+        )
+    then = "; a new password is asked at the first sign-in" if user.must_change_password else ""
+    print(f"user {user.name} added as {user.role}{then}")
     return 0
 
 
@@ -125,8 +139,15 @@ def cmd_user_passwd(args: argparse.Namespace) -> int:
     """Set a user's password (their sessions end)."""
     password = _password(args, args.name)
     with _store(args) as store:
-        store.set_password(args.name, password, actor=_actor(), remote_address=None)
-    print(f"password of {args.name} set; their sessions end")
+        store.set_password(
+            args.name,
+            password,
+            actor=_actor(),
+            remote_address=None,
+            must_change_password=args.must_change_password,
+        )
+    then = "; a new one is asked at the next sign-in" if args.must_change_password else ""
+    print(f"password of {args.name} set; their sessions end{then}")
     return 0
 
 

@@ -66,6 +66,8 @@ class UserRecord:
     updated: datetime
     last_login: datetime | None
     password_changed: datetime
+    must_change_password: bool = False
+    """The user must choose a new password before doing anything else (web interface)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The record for a JSON answer."""
@@ -155,9 +157,20 @@ class UserStore:
     # -- changes -------------------------------------------------------------------------
 
     def create(
-        self, name: str, role: str, password: str, *, actor: str, remote_address: str | None
+        self,
+        name: str,
+        role: str,
+        password: str,
+        *,
+        actor: str,
+        remote_address: str | None,
+        must_change_password: bool = False,
     ) -> UserRecord:
-        """Add a user; :class:`UserConflictError` if the name (in any case) is taken."""
+        """Add a user; :class:`UserConflictError` if the name (in any case) is taken.
+
+        ``must_change_password``: the password is a temporary one the user must replace at the
+        first sign-in.
+        """
         check_name(name)
         check_role(role)
         check_password(name, password)
@@ -173,6 +186,7 @@ class UserStore:
             "updated": now,
             "last_login": None,
             "password_changed": now,
+            "must_change_password": must_change_password,
         }
         try:
             with write_connection(self.engine) as connection:
@@ -211,12 +225,26 @@ class UserStore:
         return self.get(user.name)
 
     def set_password(
-        self, name: str, password: str, *, actor: str, remote_address: str | None
+        self,
+        name: str,
+        password: str,
+        *,
+        actor: str,
+        remote_address: str | None,
+        must_change_password: bool = False,
     ) -> None:
-        """Set a new password; the user's sessions end."""
+        """Set a new password; the user's sessions end.
+
+        ``must_change_password``: it is a temporary one (an admin's reset); otherwise the user's
+        own, which ends the obligation to change it.
+        """
         user = self.get(name)
         check_password(user.name, password)
-        values = {"password_hash": self.hasher.hash(password), "password_changed": utcnow()}
+        values = {
+            "password_hash": self.hasher.hash(password),
+            "password_changed": utcnow(),
+            "must_change_password": must_change_password,
+        }
         self._update(user.name, values, end_sessions=True)
         self._audit(
             "user.password", actor, f"password of {user.name} set", user.name, remote_address
@@ -277,4 +305,5 @@ def _record(row: Any) -> UserRecord:
         updated=row.updated,
         last_login=row.last_login,
         password_changed=row.password_changed,
+        must_change_password=bool(row.must_change_password),
     )

@@ -30,6 +30,9 @@ class UserOut(BaseModel):
     updated: Any
     last_login: Any
     password_changed: Any
+    must_change_password: bool = Field(
+        False, description="The user must choose a new password before anything else."
+    )
 
 
 class UserList(BaseModel):
@@ -51,6 +54,7 @@ class NewUser(Change):
     name: str = Field(max_length=64)
     role: str = Field(description=", ".join(ROLES))
     password: str = Field(max_length=1024)
+    must_change_password: bool = Field(False, description="The password is a temporary one.")
 
 
 class UserPatch(Change):
@@ -64,6 +68,9 @@ class NewPassword(Change):
     """A password to set."""
 
     password: str = Field(max_length=1024)
+    must_change_password: bool = Field(
+        False, description="A temporary password (a reset); false: the user's own."
+    )
 
 
 class SignIn(BaseModel):
@@ -120,6 +127,7 @@ def add_user_routes(app: FastAPI, store: UserStore, authorized: Depends) -> None
                     new.password,
                     actor=new.actor,
                     remote_address=new.remote_address,
+                    must_change_password=new.must_change_password,
                 )
             )
         except UserError as exc:
@@ -147,7 +155,11 @@ def add_user_routes(app: FastAPI, store: UserStore, authorized: Depends) -> None
         """Set a password; the user's sessions end."""
         try:
             store.set_password(
-                name, new.password, actor=new.actor, remote_address=new.remote_address
+                name,
+                new.password,
+                actor=new.actor,
+                remote_address=new.remote_address,
+                must_change_password=new.must_change_password,
             )
         except UserError as exc:
             raise _refused(exc) from None

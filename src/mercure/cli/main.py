@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mercure import __version__
-from mercure.cli import delete, logs, requeue
+from mercure.cli import delete, import_config, logs, requeue
 from mercure.core.config import FolderTarget, LoadedConfig, MercureConfig, load_config
 from mercure.core.config.reference import render_reference
 from mercure.core.datafolder import PAUSABLE_STAGES, DataFolder
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.register(commands, common)
     delete.register(commands, common)
     logs.register(commands, common)
+    import_config.register(commands, common)
     for name in SERVICE_NAMES:
         try:
             extension = importlib.import_module(f"mercure.{name}.cli")

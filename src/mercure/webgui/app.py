@@ -23,6 +23,7 @@ from mercure.webgui.asgi import BodyLimit, ProxyHeaders, RootPath, SecurityHeade
 from mercure.webgui.auth import (
     Forbidden,
     NotSignedIn,
+    PasswordChangeRequired,
     check_routes_declare_access,
     session_of,
     wants_page,
@@ -79,6 +80,15 @@ def _add_error_pages(app: FastAPI) -> None:
         # htmx follows HX-Redirect (even on an error status); scripts see 401.
         return PlainTextResponse(
             exc.reason or "not signed in", status_code=401, headers={"HX-Redirect": login}
+        )
+
+    @app.exception_handler(PasswordChangeRequired)
+    async def password_change_required(request: Request, exc: PasswordChangeRequired) -> Response:
+        change = url(request, "password_change")
+        if wants_page(request):
+            return RedirectResponse(change, status_code=303)
+        return PlainTextResponse(
+            "choose a new password first", status_code=403, headers={"HX-Redirect": change}
         )
 
     @app.exception_handler(Forbidden)

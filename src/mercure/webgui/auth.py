@@ -55,6 +55,14 @@ class NotSignedIn(Exception):
         self.reason = reason
 
 
+class PasswordChangeRequired(Exception):
+    """Signed in with a temporary password: the user must choose a new one first."""
+
+
+ALLOWED_BEFORE_PASSWORD_CHANGE = frozenset({"password_change", "password_change_submit", "logout"})
+"""Routes a user who must change their password may use (by route name)."""
+
+
 class Forbidden(Exception):
     """Signed in, but not allowed: the role is too low, or the CSRF token is missing/wrong."""
 
@@ -139,6 +147,10 @@ class AccessRule:
             raise NotSignedIn()
         await _confirm_user(request, session)
         request.state.session = session
+        if session.must_change_password:
+            route = request.scope.get("route")
+            if getattr(route, "name", None) not in ALLOWED_BEFORE_PASSWORD_CHANGE:
+                raise PasswordChangeRequired()
         if request.method not in SAFE_METHODS and not tokens_match(
             await _supplied_csrf(request), session.csrf_token
         ):

@@ -72,6 +72,7 @@ class UserRecord(BaseModel):
     updated: datetime | None = None
     last_login: datetime | None = None
     password_changed: datetime | None = None
+    must_change_password: bool = False
 
 
 class StatisticsBucket(BaseModel):
@@ -255,10 +256,22 @@ class BookkeeperClient:
         await self.request("PATCH", f"users/{_segment(name)}", json=body)
 
     async def set_password(
-        self, name: str, password: str, *, actor: str, remote_address: str
+        self,
+        name: str,
+        password: str,
+        *,
+        actor: str,
+        remote_address: str,
+        must_change_password: bool = False,
     ) -> None:
-        """Give a user a new password (ends the user's sessions)."""
-        body = {"password": password, "actor": actor, "remote_address": remote_address}
+        """Give a user a new password (ends the user's sessions); a temporary one with
+        ``must_change_password``."""
+        body = {
+            "password": password,
+            "actor": actor,
+            "remote_address": remote_address,
+            "must_change_password": must_change_password,
+        }
         await self.request("PUT", f"users/{_segment(name)}/password", json=body)
 
     async def delete_user(self, name: str, *, actor: str, remote_address: str) -> None:

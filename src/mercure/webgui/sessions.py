@@ -83,6 +83,8 @@ class Session:
     """When the bookkeeper last confirmed the user (clock time)."""
     remote_address: str
     csrf_token: str = field(default_factory=new_token)
+    must_change_password: bool = False
+    """The user signed in with a temporary password: only choosing a new one is allowed."""
 
 
 class SessionStore:
@@ -111,7 +113,15 @@ class SessionStore:
     def _expired(self, session: Session, now: float) -> bool:
         return now - session.last_seen >= self.idle_timeout or now - session.created >= self.max_age
 
-    def create(self, user: str, role: Role, epoch: int, remote_address: str) -> Session:
+    def create(
+        self,
+        user: str,
+        role: Role,
+        epoch: int,
+        remote_address: str,
+        *,
+        must_change_password: bool = False,
+    ) -> Session:
         """A new session for a user who just signed in."""
         now = self.clock()
         session = Session(
@@ -123,6 +133,7 @@ class SessionStore:
             last_seen=now,
             checked=now,
             remote_address=remote_address,
+            must_change_password=must_change_password,
         )
         with self._lock:
             self._purge(now)

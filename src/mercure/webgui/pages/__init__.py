@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mercure.webgui.pages import (
+    account,
     audit,
     auth,
     config,
@@ -29,6 +30,7 @@ from mercure.webgui.pages import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
+    account.router,
     overview.router,
     queue.router,
     search.router,

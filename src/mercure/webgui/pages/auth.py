@@ -166,9 +166,18 @@ async def login_submit(
             status_code=401,
         )
     web.throttle.succeeded(name)
-    session = web.sessions.create(user.name, Role(user.role), user.session_epoch, address)
+    session = web.sessions.create(
+        user.name,
+        Role(user.role),
+        user.session_epoch,
+        address,
+        must_change_password=user.must_change_password,
+    )
     log.info("%s signed in from %s", user.name, address)
-    response = RedirectResponse(_safe_next(request, next), status_code=303)
+    where = (
+        url(request, "password_change") if user.must_change_password else _safe_next(request, next)
+    )
+    response = RedirectResponse(where, status_code=303)
     set_session_cookie(request, response, session)
     response.delete_cookie(LOGIN_COOKIE_NAME, path=_cookie_path(request))
     return response
