@@ -298,8 +298,9 @@ def _reason_kind(reason: str) -> str:
 def read_outcome(data: DataFolder, archive: Path, orthanc_log: Path, orthanc: Orthanc) -> Outcome:
     """Where every instance is: targets, finished stages, queues."""
     received = Counter(orthanc_log.read_text().split()) if orthanc_log.exists() else Counter()
+    # A processed instance keeps the name its module was given: <series>#<sop>.dcm.
     archive_counts: Counter[str] = Counter(
-        path.stem for path in archive.glob("*/*.dcm") if path.is_file()
+        path.stem.rpartition("#")[2] for path in archive.glob("*/*.dcm") if path.is_file()
     )
     errors: dict[str, str] = {}
     for folder in _folders(data.stage(Stage.ERROR)):
