@@ -53,6 +53,18 @@ def test_unknown_target_is_named_with_its_key_path() -> None:
     assert issues_of(text) == ["rules.ct_head.targets[1]: unknown target 'pacs2'"]
 
 
+def test_unknown_dynamic_routing_target_is_named_with_its_key_path() -> None:
+    """dynamic_routing_allowed_targets must name configured targets too."""
+    text = GOOD.replace(
+        "targets: [pacs, archive]",
+        "targets: [pacs, archive]\n    dynamic_routing: true\n"
+        "    dynamic_routing_allowed_targets: [archive, elsewhere]",
+    )
+    assert issues_of(text) == [
+        "rules.ct_head.dynamic_routing_allowed_targets[1]: unknown target 'elsewhere'"
+    ]
+
+
 def test_every_error_is_reported_at_once() -> None:
     """Several problems in one file are all listed, each with its path."""
     text = """

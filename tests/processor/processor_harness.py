@@ -90,8 +90,9 @@ class Processor:
         priority: str = "normal",
         retain: bool = False,
         task_id: str | None = None,
+        rule: str | None = None,
     ) -> str:
-        """Place a task in processing/ the way the router does; its id."""
+        """Place a task in processing/ the way the router does (for ``rule``, if given); its id."""
         task_id = task_id or new_task_id()
         staging = self.data.stage(Stage.PROCESSING) / f".new-{task_id}"
         staging.mkdir()
@@ -104,6 +105,8 @@ class Processor:
                 action="both" if targets else "process",
                 uid=series.series_uid if isinstance(series, GeneratedSeries) else "1.2.3",
                 priority=priority,  # type: ignore[arg-type]
+                applied_rule=rule,
+                triggered_rules={rule: True} if rule else {},
             ),
             dispatch=TaskDispatch(target_name=targets or []),
             process=[

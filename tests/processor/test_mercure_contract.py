@@ -169,36 +169,73 @@ def test_persistence_folder_is_kept_across_tasks(
     assert (persistence / "contract" / "runs").read_text() == "2"
 
 
-def test_dynamic_routing_to_a_configured_target(
-    processor: Processor, tiny_series: GeneratedSeries, tmp_path: Path
-) -> None:
-    """__mercure_routing replaces the task's targets with configured ones."""
+def _routing_site(processor: Processor, tmp_path: Path, **rule: Any) -> None:
+    """Targets pacs and research, the contract module, and rule ``dyn`` sending to pacs."""
     processor.config["targets"] = {
         "pacs": {"type": "folder", "folder": str(tmp_path / "pacs")},
         "research": {"type": "folder", "folder": str(tmp_path / "research")},
     }
     processor.config["modules"]["contract"] = command_module("mercure_contract.py")
-    processor.start()
-    task_id = processor.add_task(
-        tiny_series, ["contract"], settings={"routing": {"target": "research"}}, targets=["pacs"]
+    processor.config["rules"] = {
+        "dyn": {
+            "rule": "False",
+            "action": "both",
+            "targets": ["pacs"],
+            "processing_module": ["contract"],
+            **rule,
+        }
+    }
+
+
+def _routed(processor: Processor, series: GeneratedSeries, routing: dict[str, Any]) -> str:
+    return processor.add_task(
+        series, ["contract"], settings={"routing": routing}, targets=["pacs"], rule="dyn"
     )
+
+
+def test_dynamic_routing_to_an_allowed_target(
+    processor: Processor, tiny_series: GeneratedSeries, tmp_path: Path
+) -> None:
+    """With the rule's dynamic_routing, __mercure_routing replaces the task's targets."""
+    _routing_site(
+        processor, tmp_path, dynamic_routing=True, dynamic_routing_allowed_targets=["research"]
+    )
+    processor.start()
+    task_id = _routed(processor, tiny_series, {"target": "research"})
     folder = processor.wait_for(task_id, Stage.OUTGOING)
     dispatch = read_task(folder).dispatch
     assert dispatch is not None and dispatch.target_name == ["research"]
 
 
-def test_dynamic_routing_to_an_unknown_target_fails_the_task(
-    processor: Processor, tiny_series: GeneratedSeries
+def test_dynamic_routing_is_ignored_unless_the_rule_allows_it(
+    processor: Processor, tiny_series: GeneratedSeries, tmp_path: Path
 ) -> None:
-    """A module cannot route to a target the configuration lacks: the task fails, saying so."""
-    processor.config["modules"]["contract"] = command_module("mercure_contract.py")
+    """Without dynamic_routing on the task's rule, a module cannot redirect or discard it."""
+    _routing_site(processor, tmp_path)
     processor.start()
-    task_id = processor.add_task(
-        tiny_series, ["contract"], settings={"routing": {"target": ["elsewhere"]}}
+    redirected = _routed(processor, tiny_series, {"target": "research"})
+    discarded = _routed(processor, tiny_series, {"discard": True})
+    for task_id in (redirected, discarded):
+        dispatch = read_task(processor.wait_for(task_id, Stage.OUTGOING)).dispatch
+        assert dispatch is not None and dispatch.target_name == ["pacs"]
+
+
+def test_dynamic_routing_outside_the_allowed_or_configured_targets_fails_the_task(
+    processor: Processor, tiny_series: GeneratedSeries, tmp_path: Path
+) -> None:
+    """A module cannot route where the rule does not allow or the configuration lacks."""
+    _routing_site(
+        processor, tmp_path, dynamic_routing=True, dynamic_routing_allowed_targets=["research"]
     )
-    folder = processor.wait_for(task_id, Stage.ERROR)
-    reason = json.loads((folder / "error.json").read_text())["reason"]
-    assert "'elsewhere'" in reason and "does not have" in reason
+    processor.start()
+    not_allowed = _routed(processor, tiny_series, {"target": ["pacs"]})
+    unknown = _routed(processor, tiny_series, {"target": ["elsewhere"]})
+    reasons = [
+        json.loads((processor.wait_for(task_id, Stage.ERROR) / "error.json").read_text())["reason"]
+        for task_id in (not_allowed, unknown)
+    ]
+    assert "'pacs'" in reasons[0] and "does not allow" in reasons[0]
+    assert "'elsewhere'" in reasons[1] and "does not have" in reasons[1]
 
 
 def _mercure_task_json(task_id: str, series: GeneratedSeries, **parts: Any) -> dict[str, Any]:

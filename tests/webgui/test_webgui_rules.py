@@ -73,15 +73,27 @@ def version_of(page: str) -> str:
     return match.group(1)
 
 
+LIST_CHECKBOXES = ("targets", "notification_urgent_only", "dynamic_routing_allowed_targets")
+"""The editor's repeated checkboxes: the checked ones are sent as a list."""
+
+
 def editor_fields(client: httpx.Client, path: str) -> dict[str, object]:
     """What the editor at ``path`` would send unchanged (hidden fields included)."""
     page = client.get(path, headers=PAGE).text
     fields: dict[str, object] = {"config_version": version_of(page)}
     form = page.split('id="rule-form"', 1)[1].split("</form>", 1)[0]
-    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
-        if name in ("targets", "notification_urgent_only"):
+    for tag in re.findall(r"<input[^>]*>", form):
+        named = re.search(r'name="([^"]+)"', tag)
+        valued = re.search(r'value="([^"]*)"', tag)
+        if named is None or valued is None:
             continue
-        fields[name] = html.unescape(value)
+        name, value = named.group(1), html.unescape(valued.group(1))
+        if name in LIST_CHECKBOXES:
+            if 'type="checkbox"' in tag and "checked" in tag:
+                fields.setdefault(name, [])
+                fields[name].append(value)  # type: ignore[union-attr]
+        elif 'type="checkbox"' not in tag:
+            fields[name] = value
     for name, value in re.findall(r'<textarea name="([^"]+)"[^>]*>([^<]*)</textarea>', form):
         fields[name] = html.unescape(value)
     for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
@@ -91,17 +103,10 @@ def editor_fields(client: httpx.Client, path: str) -> dict[str, object]:
             fields[name] += [html.unescape(v) for v in chosen if v]  # type: ignore[operator]
         elif chosen:
             fields[name] = html.unescape(chosen[0])
-    fields["targets"] = [
-        html.unescape(v)
-        for v in re.findall(
-            r'<input type="checkbox" name="targets" value="([^"]+)"[^>]*checked', form
-        )
-    ]
-    fields["notification_urgent_only"] = re.findall(
-        r'name="notification_urgent_only" value="([^"]+)"[^>]*checked', form
-    )
+    for name in LIST_CHECKBOXES:
+        fields.setdefault(name, [])
     flags = [f for f in Rule.model_fields if f.startswith("notification_trigger_")]
-    for flag in ("fallback", "disabled", "processing_retain_images", *flags):
+    for flag in ("fallback", "disabled", "processing_retain_images", "dynamic_routing", *flags):
         if re.search(rf'name="{flag}"[^>]*checked', form):
             fields[flag] = "1"
         else:
@@ -576,3 +581,25 @@ def test_a_broken_file_shows_the_rules_in_force_and_saves_nothing(
     response = post(admin, "/rules/ct/edit", {**fields, "comment": "x"})
     assert response.status_code in (409, 422) and 'id="save-problem"' in response.text
     assert configured.config_path.read_text() == broken
+
+
+def test_dynamic_routing_and_its_allowed_targets_are_saved(
+    configured: WebGui, admin: httpx.Client
+) -> None:
+    """The editor's dynamic routing box writes dynamic_routing and the checked targets."""
+    fields = editor_fields(admin, "/rules/new")
+    fields.update(
+        name="ai",
+        rule="tags.Modality == 'CT'",
+        targets=["archive"],
+        dynamic_routing="1",
+        dynamic_routing_allowed_targets=["archive"],
+    )
+    response = post(admin, "/rules/new", fields)
+    assert response.status_code == 200, response.text
+    saved = saved_rules(configured)["ai"]
+    assert saved["dynamic_routing"] is True
+    assert saved["dynamic_routing_allowed_targets"] == ["archive"]
+    reopened = editor_fields(admin, "/rules/ai/edit")
+    assert reopened["dynamic_routing"] == "1"
+    assert reopened["dynamic_routing_allowed_targets"] == ["archive"]

@@ -130,6 +130,20 @@ def convert_rule(
         elif field == "study_force_completion_action":
             out["study_force_action"] = value or MERCURE_FORCE_ACTION
             report.mapped(where, f"{to}.study_force_action")
+        elif field == "dynamic_routing":
+            out[field] = as_mercure_bool(value)
+            report.mapped(where, f"{to}.{field}")
+        elif field == "dynamic_routing_allowed_targets":
+            allowed = [context.target_names.get(t, t) for t in mercure_names(value)]
+            if allowed:
+                out[field] = allowed
+            report.mapped(where, f"{to}.{field}")
+        elif field == "conditional_alternate_target":
+            report.dropped(
+                where,
+                "mercure-router has no alternate target: a module names the target itself "
+                "(__mercure_routing.target), allowed by dynamic_routing_allowed_targets",
+            )
         elif field == "tags":
             report.mapped(where, f"{to}.comment", "kept in the comment")
         elif field in notification_fields or field in ("comment", "contact"):

@@ -275,14 +275,27 @@ def _apply_routing(ctx: JobContext, task: Task) -> None:
     """Follow the last module's ``__mercure_routing``: new targets, or no dispatch at all.
 
     ``{"target": "pacs"}`` or ``{"target": ["pacs", "archive"]}`` replaces the task's targets;
-    ``{"discard": true}`` sends it nowhere (it ends in success/, as in mercure). Only targets
-    the configuration has are allowed: a module cannot make the router send anywhere else.
+    ``{"discard": true}`` sends it nowhere (it ends in success/, as in mercure). Only when the
+    task's rule has ``dynamic_routing`` (else the key is ignored, as in mercure), and only to
+    targets the configuration has and the rule's ``dynamic_routing_allowed_targets`` (when
+    given) lists: a module cannot make the router send anywhere else.
     """
     output = task.process[-1].output if task.process else None
     directive = output.get(ROUTING_KEY) if output else None
     if directive is None:
         return
     module = task.process[-1].module_name
+    rule_name = task.info.applied_rule
+    rule = ctx.config.rules.get(rule_name) if ctx.config is not None and rule_name else None
+    if rule is None or not rule.dynamic_routing:
+        log.warning(
+            "task %s: module %s asks for %s, ignored: rule %s does not have dynamic_routing",
+            task.id,
+            module,
+            ROUTING_KEY,
+            rule_name or "(none)",
+        )
+        return
     if not isinstance(directive, dict):
         raise ModuleFailed(f"module {module}: {ROUTING_KEY} in result.json is not an object")
     if directive.get("discard") is True:
@@ -304,6 +317,14 @@ def _apply_routing(ctx: JobContext, task: Task) -> None:
             f"module {module}: {ROUTING_KEY} asks for target(s) "
             + ", ".join(repr(n) for n in refused)
             + " that the configuration does not have"
+        )
+    allowed = rule.dynamic_routing_allowed_targets
+    refused = [name for name in names if allowed and name not in allowed]
+    if refused:
+        raise ModuleFailed(
+            f"module {module}: {ROUTING_KEY} asks for target(s) "
+            + ", ".join(repr(n) for n in refused)
+            + f" that rule {rule_name} does not allow (dynamic_routing_allowed_targets)"
         )
     log.info("task %s: module %s routes it to %s", task.id, module, ", ".join(names))
     previous = task.dispatch

@@ -72,6 +72,8 @@ class RuleForm:
     processing_module: list[str] = field(default_factory=list)
     processing_settings: str = "{}"
     processing_retain_images: bool = False
+    dynamic_routing: bool = False
+    dynamic_routing_allowed_targets: list[str] = field(default_factory=list)
     action_trigger: str = "series"
     study_trigger_condition: str = "timeout"
     study_trigger_series: str = ""
@@ -113,6 +115,8 @@ def form_from_rule(name: str, raw: Mapping[str, Any]) -> RuleForm:
         processing_module=_names(modules),
         processing_settings=json.dumps(settings, indent=2, default=str) if settings else "{}",
         processing_retain_images=bool(raw.get("processing_retain_images", False)),
+        dynamic_routing=bool(raw.get("dynamic_routing", False)),
+        dynamic_routing_allowed_targets=_names(raw.get("dynamic_routing_allowed_targets", [])),
         action_trigger=str(raw.get("action_trigger", "series")),
         study_trigger_condition=str(raw.get("study_trigger_condition", "timeout")),
         study_trigger_series=str(raw.get("study_trigger_series", "") or ""),
@@ -157,6 +161,10 @@ def parse_form(form: Mapping[str, Any], getlist: Any) -> RuleForm:
         processing_module=[v for v in getlist("processing_module") if isinstance(v, str) and v],
         processing_settings=text("processing_settings", MAX_SETTINGS),
         processing_retain_images=bool(form.get("processing_retain_images")),
+        dynamic_routing=bool(form.get("dynamic_routing")),
+        dynamic_routing_allowed_targets=_unique(
+            v for v in getlist("dynamic_routing_allowed_targets") if isinstance(v, str) and v
+        ),
         action_trigger=text("action_trigger") or "series",
         study_trigger_condition=text("study_trigger_condition") or "timeout",
         study_trigger_series=text("study_trigger_series").strip(),
@@ -247,6 +255,8 @@ def rule_value(parsed: RuleForm, existing: Mapping[str, Any] | None) -> dict[str
         "processing_module": list(parsed.processing_module),
         "processing_settings": parsed.settings_value,
         "processing_retain_images": parsed.processing_retain_images,
+        "dynamic_routing": parsed.dynamic_routing,
+        "dynamic_routing_allowed_targets": list(parsed.dynamic_routing_allowed_targets),
         "action_trigger": parsed.action_trigger,
         "study_trigger_condition": parsed.study_trigger_condition,
         "study_trigger_series": parsed.study_trigger_series,

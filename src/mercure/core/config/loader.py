@@ -400,6 +400,14 @@ def _reference_issues(document: Mapping[str, Any]) -> list[ConfigIssue]:
         for i, target in enumerate(_names(rule.get(key))):
             if isinstance(target, str) and target not in targets:
                 issues.append(ConfigIssue(f"rules.{name}.{key}[{i}]", f"unknown target '{target}'"))
+        for i, target in enumerate(_names(rule.get("dynamic_routing_allowed_targets"))):
+            if isinstance(target, str) and target not in targets:
+                issues.append(
+                    ConfigIssue(
+                        f"rules.{name}.dynamic_routing_allowed_targets[{i}]",
+                        f"unknown target '{target}'",
+                    )
+                )
         for i, module in enumerate(_names(rule.get("processing_module"))):
             if isinstance(module, str) and module not in modules:
                 issues.append(

@@ -283,6 +283,16 @@ class Rule(StrictModel):
     processing_retain_images: bool = Field(
         False, description="Keep the input images beside the module's output."
     )
+    dynamic_routing: bool = Field(
+        False,
+        description="Let the last module choose where the task goes: `__mercure_routing` in its "
+        "result.json (new targets, or discard), as in mercure; off, that key is ignored (logged).",
+    )
+    dynamic_routing_allowed_targets: NameList = Field(
+        default_factory=list,
+        description="With dynamic_routing: the targets a module may choose; empty allows every "
+        "configured target. Anything else fails the task, saying so.",
+    )
     action_trigger: Literal["series", "study"] = Field(
         "series", description="Act per series, or collect the study first."
     )
