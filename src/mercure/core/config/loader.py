@@ -393,37 +393,23 @@ def _reference_issues(document: Mapping[str, Any]) -> list[ConfigIssue]:
     issues = []
     targets = _named_entries(document, "targets")
     modules = _named_entries(document, "modules")
+    channels = _named_entries(document, "notifications")
     for name, rule in _named_entries(document, "rules").items():
         if not isinstance(rule, dict):
             continue
         key = "target" if "target" in rule and "targets" not in rule else "targets"
-        for i, target in enumerate(_names(rule.get(key))):
-            if isinstance(target, str) and target not in targets:
-                issues.append(ConfigIssue(f"rules.{name}.{key}[{i}]", f"unknown target '{target}'"))
-        for i, target in enumerate(_names(rule.get("dynamic_routing_allowed_targets"))):
-            if isinstance(target, str) and target not in targets:
-                issues.append(
-                    ConfigIssue(
-                        f"rules.{name}.dynamic_routing_allowed_targets[{i}]",
-                        f"unknown target '{target}'",
+        references = (
+            (key, "target", targets),
+            ("dynamic_routing_allowed_targets", "target", targets),
+            ("processing_module", "module", modules),
+            ("notification_channels", "notification channel", channels),
+        )
+        for key_name, what, known in references:
+            for i, item in enumerate(_names(rule.get(key_name))):
+                if isinstance(item, str) and item not in known:
+                    issues.append(
+                        ConfigIssue(f"rules.{name}.{key_name}[{i}]", f"unknown {what} '{item}'")
                     )
-                )
-        for i, module in enumerate(_names(rule.get("processing_module"))):
-            if isinstance(module, str) and module not in modules:
-                issues.append(
-                    ConfigIssue(
-                        f"rules.{name}.processing_module[{i}]", f"unknown module '{module}'"
-                    )
-                )
-        channels = _named_entries(document, "notifications")
-        for i, channel in enumerate(_names(rule.get("notification_channels"))):
-            if isinstance(channel, str) and channel not in channels:
-                issues.append(
-                    ConfigIssue(
-                        f"rules.{name}.notification_channels[{i}]",
-                        f"unknown notification channel '{channel}'",
-                    )
-                )
         required = rule.get("study_trigger_series")
         if isinstance(required, str) and required.strip():
             issues.extend(_required_series_issues(f"rules.{name}.study_trigger_series", required))
