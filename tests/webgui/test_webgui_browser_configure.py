@@ -132,7 +132,10 @@ def test_target_and_rule_made_in_the_browser_route_the_next_series(
 
             # The rule, checked as typed and tested against the series received before.
             page.click("header nav >> text=Rules")
+            page.wait_for_url(url + "/rules")
             page.click("#new-rule")
+            # Loaded (htmx set up) before typing: a keystroke before that checks nothing.
+            page.wait_for_url(url + "/rules/new")
             page.fill("#rule-name", "ct_to_orthanc")
             page.fill("#rule-expression", "tags.Modality == 'CT")
             page.press("#rule-expression", "End")
