@@ -41,9 +41,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mercure.core.ingest.placement import SCANNED_TAGS
 from mercure.dicomnet.filemeta import read_file_meta
 from mercure.dicomnet.scanner import DatasetScanner
-from mercure.receiver.placement import SCANNED_TAGS
 from mercure.testing.peers import StoreSCP
 from mercure.testing.peers.dcmtk import dcmtk_program
 from mercure.testing.peers.process import peer_environment

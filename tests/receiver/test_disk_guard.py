@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from mercure.core.ingest.diskguard import INSTANCE_OVERHEAD, DiskGuard
 from mercure.dicomnet.dimse import OUT_OF_RESOURCES, SUCCESS
 from mercure.dicomnet.errors import StoreRefused
-from mercure.receiver.diskguard import INSTANCE_OVERHEAD, DiskGuard
 
 MIB = 1 << 20
 

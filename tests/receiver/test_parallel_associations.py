@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mercure.receiver.placement import Flusher
+from mercure.core.ingest.placement import Flusher
 from mercure.testing.checks import assert_no_partial_files
 from mercure.testing.peers import storescu, storescu_reporting_acks
 from mercure.testing.receiver import RunningReceiver, dataset_bytes

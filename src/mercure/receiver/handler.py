@@ -8,6 +8,8 @@ import os
 
 from mercure.core.config.models import ListenerConfig
 from mercure.core.events import EventClient
+from mercure.core.ingest.diskguard import DiskGuard
+from mercure.core.ingest.placement import AssociationState, Placer
 from mercure.dicomnet.dimse import OUT_OF_RESOURCES
 from mercure.dicomnet.errors import StoreRefused
 from mercure.dicomnet.handler import (
@@ -23,8 +25,6 @@ from mercure.dicomnet.handler import (
     StoreSink,
 )
 from mercure.dicomnet.pdu import shown_title
-from mercure.receiver.diskguard import DiskGuard
-from mercure.receiver.placement import AssociationState, Placer
 
 log = logging.getLogger(__name__)
 

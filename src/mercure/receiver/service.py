@@ -8,13 +8,13 @@ import logging
 from mercure.core.config import LoadedConfig
 from mercure.core.config.models import ListenerConfig, ReceiverConfig
 from mercure.core.datafolder import Stage
+from mercure.core.ingest.diskguard import DiskGuard
+from mercure.core.ingest.placement import Placer
+from mercure.core.ingest.staging import Staging
 from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
-from mercure.receiver.diskguard import DiskGuard
 from mercure.receiver.handler import ReceiverHandler
 from mercure.receiver.listeners import ListenerError, listener_settings
-from mercure.receiver.placement import Placer
-from mercure.receiver.staging import Staging
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,8 @@ from mercure.core.atomic import atomic_write_json
 from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.events import EventClient
+from mercure.core.ingest.staging import Staging
+from mercure.core.ingest.tags import series_tags
 from mercure.core.task import ERROR_FILE, Task, TaskInfo, new_task_id, write_task
 from mercure.dicomnet.dimse import (
     CANNOT_UNDERSTAND,
@@ -47,8 +49,6 @@ from mercure.dicomnet.scanner import (
     STUDY_INSTANCE_UID,
     DatasetScanner,
 )
-from mercure.receiver.staging import Staging
-from mercure.receiver.tags import series_tags
 
 log = logging.getLogger(__name__)
 
