@@ -12,6 +12,8 @@
       run/                               heartbeat files of running services
       outbox/<service>@<instance>/       events not yet delivered to the bookkeeper
       notifications/<id>.json            notifications not yet sent (mercure notifier)
+      retrieve/jobs/<job>/               retrieve jobs (mercure retriever, docs/retrieve.md)
+      retrieve/series/<series>.json      series a retrieve job is fetching (router reads)
 
 Every hand-over between stages is one ``rename``, so all stage folders must be on one
 filesystem; :meth:`DataFolder.ensure` checks that at start-up. Names starting with a dot are
@@ -84,6 +86,11 @@ class DataFolder:
         """Notifications queued for ``mercure notifier`` (one JSON file each)."""
         return self.root / "notifications"
 
+    @property
+    def retrieve_dir(self) -> Path:
+        """Retrieve jobs (``jobs/``) and the marks of series they fetch (``series/``)."""
+        return self.root / "retrieve"
+
     def ensure(self) -> None:
         """Create missing folders and check that all stages share one filesystem.
 
@@ -109,6 +116,9 @@ class DataFolder:
             self.run_dir,
             self.outbox_dir,
             self.notifications_dir,
+            self.retrieve_dir,
+            self.retrieve_dir / "jobs",
+            self.retrieve_dir / "series",
         ]
 
     def entries(self, stage: Stage | str) -> list[Path]:

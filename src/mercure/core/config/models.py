@@ -572,6 +572,90 @@ Target = Annotated[TargetBase, INSTALLED_TARGET_TYPES]
 """A target of any installed type, told apart by its ``type``."""
 
 
+class DicomSource(StrictModel):
+    """A DICOM node we query (C-FIND) and retrieve from (C-GET or C-MOVE), docs/retrieve.md."""
+
+    type: Literal["dicom"]
+    comment: str = Field("", description="Free text for the administrators.")
+    host: str = Field(description="Host name or address of the PACS.")
+    port: int = Field(104, ge=1, le=65535)
+    aet_target: AETitle = Field(description="Called AE title (the PACS).")
+    aet_source: AETitle = Field("MERCURE", description="Calling AE title we present.")
+    tls: TLSClientConfig | None = Field(None, description="Query and retrieve over TLS.")
+    retrieve_method: Literal["c-get", "c-move"] = Field(
+        "c-get",
+        description="C-GET: the instances come back on our own association. C-MOVE: the PACS "
+        "sends them to move_destination, one of our listeners, which it must know by that AE "
+        "title.",
+    )
+    move_destination: AETitle | None = Field(
+        None,
+        description="AE title the PACS sends to for C-MOVE; must be a listener's ae_title. "
+        "Empty: the first listener's.",
+    )
+    max_associations: int = Field(
+        2, ge=1, le=32, description="Associations to this source at once, over every job."
+    )
+    timeout: PositiveSeconds = Field(
+        60.0,
+        description="How long to wait for any answer of the PACS (connect, C-FIND, each "
+        "C-GET/C-MOVE progress response) before the study counts as failed and is retried.",
+    )
+
+
+class DicomWebSource(StrictModel):
+    """A DICOMweb server we query (QIDO-RS) and retrieve from (WADO-RS), docs/retrieve.md."""
+
+    type: Literal["dicomweb"]
+    comment: str = Field("", description="Free text for the administrators.")
+    url: DicomWebURL = Field(
+        description="Base URL of the DICOMweb service (…/dicom-web); no credentials in it."
+    )
+    qido_url_prefix: UrlPrefix = Field(
+        None, description="Path appended to url for QIDO-RS: `rs` queries `<url>/rs/studies`."
+    )
+    wado_url_prefix: UrlPrefix = Field(
+        None, description="Path appended to url for WADO-RS: `rs` retrieves `<url>/rs/studies`."
+    )
+    auth: Literal["none", "basic", "bearer"] = "none"
+    username: str = ""
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    verify_tls: bool = True
+    ca_certificate: Path | None = None
+    max_requests: int = Field(
+        2, ge=1, le=32, description="Requests to this source at once, over every job."
+    )
+    timeout: PositiveSeconds = Field(
+        60.0, description="How long to wait for any answer (or the next bytes of one)."
+    )
+
+
+Source = Annotated[DicomSource | DicomWebSource, Field(discriminator="type")]
+"""A source to query and retrieve from, told apart by its ``type``."""
+
+
+class RetrieveConfig(StrictModel):
+    """How retrieve jobs behave (``mercure retrieve``, docs/retrieve.md)."""
+
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Tries per study (a failed or short retrieve counts as one) before the "
+        "study is marked failed.",
+    )
+    retry_delay: PositiveSeconds = Field(
+        60.0, description="Wait before a study's second try; doubled per try, at most an hour."
+    )
+    studies_in_parallel: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Studies one job retrieves at once (the source's limit holds as well).",
+    )
+
+
 DEFAULT_WEBHOOK_BODY = """{
   "event": {{ event | tojson }},
   "rule": {{ rule | tojson }},
@@ -962,6 +1046,10 @@ class MercureConfig(StrictModel):
     rules: dict[Name, Rule] = Field(default_factory=dict, description="Routing rules by name.")
     targets: dict[Name, Target] = Field(default_factory=dict, description="Targets by name.")
     modules: dict[Name, Module] = Field(default_factory=dict, description="Modules by name.")
+    sources: dict[Name, Source] = Field(
+        default_factory=dict, description="Query/retrieve sources by name (docs/retrieve.md)."
+    )
+    retrieve: RetrieveConfig = Field(default_factory=RetrieveConfig)
     notifications: dict[Name, Channel] = Field(
         default_factory=dict, description="Notification channels by name."
     )
