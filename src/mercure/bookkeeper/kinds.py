@@ -149,3 +149,24 @@ INSTANCE_COUNTING_KINDS: Final = frozenset({SERIES_RECEIVED, DISPATCH_COMPLETE})
 instances delivered (per target, so one instance sent to two targets counts twice)."""
 
 SEVERITIES: Final = ("debug", "info", "warning", "error", "critical")
+
+RETRIEVE_JOB: Final = "retrieve.job"
+"""A retrieve job's progress (docs/retrieve.md), emitted when it is created, starts, pauses,
+resumes, finishes a study and ends. ``data``: ``job``, ``source``, ``state`` (one of
+:data:`RETRIEVE_JOB_STATES`), ``studies_total``, ``studies_done``, ``studies_failed``,
+``studies_remaining``, ``instances`` (retrieved so far), ``rate`` (instances per second over
+the last minute, or null), ``offpeak`` (bool), ``reason`` (why it failed or waits, or null)."""
+RETRIEVE_STUDY: Final = "retrieve.study"
+"""One study of a retrieve job done or failed. ``data``: ``job``, ``source``, ``study_uid``,
+``state`` ("done" | "failed" | "retrying"), ``expected`` and ``retrieved`` instance counts,
+``attempt``, ``reason`` (or null). No patient data: the accession number stays in the job
+folder."""
+RETRIEVE_JOB_STATES: Final = (
+    "queued",
+    "waiting-offpeak",
+    "running",
+    "paused",
+    "done",
+    "failed",
+    "cancelled",
+)
