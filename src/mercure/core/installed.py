@@ -13,6 +13,7 @@ SERVICE_NAMES = (
     "bookkeeper",
     "receiver",
     "router",
+    "retriever",
     "processor",
     "dispatcher",
     "notifier",
