@@ -28,7 +28,7 @@ def config(tmp_path: Path) -> Path:
     document = {
         "data_dir": str(tmp_path / "data"),
         "sources": {"pacs": {"type": "dicomweb", "url": "http://127.0.0.1:9/dicom-web"}},
-        "targets": {"out": {"type": "folder", "path": str(tmp_path / "out")}},
+        "targets": {"out": {"type": "folder", "folder": str(tmp_path / "out")}},
         "rules": {"lab42": {"rule": "True", "action": "route", "targets": ["out"]}},
     }
     path.write_text(yaml.safe_dump(document))

@@ -37,7 +37,7 @@ from mercure.core.clock import utcnow
 from mercure.core.config import MercureConfig
 from mercure.core.config.models import DicomSource, DicomWebSource
 from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.events import EventClient
+from mercure.core.events import EventClient, Severity
 from mercure.core.retrievemarks import RetrieveMark, marks_of_job, remove_mark, write_mark
 from mercure.core.rules import CompiledRule, compile_rule
 from mercure.retriever.fetching import Fetcher, RetrieveFailed
@@ -60,6 +60,8 @@ MAX_RETRY_DELAY = 3600.0
 CONTROL_POLL = 1.0
 """Seconds between looks at the control file and the off-peak window."""
 RATE_WINDOW = 60.0
+
+STUDY_SEVERITY: dict[str, Severity] = {"done": "info", "retrying": "warning", "failed": "error"}
 
 SourceConfig = DicomSource | DicomWebSource
 FetcherFactory = Callable[[str, SourceConfig], Fetcher]
@@ -406,7 +408,7 @@ class JobRunner:
     def _emit_study(self, study: StudyProgress, state: str) -> None:
         self.env.events.emit(
             "retrieve.study",
-            severity={"failed": "error", "retrying": "warning"}.get(state, "info"),
+            severity=STUDY_SEVERITY[state],
             message=f"retrieve job {self.job_id}: study {state}"
             + (f": {study.reason}" if study.reason and state != "done" else ""),
             study_uid=study.study_uid,

@@ -124,10 +124,10 @@ class RetrieverService(Service):
             log.error("retrieve job %s cannot be run: %s", folder.name, exc)
             return
         self._broken.discard(folder.name)
-        task = asyncio.create_task(self._run(folder.name, runner))
+        task = asyncio.create_task(self._run_job(folder.name, runner))
         self._jobs[folder.name] = (claim, task)
 
-    async def _run(self, job_id: str, runner: JobRunner) -> None:
+    async def _run_job(self, job_id: str, runner: JobRunner) -> None:
         try:
             await runner.run()
         except asyncio.CancelledError:
