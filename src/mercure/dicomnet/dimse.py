@@ -45,6 +45,8 @@ FAILED_SUBOPERATIONS = 0x1022
 WARNING_SUBOPERATIONS = 0x1023
 MOVE_ORIGINATOR_AET = 0x1030
 MOVE_ORIGINATOR_MESSAGE_ID = 0x1031
+FAILED_SOP_INSTANCE_UID_LIST = 0x00080058
+"""Not a command element: found in some peers' C-GET/C-MOVE responses (see decode_command)."""
 
 # Status values (PS3.7 annex C and B.2.3).
 SUCCESS = 0x0000
@@ -73,8 +75,14 @@ def is_success(status: int) -> bool:
     return status == SUCCESS or status in WARNING_STATUSES
 
 
-def decode_command(data: bytes) -> dict[int, bytes]:
-    """Split a command set into element number -> raw value; raise PduError when malformed."""
+def decode_command(data: bytes, *, foreign_groups: bool = False) -> dict[int, bytes]:
+    """Split a command set into element number -> raw value; raise PduError when malformed.
+
+    A command set holds group 0000 only. With ``foreign_groups`` elements of other groups are
+    kept, keyed by their whole tag (``group << 16 | element``), instead of refused: DCMTK-based
+    PACS (Orthanc) put the Failed SOP Instance UID List (0008,0058) into C-GET responses'
+    command sets, and a requestor should still read the response.
+    """
     elements: dict[int, bytes] = {}
     pos = 0
     size = len(data)
@@ -83,9 +91,9 @@ def decode_command(data: bytes) -> dict[int, bytes]:
             raise PduError("truncated element in a command set", ABORT_REASON_INVALID_PARAMETER)
         group, element, length = _ELEMENT.unpack_from(data, pos)
         pos += 8
-        if group != 0 or pos + length > size:
+        if (group != 0 and not foreign_groups) or pos + length > size:
             raise PduError("malformed command set", ABORT_REASON_INVALID_PARAMETER)
-        elements[element] = data[pos : pos + length]
+        elements[group << 16 | element if group else element] = data[pos : pos + length]
         pos += length
     return elements
 

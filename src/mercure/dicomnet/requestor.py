@@ -175,9 +175,10 @@ class _RequestorConnection(UpperLayerConnection):
         self.last_rx = self._loop.time()
 
     def _on_command(self, context_id: int, command: bytes) -> bool:
-        cmd = dimse.decode_command(command)
         if self.operation is not None:
+            cmd = dimse.decode_command(command, foreign_groups=True)
             return self.operation.on_command(context_id, cmd)
+        cmd = dimse.decode_command(command)
         pending = self._pending
         responded_to = dimse.command_int(cmd, dimse.MESSAGE_ID_BEING_RESPONDED_TO)
         if pending is not None and not pending.done() and responded_to == self._pending_id:

@@ -287,6 +287,7 @@ class RetrieveOperation:
         self._counts = (0, 0, 0)
         self._final: tuple[int, str, int, int, int] | None = None
         self._identifier = bytearray()
+        self._failed_in_command: tuple[str, ...] = ()
         # The C-STORE sub-operation in progress: its sink, write method and answer.
         self._sink: StoreSink | None = None
         self._write: Callable[[memoryview], None] = _drop
@@ -349,6 +350,8 @@ class RetrieveOperation:
             status = dimse.CANNOT_UNDERSTAND
         comment = dimse.command_text(cmd, dimse.ERROR_COMMENT)
         self._final = (status, comment, completed, failed, warning)
+        in_command = dimse.command_text(cmd, dimse.FAILED_SOP_INSTANCE_UID_LIST)
+        self._failed_in_command = tuple(uid for uid in in_command.split("\\") if uid)
         if has_dataset:
             self._identifier.clear()
             self._write = self._collect_identifier
@@ -518,7 +521,10 @@ class RetrieveOperation:
     def _complete(self) -> None:
         assert self._final is not None
         status, comment, completed, failed, warning = self._final
-        failed_list = failed_instances(bytes(self._identifier), self.context.transfer_syntax)
+        failed_list = (
+            failed_instances(bytes(self._identifier), self.context.transfer_syntax)
+            or self._failed_in_command
+        )
         self._identifier.clear()
         if not self.done.done():
             self.done.set_result(
