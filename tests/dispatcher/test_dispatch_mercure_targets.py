@@ -15,9 +15,9 @@ from test_dispatch_sftp_s3 import sshd as sshd  # the fixture, shared
 
 from mercure.core.config import validate_document
 from mercure.core.datafolder import Stage
+from mercure.core.dicomwebclient import studies_path
 from mercure.core.errors import ConfigError
 from mercure.dispatcher.targets import build_target, run_test
-from mercure.dispatcher.targets.dicomweb import studies_path
 from mercure.dispatcher.targets.rsync import RsyncPlugin
 from mercure.testing.peers import Orthanc
 from mercure.testing.series import generate_series

@@ -4,8 +4,9 @@ requestor (SCU), built for throughput.
 Layers, one module each: ``pdu`` (PS3.8 PDUs), ``connection`` (PDU framing on a buffered
 asyncio protocol, the receive hot path), ``negotiation`` (presentation contexts and roles),
 ``dimse`` (command sets), ``acceptor`` + ``server`` (the listening side), ``requestor``
-(the sending side). Helpers for applications: ``filemeta`` (File Meta Information) and
-``scanner`` (find SeriesInstanceUID & co. in a dataset stream without parsing it).
+(the sending side, with ``retrieve`` for C-MOVE and C-GET). Helpers for applications:
+``filemeta`` (File Meta Information) and ``scanner`` (find SeriesInstanceUID & co. in a
+dataset stream without parsing it).
 
 The package knows nothing about files or folders of mercure: an application implements an
 :class:`AssociationHandler` whose :meth:`~AssociationHandler.open_store` returns a
@@ -49,6 +50,7 @@ from mercure.dicomnet.handler import (
 )
 from mercure.dicomnet.negotiation import AcceptedContext
 from mercure.dicomnet.requestor import Association, ContextProposal, DimseResponse
+from mercure.dicomnet.retrieve import RetrieveResult, get_contexts, move_contexts
 from mercure.dicomnet.scanner import (
     SERIES_INSTANCE_UID,
     SOP_INSTANCE_UID,
@@ -93,12 +95,15 @@ __all__ = [
     "ListenerSettings",
     "PresentationContextError",
     "Rejection",
+    "RetrieveResult",
     "StoreContext",
     "StoreRefused",
     "StoreSink",
     "build_file_meta",
     "failure_status",
+    "get_contexts",
     "is_success",
+    "move_contexts",
     "read_file_meta",
     "scan_dataset",
     "serve",

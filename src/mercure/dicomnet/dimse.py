@@ -15,8 +15,10 @@ from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
 C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_GET_RQ = 0x0010
+C_GET_RSP = 0x8010
 C_FIND_RQ = 0x0020
 C_MOVE_RQ = 0x0021
+C_MOVE_RSP = 0x8021
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
 C_CANCEL_RQ = 0x0FFF
@@ -31,17 +33,27 @@ AFFECTED_SOP_CLASS_UID = 0x0002
 COMMAND_FIELD = 0x0100
 MESSAGE_ID = 0x0110
 MESSAGE_ID_BEING_RESPONDED_TO = 0x0120
+MOVE_DESTINATION = 0x0600
 PRIORITY = 0x0700
 COMMAND_DATA_SET_TYPE = 0x0800
 STATUS = 0x0900
 ERROR_COMMENT = 0x0902
 AFFECTED_SOP_INSTANCE_UID = 0x1000
+REMAINING_SUBOPERATIONS = 0x1020
+COMPLETED_SUBOPERATIONS = 0x1021
+FAILED_SUBOPERATIONS = 0x1022
+WARNING_SUBOPERATIONS = 0x1023
 MOVE_ORIGINATOR_AET = 0x1030
 MOVE_ORIGINATOR_MESSAGE_ID = 0x1031
+FAILED_SOP_INSTANCE_UID_LIST = 0x00080058
+"""Not a command element: found in some peers' C-GET/C-MOVE responses (see decode_command)."""
 
 # Status values (PS3.7 annex C and B.2.3).
 SUCCESS = 0x0000
 PENDING = 0xFF00
+PENDING_WITH_WARNINGS = 0xFF01
+CANCEL = 0xFE00
+SUBOPERATIONS_WITH_FAILURES = 0xB000
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 UNRECOGNIZED_OPERATION = 0x0211
 OUT_OF_RESOURCES = 0xA700
@@ -63,8 +75,14 @@ def is_success(status: int) -> bool:
     return status == SUCCESS or status in WARNING_STATUSES
 
 
-def decode_command(data: bytes) -> dict[int, bytes]:
-    """Split a command set into element number -> raw value; raise PduError when malformed."""
+def decode_command(data: bytes, *, foreign_groups: bool = False) -> dict[int, bytes]:
+    """Split a command set into element number -> raw value; raise PduError when malformed.
+
+    A command set holds group 0000 only. With ``foreign_groups`` elements of other groups are
+    kept, keyed by their whole tag (``group << 16 | element``), instead of refused: DCMTK-based
+    PACS (Orthanc) put the Failed SOP Instance UID List (0008,0058) into C-GET responses'
+    command sets, and a requestor should still read the response.
+    """
     elements: dict[int, bytes] = {}
     pos = 0
     size = len(data)
@@ -73,9 +91,9 @@ def decode_command(data: bytes) -> dict[int, bytes]:
             raise PduError("truncated element in a command set", ABORT_REASON_INVALID_PARAMETER)
         group, element, length = _ELEMENT.unpack_from(data, pos)
         pos += 8
-        if group != 0 or pos + length > size:
+        if (group != 0 and not foreign_groups) or pos + length > size:
             raise PduError("malformed command set", ABORT_REASON_INVALID_PARAMETER)
-        elements[element] = data[pos : pos + length]
+        elements[group << 16 | element if group else element] = data[pos : pos + length]
         pos += length
     return elements
 
@@ -182,3 +200,43 @@ def encode_c_store_rq(
     if move_originator_message_id is not None:
         elements.append((MOVE_ORIGINATOR_MESSAGE_ID, _US_VALUE.pack(move_originator_message_id)))
     return encode_command(elements)
+
+
+def encode_c_move_rq(
+    sop_class_uid: str, message_id: int, move_destination: str, priority: int = 0
+) -> bytes:
+    """Encode a C-MOVE-RQ command set (the identifier dataset follows it)."""
+    return encode_command(
+        [
+            (AFFECTED_SOP_CLASS_UID, uid_value(sop_class_uid)),
+            (COMMAND_FIELD, _US_VALUE.pack(C_MOVE_RQ)),
+            (MESSAGE_ID, _US_VALUE.pack(message_id)),
+            (MOVE_DESTINATION, text_value(move_destination)),
+            (PRIORITY, _US_VALUE.pack(priority)),
+            (COMMAND_DATA_SET_TYPE, _US_VALUE.pack(0x0000)),
+        ]
+    )
+
+
+def encode_c_get_rq(sop_class_uid: str, message_id: int, priority: int = 0) -> bytes:
+    """Encode a C-GET-RQ command set (the identifier dataset follows it)."""
+    return encode_command(
+        [
+            (AFFECTED_SOP_CLASS_UID, uid_value(sop_class_uid)),
+            (COMMAND_FIELD, _US_VALUE.pack(C_GET_RQ)),
+            (MESSAGE_ID, _US_VALUE.pack(message_id)),
+            (PRIORITY, _US_VALUE.pack(priority)),
+            (COMMAND_DATA_SET_TYPE, _US_VALUE.pack(0x0000)),
+        ]
+    )
+
+
+def encode_c_cancel_rq(message_id_being_responded_to: int) -> bytes:
+    """Encode a C-CANCEL-RQ command set for the request with that message ID."""
+    return encode_command(
+        [
+            (COMMAND_FIELD, _US_VALUE.pack(C_CANCEL_RQ)),
+            (MESSAGE_ID_BEING_RESPONDED_TO, _US_VALUE.pack(message_id_being_responded_to)),
+            (COMMAND_DATA_SET_TYPE, _US_VALUE.pack(NO_DATASET)),
+        ]
+    )

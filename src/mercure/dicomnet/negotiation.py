@@ -1,4 +1,5 @@
-"""Presentation-context and role negotiation for the acceptor (PS3.8 9.3.2.2, PS3.7 D.3.3.4)."""
+"""Presentation contexts: what a requestor proposes, and the acceptor's negotiation of them and of
+roles (PS3.8 9.3.2.2, PS3.7 D.3.3.4)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,20 @@ from mercure.dicomnet.pdu import (
     PresentationContextResult,
     RoleSelection,
 )
-from mercure.dicomnet.uids import IMPLICIT_VR_LITTLE_ENDIAN, is_valid_uid, non_storage_uids
+from mercure.dicomnet.uids import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    is_valid_uid,
+    non_storage_uids,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextProposal:
+    """A presentation context to propose: one SOP class, transfer syntaxes in preference order."""
+
+    abstract_syntax: str
+    transfer_syntaxes: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,14 @@ import itertools
 import logging
 import os
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mercure.dicomnet import dimse
-from mercure.dicomnet.connection import UpperLayerConnection
+from mercure.dicomnet.connection import UpperLayerConnection, peer_address
 from mercure.dicomnet.errors import (
     AssociationAborted,
     AssociationError,
@@ -31,7 +33,8 @@ from mercure.dicomnet.errors import (
     PresentationContextError,
 )
 from mercure.dicomnet.filemeta import read_file_meta_from
-from mercure.dicomnet.negotiation import AcceptedContext
+from mercure.dicomnet.handler import AssociationInfo, StoreContext, StoreSink
+from mercure.dicomnet.negotiation import AcceptedContext, ContextProposal
 from mercure.dicomnet.pdu import (
     A_ABORT,
     A_ASSOCIATE_AC,
@@ -58,24 +61,24 @@ from mercure.dicomnet.pdu import (
     encode_release_rq,
     pdata_header,
 )
-from mercure.dicomnet.uids import (
-    EXPLICIT_VR_LITTLE_ENDIAN,
-    IMPLICIT_VR_LITTLE_ENDIAN,
-    VERIFICATION_SOP_CLASS,
+from mercure.dicomnet.retrieve import (
+    Model,
+    ProgressCallback,
+    RetrieveOperation,
+    RetrieveResult,
+    encode_identifier,
+    get_class,
+    move_class,
 )
+from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
 MAX_SEND_PDU = 1 << 20
 """Largest PDU we send, also when the peer advertises no limit (0)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ContextProposal:
-    """A presentation context to propose: one SOP class, transfer syntaxes in preference order."""
-
-    abstract_syntax: str
-    transfer_syntaxes: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,10 @@ class _RequestorConnection(UpperLayerConnection):
         self.error: AssociationError | None = None
         self._pending: asyncio.Future[dict[int, bytes]] | None = None
         self._pending_id = -1
+        self.operation: RetrieveOperation | None = None
+        """The C-MOVE / C-GET in progress: it gets every message while installed."""
+        self.last_rx = 0.0
+        """When bytes last arrived (loop time): a retrieve times out on silence, not length."""
 
     @property
     def pending(self) -> asyncio.Future[dict[int, bytes]] | None:
@@ -129,6 +136,8 @@ class _RequestorConnection(UpperLayerConnection):
             if future is not None and not future.done():
                 future.set_exception(error)
                 future.exception()  # retrieved here: the caller may be gone
+        if self.operation is not None:
+            self.operation.on_failure(error)
 
     def _on_pdu(self, pdu_type: int, body: bytes) -> None:
         if pdu_type == A_ASSOCIATE_AC and not self.established.done():
@@ -162,7 +171,13 @@ class _RequestorConnection(UpperLayerConnection):
         self._fail(AssociationAborted(f"protocol error from {self.where}: {error}"))
         super()._on_protocol_error(error)
 
+    def _on_bytes_received(self) -> None:
+        self.last_rx = self._loop.time()
+
     def _on_command(self, context_id: int, command: bytes) -> bool:
+        if self.operation is not None:
+            cmd = dimse.decode_command(command, foreign_groups=True)
+            return self.operation.on_command(context_id, cmd)
         cmd = dimse.decode_command(command)
         pending = self._pending
         responded_to = dimse.command_int(cmd, dimse.MESSAGE_ID_BEING_RESPONDED_TO)
@@ -171,10 +186,13 @@ class _RequestorConnection(UpperLayerConnection):
         return dimse.command_int(cmd, dimse.COMMAND_DATA_SET_TYPE) != dimse.NO_DATASET
 
     def _on_data(self, chunk: memoryview) -> None:
-        pass  # responses to C-ECHO and C-STORE carry no dataset; others are not requested
+        # Responses to C-ECHO and C-STORE carry no dataset: only a retrieve wants data.
+        if self.operation is not None:
+            self.operation.on_data(chunk)
 
     def _on_dataset_end(self, context_id: int) -> None:
-        pass
+        if self.operation is not None:
+            self.operation.on_dataset_end()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -375,6 +393,106 @@ class Association:
         command = dimse.encode_c_store_rq(sop_class_uid, sop_instance_uid, message_id, priority)
         return await self._request(context.context_id, command, message_id, memoryview(dataset))
 
+    async def move(
+        self,
+        identifier: Dataset,
+        destination_aet: str,
+        *,
+        model: Model = "study",
+        priority: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> RetrieveResult:
+        """C-MOVE: ask the peer to send what ``identifier`` selects to ``destination_aet``.
+
+        ``identifier`` holds QueryRetrieveLevel (STUDY, SERIES or IMAGE) and the UIDs down to
+        that level; it is encoded in the accepted transfer syntax. Pending responses go to
+        ``progress`` (remaining, completed, failed, warning); the DIMSE timeout applies to the
+        silence between messages, not to the whole retrieve. A refusal by the peer is a result
+        (see ``RetrieveResult.ok``); AssociationError is raised when the association fails.
+        """
+        sop_class = move_class(model)
+        context = self._context_or_raise(sop_class, None)
+        message_id = self._next_message_id()
+        command = dimse.encode_c_move_rq(sop_class, message_id, destination_aet, priority)
+        operation = RetrieveOperation(
+            self._conn,
+            message_id=message_id,
+            context=context,
+            response_field=dimse.C_MOVE_RSP,
+            peer_max_pdu=self._send_max,
+            progress=progress,
+        )
+        return await self._retrieve(operation, command, identifier)
+
+    async def get(
+        self,
+        identifier: Dataset,
+        *,
+        open_store: Callable[[StoreContext], StoreSink],
+        model: Model = "study",
+        priority: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> RetrieveResult:
+        """C-GET: retrieve what ``identifier`` selects on this association.
+
+        The association must have been proposed with the contexts and SCP role selections of
+        :func:`mercure.dicomnet.retrieve.get_contexts` (or the caller's own). Each instance the
+        peer sends is streamed into the sink ``open_store`` returns for it, as the acceptor
+        does, and answered with the sink's status (a refused instance is a failed
+        sub-operation; the C-GET goes on). When the association fails midway, every instance
+        not yet finished is aborted in its sink and AssociationError is raised.
+        """
+        sop_class = get_class(model)
+        context = self._context_or_raise(sop_class, None)
+        message_id = self._next_message_id()
+        command = dimse.encode_c_get_rq(sop_class, message_id, priority)
+        transport = self._conn.transport
+        host, port = peer_address(transport) if transport is not None else ("", 0)
+        association = AssociationInfo(
+            id=0,
+            # As on a listener, "calling" is the sender of the instances: the peer here.
+            calling_aet=self.accept.called_aet.strip(),
+            called_aet=self.accept.calling_aet.strip(),
+            peer_host=host,
+            peer_port=port,
+            contexts=self.contexts,
+            peer_max_pdu=self.peer_max_pdu,
+            tls=transport is not None and transport.get_extra_info("ssl_object") is not None,
+            started_at=time.time(),
+        )
+        operation = RetrieveOperation(
+            self._conn,
+            message_id=message_id,
+            context=context,
+            response_field=dimse.C_GET_RSP,
+            peer_max_pdu=self._send_max,
+            progress=progress,
+            storage_contexts={
+                c.context_id: c for c in self.contexts if c.abstract_syntax != sop_class
+            },
+            association=association,
+            open_store=open_store,
+        )
+        return await self._retrieve(operation, command, identifier)
+
+    def cancel(self) -> None:
+        """Ask the peer to stop the C-MOVE / C-GET in progress (C-CANCEL-RQ).
+
+        The retrieve then ends with the peer's final response, usually status Cancel (0xFE00)
+        with the counts so far; nothing happens when no retrieve is in progress.
+        """
+        operation = self._conn.operation
+        if operation is None or operation.done.done():
+            return
+        self._conn.write(
+            encode_pdata(
+                operation.context.context_id,
+                dimse.encode_c_cancel_rq(operation.message_id),
+                command=True,
+                max_pdu=self._send_max,
+            )
+        )
+
     async def release(self) -> None:
         """Release the association (A-RELEASE); aborts it if the peer does not answer."""
         self._stop_watchdog()
@@ -414,14 +532,70 @@ class Association:
     def _next_message_id(self) -> int:
         return next(self._message_ids) % 0xFFFF + 1
 
-    def _context_or_raise(self, sop_class_uid: str, transfer_syntax_uid: str) -> AcceptedContext:
-        context = self.context_for(sop_class_uid, transfer_syntax_uid)
+    def _context_or_raise(
+        self, sop_class_uid: str, transfer_syntax_uid: str | None
+    ) -> AcceptedContext:
+        """The accepted context for the SOP class (in that transfer syntax, unless None)."""
+        if transfer_syntax_uid is None:
+            context = next((c for c in self.contexts if c.abstract_syntax == sop_class_uid), None)
+        else:
+            context = self.context_for(sop_class_uid, transfer_syntax_uid)
         if context is None:
+            in_syntax = f" in transfer syntax {transfer_syntax_uid}" if transfer_syntax_uid else ""
             raise PresentationContextError(
-                f"{self._conn.where} accepted no context for SOP class {sop_class_uid} "
-                f"in transfer syntax {transfer_syntax_uid}"
+                f"{self._conn.where} accepted no context for SOP class {sop_class_uid}{in_syntax}"
             )
         return context
+
+    async def _retrieve(
+        self, operation: RetrieveOperation, command: bytes, identifier: Dataset
+    ) -> RetrieveResult:
+        """Send a C-MOVE/C-GET request and follow it to its final response."""
+        conn = self._conn
+        if conn.error is not None:
+            raise conn.error
+        if self._busy:
+            raise RuntimeError("an Association sends one request at a time")
+        data = encode_identifier(identifier, operation.context.transfer_syntax)
+        self._busy = True
+        conn.operation = operation
+        try:
+            head = encode_pdata(
+                operation.context.context_id, command, command=True, max_pdu=self._send_max
+            )
+            conn.last_rx = self._loop.time()
+            await self._send_memory(operation.context.context_id, memoryview(data), head)
+            try:
+                return await self._await_retrieve(operation)
+            finally:
+                if operation.finishing is not None:
+                    # An instance being made durable finishes (it was complete): never half.
+                    await asyncio.gather(operation.finishing, return_exceptions=True)
+        finally:
+            operation.close()
+            conn.operation = None
+            self._busy = False
+
+    async def _await_retrieve(self, operation: RetrieveOperation) -> RetrieveResult:
+        """The final result; the DIMSE timeout is on silence, paused while we finish."""
+        timeout = self._dimse_timeout
+        if timeout is None:
+            return await operation.done
+        wait = timeout
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(operation.done), wait)
+            except TimeoutError:
+                silent = self._loop.time() - self._conn.last_rx
+                if operation.finishing is not None:
+                    wait = timeout
+                elif silent >= timeout:
+                    self.abort()
+                    raise AssociationAborted(
+                        f"{self._conn.where} sent nothing for {timeout:g} s during a retrieve"
+                    ) from None
+                else:
+                    wait = timeout - silent
 
     async def _request(
         self,

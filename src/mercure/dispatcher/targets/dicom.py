@@ -22,8 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mercure.core.config.models import DicomTarget, TLSClientConfig
+from mercure.core.config.models import DicomTarget
 from mercure.core.errors import MercureError
+from mercure.core.tlsclient import client_tls_context
 from mercure.dicomnet.errors import AssociationError, DicomNetError, PresentationContextError
 from mercure.dicomnet.filemeta import FileMeta, read_file_meta
 from mercure.dicomnet.requestor import Association, ContextProposal, DimseResponse
@@ -78,19 +79,6 @@ def propose(instances: list[_Instance]) -> list[ContextProposal]:
     return (exact + fallback)[:MAX_CONTEXTS]
 
 
-def tls_context(config: TLSClientConfig) -> ssl.SSLContext:
-    """The client TLS context of a target's ``tls`` settings."""
-    context = ssl.create_default_context(
-        cafile=str(config.ca_certificate) if config.ca_certificate else None
-    )
-    if config.certificate:
-        context.load_cert_chain(str(config.certificate), str(config.key) if config.key else None)
-    if not config.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class DicomPlugin(TargetPlugin):
     """Sends with C-STORE over one or more associations."""
 
@@ -126,7 +114,7 @@ class DicomPlugin(TargetPlugin):
         contexts: list[ContextProposal],
         called_aet: str | None = None,
     ) -> Association:
-        ssl_context = tls_context(self.config.tls) if self.config.tls else None
+        ssl_context = client_tls_context(self.config.tls) if self.config.tls else None
         try:
             return await Association.connect(
                 host,
@@ -274,7 +262,7 @@ class DicomPlugin(TargetPlugin):
         await self._probe(steps, "TCP connect", host, port, None)
         if self.config.tls:
             try:
-                context = tls_context(self.config.tls)
+                context = client_tls_context(self.config.tls)
             except (OSError, ssl.SSLError) as exc:
                 steps.fail("TLS handshake", DeliveryError(f"TLS settings unusable: {exc}"))
             detail = await self._probe(steps, "TLS handshake", host, port, context)

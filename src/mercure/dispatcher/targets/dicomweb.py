@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mercure.core.config.models import DicomWebTarget
+from mercure.core.dicomwebclient import dicomweb_client, studies_path
 from mercure.core.masking import excerpt
 from mercure.dicomnet.errors import DicomNetError
 from mercure.dicomnet.filemeta import read_file_meta
@@ -105,13 +105,6 @@ def _uids(document: dict[str, Any], sequence: str) -> dict[str, str]:
     return found
 
 
-def studies_path(prefix: str | None) -> str:
-    """The path of a service's ``studies`` resource under the base URL: mercure (through
-    dicomweb-client) appends the service's URL prefix, ``<url>/<prefix>/studies``."""
-    prefix = (prefix or "").strip("/")
-    return f"/{prefix}/studies" if prefix else "/studies"
-
-
 class DicomWebPlugin(TargetPlugin):
     """Sends with STOW-RS."""
 
@@ -120,25 +113,7 @@ class DicomWebPlugin(TargetPlugin):
         self.config = config
 
     def _client(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
-        config = self.config
-        verify: ssl.SSLContext | bool = config.verify_tls
-        if config.ca_certificate and config.verify_tls:
-            verify = ssl.create_default_context(cafile=str(config.ca_certificate))
-        headers = {"Accept": "application/dicom+json"}
-        auth: httpx.Auth | None = None
-        if config.auth == "basic":
-            password = config.password.get_secret_value() if config.password else ""
-            auth = httpx.BasicAuth(config.username, password)
-        elif config.auth == "bearer":
-            token = config.token.get_secret_value() if config.token else ""
-            headers["Authorization"] = f"Bearer {token}"
-        return httpx.AsyncClient(
-            base_url=config.url.rstrip("/"),
-            headers=headers,
-            auth=auth,
-            verify=verify,
-            timeout=timeout or httpx.Timeout(120.0, connect=15.0),
-        )
+        return dicomweb_client(self.config, timeout or httpx.Timeout(120.0, connect=15.0))
 
     async def send(self, job: SendJob, confirm: Confirm) -> SendResult:
         """POST the pending files to ``<url>[/<stow_url_prefix>]/studies`` batch by batch."""

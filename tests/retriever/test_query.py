@@ -1,0 +1,163 @@
+"""Queries against a real PACS: C-FIND and QIDO-RS to Orthanc (with its DICOMweb plugin)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from typing import Any
+
+import pytest
+from retrieve_pacs import PLANS, TestPacs
+
+from mercure.core.config.models import DicomSource, DicomWebSource, Source
+from mercure.retriever.query import (
+    QueryError,
+    QueryFilter,
+    find_series,
+    find_studies,
+    parse_date_range,
+)
+from mercure.testing.ports import free_port
+
+KINDS = ["dicom", "dicomweb"]
+
+
+def source_of(pacs: TestPacs, kind: str) -> Source:
+    """The configured source reaching the test PACS by C-FIND or by QIDO-RS."""
+    if kind == "dicom":
+        return DicomSource(
+            type="dicom",
+            host="127.0.0.1",
+            port=pacs.orthanc.dicom_port,
+            aet_target=pacs.orthanc.aet,
+            timeout=20,
+        )
+    return DicomWebSource(type="dicomweb", url=pacs.orthanc.dicomweb_url, timeout=20)
+
+
+def studies(pacs: TestPacs, kind: str, **query: Any) -> list[Any]:
+    limit = query.pop("limit", 10000)
+    return asyncio.run(
+        find_studies("pacs", source_of(pacs, kind), QueryFilter(**query), limit=limit)
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_find_by_accession_reports_the_study_and_its_counts(pacs: TestPacs, kind: str) -> None:
+    """One accession number finds its one study, with patient, date, modalities and counts."""
+    (match,) = studies(pacs, kind, accession="ACC-A1")
+    assert match.study_uid == pacs.study_uids["ACC-A1"]
+    assert (match.patient_id, match.patient_name) == ("PAT1", "Alpha^Anna")
+    assert (match.accession, match.study_date) == ("ACC-A1", "20250105")
+    assert match.study_description == "CT HEAD"
+    assert match.modalities == ("CT",)
+    assert (match.series_count, match.instance_count) == (2, 5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_find_by_date_range_keeps_the_days_inclusive(pacs: TestPacs, kind: str) -> None:
+    """January 2025 holds three studies; an open end reaches the later ones too."""
+    january = studies(
+        pacs, kind, date_from=datetime.date(2025, 1, 5), date_to=datetime.date(2025, 1, 20)
+    )
+    assert pacs.accessions([m.study_uid for m in january]) == {"ACC-A1", "ACC-B1", "ACC-C1"}
+    since = studies(pacs, kind, date_from=datetime.date(2025, 2, 1))
+    assert pacs.accessions([m.study_uid for m in since]) == {"ACC-A2", "ACC-C2"}
+    until = studies(pacs, kind, date_to=datetime.date(2024, 12, 31))
+    assert pacs.accessions([m.study_uid for m in until]) == {"ACC-B2"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_find_by_modality_patient_and_description_wildcard(pacs: TestPacs, kind: str) -> None:
+    """Modality, patient ID and a description with a wildcard each narrow the studies."""
+    by_modality = studies(pacs, kind, modality="MR")
+    assert pacs.accessions([m.study_uid for m in by_modality]) == {"ACC-A2", "ACC-C1"}
+    by_patient = studies(pacs, kind, patient_id="PAT2")
+    assert pacs.accessions([m.study_uid for m in by_patient]) == {"ACC-B1", "ACC-B2"}
+    by_description = studies(pacs, kind, study_description="CT*")
+    assert pacs.accessions([m.study_uid for m in by_description]) == {"ACC-A1", "ACC-B1", "ACC-C2"}
+    by_name = studies(pacs, kind, patient_name="Gamma*", modality="CT")
+    assert pacs.accessions([m.study_uid for m in by_name]) == {"ACC-C2"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_find_stops_at_the_limit(pacs: TestPacs, kind: str) -> None:
+    """A limit below the number of matches gives exactly that many."""
+    assert len(studies(pacs, kind)) == len(PLANS)
+    assert len(studies(pacs, kind, limit=2)) == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_find_series_reports_instance_counts(pacs: TestPacs, kind: str) -> None:
+    """The series of a study come with modality, description, number and instance count."""
+    found = asyncio.run(find_series("pacs", source_of(pacs, kind), pacs.study_uids["ACC-C1"]))
+    by_description = {s.series_description: s for s in found}
+    assert set(by_description) == {"pd", "t2"}
+    assert by_description["pd"].instance_count == 2
+    assert by_description["t2"].instance_count == 1
+    assert by_description["pd"].modality == "MR"
+    assert by_description["pd"].series_number == "1"
+    assert {s.study_uid for s in found} == {pacs.study_uids["ACC-C1"]}
+    assert len({s.series_uid for s in found}) == 2
+
+
+def test_unreachable_dicom_source_names_the_source_and_not_the_patient() -> None:
+    """A closed port is a QueryError naming source and address, never the query's values."""
+    source = DicomSource(
+        type="dicom", host="127.0.0.1", port=free_port(), aet_target="PACS", timeout=5
+    )
+    with pytest.raises(QueryError) as raised:
+        asyncio.run(find_studies("archive", source, QueryFilter(patient_name="Secret^Name")))
+    message = str(raised.value)
+    assert "'archive'" in message and f"127.0.0.1:{source.port}" in message
+    assert "Secret" not in message
+
+
+def test_unreachable_dicomweb_source_names_the_source_and_not_the_patient() -> None:
+    """A closed port over HTTP is a QueryError too, without the query string."""
+    url = f"http://127.0.0.1:{free_port()}/dicom-web"
+    source = DicomWebSource(type="dicomweb", url=url, timeout=5)
+    with pytest.raises(QueryError) as raised:
+        asyncio.run(find_studies("web", source, QueryFilter(patient_id="SECRET-ID")))
+    message = str(raised.value)
+    assert "'web'" in message and url in message
+    assert "SECRET" not in message
+
+
+def test_dicomweb_error_status_is_a_query_error(pacs: TestPacs) -> None:
+    """A wrong QIDO-RS prefix answers 404: a QueryError with the status."""
+    source = DicomWebSource(type="dicomweb", url=pacs.orthanc.base_url, qido_url_prefix="nothing")
+    with pytest.raises(QueryError, match="HTTP 404"):
+        asyncio.run(find_studies("web", source, QueryFilter()))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20250101-20250131", (datetime.date(2025, 1, 1), datetime.date(2025, 1, 31))),
+        ("20250101-", (datetime.date(2025, 1, 1), None)),
+        ("-20250131", (None, datetime.date(2025, 1, 31))),
+        ("20250101", (datetime.date(2025, 1, 1), datetime.date(2025, 1, 1))),
+    ],
+)
+def test_date_range_forms(text: str, expected: tuple[Any, Any]) -> None:
+    """The four forms of a DICOM date range."""
+    assert parse_date_range(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("2025-01-01", "expected YYYYMMDD"),
+        ("20250132", "'20250132' is not a date"),
+        ("2025010", "is not a date YYYYMMDD"),
+        ("20250201-20250101", "first day is after the last"),
+        ("-", "expected YYYYMMDD"),
+        ("", "expected YYYYMMDD"),
+        ("yesterday", "is not a date YYYYMMDD"),
+    ],
+)
+def test_bad_date_range_says_what_is_wrong(text: str, says: str) -> None:
+    """A date range that is not one names the text and what is wrong with it."""
+    with pytest.raises(ValueError, match=says):
+        parse_date_range(text)
