@@ -27,6 +27,7 @@ from mercure.core.datafolder import DataFolder, Stage
 from mercure.testing.installation import MercureProcess
 from mercure.testing.peers import Orthanc
 from mercure.testing.ports import free_port
+from mercure.testing.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -195,3 +196,51 @@ def test_offpeak_job_waits_outside_the_window(
     assert instance_files(data) == set()
     assert marks(data, job_id) == {}
     assert progress_of(data, job_id).ended is not None
+
+
+def test_end_to_end_retrieved_series_routed_by_job_rule(
+    tmp_path: Path, pacs: Orthanc, library: Library
+) -> None:
+    """Receiver + router + dispatcher + retriever: C-MOVE'd series of job lab42 are selected by
+    `tags.RetrieveJob == 'lab42'` and every instance arrives in the folder target. The quiet
+    time is an hour: the retrieve's end, through the marks, completes the series."""
+    port = free_port()
+    pacs.set_modality("mercure", ("MERCURE", "127.0.0.1", port))
+    out = tmp_path / "out"
+    out.mkdir()
+    chosen = library.studies[:5]
+    config = write_config(
+        tmp_path,
+        {"pacs": dicom_source(pacs, "c-move")},
+        receiver_port=port,
+        extra={
+            "router": {"series_complete_trigger": 3600, "rescan_interval": 5},
+            "targets": {"lab": {"type": "folder", "folder": str(out)}},
+            "rules": {
+                "lab42": {
+                    "rule": "tags.RetrieveJob == 'lab42' and tags.RetrieveSource == 'pacs'",
+                    "action": "route",
+                    "targets": ["lab"],
+                }
+            },
+        },
+    )
+    data = DataFolder(tmp_path / "data")
+    csv = tmp_path / "accessions.csv"
+    csv.write_text("\n".join(s.accession_number for s in chosen) + "\n")
+    argv = ["retrieve", "pacs", "--accessions", str(csv), "--name", "lab42"]
+    assert main([*argv, "--config", str(config)]) == 0
+    expected = {uid for study in chosen for uid in study.sop_instance_uids}
+
+    def delivered() -> set[str]:
+        return {path.stem for path in out.rglob("*.dcm") if not path.name.startswith(".")}
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(MercureProcess("receiver", config, listen_port=port))
+        for service in ("router", "dispatcher", "retriever"):
+            stack.enter_context(MercureProcess(service, config))
+        progress = wait_for_state(data, "lab42", ("done", "failed"))
+        assert progress.state == "done", progress
+        wait_until(lambda: delivered() == expected, timeout=60, message="all instances delivered")
+        wait_until(lambda: not marks(data, "lab42"), timeout=30, message="marks taken")
+    assert len(list(out.glob("*/.complete"))) == 10

@@ -43,6 +43,8 @@ from mercure.retriever.wado import WadoFetcher
 log = logging.getLogger(__name__)
 
 STAGING_INSTANCE = "retriever"
+CRASH_PAUSE = 60.0
+"""Seconds before a job whose runner crashed is taken up again (no tight crash loop)."""
 
 
 class RetrieverService(Service):
@@ -68,6 +70,8 @@ class RetrieverService(Service):
             config=lambda: self.config,
         )
         self._jobs: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
+        self._resting: dict[str, float] = {}
+        """Jobs whose runner crashed, with the loop time they may be taken up again."""
         self._broken: set[str] = set()
         """Job folders that could not be read (logged once; looked at again after a change)."""
 
@@ -92,8 +96,9 @@ class RetrieverService(Service):
     async def step(self) -> bool:
         """Start a runner for every unfinished job no process runs yet; never reports more
         work (a new job folder or a runner's end wakes the loop)."""
+        now = asyncio.get_running_loop().time()
         for folder in job_folders(self.data):
-            if folder.name in self._jobs:
+            if folder.name in self._jobs or self._resting.get(folder.name, now) > now:
                 continue
             self._take(folder)
         return False
@@ -133,7 +138,12 @@ class RetrieverService(Service):
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("retrieve job %s: runner crashed; it is taken up again", job_id)
+            log.exception(
+                "retrieve job %s: runner crashed; taken up again in %g s", job_id, CRASH_PAUSE
+            )
+            loop = asyncio.get_running_loop()
+            self._resting[job_id] = loop.time() + CRASH_PAUSE
+            loop.call_later(CRASH_PAUSE, self.wake)
         finally:
             claim, _ = self._jobs.pop(job_id)
             claim.release()
