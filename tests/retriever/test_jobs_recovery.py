@@ -38,16 +38,16 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
 
 
 @pytest.fixture
-def pacs(orthanc_factory: Callable[..., Orthanc], library: Library) -> Orthanc:
+def library_pacs(orthanc_factory: Callable[..., Orthanc], library: Library) -> Orthanc:
     """A dedicated Orthanc (its own storage, so it can be stopped and started again)."""
     server = orthanc_factory(modalities={"mercure": ("MERCURE", "127.0.0.1", free_port())})
     library.load(server)
     return server
 
 
-def start_job(tmp_path: Path, pacs: Orthanc, library: Library) -> tuple[Path, DataFolder]:
+def start_job(tmp_path: Path, library_pacs: Orthanc, library: Library) -> tuple[Path, DataFolder]:
     config = write_config(
-        tmp_path, {"pacs": dicom_source(pacs, "c-get")}, retrieve={"studies_in_parallel": 1}
+        tmp_path, {"pacs": dicom_source(library_pacs, "c-get")}, retrieve={"studies_in_parallel": 1}
     )
     csv = tmp_path / "accessions.csv"
     csv.write_text("\n".join(library.accessions) + "\n")
@@ -60,13 +60,15 @@ def studies_done(data: DataFolder) -> int:
     return progress_of(data, "job1").counts()[0]
 
 
-def test_pacs_down_mid_job_then_back(tmp_path: Path, pacs: Orthanc, library: Library) -> None:
+def test_pacs_down_mid_job_then_back(
+    tmp_path: Path, library_pacs: Orthanc, library: Library
+) -> None:
     """Orthanc stopped mid-job: tries fail and are retried; once it is back the job finishes
     with every instance exactly once."""
-    config, data = start_job(tmp_path, pacs, library)
+    config, data = start_job(tmp_path, library_pacs, library)
     with MercureProcess("retriever", config):
         wait_until(lambda: studies_done(data) >= 2, timeout=60, interval=0.02)
-        pacs.stop()
+        library_pacs.stop()
         assert studies_done(data) < 20, "the job ended before the PACS went down"
         wait_until(
             lambda: any(
@@ -76,7 +78,7 @@ def test_pacs_down_mid_job_then_back(tmp_path: Path, pacs: Orthanc, library: Lib
             interval=0.05,
             message="a try failing on the stopped PACS",
         )
-        pacs.start()
+        library_pacs.start()
         progress = wait_for_state(data, "job1", ("done", "failed"))
     assert progress.state == "done", progress
     assert any(s.attempts > 1 for s in progress.studies)
@@ -86,11 +88,11 @@ def test_pacs_down_mid_job_then_back(tmp_path: Path, pacs: Orthanc, library: Lib
 
 
 def test_killed_retriever_resumes_without_fetching_a_study_twice(
-    tmp_path: Path, pacs: Orthanc, library: Library
+    tmp_path: Path, library_pacs: Orthanc, library: Library
 ) -> None:
     """SIGKILL mid-job, then a new retriever: the job completes, and no study is fetched
     twice in full (at most part of one series comes twice)."""
-    config, data = start_job(tmp_path, pacs, library)
+    config, data = start_job(tmp_path, library_pacs, library)
     first = MercureProcess("retriever", config, log_name="retriever-1").start()
     try:
         wait_until(lambda: studies_done(data) >= 3, timeout=60, interval=0.01)

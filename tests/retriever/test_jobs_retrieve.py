@@ -39,7 +39,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
 
 
 @pytest.fixture
-def pacs(orthanc: Orthanc, library: Library) -> Orthanc:
+def library_pacs(orthanc: Orthanc, library: Library) -> Orthanc:
     """The session's Orthanc holding the library; it knows our AE title (C-FIND, C-GET)."""
     library.load(orthanc)
     orthanc.set_modality("mercure", ("MERCURE", "127.0.0.1", free_port()))
@@ -75,10 +75,10 @@ def check_every_instance_once(data: DataFolder, library: Library, job_id: str) -
     assert all(mark.complete and mark.expected == 2 for mark in job_marks.values())
 
 
-def test_cget_retrieves_20_studies(tmp_path: Path, pacs: Orthanc, library: Library) -> None:
+def test_cget_retrieves_20_studies(tmp_path: Path, library_pacs: Orthanc, library: Library) -> None:
     """C-GET of 20 studies: every instance lands once through the receiver's write path, the
     marks are complete, the series tags name the PACS as sender, events tell the progress."""
-    config = write_config(tmp_path, {"pacs": dicom_source(pacs, "c-get")})
+    config = write_config(tmp_path, {"pacs": dicom_source(library_pacs, "c-get")})
     data = DataFolder(tmp_path / "data")
     job_id = create_job(config, tmp_path, library.accessions)
     with retriever(config):
@@ -104,11 +104,15 @@ def test_cget_retrieves_20_studies(tmp_path: Path, pacs: Orthanc, library: Libra
     assert "Retrieve^Patient" not in text
 
 
-def test_cmove_retrieves_20_studies(tmp_path: Path, pacs: Orthanc, library: Library) -> None:
+def test_cmove_retrieves_20_studies(
+    tmp_path: Path, library_pacs: Orthanc, library: Library
+) -> None:
     """C-MOVE of 20 studies to our receiver: every instance in incoming/ once, marks complete."""
     port = free_port()
-    pacs.set_modality("mercure", ("MERCURE", "127.0.0.1", port))
-    config = write_config(tmp_path, {"pacs": dicom_source(pacs, "c-move")}, receiver_port=port)
+    library_pacs.set_modality("mercure", ("MERCURE", "127.0.0.1", port))
+    config = write_config(
+        tmp_path, {"pacs": dicom_source(library_pacs, "c-move")}, receiver_port=port
+    )
     data = DataFolder(tmp_path / "data")
     job_id = create_job(config, tmp_path, library.accessions)
     with MercureProcess("receiver", config, listen_port=port), retriever(config):
@@ -117,9 +121,11 @@ def test_cmove_retrieves_20_studies(tmp_path: Path, pacs: Orthanc, library: Libr
     check_every_instance_once(data, library, job_id)
 
 
-def test_wado_rs_retrieves_20_studies(tmp_path: Path, pacs: Orthanc, library: Library) -> None:
+def test_wado_rs_retrieves_20_studies(
+    tmp_path: Path, library_pacs: Orthanc, library: Library
+) -> None:
     """WADO-RS through Orthanc's DICOMweb plugin: every instance in incoming/ once."""
-    config = write_config(tmp_path, {"pacs": dicomweb_source(pacs)})
+    config = write_config(tmp_path, {"pacs": dicomweb_source(library_pacs)})
     data = DataFolder(tmp_path / "data")
     job_id = create_job(config, tmp_path, library.accessions)
     with retriever(config):
@@ -130,11 +136,11 @@ def test_wado_rs_retrieves_20_studies(tmp_path: Path, pacs: Orthanc, library: Li
 
 
 def test_series_filter_and_unknown_accession(
-    tmp_path: Path, pacs: Orthanc, library: Library
+    tmp_path: Path, library_pacs: Orthanc, library: Library
 ) -> None:
     """Only the series the filter selects are fetched; an unknown accession fails its study
     ("not found at pacs") and the job ends failed with the others done."""
-    config = write_config(tmp_path, {"pacs": dicomweb_source(pacs)})
+    config = write_config(tmp_path, {"pacs": dicomweb_source(library_pacs)})
     data = DataFolder(tmp_path / "data")
     chosen = library.studies[:3]
     job_id = create_job(
@@ -155,9 +161,9 @@ def test_series_filter_and_unknown_accession(
     assert set(marks(data, job_id)) == {study.series[0].series_uid for study in chosen}
 
 
-def test_pause_and_resume(tmp_path: Path, pacs: Orthanc, library: Library) -> None:
+def test_pause_and_resume(tmp_path: Path, library_pacs: Orthanc, library: Library) -> None:
     """A paused job fetches nothing until it is resumed, then finishes."""
-    config = write_config(tmp_path, {"pacs": dicom_source(pacs, "c-get")})
+    config = write_config(tmp_path, {"pacs": dicom_source(library_pacs, "c-get")})
     data = DataFolder(tmp_path / "data")
     job_id = create_job(config, tmp_path, library.accessions[:4])
     assert main(["retrieve", "pause", job_id, "--config", str(config)]) == 0
@@ -172,7 +178,7 @@ def test_pause_and_resume(tmp_path: Path, pacs: Orthanc, library: Library) -> No
 
 
 def test_offpeak_job_waits_outside_the_window(
-    tmp_path: Path, pacs: Orthanc, library: Library
+    tmp_path: Path, library_pacs: Orthanc, library: Library
 ) -> None:
     """An --offpeak job outside the window waits (fetching nothing); cancel ends it."""
     from datetime import datetime, timedelta
@@ -183,7 +189,7 @@ def test_offpeak_job_waits_outside_the_window(
         "end": (now + timedelta(hours=3)).strftime("%H:%M"),
     }
     config = write_config(
-        tmp_path, {"pacs": dicom_source(pacs, "c-get")}, extra={"offpeak": window}
+        tmp_path, {"pacs": dicom_source(library_pacs, "c-get")}, extra={"offpeak": window}
     )
     data = DataFolder(tmp_path / "data")
     job_id = create_job(config, tmp_path, library.accessions[:2], "--offpeak")
@@ -199,19 +205,19 @@ def test_offpeak_job_waits_outside_the_window(
 
 
 def test_end_to_end_retrieved_series_routed_by_job_rule(
-    tmp_path: Path, pacs: Orthanc, library: Library
+    tmp_path: Path, library_pacs: Orthanc, library: Library
 ) -> None:
     """Receiver + router + dispatcher + retriever: C-MOVE'd series of job lab42 are selected by
     `tags.RetrieveJob == 'lab42'` and every instance arrives in the folder target. The quiet
     time is an hour: the retrieve's end, through the marks, completes the series."""
     port = free_port()
-    pacs.set_modality("mercure", ("MERCURE", "127.0.0.1", port))
+    library_pacs.set_modality("mercure", ("MERCURE", "127.0.0.1", port))
     out = tmp_path / "out"
     out.mkdir()
     chosen = library.studies[:5]
     config = write_config(
         tmp_path,
-        {"pacs": dicom_source(pacs, "c-move")},
+        {"pacs": dicom_source(library_pacs, "c-move")},
         receiver_port=port,
         extra={
             "router": {"series_complete_trigger": 3600, "rescan_interval": 5},
