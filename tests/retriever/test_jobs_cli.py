@@ -161,7 +161,12 @@ def test_status_pause_resume_cancel(
     assert summary["studies_total"] == 2 and summary["studies_remaining"] == 2
     assert "A1" not in json.dumps(summary)
 
-    write_progress(folder, JobProgress(state="cancelled", studies=read_progress(folder).studies))
+    studies = read_progress(folder).studies
+    studies[0].state, studies[1].state = "done", "failed"
+    write_progress(folder, JobProgress(state="cancelled", studies=studies))
+    assert retrieve(config, "status", "j1", "--watch") == 0
+    bar = capsys.readouterr().out
+    assert "j1 [" in bar and "2/2 studies (1 failed)" in bar and "cancelled" in bar
     assert retrieve(config, "resume", "j1") == 1
     assert "has ended (cancelled)" in capsys.readouterr().err
     assert retrieve(config, "pause", "nojob") == 1

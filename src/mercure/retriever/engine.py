@@ -240,6 +240,8 @@ class JobRunner:
         assert study.study_uid is not None
         if study.series is None:
             listed = await series_of_study(name, source, study.study_uid, study_tags)
+            if not listed:
+                raise RetrieveFailed(f"source {name} lists no series for the study")
             selected = [s for s in listed if self._selected(s.tags)]
             for series in selected:
                 write_mark(
