@@ -78,7 +78,12 @@ def check_every_instance_once(data: DataFolder, library: Library, job_id: str) -
 def test_cget_retrieves_20_studies(tmp_path: Path, library_pacs: Orthanc, library: Library) -> None:
     """C-GET of 20 studies: every instance lands once through the receiver's write path, the
     marks are complete, the series tags name the PACS as sender, events tell the progress."""
-    config = write_config(tmp_path, {"pacs": dicom_source(library_pacs, "c-get")})
+    # Four studies at once per job, two associations at most: the source's limit holds.
+    config = write_config(
+        tmp_path,
+        {"pacs": dicom_source(library_pacs, "c-get", max_associations=2)},
+        retrieve={"studies_in_parallel": 4},
+    )
     data = DataFolder(tmp_path / "data")
     job_id = create_job(config, tmp_path, library.accessions)
     with retriever(config):
@@ -125,7 +130,9 @@ def test_wado_rs_retrieves_20_studies(
     tmp_path: Path, library_pacs: Orthanc, library: Library
 ) -> None:
     """WADO-RS through Orthanc's DICOMweb plugin: every instance in incoming/ once."""
-    config = write_config(tmp_path, {"pacs": dicomweb_source(library_pacs)})
+    config = write_config(
+        tmp_path, {"pacs": dicomweb_source(library_pacs)}, retrieve={"studies_in_parallel": 3}
+    )
     data = DataFolder(tmp_path / "data")
     job_id = create_job(config, tmp_path, library.accessions)
     with retriever(config):
