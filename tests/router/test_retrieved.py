@@ -23,7 +23,7 @@ from mercure.core.retrievemarks import (
     write_mark,
 )
 from mercure.core.task import ERROR_FILE, read_task
-from mercure.router.routing import claim_series
+from mercure.router.routing import claim_series, execute
 from mercure.router.simulate import IncomingWriter
 from mercure.testing.series import GeneratedSeries, generate_series
 from mercure.testing.wait import wait_until
@@ -271,3 +271,49 @@ def test_router_process_learns_of_marks_and_job_deletion_by_notification(tmp_pat
     [discarded] = data.entries(Stage.DISCARD)
     assert read_task(discarded).info.uid == abandoned.series_uid
     assert not mark_path(data, finished.series_uid).exists()
+
+
+def test_mark_stays_until_a_plan_left_by_a_crash_is_carried_out(
+    make_router: Callable[..., Harness],
+) -> None:
+    """Killed after one task left: the mark is still there; the restart finishes the plan
+    and only then removes it."""
+    from test_router_recovery import Crash, claimed, crash_after, no_study, three_task_plan
+
+    h = make_router(JOB_RULES, start=False)
+    series = h.series(3)
+    mark(h, series, complete=True, notify=False)
+    work = claimed(h, series)
+    plan = three_task_plan(series)
+    work.write_plan(plan)
+    with pytest.raises(Crash):
+        execute(work, plan, h.data, crash_after(1), no_study)
+    work.release()
+    assert mark_path(h.data, series.series_uid).exists()
+    h.router.start()
+    assert len(h.tasks(Stage.OUTGOING)) + len(h.tasks(Stage.PROCESSING)) == 3
+    assert not mark_path(h.data, series.series_uid).exists()
+
+
+def test_study_completes_when_its_last_owed_series_goes_elsewhere(
+    make_router: Callable[..., Harness],
+) -> None:
+    """The last series of the job's study is taken by a series rule: the study leaves too."""
+    h = make_router(
+        STUDY_RULES.replace("tags.RetrieveJob == 'lab42'", "tags.SeriesDescription == 'T1'")
+        + "  t2_alone: {rule: \"tags.SeriesDescription == 'T2'\", targets: archive}\n"
+    )
+    first = h.series(2, seed=42, series_number=1, series_description="T1")
+    second = h.series(2, seed=42, series_number=2, series_description="T2")
+    mark(h, first)
+    mark(h, second)
+    h.send(first)
+    mark(h, first, complete=True)
+    h.run()
+    assert len(h.tasks(Stage.STUDIES)) == 1
+    h.send(second)
+    mark(h, second, complete=True)
+    h.run()
+    assert h.tasks(Stage.STUDIES) == []
+    routed = {h.task(p).info.applied_rule: dicom_names(p) for p in h.tasks(Stage.OUTGOING)}
+    assert routed == {"whole_study": sop_files(first), "t2_alone": sop_files(second)}

@@ -65,11 +65,11 @@ class StudyCollector:
         for name in self.states:
             self._checks[name] = now
 
-    def recheck_study(self, study_uid: str, now: float) -> None:
-        """Look at the studies of ``study_uid`` now (a retrieve mark of it changed)."""
+    def recheck_study(self, study_uid: str) -> None:
+        """Look at the studies of ``study_uid`` at the next run (a retrieve mark changed)."""
         for name, state in self.states.items():
             if state.study_uid == study_uid:
-                self._checks[name] = now
+                self._checks[name] = 0.0
 
     def recheck_retrieved(self, now: float) -> None:
         """Look at every study a retrieve job started (the rescan: a mark change or a job

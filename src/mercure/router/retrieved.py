@@ -91,10 +91,12 @@ class MarkIndex:
         """Whether the folder of retrieve job ``job`` exists."""
         return job_dir(self.data, job).is_dir()
 
-    def taken(self, series_uid: str) -> None:
-        """The router took the series: its mark has had its effect, remove it."""
+    def taken(self, series_uid: str) -> RetrieveMark | None:
+        """The router took the series: its mark has had its effect, remove it; the mark."""
+        mark = self.marks.get(series_uid)
         remove_mark(self.data, series_uid)
         self._set(series_uid, None)
+        return mark
 
     def series_of_job(self, job: str) -> list[str]:
         """SeriesInstanceUIDs with a mark of ``job``."""

@@ -175,10 +175,9 @@ class Router:
 
     def _mark_changed(self, series_uid: str, before: RetrieveMark | None) -> None:
         self.tracker.mark_changed(series_uid)
-        now = self.clock()
         for mark in (before, self.marks.get(series_uid)):
             if mark is not None:
-                self.collector.recheck_study(mark.study, now)
+                self.collector.recheck_study(mark.study)
 
     def waiting_for_retrieve(self) -> dict[str, int]:
         """Series that wait for the end of a retrieve: job -> number of series."""
@@ -438,7 +437,9 @@ class Router:
         # (tags, forced rule); after it, the plan holds the decision. A crash between the
         # end of execute() and this line leaves a mark without a series, which the retriever
         # removes when its job ends and which never holds a study back (its series is gone).
-        self.marks.taken(plan.series_uid)
+        mark = self.marks.taken(plan.series_uid)
+        if mark is not None:  # its study may have waited for this series alone
+            self.collector.recheck_study(mark.study)
         for rule in plan.notify:
             report.notification(self.events, rule, plan.series_uid, plan.study_uid)
         self.routed += 1
@@ -471,7 +472,9 @@ class Router:
             log.error("series %s: cannot move to error/ (%s)", work.series_name, exc)
             work.release()
             return
-        self.marks.taken(work.series_name)  # in error/ now: its study must not wait for it
+        mark = self.marks.taken(work.series_name)  # in error/: its study must not wait for it
+        if mark is not None:
+            self.collector.recheck_study(mark.study)
         if task is not None:
             self.events.emit(
                 "task.failed",
