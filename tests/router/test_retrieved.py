@@ -121,6 +121,7 @@ def test_mark_of_a_deleted_job_is_ignored(make_router: Callable[..., Harness]) -
     h.run()
     _path, task = h.only_task(Stage.DISCARD)
     assert task.info.reason == "no rule selected the series"
+    assert h.events("rule.error") == []  # a rule reading a missing tag is just false
 
 
 def test_rescan_notices_a_mark_change_that_was_not_reported(
