@@ -65,6 +65,7 @@ SENDER_PREFIX = "STOW:"
 """``SenderAET`` of a STOW-RS sender: this prefix and the sender's name."""
 DICOM_JSON = "application/dicom+json"
 MAX_SERIES_IN_EVENT = 256
+MAX_BOUNDARY = 200
 
 _PATH = re.compile(r"^(?:/[^?]*)?/studies(?:/([^/]+))?/?$")
 _requests = itertools.count(1)
@@ -168,6 +169,10 @@ class StowApp:
         try:
             await self._handle(scope, receive, send)
         except StowRefused as refused:
+            peer = scope.get("client") or ("?", 0)
+            log.warning(
+                "STOW-RS request from %s answered %d: %s", peer[0], refused.status, refused.message
+            )
             await _answer_text(send, refused.status, refused.message, refused.headers)
         except OSError as exc:
             # Nothing was acknowledged: the sender may send the whole request again.
@@ -242,8 +247,11 @@ class StowApp:
                 'multipart/related; type="application/dicom"; boundary=...',
             )
         boundary = parameters.get("boundary", "")
-        if not boundary or len(boundary) > 70:
-            raise StowRefused(400, "Content-Type lacks a usable boundary parameter")
+        # RFC 2046 allows 70 characters; Orthanc's DICOMweb plug-in sends 73. Be lenient.
+        if not boundary or len(boundary) > MAX_BOUNDARY:
+            raise StowRefused(
+                400, f"Content-Type {value[:200]!r} lacks a usable boundary parameter"
+            )
         return boundary
 
     def _check_length(self, value: str | None) -> None:
