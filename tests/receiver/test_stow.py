@@ -287,3 +287,26 @@ def test_disk_floor_answers_507_and_acknowledges_nothing_unkept(
     assert "floor" in again.text
     assert stow.instances() == []
     assert stow.staging_files() == []
+
+
+def test_new_sender_is_taken_without_a_restart(
+    stow: RunningReceiver, series: GeneratedSeries
+) -> None:
+    """A sender added to the file is accepted once the receiver reloads; DICOM stays up."""
+    new_token = "second-sender-token-0123456789"
+    content_type, body = multipart_body([series.instances[0].path])
+    url = f"{stow.extra['stow_url']}/studies"
+    headers = {"Authorization": f"Bearer {new_token}"}
+    assert _post(url, body, content_type, **headers).status_code == 401
+    config = yaml.safe_load(stow.config_path.read_text())
+    config["receiver"]["stow"]["senders"]["second"] = {"token": new_token}
+    stow.config_path.write_text(yaml.safe_dump(config))
+    wait_until(
+        lambda: _post(url, body, content_type, **headers).status_code == 200,
+        timeout=30,
+        interval=0.5,
+        message="the new sender accepted after the reload",
+    )
+    assert "listener default changed" not in stow.log_text()
+    folder = stow.data.stage(Stage.INCOMING) / series.series_uid
+    assert "STOW:second" in (folder / "journal.jsonl").read_text()
