@@ -1,13 +1,16 @@
 """The Queue and task pages in Chromium against a real installation (`mercure run`, every
 service, series sent with storescu): an operator requeues a task whose DICOM target was down
 once the target is up, and pauses and resumes the outgoing stage; a viewer gets no action.
-Screenshots: docs/images/webgui-queue.png and webgui-task.png (MERCURE_UPDATE_SCREENSHOTS=1).
+The "Retrieve jobs" table with two jobs, on the in-process web interface.
+Screenshots: docs/images/webgui-queue.png, webgui-task.png and webgui-queue-retrieve.png
+(MERCURE_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from test_webgui_browser import watch
 from test_webgui_browser_system import add_user
 from webgui_harness import PASSWORD, WebGui
 
+from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.testing.installation import MercureProcess, write_config
 from mercure.testing.peers.dcmtk import StoreSCP, storescu
@@ -190,3 +194,57 @@ def test_viewer_sees_no_action_and_a_forged_post_is_refused(webgui: WebGui) -> N
         assert answer.status == 403
         assert "needs the operator role" in answer.text()
     assert (webgui.data.stage(Stage.ERROR) / "t-failed").is_dir()
+
+
+@pytest.mark.slow
+def test_queue_page_shows_retrieve_jobs_with_progress(tmp_path: Path, webgui: WebGui) -> None:
+    """Two jobs from the bookkeeper's events: newest first, progress bars, no CSP violation."""
+    from test_webgui_queue_retrieve import job_event
+
+    now = utcnow()
+    webgui.store_events(
+        [
+            job_event(
+                "lab42",
+                "running",
+                now - timedelta(seconds=20),
+                studies_done=140,
+                studies_failed=3,
+                studies_remaining=57,
+                studies_total=200,
+                instances=51234,
+                rate=96.4,
+            ),
+            job_event(
+                "night-ct",
+                "waiting-offpeak",
+                now - timedelta(minutes=40),
+                offpeak=True,
+                studies_done=12,
+                studies_remaining=8,
+                reason="outside the off-peak window 22:00-06:00",
+            ),
+        ]
+    )
+    base = webgui.start()
+    problems: list[str] = []
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+        watch(page, problems)
+        sign_in(page, base, "viewer")
+        page.goto(base + "/queue")
+        table = page.locator("table.retrieve-table")
+        table.wait_for()
+        jobs = page.locator("tr.retrieve-job")
+        assert [jobs.nth(i).get_attribute("data-job") for i in range(jobs.count())] == [
+            "lab42",
+            "night-ct",
+        ]
+        assert page.locator("tr[data-job=lab42] progress").get_attribute("value") == "143"
+        assert page.locator("tr[data-job=night-ct] progress").get_attribute("max") == "20"
+        assert "3 failed" in jobs.nth(0).inner_text()
+        assert "off-peak" in jobs.nth(1).inner_text()
+        page.locator("section.retrieve-jobs").screenshot(
+            path=str(screenshot_folder(tmp_path) / "webgui-queue-retrieve.png")
+        )
+    assert problems == []

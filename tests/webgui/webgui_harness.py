@@ -67,9 +67,15 @@ class FakeClock:
 class WebGui:
     """The web interface of one test, on a real (in-process) bookkeeper."""
 
-    def __init__(self, folder: Path, *, webgui: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        webgui: dict[str, object] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         self.folder = folder
-        document = {"data_dir": str(folder / "data"), "webgui": webgui or {}}
+        document = {"data_dir": str(folder / "data"), "webgui": webgui or {}, **(extra or {})}
         # The file the configuration pages edit (they save through mercure.core.config.editing).
         self.config_path = folder / "mercure.yaml"
         self.config_path.write_text(yaml.safe_dump(document, sort_keys=False))

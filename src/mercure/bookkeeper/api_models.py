@@ -279,6 +279,29 @@ class RuleHits(BaseModel):
     rules: list[RuleHit]
 
 
+class RetrieveJobRecord(BaseModel):
+    """A retrieve job as its latest ``retrieve.job`` event tells it (no patient data)."""
+
+    job: str
+    time: datetime = Field(description="When the job last reported.")
+    source: str | None = None
+    state: str | None = Field(None, description="queued, waiting-offpeak, running, paused ...")
+    studies_total: int | None = None
+    studies_done: int | None = None
+    studies_failed: int | None = None
+    studies_remaining: int | None = None
+    instances: int | None = None
+    rate: float | None = Field(None, description="Instances per second over the last minute.")
+    offpeak: bool | None = None
+    reason: str | None = None
+
+
+class RetrieveJobs(BaseModel):
+    """Retrieve jobs not finished or finished lately, newest report first."""
+
+    items: list[RetrieveJobRecord]
+
+
 class Queues(BaseModel):
     """Queue depths: tasks by state in the database, entries by stage in the data folder."""
 

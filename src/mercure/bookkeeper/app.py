@@ -445,6 +445,24 @@ def create_app(
         """Tasks by state (database) and entries by stage (data folder)."""
         return {"tasks_by_state": queries.task_states(engine), "data_folder": dict(depths())}
 
+    @app.get(
+        f"{API}/retrieve/jobs",
+        response_model=m.RetrieveJobs,
+        tags=["read"],
+        dependencies=[Authorized],
+    )
+    def get_retrieve_jobs(
+        finished_days: Annotated[
+            float, Query(ge=0, le=365, description="Also jobs finished this many days ago.")
+        ] = 7,
+        limit: Limit = 100,
+    ) -> Any:
+        """Each retrieve job's latest progress: jobs under way, and those finished lately."""
+        items = queries.retrieve_jobs(
+            engine, utcnow(), finished_within=timedelta(days=finished_days), limit=limit
+        )
+        return {"items": items}
+
     @app.get(f"{API}/audit", response_model=m.AuditPage, tags=["read"], dependencies=[Authorized])
     def get_audit(
         limit: Limit = 50,

@@ -647,3 +647,88 @@ def target_statistics(engine: Engine, since: datetime, until: datetime) -> dict[
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+RETRIEVE_JOB_FINISHED = ("done", "failed", "cancelled")
+"""States of :data:`kinds.RETRIEVE_JOB_STATES` after which a job does nothing more."""
+RETRIEVE_JOB_FIELDS: dict[str, tuple[type, ...]] = {
+    "source": (str,),
+    "state": (str,),
+    "studies_total": (int,),
+    "studies_done": (int,),
+    "studies_failed": (int,),
+    "studies_remaining": (int,),
+    "instances": (int,),
+    "rate": (int, float),
+    "offpeak": (bool,),
+    "reason": (str,),
+}
+"""The data of a ``retrieve.job`` event that the list shows, with the types it may have."""
+
+
+def _job_field(data: dict[str, Any], key: str) -> Any:
+    """``data[key]`` if it has the documented type (another service's event is no promise)."""
+    value = data.get(key)
+    allowed = RETRIEVE_JOB_FIELDS[key]
+    if isinstance(value, bool) and bool not in allowed:
+        return None
+    return value if isinstance(value, allowed) else None
+
+
+def retrieve_jobs(
+    engine: Engine,
+    now: datetime,
+    *,
+    finished_within: timedelta = timedelta(days=7),
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The latest ``retrieve.job`` event of each job, newest first: jobs not finished, and
+    jobs that finished within ``finished_within`` of ``now``.
+
+    One query over the events (the ``kind, time`` index narrows it to ``retrieve.job``): a
+    window numbers each job's events newest first and the first of each is kept. A job that
+    waits (paused, off-peak) emits nothing for a while, so its latest event may be old; it
+    stays listed until it finishes.
+    """
+    e = tables.events
+    job = e.c.data["job"].as_string()
+    ranked = (
+        sa.select(
+            e.c.time,
+            e.c.data,
+            job.label("job"),
+            sa.func.row_number()
+            .over(partition_by=job, order_by=(e.c.time.desc(), e.c.id.desc()))
+            .label("newest"),
+        )
+        .where(e.c.kind == kinds.RETRIEVE_JOB)
+        .subquery()
+    )
+    state = ranked.c.data["state"].as_string()
+    query = (
+        sa.select(ranked.c.time, ranked.c.job, ranked.c.data)
+        .where(
+            ranked.c.newest == 1,
+            ranked.c.job.is_not(None),
+            sa.or_(
+                state.is_(None),
+                state.not_in(RETRIEVE_JOB_FINISHED),
+                ranked.c.time >= now - finished_within,
+            ),
+        )
+        .order_by(ranked.c.time.desc(), ranked.c.job)
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    jobs = []
+    for row in rows:
+        data = row.data if isinstance(row.data, dict) else {}
+        jobs.append(
+            {
+                "job": row.job,
+                "time": row.time,
+                **{key: _job_field(data, key) for key in RETRIEVE_JOB_FIELDS},
+            }
+        )
+    return jobs

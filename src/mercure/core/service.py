@@ -277,9 +277,13 @@ class Service:
             ),
         )
 
+    def status_detail(self) -> str:
+        """A short line for ``mercure status`` beside the heartbeat (none by default)."""
+        return ""
+
     async def _heartbeat_loop(self) -> None:
         while True:
-            self._beat()
+            self._beat(self.status_detail())
             await asyncio.sleep(self.config.supervisor.heartbeat_interval)
 
     async def _config_loop(self) -> None:

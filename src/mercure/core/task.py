@@ -191,6 +191,8 @@ class TaskStudy(_Part):
     )
     complete_force: bool = False
     complete_force_action: Literal["discard", "proceed", "ignore"] = "proceed"
+    retrieve_job: str | None = None
+    """The retrieve job whose series started the study: its end completes the study."""
 
 
 class Task(_Part):

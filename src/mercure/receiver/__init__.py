@@ -1,1 +1,2 @@
-"""The receiver: a DICOM Storage SCP that places every instance durably in ``incoming/``."""
+"""The receiver: a DICOM Storage SCP, and optionally a STOW-RS endpoint, that place every
+instance durably in ``incoming/``."""

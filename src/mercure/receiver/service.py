@@ -15,12 +15,15 @@ from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
 from mercure.receiver.handler import ReceiverHandler
 from mercure.receiver.listeners import ListenerError, listener_settings
+from mercure.receiver.stow import StowApp
+from mercure.receiver.stowserver import StowServer
 
 log = logging.getLogger(__name__)
 
 
 class ReceiverService(Service):
-    """The DICOM Storage SCP: one event loop serves every association of every listener."""
+    """The DICOM Storage SCP: one event loop serves every association of every listener, and
+    the STOW-RS endpoint when configured."""
 
     name = "receiver"
     fast_event_loop = True
@@ -36,14 +39,19 @@ class ReceiverService(Service):
         self.servers: dict[str, tuple[tuple[ListenerConfig, ReceiverConfig], DicomServer]] = {}
         self._apply_lock = asyncio.Lock()
         self._reconfigure: asyncio.Task[None] | None = None
+        self.stow: StowServer | None = None
 
     async def serve(self) -> None:
         """Listen until the first stop signal, then let open associations finish."""
         await self._apply_listeners(initial=True)
         await self.stopping.wait()
         grace = self.config.supervisor.stop_timeout
-        await asyncio.gather(*(server.shutdown(grace) for _, server in self.servers.values()))
+        await asyncio.gather(
+            *(server.shutdown(grace) for _, server in self.servers.values()),
+            *([self.stow.shutdown()] if self.stow is not None else []),
+        )
         self.servers.clear()
+        self.stow = None
 
     def on_config(self, loaded: LoadedConfig) -> None:
         """Apply receiver changes: fsync and disk floor at once, listeners by restarting them."""
@@ -62,7 +70,8 @@ class ReceiverService(Service):
 
     async def _apply_listeners(self, *, initial: bool = False) -> None:
         async with self._apply_lock:
-            receiver = self.config.receiver
+            # The STOW-RS endpoint has its own restart (below): its changes leave DICOM alone.
+            receiver = self.config.receiver.model_copy(update={"stow": None})
             wanted = {listener.name: listener for listener in receiver.listeners}
             for name, (settings, server) in list(self.servers.items()):
                 if wanted.get(name) != settings[0] or settings[1] != receiver:
@@ -82,6 +91,38 @@ class ReceiverService(Service):
                         raise
                     log.error("%s", exc)
                     self.events.emit("listener.failed", severity="error", message=str(exc))
+            try:
+                await self._apply_stow()
+            except ListenerError as exc:
+                if initial:
+                    raise
+                log.error("%s", exc)
+                self.events.emit("listener.failed", severity="error", message=str(exc))
+
+    async def _apply_stow(self) -> None:
+        """Start, stop or restart the STOW-RS endpoint; new senders and limits apply at once."""
+        settings = self.config.receiver.stow
+        running = self.stow
+        if running is not None:
+            unchanged = settings is not None and running.settings.model_dump(
+                exclude={"senders", "max_request_mb", "max_instance_mb", "read_timeout"}
+            ) == settings.model_dump(
+                exclude={"senders", "max_request_mb", "max_instance_mb", "read_timeout"}
+            )
+            if unchanged:
+                assert settings is not None
+                running.app.configure(settings)
+                running.settings = settings
+                return
+            log.info("receiver.stow changed: restarting the STOW-RS endpoint")
+            self.stow = None
+            await running.shutdown()
+        if settings is None:
+            return
+        app = StowApp(settings, self.placer, self.disk, self.events)
+        server = StowServer(settings, app)
+        await server.start()
+        self.stow = server
 
     async def _start(self, listener: ListenerConfig, receiver: ReceiverConfig) -> DicomServer:
         handler = ReceiverHandler(listener, self.placer, self.events, self.disk)

@@ -155,8 +155,11 @@ def cmd_study_list(args: argparse.Namespace) -> int:
             continue
         age = (now - study.creation_time).total_seconds()
         quiet = (now - study.last_receive_time).total_seconds()
+        trigger: str = study.complete_trigger
+        if study.retrieve_job is not None:
+            trigger += f" (or the end of retrieve job {study.retrieve_job})"
         print(
-            f"{name}  {len(study.received_series_uid)} series  {study.complete_trigger}  "
+            f"{name}  {len(study.received_series_uid)} series  {trigger}  "
             f"created {age:.0f} s ago, last series {quiet:.0f} s ago"
         )
     if not names:

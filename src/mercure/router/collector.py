@@ -65,15 +65,34 @@ class StudyCollector:
         for name in self.states:
             self._checks[name] = now
 
+    def recheck_study(self, study_uid: str) -> None:
+        """Look at the studies of ``study_uid`` at the next run (a retrieve mark changed)."""
+        for name, state in self.states.items():
+            if state.study_uid == study_uid:
+                self._checks[name] = 0.0
+
+    def recheck_retrieved(self, now: float) -> None:
+        """Look at every study a retrieve job started (the rescan: a mark change or a job
+        deletion may have gone unnoticed)."""
+        for name, state in self.states.items():
+            if state.retrieve_job is not None:
+                self._checks[name] = min(self._checks.get(name, now), now)
+
     def next_check(self) -> float | None:
         """When a study is due to be looked at next."""
         return min(self._checks.values(), default=None)
 
     def run_due(
-        self, now: float, config: MercureConfig, pending_studies: Callable[[], set[str]]
+        self,
+        now: float,
+        config: MercureConfig,
+        pending_studies: Callable[[], set[str]],
+        retrieve_pending: Callable[[str, str], bool | None] = lambda _job, _study: None,
     ) -> None:
         """Complete the studies that are due; ``pending_studies`` gives the StudyInstanceUIDs
-        of series still waiting in ``incoming/`` (asked at most once, only when needed)."""
+        of series still waiting in ``incoming/`` (asked at most once, only when needed),
+        ``retrieve_pending(job, study_uid)`` whether a retrieve job still owes a study a
+        series (None if the job is gone)."""
         due = [name for name, when in self._checks.items() if when <= now]
         pending: set[str] | None = None
         for name in due:
@@ -83,7 +102,18 @@ class StudyCollector:
                 continue
             if pending is None:
                 pending = pending_studies()
-            verdict = judge_study(state, now, config, series_pending=state.study_uid in pending)
+            owed = (
+                retrieve_pending(state.retrieve_job, state.study_uid)
+                if state.retrieve_job is not None
+                else None
+            )
+            verdict = judge_study(
+                state,
+                now,
+                config,
+                series_pending=state.study_uid in pending,
+                retrieve_pending=owed,
+            )
             if verdict.required_error and name not in self._reported:
                 self._reported.add(name)
                 report.rule_error(self.events, "", state.rule or name, verdict.required_error)

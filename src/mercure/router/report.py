@@ -10,7 +10,8 @@ kind                      when
 ``series.received``       a complete series, for the bookkeeper's series table (data: tags,
                           instances, first_received, last_received)
 ``series.complete``       a series was claimed as complete (data: instances, quiet_time,
-                          completed_by: the setting that decided, e.g. ``release (default)``)
+                          completed_by: the setting that decided, e.g. ``release (default)``,
+                          retrieve_job: the retrieve job that fetched it, or null)
 ``rule.error``            a rule failed while running for a series; it counted as false
 ``task.created``          a task reached its first stage (``studies`` for a new study)
 ``task.update``           a series joined a study (stage ``studies``), or a study moved on
@@ -71,8 +72,9 @@ def series_complete(
     instances: int,
     quiet_time: float,
     completed_by: str,
+    retrieve_job: str | None = None,
 ) -> None:
-    """A series was claimed as complete."""
+    """A series was claimed as complete (``retrieve_job``: the job that fetched it)."""
     events.emit(
         "series.complete",
         series_uid=series_uid,
@@ -81,6 +83,7 @@ def series_complete(
         instances=instances,
         quiet_time=quiet_time,
         completed_by=completed_by,
+        retrieve_job=retrieve_job,
     )
 
 

@@ -28,13 +28,15 @@ from mercure.core.errors import MercureError, PermanentError
 from mercure.core.events import EventClient
 from mercure.core.notifications.queue import Trigger
 from mercure.core.notifications.triggers import notify_safely
+from mercure.core.retrievemarks import RETRIEVE_JOB_TAG, RETRIEVE_SOURCE_TAG, RetrieveMark
 from mercure.core.rules import SeriesTags
-from mercure.core.rules.decision import Decision, decide
+from mercure.core.rules.decision import Decision, decide, forced_decision
 from mercure.core.task import Task
 from mercure.router import report
 from mercure.router.collector import StudyCollector
 from mercure.router.completion import CompletionPolicy
 from mercure.router.journal import JOURNAL_FILE, JournalState, read_new_lines
+from mercure.router.retrieved import MarkIndex
 from mercure.router.routing import (
     Plan,
     PlanEntry,
@@ -73,8 +75,12 @@ class Router:
         self.loaded = loaded
         self.events = events
         self.clock = clock
+        self.marks = MarkIndex(data)
         self.tracker = SeriesTracker(
-            data.stage(Stage.INCOMING), CompletionPolicy(loaded), watcher or NoWatcher()
+            data.stage(Stage.INCOMING),
+            CompletionPolicy(loaded),
+            watcher or NoWatcher(),
+            self.marks.active,
         )
         self.collector = StudyCollector(data, events)
         self._next_rescan = 0.0
@@ -96,6 +102,7 @@ class Router:
     def start(self) -> None:
         """Finish work a previous process left, then rebuild the state from disk."""
         routing_root(self.data).mkdir(exist_ok=True)
+        self.marks.sync()  # before recovery: a series routed again needs its mark
         self.recover()
         self.rescan()
 
@@ -119,11 +126,15 @@ class Router:
     def rescan(self) -> None:
         """The safety net: re-read ``incoming/`` and ``studies/``, retry left-over work."""
         now = self.clock()
+        for series_uid in self.marks.sync():
+            self._mark_changed(series_uid, None)
+        self.tracker.recheck_waiting()
         added, dropped = self.tracker.sync(now)
         if added or dropped:
             log.debug("rescan: %d series found, %d gone", added, dropped)
         self.recover()
         self.collector.sync(now)
+        self.collector.recheck_retrieved(now)
         self._next_rescan = now + self.config.router.rescan_interval
 
     def request_rescan(self) -> None:
@@ -152,6 +163,26 @@ class Router:
         """``incoming/<name>/tags.json`` was written."""
         self.tracker.tags_written(name)
 
+    def on_mark(self, series_uid: str) -> None:
+        """The retrieve mark of a series was written or removed."""
+        before, _now = self.marks.reload(series_uid)
+        self._mark_changed(series_uid, before)
+
+    def on_job_removed(self, job: str) -> None:
+        """A retrieve job's folder went away: its marks no longer count."""
+        for series_uid in self.marks.series_of_job(job):
+            self._mark_changed(series_uid, None)
+
+    def _mark_changed(self, series_uid: str, before: RetrieveMark | None) -> None:
+        self.tracker.mark_changed(series_uid)
+        for mark in (before, self.marks.get(series_uid)):
+            if mark is not None:
+                self.collector.recheck_study(mark.study)
+
+    def waiting_for_retrieve(self) -> dict[str, int]:
+        """Series that wait for the end of a retrieve: job -> number of series."""
+        return self.tracker.waiting_for_jobs()
+
     # --- the work ------------------------------------------------------------------------
     def run_due(self, budget: float = 0.05) -> bool:
         """Do what is due; True if more is due already (stopped after ``budget`` seconds)."""
@@ -163,8 +194,16 @@ class Router:
             self._check_series(series, now)
             if time.monotonic() - started > budget:
                 return True
-        self.collector.run_due(now, self.config, self.tracker.study_uids)
+        self.collector.run_due(now, self.config, self.tracker.study_uids, self._retrieve_pending)
         return False
+
+    def _retrieve_pending(self, job: str, study_uid: str) -> bool | None:
+        """Whether retrieve job ``job`` still owes study ``study_uid`` a series; None if the
+        job is gone (the study then completes as any other)."""
+        if not self.marks.job_exists(job):
+            return None
+        incoming = self.tracker.incoming
+        return self.marks.study_pending(job, study_uid, lambda uid: (incoming / uid).is_dir())
 
     def next_wakeup(self) -> float:
         """When :meth:`run_due` has something to do next (wall-clock time)."""
@@ -258,6 +297,10 @@ class Router:
             sender_address=journal.address,
             additional_tags=self.config.router.additional_tags,
         )
+        mark = self.marks.active(series_uid)
+        if mark is not None:
+            tags[RETRIEVE_JOB_TAG] = mark.job
+            tags[RETRIEVE_SOURCE_TAG] = mark.source
         facts = SeriesFacts(
             series_uid,
             SeriesTags(tags),
@@ -265,12 +308,22 @@ class Router:
             receiver_aet=journal.called_aet,
             sender_address=journal.address,
         )
-        decision = decide(
-            self.config,
-            self.loaded.compiled_rules,
-            facts.tags,
-            has_study_uid=facts.study_uid is not None,
-        )
+        if mark is not None and mark.rule is not None:
+            # The job's forced rule: whatever its expression says (raises PermanentError if
+            # the rule is unknown or disabled: the series goes to error/ with the reason).
+            decision = forced_decision(
+                self.config,
+                mark.rule,
+                has_study_uid=facts.study_uid is not None,
+                why=f"retrieve job {mark.job}",
+            )
+        else:
+            decision = decide(
+                self.config,
+                self.loaded.compiled_rules,
+                facts.tags,
+                has_study_uid=facts.study_uid is not None,
+            )
         for rule, reason in decision.errors.items():
             log.warning("series %s: rule %s: %s", series_uid, rule, reason)
             report.rule_error(self.events, series_uid, rule, reason)
@@ -289,8 +342,9 @@ class Router:
             instances=len(names),
             quiet_time=quiet,
             completed_by=by,
+            retrieve_job=mark.job if mark is not None else None,
         )
-        plan = self._plan(facts, decision)
+        plan = self._plan(facts, decision, mark)
         work.write_plan(plan)
         self._notify_reception(plan, work.series_dir, tags)
         self._execute(work, plan)
@@ -299,11 +353,13 @@ class Router:
         # Study times follow the router's clock, so that a test can move time forward.
         return datetime.fromtimestamp(self.clock(), UTC)
 
-    def _plan(self, facts: SeriesFacts, decision: Decision) -> Plan:
+    def _plan(self, facts: SeriesFacts, decision: Decision, mark: RetrieveMark | None) -> Plan:
         now = self._now()
         entries = []
         for rule in decision.study_rules:
             task = study_task(self.config, facts, decision, rule, now)
+            if task.study is not None and mark is not None:
+                task.study.retrieve_job = mark.job  # the job's end completes the study
             entries.append(
                 PlanEntry(
                     kind="study",
@@ -376,6 +432,14 @@ class Router:
     def _execute(self, work: RoutingWork, plan: Plan) -> None:
         on_task = functools.partial(self._task_arrived, plan.study_uid)
         execute(work, plan, self.data, on_task, self._join_study)
+        # Only now, with every task of the plan durably in its stage or study, does the mark
+        # go: until plan.json was written a restarted router decides again and needs the mark
+        # (tags, forced rule); after it, the plan holds the decision. A crash between the
+        # end of execute() and this line leaves a mark without a series, which the retriever
+        # removes when its job ends and which never holds a study back (its series is gone).
+        mark = self.marks.taken(plan.series_uid)
+        if mark is not None:  # its study may have waited for this series alone
+            self.collector.recheck_study(mark.study)
         for rule in plan.notify:
             report.notification(self.events, rule, plan.series_uid, plan.study_uid)
         self.routed += 1
@@ -408,6 +472,9 @@ class Router:
             log.error("series %s: cannot move to error/ (%s)", work.series_name, exc)
             work.release()
             return
+        mark = self.marks.taken(work.series_name)  # in error/: its study must not wait for it
+        if mark is not None:
+            self.collector.recheck_study(mark.study)
         if task is not None:
             self.events.emit(
                 "task.failed",

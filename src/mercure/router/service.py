@@ -36,7 +36,7 @@ class RouterService(Service):
     async def setup(self) -> None:
         """Watch incoming/ first (so nothing that arrives meanwhile is missed), then recover."""
         try:
-            self.watcher = IncomingWatcher(self.data.stage(Stage.INCOMING))
+            self.watcher = IncomingWatcher(self.data.stage(Stage.INCOMING), self.data.retrieve_dir)
         except OSError as exc:
             log.warning("no inotify (%s): relying on the rescan every %g s", exc, self._rescan)
         else:
@@ -78,6 +78,14 @@ class RouterService(Service):
             )
             for waiter in waiters:
                 waiter.cancel()
+
+    def status_detail(self) -> str:
+        """Series held back by retrieve jobs that have not ended, for ``mercure status``."""
+        waiting = self.router.waiting_for_retrieve()
+        return ", ".join(
+            f"{count} series waiting for retrieve job {job}"
+            for job, count in sorted(waiting.items())
+        )
 
     def on_config(self, loaded: LoadedConfig) -> None:
         """Apply a changed configuration between series."""

@@ -10,6 +10,9 @@ A study is complete when (see docs/router.md):
 - ``timeout``: ``router.study_complete_trigger`` seconds passed since its last series arrived
   and no series of the study is still waiting in ``incoming/``;
 - ``received_series``: its required series (``study_trigger_series``) have arrived;
+- ``retrieve``: the study was started by a series a retrieve job fetched, and that job owes
+  it nothing more (every mark of the job for the study complete, their series taken); this
+  replaces the timeout while the job exists (:mod:`mercure.router.retrieved`);
 - forced: ``router.study_forcecomplete_trigger`` seconds after it was created, with the rule's
   ``study_force_action``: ``proceed`` (complete as it is), ``discard`` (to ``discard/``) or
   ``ignore`` (keep waiting for the condition); or at once by ``mercure study complete UID``.
@@ -54,6 +57,7 @@ class StudyState:
     force_action: str
     complete_force: bool
     descriptions: list[str]
+    retrieve_job: str | None = None
     force_checked: bool = False
     """The force time passed with action 'ignore': do not force again."""
 
@@ -75,6 +79,7 @@ class StudyState:
             force_action=study.complete_force_action,
             complete_force=study.complete_force,
             descriptions=list(study.received_series),
+            retrieve_job=study.retrieve_job,
         )
 
 
@@ -91,9 +96,18 @@ class StudyVerdict:
 
 
 def judge_study(
-    state: StudyState, now: float, config: MercureConfig, *, series_pending: bool
+    state: StudyState,
+    now: float,
+    config: MercureConfig,
+    *,
+    series_pending: bool,
+    retrieve_pending: bool | None = None,
 ) -> StudyVerdict:
-    """Decide about one study (pure: no file is touched)."""
+    """Decide about one study (pure: no file is touched).
+
+    ``retrieve_pending`` is None unless the study's retrieve job exists; then it says whether
+    the job still owes the study a series, and the retrieve's end replaces the timeout.
+    """
     if state.complete_force:
         # Forced before (by the CLI or a crash between recording and moving): a forced discard
         # was recorded as the task's action, so the move goes to the right stage by itself.
@@ -109,7 +123,11 @@ def judge_study(
             required_error = str(exc)
         if required is not None and required.satisfied_by(state.descriptions):
             return StudyVerdict(True, reason="the required series arrived")
-    if state.condition == "timeout" or required_error is not None or not state.required.strip():
+    if retrieve_pending is False:
+        return StudyVerdict(True, reason=f"retrieve job {state.retrieve_job} ended for the study")
+    if retrieve_pending is True:
+        pass  # the retrieve's end decides (the router looks again when a mark changes)
+    elif state.condition == "timeout" or required_error is not None or not state.required.strip():
         # Without a usable list of required series the study completes by timeout (as mercure).
         due = state.last_receive + router.study_complete_trigger
         if due <= now:

@@ -9,6 +9,10 @@ after a restart: :meth:`SeriesTracker.add` rebuilds a series from its folder.
 Deadlines live in a heap. An instance arriving only moves ``activity`` forward; the old heap
 entry is checked when it comes due (``refresh``) and pushed again for the later deadline, so a
 busy series costs one float assignment per instance rather than a heap operation.
+
+A series a retrieve job fetches (it has an active mark, :mod:`mercure.router.retrieved`) does
+not complete by its quiet time: its deadline is infinite until the mark says ``complete``, and
+then it is due at once (docs/router.md, "Retrieved series").
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from mercure.core.datafolder import is_visible
 from mercure.core.dicomtags import TAGS_FILE, read_tags_file
+from mercure.core.retrievemarks import RetrieveMark
 from mercure.router.completion import CompletionPolicy, QuietTime
 from mercure.router.journal import JOURNAL_FILE, JournalState, read_head_and_tail, read_new_lines
 
@@ -67,13 +73,25 @@ class PendingSeries:
     scheduled: float | None = None
 
 
+def _no_mark(_series_uid: str) -> RetrieveMark | None:
+    return None
+
+
 class SeriesTracker:
     """All pending series, their completion deadlines and the heap that orders them."""
 
-    def __init__(self, incoming: Path, policy: CompletionPolicy, watcher: SeriesWatcher) -> None:
+    def __init__(
+        self,
+        incoming: Path,
+        policy: CompletionPolicy,
+        watcher: SeriesWatcher,
+        marks: Callable[[str], RetrieveMark | None] = _no_mark,
+    ) -> None:
         self.incoming = incoming
         self.policy = policy
         self.watcher = watcher
+        self.marks = marks
+        """The active retrieve mark of a series (by name), if it has one."""
         self.series: dict[str, PendingSeries] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._order = itertools.count()
@@ -103,6 +121,7 @@ class SeriesTracker:
         if self.policy.uses_tags:
             self.read_tags(series)
         self.schedule(series, self.deadline(series))
+        self._log_waiting(series)
         return series
 
     def remove(self, name: str) -> None:
@@ -157,6 +176,35 @@ class SeriesTracker:
         if series.journal.released and not was_released:
             self.schedule(series, self.deadline(series))
 
+    def mark_changed(self, name: str) -> None:
+        """The series' retrieve mark was written, removed, or its job went away."""
+        series = self.series.get(name)
+        if series is not None:
+            series.retry_at = 0.0
+            self.schedule(series, self.deadline(series))
+            self._log_waiting(series)
+
+    def waiting_for_jobs(self) -> dict[str, int]:
+        """Series held back by a retrieve that has not ended: job -> number of series."""
+        counts: dict[str, int] = {}
+        for name in self.series:
+            mark = self.marks(name)
+            if mark is not None and not mark.complete:
+                counts[mark.job] = counts.get(mark.job, 0) + 1
+        return counts
+
+    def recheck_waiting(self) -> None:
+        """Compute again the deadline of every series held by a retrieve (rescan: a mark
+        change or a job deletion may have gone unnoticed)."""
+        for series in self.series.values():
+            if series.scheduled == math.inf:
+                self.schedule(series, self.deadline(series))
+
+    def _log_waiting(self, series: PendingSeries) -> None:
+        mark = self.marks(series.name)
+        if mark is not None and not mark.complete:
+            log.info("series %s: waiting for retrieve job %s", series.name, mark.job)
+
     def tags_written(self, name: str) -> None:
         """tags.json appeared: a rule may override the quiet time."""
         series = self.series.get(name)
@@ -205,7 +253,13 @@ class SeriesTracker:
         series.rule_trigger = self.policy.rule_trigger(tags) if self.policy.uses_tags else None
 
     def quiet_time(self, series: PendingSeries) -> QuietTime:
-        """How long this series must be quiet to be complete."""
+        """How long this series must be quiet to be complete (none at all once the retrieve
+        job that fetches it says it ended, forever while it has not)."""
+        mark = self.marks(series.name)
+        if mark is not None:
+            if mark.complete:
+                return QuietTime(0.0, f"retrieve job {mark.job}")
+            return QuietTime(math.inf, f"waiting for retrieve job {mark.job}")
         return self.policy.quiet_time(series.journal, series.rule_trigger)
 
     def deadline(self, series: PendingSeries) -> float:

@@ -5,6 +5,11 @@ folder reports instances renamed in (``<sop>.dcm``), journal appends and ``tags.
 batch of events is coalesced per series before the router hears of it, so a receiver storing
 a thousand instances a second costs the router a few calls per wake-up, not thousands.
 
+Two more watches serve retrieve jobs (:mod:`mercure.router.retrieved`): ``retrieve/series/``
+reports marks written (renamed into place) or removed, ``retrieve/jobs/`` reports a job folder
+removed (its marks stop counting). Without them (the folders missing) the rescan still reads
+every mark.
+
 When the kernel's watch limit is reached (``fs.inotify.max_user_watches``), series beyond it
 are still routed: their completion is checked from the folder's time at their deadline and
 found by the periodic rescan; only completion on release may then wait for the deadline.
@@ -20,6 +25,7 @@ from typing import Protocol
 from mercure.core.datafolder import is_visible
 from mercure.core.dicomtags import TAGS_FILE
 from mercure.core.inotify import (
+    IN_CLOSE_WRITE,
     IN_CREATE,
     IN_DELETE,
     IN_IGNORED,
@@ -32,11 +38,14 @@ from mercure.core.inotify import (
     Inotify,
 )
 from mercure.router.journal import JOURNAL_FILE
+from mercure.router.retrieved import series_of_mark_file
 
 log = logging.getLogger(__name__)
 
 ROOT_MASK = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR
 SERIES_MASK = IN_MOVED_TO | IN_MODIFY | IN_ONLYDIR
+MARKS_MASK = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR
+JOBS_MASK = IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR
 
 
 class Listener(Protocol):
@@ -57,6 +66,12 @@ class Listener(Protocol):
     def on_tags(self, name: str) -> None:
         """A series' tags.json was written."""
 
+    def on_mark(self, series_uid: str) -> None:
+        """The retrieve mark of a series was written or removed."""
+
+    def on_job_removed(self, job: str) -> None:
+        """A retrieve job's folder was removed."""
+
     def request_rescan(self) -> None:
         """Notifications were lost: look at everything again."""
 
@@ -64,10 +79,19 @@ class Listener(Protocol):
 class IncomingWatcher:
     """The inotify watches of ``incoming/`` (implements the tracker's ``SeriesWatcher``)."""
 
-    def __init__(self, incoming: Path) -> None:
+    def __init__(self, incoming: Path, retrieve: Path | None = None) -> None:
         self.incoming = incoming
         self.inotify = Inotify()
         self._root = self.inotify.add_watch(incoming, ROOT_MASK)
+        self._marks = self._jobs = -1
+        if retrieve is not None:
+            try:
+                self._marks = self.inotify.add_watch(retrieve / "series", MARKS_MASK)
+                self._jobs = self.inotify.add_watch(retrieve / "jobs", JOBS_MASK)
+            except OSError as exc:
+                log.warning(
+                    "cannot watch %s (%s): retrieve marks are read by the rescan", retrieve, exc
+                )
         self._names: dict[int, str] = {}
         self._wds: dict[str, int] = {}
         self._limit_reported = False
@@ -114,10 +138,21 @@ class IncomingWatcher:
         instances: set[str] = set()
         journals: set[str] = set()
         tags: set[str] = set()
+        marks: set[str] = set()
+        jobs_gone: set[str] = set()
         for event in events:
             if event.mask & IN_Q_OVERFLOW:
                 log.warning("inotify queue overflowed: rescanning incoming/")
                 listener.request_rescan()
+                continue
+            if event.wd == self._marks:
+                series_uid = series_of_mark_file(event.name)
+                if series_uid is not None:
+                    marks.add(series_uid)
+                continue
+            if event.wd == self._jobs:
+                if event.mask & IN_ISDIR and is_visible(event.name):
+                    jobs_gone.add(event.name)
                 continue
             if event.wd == self._root:
                 if not is_visible(event.name):
@@ -140,6 +175,11 @@ class IncomingWatcher:
                     instances.add(name)
             elif event.mask & IN_MODIFY and event.name == JOURNAL_FILE:
                 journals.add(name)
+        # Marks first: a series that appeared in the same batch is then judged by its mark.
+        for job in jobs_gone:
+            listener.on_job_removed(job)
+        for series_uid in marks:
+            listener.on_mark(series_uid)
         for name in instances:
             listener.on_instance(name)
         for name in tags:

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
 from mercure import __version__
@@ -81,6 +82,11 @@ def _add_error_pages(app: FastAPI) -> None:
         return PlainTextResponse(
             exc.reason or "not signed in", status_code=401, headers={"HX-Redirect": login}
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Nobody to answer (or BodyLimit answered 413 already and drops this).
+        return PlainTextResponse("", status_code=400)
 
     @app.exception_handler(PasswordChangeRequired)
     async def password_change_required(request: Request, exc: PasswordChangeRequired) -> Response:

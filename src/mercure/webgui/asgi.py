@@ -136,8 +136,14 @@ class RootPath:
         await self.app({**scope, "root_path": root, "path": path}, receive, send)
 
 
+UPLOAD_PATH = "/upload"
+"""The Upload page's POST: its body (DICOM files) may reach ``webgui.max_upload_mb`` and is
+streamed to the form parser's spool files rather than held here."""
+
+
 class BodyLimit:
-    """Refuses a request body over ``settings.max_body`` bytes before it is read."""
+    """Refuses a request body over ``settings.max_body`` bytes before it is read (the Upload
+    page's POST: ``settings.max_upload``, streamed through)."""
 
     def __init__(self, app: ASGIApp, settings: WebSettings) -> None:
         self.app = app
@@ -149,6 +155,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.settings.max_body
+        upload = scope["method"] == "POST" and scope["path"] == (
+            self.settings.root_path + UPLOAD_PATH
+        )
+        if upload:
+            limit = self.settings.max_upload
         length = _header(scope, b"content-length")
         if length is not None:
             try:
@@ -164,6 +175,10 @@ class BodyLimit:
                 return
         elif scope["method"] in ("GET", "HEAD") and _header(scope, b"transfer-encoding") is None:
             await self.app(scope, receive, send)
+            return
+        if upload:
+            counted = _CountedUpload(receive, send, limit)
+            await self.app(scope, counted.receive, counted.send)
             return
         parts: list[bytes] = []
         size = 0
@@ -190,6 +205,33 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class _CountedUpload:
+    """The Upload POST's ``receive`` passed on as it comes (not held in memory: the form
+    parser spools the files), refused with 413 once ``limit`` bytes went by; the application's
+    own answer is then dropped (it sees the client gone)."""
+
+    def __init__(self, receive: Receive, send: Send, limit: int) -> None:
+        self._receive = receive
+        self._send = send
+        self.limit = limit
+        self.size = 0
+        self.refused = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        self.size += len(message.get("body", b""))
+        if self.size > self.limit and not self.refused:
+            self.refused = True
+            await _send_plain(self._send, 413, f"upload over {self.limit} bytes refused")
+        if self.refused:
+            return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if not self.refused:
+            await self._send(message)
 
 
 async def _send_plain(

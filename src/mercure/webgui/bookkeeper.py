@@ -390,6 +390,10 @@ class BookkeeperClient:
             RuleHits, "rules/hits", since=since.isoformat() if since else None
         )
 
+    async def retrieve_jobs(self) -> list[RetrieveJobRecord]:
+        """Each retrieve job's latest progress: under way, or finished in the last 7 days."""
+        return (await self._get_model(RetrieveJobs, "retrieve/jobs")).items
+
 
 def _query(filters: dict[str, Any]) -> dict[str, Any]:
     """Query parameters: times in ISO 8601, empty values left out."""
@@ -633,3 +637,45 @@ class RuleHits(BaseModel):
     since: datetime
     until: datetime
     rules: list[RuleHit] = Field(default_factory=list)
+
+
+class RetrieveJobRecord(BaseModel):
+    """A retrieve job as its latest ``retrieve.job`` event tells it."""
+
+    job: str
+    time: datetime
+    source: str | None = None
+    state: str | None = None
+    studies_total: int | None = None
+    studies_done: int | None = None
+    studies_failed: int | None = None
+    studies_remaining: int | None = None
+    instances: int | None = None
+    rate: float | None = None
+    offpeak: bool | None = None
+    reason: str | None = None
+
+    @property
+    def studies(self) -> int:
+        """Studies of the job: its total, else what it counted so far."""
+        if self.studies_total is not None:
+            return self.studies_total
+        return (self.studies_done or 0) + (self.studies_failed or 0) + (self.studies_remaining or 0)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job does nothing more."""
+        return self.state in ("done", "failed", "cancelled")
+
+    @property
+    def tone(self) -> str:
+        """bad when the job failed, good when it finished, muted otherwise."""
+        if self.state == "failed":
+            return "bad"
+        return "good" if self.finished else "muted"
+
+
+class RetrieveJobs(BaseModel):
+    """``GET /api/v1/retrieve/jobs``."""
+
+    items: list[RetrieveJobRecord] = Field(default_factory=list)

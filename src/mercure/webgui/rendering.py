@@ -56,6 +56,7 @@ NAV = (
     NavItem("notifications", "Notifications", Role.VIEWER),
     NavItem("settings", "Settings", Role.VIEWER),
     NavItem("config", "Configuration", Role.VIEWER),
+    NavItem("upload", "Upload", Role.OPERATOR),
     NavItem("audit", "Audit", Role.ADMIN),
     NavItem("users", "Users", Role.ADMIN),
 )

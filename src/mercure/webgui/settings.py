@@ -20,6 +20,8 @@ class WebSettings:
     """Served with TLS directly (then every request is HTTPS)."""
     trusted_proxies: tuple[Network, ...] = ()
     max_body: int = 1 << 20
+    max_upload: int = 1 << 30
+    """Largest body of the Upload page's POST (streamed, not held: see asgi.BodyLimit)."""
     idle_timeout: float = 1800.0
     max_age: float = 43200.0
 
@@ -34,6 +36,7 @@ class WebSettings:
         """Follow a reloaded configuration (address, port, TLS and root_path need a restart)."""
         self.trusted_proxies = tuple(config.trusted_proxies)
         self.max_body = config.max_request_kb << 10
+        self.max_upload = config.max_upload_mb << 20
         self.idle_timeout = config.session_idle_timeout
         self.max_age = config.session_max_age
 

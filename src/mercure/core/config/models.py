@@ -182,6 +182,72 @@ class ListenerConfig(StrictModel):
     release_grace: Seconds = Field(5.0, description="Quiet time after a release before routing.")
 
 
+STOW_TOKEN_MIN_LENGTH = 16
+
+
+class StowSender(StrictModel):
+    """A sender allowed to store over STOW-RS, known by its bearer token."""
+
+    token: SecretStr = Field(
+        description="Its bearer token (`Authorization: Bearer <token>`): at least 16 "
+        "characters, unique among the senders; use ${ENV} rather than plain text."
+    )
+    comment: str = Field("", description="Who or what this sender is, for people.")
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr) -> SecretStr:
+        if len(token.get_secret_value()) < STOW_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"too short: a token needs at least {STOW_TOKEN_MIN_LENGTH} characters"
+            )
+        return token
+
+
+class StowConfig(StrictModel):
+    """The STOW-RS endpoint (DICOMweb store) of the receiver: `POST /studies` over HTTP(S),
+    placing instances exactly as C-STORE does (docs/receiver.md, "STOW-RS ingress")."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address it listens on; the default serves this host only (a reverse "
+        "proxy, or `0.0.0.0` with tls, opens it to the network).",
+    )
+    port: int = Field(8104, ge=1, le=65535, description="Its TCP port.")
+    tls: TLSServerConfig | None = Field(None, description="Serve HTTPS (optionally mutual TLS).")
+    senders: dict[Name, StowSender] = Field(
+        default_factory=dict,
+        description="Who may store, by name (the name appears in logs, events and as "
+        "`SenderAET` `STOW:<name>` in the series' tags; the token never does).",
+    )
+    max_request_mb: int = Field(
+        4096, ge=1, description="Largest request body (MiB); past it the answer is 413."
+    )
+    max_instance_mb: int = Field(
+        2048, ge=1, description="Largest single instance (MiB); past it the answer is 413."
+    )
+    read_timeout: PositiveSeconds = Field(
+        60.0,
+        description="A request whose body stops arriving for this long is answered 408.",
+    )
+    max_connections: int = Field(
+        64, ge=1, description="Concurrent connections; more are answered 503."
+    )
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> StowConfig:
+        seen: dict[str, str] = {}
+        for name, sender in self.senders.items():
+            token = sender.token.get_secret_value()
+            if token in seen:
+                raise ValueError(
+                    f"senders {seen[token]!r} and {name!r} have the same token: "
+                    "each sender needs its own"
+                )
+            seen[token] = name
+        return self
+
+
 class ReceiverConfig(StrictModel):
     """The DICOM receiver (Storage SCP)."""
 
@@ -200,6 +266,9 @@ class ReceiverConfig(StrictModel):
     acse_timeout: Seconds = Field(30.0, description="Time allowed for association set-up.")
     idle_timeout: Seconds = Field(
         600.0, description="An association silent for this long is aborted."
+    )
+    stow: StowConfig | None = Field(
+        None, description="The STOW-RS endpoint (DICOMweb store); off when absent."
     )
 
     @model_validator(mode="after")
@@ -983,6 +1052,14 @@ class WebGuiConfig(StrictModel):
     max_request_kb: int = Field(
         1024, ge=16, le=1 << 20, description="Largest request body accepted (KiB)."
     )
+    upload_sender: Name | None = Field(
+        None,
+        description="The receiver.stow sender the Upload page stores as (its token is read "
+        "from there); the page is off when empty.",
+    )
+    max_upload_mb: int = Field(
+        1024, ge=1, description="Largest upload through the Upload page (MiB, all files)."
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebGuiConfig:
@@ -1064,3 +1141,17 @@ class MercureConfig(StrictModel):
     webgui: WebGuiConfig = Field(default_factory=WebGuiConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+
+    @model_validator(mode="after")
+    def _upload_sender_known(self) -> MercureConfig:
+        sender = self.webgui.upload_sender
+        if sender is None:
+            return self
+        stow = self.receiver.stow
+        if stow is None:
+            raise ValueError(
+                f"webgui.upload_sender {sender!r} needs receiver.stow (the STOW-RS endpoint)"
+            )
+        if sender not in stow.senders:
+            raise ValueError(f"webgui.upload_sender {sender!r} is not one of receiver.stow.senders")
+        return self

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mercure.core.config import MercureConfig, Rule
+from mercure.core.errors import PermanentError
 from mercure.core.rules import CompiledRule, SeriesTags
 
 PRIORITY_ORDER = {"urgent": 0, "normal": 1, "offpeak": 2}
@@ -91,7 +92,31 @@ def decide(
                 decision.fired.append(name)
         if decision.fired:
             break
+    _sort_fired(config, decision, has_study_uid=has_study_uid)
+    return decision
 
+
+def forced_decision(
+    config: MercureConfig, rule: str, *, has_study_uid: bool = True, why: str = "forced"
+) -> Decision:
+    """The decision when one rule is forced on a series (a retrieve job's rule): that rule
+    fires alone, whatever its expression says.
+
+    Raises :class:`PermanentError` naming ``why`` if the rule is not in the configuration or
+    is disabled: the series must not be routed by other rules nor silently dropped.
+    """
+    rule_config = config.rules.get(rule)
+    if rule_config is None:
+        raise PermanentError(f"{why} forces rule '{rule}', which is not in the configuration")
+    if rule_config.disabled:
+        raise PermanentError(f"{why} forces rule '{rule}', which is disabled")
+    decision = Decision(fired=[rule])
+    _sort_fired(config, decision, has_study_uid=has_study_uid)
+    return decision
+
+
+def _sort_fired(config: MercureConfig, decision: Decision, *, has_study_uid: bool) -> None:
+    """Sort the rules that fired by what they do (see the module docstring)."""
     for name in decision.fired:
         rule_config = config.rules[name]
         if rule_config.action == "discard":
@@ -119,4 +144,3 @@ def decide(
         decision.processing_rules.clear()
         decision.study_rules.clear()
         decision.notification_rules.clear()
-    return decision

@@ -25,6 +25,7 @@ from mercure.webgui.pages import (
     search,
     settings,
     targets,
+    upload,
     users,
 )
 
@@ -41,6 +42,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     notifications.router,
     settings.router,
     config.router,
+    upload.router,
     audit.router,
     users.router,
 )

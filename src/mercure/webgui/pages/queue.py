@@ -3,7 +3,8 @@
 - ``GET /queue``: the stages (depth, paused or not, pause/resume for operators) and a page of
   their tasks, newest first, filtered by stage, rule, target, patient, accession and age;
   read from the data folder (:mod:`mercure.webgui.queue`), so it works while the bookkeeper is
-  down. The list refreshes itself every 5 s (htmx, ``/queue/list``).
+  down; then the retrieve jobs (each job's latest ``retrieve.job`` event, from the
+  bookkeeper). The list refreshes itself every 5 s (htmx, ``/queue/list``).
 - ``GET /queue/tasks/{task_id}``: where the task is now, delivery per target, its files,
   task.json (secrets masked), failure, processing runs and the event timeline from the
   bookkeeper; a task known only to one of the two is shown with what that one knows.
@@ -39,7 +40,13 @@ from mercure.core.operations import (
 )
 from mercure.webgui.audit import audit
 from mercure.webgui.auth import OperatorSession, ViewerSession
-from mercure.webgui.bookkeeper import BookkeeperError, EventRecord, TaskDetail, TaskVersion
+from mercure.webgui.bookkeeper import (
+    BookkeeperError,
+    EventRecord,
+    RetrieveJobRecord,
+    TaskDetail,
+    TaskVersion,
+)
 from mercure.webgui.context import web_context
 from mercure.webgui.flash import clear_flash, redirect_with, take_flash
 from mercure.webgui.overview import stage_statuses
@@ -116,11 +123,20 @@ async def _accession_candidates(request: Request, wanted: QueueFilter) -> set[st
     return {task.task_id for task in found.items}
 
 
+async def _retrieve_jobs(request: Request) -> tuple[list[RetrieveJobRecord], str]:
+    """The retrieve jobs to show, and why there are none to show if the bookkeeper failed."""
+    try:
+        return await web_context(request).bookkeeper.retrieve_jobs(), ""
+    except BookkeeperError as exc:
+        return [], str(exc)
+
+
 async def _list_context(request: Request) -> dict[str, Any]:
     web = web_context(request)
     wanted, problem = _filter(request)
     now = web.wall_clock()
     candidates = await _accession_candidates(request, wanted)
+    jobs, jobs_problem = await _retrieve_jobs(request)
 
     def read() -> dict[str, Any]:
         stages = [s for s in stage_statuses(web.data) if s.stage in LIST_STAGES]
@@ -142,6 +158,8 @@ async def _list_context(request: Request) -> dict[str, Any]:
         "may_operate": _may_operate(getattr(request.state, "session", None)),
         "now_ts": now.timestamp(),
         "pausable": [s.value for s in PAUSABLE_STAGES],
+        "retrieve_jobs": jobs,
+        "retrieve_problem": jobs_problem,
     }
 
 
