@@ -36,12 +36,7 @@ from typing import Any
 from mercure.core.config.models import StowConfig
 from mercure.core.events import EventClient
 from mercure.core.ingest.diskguard import DiskGuard
-from mercure.core.ingest.part10 import Part10Error, Part10Stream, ingest_association
-from mercure.core.ingest.placement import AssociationState, Placer, uid_problem
-from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
-from mercure.dicomnet.errors import StoreRefused
-from mercure.dicomnet.handler import StoreContext, StoreSink
-from mercure.receiver.multipart import (
+from mercure.core.ingest.multipart import (
     MultipartError,
     MultipartReader,
     PartData,
@@ -49,6 +44,11 @@ from mercure.receiver.multipart import (
     PartStart,
     content_type_parameters,
 )
+from mercure.core.ingest.part10 import Part10Error, Part10Stream, ingest_association
+from mercure.core.ingest.placement import AssociationState, Placer, uid_problem
+from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
+from mercure.dicomnet.errors import StoreRefused
+from mercure.dicomnet.handler import StoreContext, StoreSink
 
 log = logging.getLogger(__name__)
 
