@@ -151,3 +151,39 @@ def test_bad_date_range_is_a_usage_error(config: Path, capsys: pytest.CaptureFix
         main(["query", "--config", str(config), "pacs", "--date", "2025-13-01"])
     assert raised.value.code == 2
     assert "expected YYYYMMDD" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("source", "query"), [("pacs", "C-FIND"), ("web", "QIDO-RS")])
+def test_test_source_walks_its_steps(
+    config: Path, capsys: pytest.CaptureFixture[str], source: str, query: str
+) -> None:
+    """test-source connects, echoes (DICOM) and queries for one study."""
+    assert main(["test-source", "--config", str(config), source, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    names = [step["name"] for step in report["steps"]]
+    assert names == (["connect", "C-ECHO", query] if source == "pacs" else ["connect", query])
+    assert report["steps"][-1]["detail"] == "answered with 1 study (limit 1)"
+
+
+def test_test_source_of_a_definition_on_standard_input(
+    config: Path,
+    pacs: TestPacs,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A definition on standard input with an AE title Orthanc does not know: C-ECHO works
+    (Orthanc answers anyone), the C-FIND step fails and says why."""
+    definition = {
+        "type": "dicom",
+        "host": "127.0.0.1",
+        "port": pacs.orthanc.dicom_port,
+        "aet_target": pacs.orthanc.aet,
+        "aet_source": "STRANGER",
+    }
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(definition)))
+    assert main(["test-source", "--config", str(config), "new", "--definition", "-"]) == 1
+    out, err = capsys.readouterr()
+    assert "ok       C-ECHO" in out
+    assert "failed   C-FIND" in out and "STRANGER" in out
+    assert "new: FAILED" in err

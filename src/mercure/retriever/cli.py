@@ -1,8 +1,13 @@
-"""The retriever's commands: ``mercure query SOURCE [filters] [--series] [--format ...]``.
+"""The retriever's commands: ``mercure query SOURCE [filters] [--series] [--format ...]`` and
+``mercure test-source NAME [--json] [--definition -]``.
 
 The query prints what the user asked for, patient names and IDs included (that is its
 purpose); the log never holds them. Exit codes: 0 done (also with no match), 1 the source
 could not answer, 2 a usage error (an unknown source, a bad date range).
+
+``test-source --definition -`` tests a source that is not saved (the web page's *Test*): its
+definition as a JSON object on standard input, never an argument or a file, since it may hold
+a password or token.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from mercure.core.config import load_config
+from mercure.core.config.definition import read_definition, validate_definition
 from mercure.core.config.models import Source
+from mercure.core.errors import MercureError
+from mercure.core.masking import register_model_secrets, register_target_secrets, scrub
+from mercure.core.targettest import TargetTestReport, TestStep
 from mercure.retriever.query import (
     QueryError,
     QueryFilter,
@@ -28,6 +37,7 @@ from mercure.retriever.query import (
     find_studies,
     parse_date_range,
 )
+from mercure.retriever.sourcetest import test_source
 
 FORMATS = ("table", "json", "csv")
 
@@ -67,6 +77,23 @@ def register(
     )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output (table)")
     parser.set_defaults(handler=cmd_query)
+
+    test = commands.add_parser(
+        "test-source",
+        parents=[common],
+        help="test a source step by step: connect, C-ECHO and a one-study C-FIND, or a "
+        "one-study QIDO-RS search",
+    )
+    test.add_argument("name", help="source name in the configuration")
+    test.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    test.add_argument(
+        "--definition",
+        metavar="-",
+        choices=["-"],
+        help="test this definition instead of the configured one: one source as a JSON "
+        "object on standard input (never a file or an argument: it may hold secrets)",
+    )
+    test.set_defaults(handler=cmd_test_source)
 
 
 def _date_range(text: str) -> tuple[object, object]:
@@ -131,6 +158,49 @@ def cmd_query(args: argparse.Namespace) -> int:
     if len(found) >= args.limit:
         print(f"note: stopped at --limit {args.limit}; the source may hold more", file=sys.stderr)
     return 0
+
+
+def _source_definition(name: str) -> Source:
+    """The source definition on standard input; MercureError naming what is wrong."""
+    document = read_definition()
+    if isinstance(document, dict):
+        register_target_secrets(document)  # before validation: an error may quote a value
+    source: Source = validate_definition(document, Source, f"source {name!r}")
+    register_model_secrets(source)
+    return source
+
+
+def cmd_test_source(args: argparse.Namespace) -> int:
+    """Test one source; exit code 0 when it works, 1 with the reason when not."""
+    try:
+        if args.definition:
+            source = _source_definition(args.name)
+        else:
+            sources = load_config(args.config).config.sources
+            if args.name not in sources:
+                known = ", ".join(sorted(sources)) or "none"
+                raise MercureError(f"no source {args.name!r}; configured: {known}")
+            source = sources[args.name]
+        report = asyncio.run(test_source(args.name, source))
+    except MercureError as exc:
+        message = scrub(str(exc))
+        report = TargetTestReport(
+            target=args.name,
+            ok=False,
+            summary=message,
+            steps=[TestStep(name="configuration", state="failed", detail=message)],
+        )
+    if args.json:
+        print(report.model_dump_json())
+        return 0 if report.ok else 1
+    for step in report.steps:
+        detail = f": {step.detail}" if step.detail else ""
+        print(f"  {step.state:8} {step.name}{detail}")
+    if report.ok:
+        print(f"{args.name}: OK: {report.summary}")
+        return 0
+    print(f"{args.name}: FAILED: {report.summary}", file=sys.stderr)
+    return 1
 
 
 # --- Output ------------------------------------------------------------------------------------
