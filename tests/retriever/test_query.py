@@ -42,6 +42,7 @@ def studies(pacs: TestPacs, kind: str, **query: Any) -> list[Any]:
     )
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_by_accession_reports_the_study_and_its_counts(pacs: TestPacs, kind: str) -> None:
     """One accession number finds its one study, with patient, date, modalities and counts."""
@@ -54,6 +55,7 @@ def test_find_by_accession_reports_the_study_and_its_counts(pacs: TestPacs, kind
     assert (match.series_count, match.instance_count) == (2, 5)
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_by_date_range_keeps_the_days_inclusive(pacs: TestPacs, kind: str) -> None:
     """January 2025 holds three studies; an open end reaches the later ones too."""
@@ -67,6 +69,7 @@ def test_find_by_date_range_keeps_the_days_inclusive(pacs: TestPacs, kind: str) 
     assert pacs.accessions([m.study_uid for m in until]) == {"ACC-B2"}
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_by_modality_patient_and_description_wildcard(pacs: TestPacs, kind: str) -> None:
     """Modality, patient ID and a description with a wildcard each narrow the studies."""
@@ -80,6 +83,7 @@ def test_find_by_modality_patient_and_description_wildcard(pacs: TestPacs, kind:
     assert pacs.accessions([m.study_uid for m in by_name]) == {"ACC-C2"}
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_stops_at_the_limit(pacs: TestPacs, kind: str) -> None:
     """A limit below the number of matches gives exactly that many."""
@@ -87,6 +91,7 @@ def test_find_stops_at_the_limit(pacs: TestPacs, kind: str) -> None:
     assert len(studies(pacs, kind, limit=2)) == 2
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_series_reports_instance_counts(pacs: TestPacs, kind: str) -> None:
     """The series of a study come with modality, description, number and instance count."""
@@ -124,6 +129,7 @@ def test_unreachable_dicomweb_source_names_the_source_and_not_the_patient() -> N
     assert "SECRET" not in message
 
 
+@pytest.mark.peers
 def test_dicomweb_error_status_is_a_query_error(pacs: TestPacs) -> None:
     """A wrong QIDO-RS prefix answers 404: a QueryError with the status."""
     source = DicomWebSource(type="dicomweb", url=pacs.orthanc.base_url, qido_url_prefix="nothing")

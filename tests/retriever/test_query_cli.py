@@ -14,6 +14,8 @@ from retrieve_pacs import TestPacs
 from mercure.cli import main
 from mercure.testing.ports import free_port
 
+pytestmark = pytest.mark.peers
+
 
 @pytest.fixture
 def config(tmp_path: Path, pacs: TestPacs) -> Path:

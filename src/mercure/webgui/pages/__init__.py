@@ -24,6 +24,7 @@ from mercure.webgui.pages import (
     rules,
     search,
     settings,
+    sources,
     targets,
     users,
 )
@@ -39,6 +40,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     targets.router,
     modules.router,
     notifications.router,
+    sources.router,
     settings.router,
     config.router,
     audit.router,
