@@ -103,7 +103,9 @@ async def _test(name: str, source: Source, steps: _Steps) -> str:
     query = "C-FIND" if isinstance(source, DicomSource) else "QIDO-RS"
     answer = f"answered with {len(found)} stud{'y' if len(found) == 1 else 'ies'} (limit 1)"
     steps.add(query, "ok", answer)
-    return f"{query} to {name} works"
+    if isinstance(source, DicomSource):
+        return f"{source.aet_target}@{source.host}:{source.port} answers C-ECHO and C-FIND"
+    return f"{source.url} answers QIDO-RS"
 
 
 async def test_source(name: str, source: Source) -> TargetTestReport:
