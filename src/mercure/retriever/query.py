@@ -184,7 +184,11 @@ def _study_matching(query: QueryFilter) -> dict[str, str]:
 async def find_studies(
     name: str, source: Source, query: QueryFilter, *, limit: int = 10000
 ) -> list[StudyMatch]:
-    """The studies of ``source`` (named ``name``) that match ``query``, at most ``limit``."""
+    """The studies of ``source`` (named ``name``) that match ``query``, at most ``limit``.
+
+    Exactly ``limit`` studies means the source may hold more: the caller says so (``mercure
+    query`` does) or narrows the query.
+    """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     matching = _study_matching(query)
@@ -369,7 +373,7 @@ def _c_find(
         if assoc.is_established:
             assoc.release()
     if cancelled:
-        log.warning("query %s: stopped after %d matches (the limit)", name, limit)
+        log.info("query %s: cancelled after %d matches (the limit)", name, limit)
     return found[:limit]
 
 
@@ -460,5 +464,5 @@ async def _qido(
     except ValueError as exc:
         raise QueryError(f"{where}: QIDO-RS answer is not DICOM JSON: {exc}") from None
     if len(found) >= limit:
-        log.warning("query %s: stopped after %d matches (the limit)", name, limit)
+        log.info("query %s: %d matches, the limit; the source may hold more", name, limit)
     return found[:limit]
