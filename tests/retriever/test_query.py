@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from retrieve_pacs import PLANS, TestPacs
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
+from mercure.retriever import query
 from mercure.retriever.query import (
     QueryError,
     QueryFilter,
@@ -18,6 +20,7 @@ from mercure.retriever.query import (
     parse_date_range,
 )
 from mercure.testing.ports import free_port
+from mercure.testing.series import generate_series
 
 KINDS = ["dicom", "dicomweb"]
 
@@ -167,3 +170,45 @@ def test_bad_date_range_says_what_is_wrong(text: str, says: str) -> None:
     """A date range that is not one names the text and what is wrong with it."""
     with pytest.raises(ValueError, match=says):
         parse_date_range(text)
+
+
+@pytest.mark.peers
+def test_c_find_over_tls_with_a_client_certificate(
+    orthanc_factory: Any, pki: Path, tmp_path: Path
+) -> None:
+    """Orthanc with DICOM TLS (client certificate required): the query goes through with the
+    source's tls settings, and fails with a QueryError without them."""
+    tls = {
+        "DicomTlsEnabled": True,
+        "DicomTlsCertificate": str(pki / "server.pem"),
+        "DicomTlsPrivateKey": str(pki / "server.key"),
+        "DicomTlsTrustedCertificates": str(pki / "ca.pem"),
+        "DicomTlsRemoteCertificateRequired": True,
+    }
+    orthanc = orthanc_factory(
+        modalities={"mercure": ("MERCURE", "127.0.0.1", free_port())}, config=tls
+    )
+    orthanc.upload(generate_series(tmp_path / "series", "tiny", 1, accession_number="TLS1").paths)
+    settings = {"type": "dicom", "host": "127.0.0.1", "port": orthanc.dicom_port,
+                "aet_target": orthanc.aet, "timeout": 10}  # fmt: skip
+    secure = DicomSource(
+        **settings,
+        tls={"ca_certificate": pki / "ca.pem", "certificate": pki / "client.pem",
+             "key": pki / "client.key"},
+    )  # fmt: skip
+    (match,) = asyncio.run(find_studies("tls", secure, QueryFilter(accession="TLS1")))
+    assert match.accession == "TLS1"
+    with pytest.raises(QueryError, match="'tls'"):
+        asyncio.run(find_studies("tls", DicomSource(**settings), QueryFilter()))
+
+
+@pytest.mark.peers
+def test_qido_answer_over_the_size_bound_is_refused(
+    pacs: TestPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer larger than MAX_ANSWER_BYTES (here lowered to 4 KB) stops the read with a
+    QueryError that says to narrow the query."""
+    monkeypatch.setattr(query, "MAX_ANSWER_BYTES", 4096)
+    with pytest.raises(QueryError, match=r"QIDO-RS answer larger than .*narrow the query"):
+        studies(pacs, "dicomweb")
+    assert len(studies(pacs, "dicomweb", accession="ACC-A1")) == 1  # a small answer passes

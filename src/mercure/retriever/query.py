@@ -18,13 +18,14 @@ the query's values (patient names and IDs are PHI) nor a credential.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
 import re
 import socket
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -33,7 +34,8 @@ import httpx
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pynetdicom import AE
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
@@ -306,6 +308,68 @@ def _probe(source: DicomSource, where: str) -> None:
         raise QueryError(f"{where}: cannot connect: {exc}") from None
 
 
+def describe(name: str, source: DicomSource) -> str:
+    """How messages name a DICOM source: ``source 'pacs' (PACS@host:104)``."""
+    return f"source {name!r} ({source.aet_target}@{source.host}:{source.port})"
+
+
+@contextlib.contextmanager
+def source_association(
+    name: str, source: DicomSource, abstract_syntax: str
+) -> Iterator[Association]:
+    """An established pynetdicom association to ``source`` proposing ``abstract_syntax``
+    (blocking), with the source's TLS and timeouts; released, and its socket closed, on exit.
+
+    QueryError when it cannot be had: unreachable, TLS settings unusable, rejected, or
+    aborted during the handshake (a TLS mismatch, usually).
+    """
+    where = describe(name, source)
+    ae = AE(ae_title=source.aet_source)
+    ae.add_requested_context(abstract_syntax)
+    for timeout in ("connection_timeout", "acse_timeout", "dimse_timeout", "network_timeout"):
+        setattr(ae, timeout, source.timeout)
+    tls_args = None
+    if source.tls is not None:
+        try:
+            tls_args = (client_tls_context(source.tls), source.host)
+        except (OSError, ssl.SSLError) as exc:
+            raise QueryError(f"{where}: TLS settings unusable: {exc}") from exc
+    _probe(source, where)
+    # pynetdicom (3.0) does not close its socket when the peer drops the connection (its
+    # shutdown() raises first): keep a hold of it and close it here.
+    opened: list[socket.socket] = []
+
+    def keep(event: evt.Event) -> None:
+        raw = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+        if raw is not None:
+            opened.append(raw)
+
+    assoc = ae.associate(
+        source.host,
+        source.port,
+        ae_title=source.aet_target,
+        tls_args=tls_args,
+        evt_handlers=[(evt.EVT_CONN_OPEN, keep)],
+    )
+    try:
+        if assoc.is_rejected:
+            raise QueryError(
+                f"{where} rejected the association (is our AE title {source.aet_source} "
+                "known there?)"
+            )
+        if not assoc.is_established:
+            raise QueryError(
+                f"{where}: no association (TLS or not as the PACS expects? no answer within "
+                f"{source.timeout:g} s?)"
+            )
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+        for raw in opened:
+            raw.close()
+
+
 def _c_find(
     name: str,
     source: DicomSource,
@@ -316,45 +380,22 @@ def _c_find(
 ) -> list[dict[str, list[str]]]:
     """One C-FIND on its own association (blocking): the matches' return keys, at most
     ``limit`` of them (the rest is cancelled with C-CANCEL)."""
-    where = f"source {name!r} ({source.aet_target}@{source.host}:{source.port})"
-    ae = AE(ae_title=source.aet_source)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    ae.connection_timeout = source.timeout
-    ae.acse_timeout = source.timeout
-    ae.dimse_timeout = source.timeout
-    ae.network_timeout = source.timeout
-    tls_args = None
-    if source.tls is not None:
-        try:
-            tls_args = (client_tls_context(source.tls), source.host)
-        except (OSError, ssl.SSLError) as exc:
-            raise QueryError(f"{where}: TLS settings unusable: {exc}") from exc
-    _probe(source, where)
-    assoc = ae.associate(source.host, source.port, ae_title=source.aet_target, tls_args=tls_args)
-    if assoc.is_rejected:
-        raise QueryError(
-            f"{where} rejected the association (is our AE title {source.aet_source} known there?)"
-        )
-    if not assoc.is_established:
-        raise QueryError(
-            f"{where}: no association (host unreachable, port closed or no answer "
-            f"within {source.timeout:g} s)"
-        )
+    where = describe(name, source)
     found: list[dict[str, list[str]]] = []
     cancelled = False
-    try:
+    with source_association(name, source, StudyRootQueryRetrieveInformationModelFind) as assoc:
         responses = assoc.send_c_find(
             _identifier(level, matching, keys), StudyRootQueryRetrieveInformationModelFind
         )
         for status, identifier in responses:
             code = status.get("Status") if status else None
             if code is None:
-                if assoc.is_aborted:
-                    raise QueryError(
-                        f"{where} aborted the C-FIND (does it allow queries from our AE title "
-                        f"{source.aet_source}?)"
-                    )
-                raise QueryError(f"{where}: no C-FIND answer within {source.timeout:g} s")
+                # pynetdicom tells a closed association from a silent one only in its log.
+                raise QueryError(
+                    f"{where} closed the association during the C-FIND, or did not answer "
+                    f"within {source.timeout:g} s (does it allow queries from our AE title "
+                    f"{source.aet_source}?)"
+                )
             if code in PENDING:
                 if identifier is not None and not cancelled:
                     found.append(_record(identifier, keys))
@@ -369,9 +410,6 @@ def _c_find(
                 f"{where}: C-FIND at {level} level failed with status 0x{code:04X}"
                 + (f": {comment}" if comment else "")
             )
-    finally:
-        if assoc.is_established:
-            assoc.release()
     if cancelled:
         log.info("query %s: cancelled after %d matches (the limit)", name, limit)
     return found[:limit]
@@ -442,8 +480,8 @@ async def _qido(
                 body += chunk
                 if len(body) > MAX_ANSWER_BYTES:
                     raise QueryError(
-                        f"{where}: QIDO-RS answer larger than "
-                        f"{MAX_ANSWER_BYTES >> 20} MB; narrow the query"
+                        f"{where}: QIDO-RS answer larger than {MAX_ANSWER_BYTES:,} bytes; "
+                        "narrow the query"
                     )
     except httpx.HTTPError as exc:
         # Not str(exc) alone: some carry the URL, whose query string holds the search values.

@@ -12,18 +12,15 @@ The report is :class:`~mercure.core.targettest.TargetTestReport`, as a target's 
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from urllib.parse import urlsplit
 
-from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore
 
 from mercure.core.config.models import DicomSource, Source
 from mercure.core.masking import scrub
 from mercure.core.targettest import StepState, TargetTestReport, TestStep
-from mercure.core.tlsclient import client_tls_context
-from mercure.retriever.query import QueryError, QueryFilter, find_studies
+from mercure.retriever.query import QueryError, QueryFilter, find_studies, source_association
 
 STEP_TIMEOUT = 10.0
 
@@ -55,27 +52,14 @@ async def _connect(steps: _Steps, host: str, port: int, timeout: float) -> None:
     steps.add("connect", "ok", f"{host}:{port} accepted the connection")
 
 
-def _echo(source: DicomSource) -> str:
+def _echo(name: str, source: DicomSource) -> str:
     """C-ECHO on its own association (blocking); an error message, or "" when it worked."""
-    ae = AE(ae_title=source.aet_source)
-    ae.add_requested_context(Verification)
-    for name in ("connection_timeout", "acse_timeout", "dimse_timeout", "network_timeout"):
-        setattr(ae, name, source.timeout)
     try:
-        tls_args = (client_tls_context(source.tls), source.host) if source.tls else None
-    except (OSError, ssl.SSLError) as exc:
-        return f"TLS settings unusable: {exc}"
-    assoc = ae.associate(source.host, source.port, ae_title=source.aet_target, tls_args=tls_args)
-    if assoc.is_rejected:
-        return f"{source.aet_target} rejected the association from {source.aet_source}"
-    if not assoc.is_established:
-        return "no association (TLS handshake failed, or no answer)"
-    try:
-        status = assoc.send_c_echo()
-        code = status.get("Status") if status else None
-    finally:
-        if assoc.is_established:
-            assoc.release()
+        with source_association(name, source, Verification) as assoc:
+            status = assoc.send_c_echo()
+    except QueryError as exc:
+        return str(exc)
+    code = status.get("Status") if status else None
     if code is None:
         return f"no C-ECHO answer within {source.timeout:g} s"
     return "" if code == 0 else f"C-ECHO answered status 0x{code:04X}"
@@ -84,7 +68,7 @@ def _echo(source: DicomSource) -> str:
 async def _test(name: str, source: Source, steps: _Steps) -> str:
     if isinstance(source, DicomSource):
         await _connect(steps, source.host, source.port, source.timeout)
-        problem = await asyncio.to_thread(_echo, source)
+        problem = await asyncio.to_thread(_echo, name, source)
         if problem:
             steps.fail("C-ECHO", problem)
         tls = "over TLS, " if source.tls else ""
