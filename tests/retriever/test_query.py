@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from retrieve_pacs import PLANS, TestPacs
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
+from mercure.core.logs import QUIET_LOGGERS
 from mercure.retriever import query
 from mercure.retriever.query import (
     QueryError,
@@ -212,3 +214,25 @@ def test_qido_answer_over_the_size_bound_is_refused(
     with pytest.raises(QueryError, match=r"QIDO-RS answer larger than .*narrow the query"):
         studies(pacs, "dicomweb")
     assert len(studies(pacs, "dicomweb", accession="ACC-A1")) == 1  # a small answer passes
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_patient_data_in_the_log_at_info(
+    pacs: TestPacs, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A query by patient name and ID logs neither at INFO, with the services' logging policy
+    (httpx, which logs each URL, held at WARNING); pynetdicom's identifier dumps are off."""
+    caplog.set_level(logging.INFO)
+    quiet = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        found = studies(pacs, kind, patient_name="Alpha*", patient_id="PAT1")
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    assert len(found) == 2
+    assert caplog.records, "the query logged nothing at all: the check would prove nothing"
+    assert "Alpha" not in caplog.text and "PAT1" not in caplog.text

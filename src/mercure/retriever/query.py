@@ -35,6 +35,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore
 
@@ -45,6 +46,11 @@ from mercure.core.masking import excerpt
 from mercure.core.tlsclient import client_tls_context
 
 log = logging.getLogger(__name__)
+
+# pynetdicom logs every request identifier at INFO, the query's patient name and ID included:
+# PHI belongs at DEBUG at most (the project's rule), so it must not log them at all.
+pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
+pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
 
 MAX_ANSWER_BYTES = 32 << 20
 """A QIDO-RS answer larger than this is refused: a query that matches too much, or a server
