@@ -236,3 +236,15 @@ def test_no_patient_data_in_the_log_at_info(
     assert len(found) == 2
     assert caplog.records, "the query logged nothing at all: the check would prove nothing"
     assert "Alpha" not in caplog.text and "PAT1" not in caplog.text
+
+
+@pytest.mark.peers
+def test_rejected_association_is_a_query_error(orthanc_factory: Any) -> None:
+    """A PACS that rejects the association (here: a called AE title it does not answer to)
+    is a QueryError saying so, with our AE title to check."""
+    orthanc = orthanc_factory(config={"DicomCheckCalledAet": True})
+    source = DicomSource(
+        type="dicom", host="127.0.0.1", port=orthanc.dicom_port, aet_target="NOT-ORTHANC"
+    )
+    with pytest.raises(QueryError, match=r"rejected the association .*MERCURE"):
+        asyncio.run(find_series("pacs", source, "1.2.3"))
