@@ -248,3 +248,11 @@ def test_rejected_association_is_a_query_error(orthanc_factory: Any) -> None:
     )
     with pytest.raises(QueryError, match=r"rejected the association .*MERCURE"):
         asyncio.run(find_series("pacs", source, "1.2.3"))
+
+
+@pytest.mark.parametrize("uid", ["", "1.2/../studies", "1.2.3 ", "abc"])
+def test_find_series_refuses_what_is_no_uid(uid: str) -> None:
+    """A study UID that is none (it would go into a QIDO-RS path) is refused before any call."""
+    source = DicomWebSource(type="dicomweb", url="http://127.0.0.1:9/dicom-web")
+    with pytest.raises(ValueError, match="is not a study instance UID"):
+        asyncio.run(find_series("web", source, uid))

@@ -133,6 +133,7 @@ class QueryError(TransientError):
 
 
 _DATE = re.compile(r"\d{8}")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def _parse_date(text: str, whole: str) -> datetime.date:
@@ -211,8 +212,8 @@ async def find_studies(
 
 async def find_series(name: str, source: Source, study_uid: str) -> list[SeriesMatch]:
     """The series of study ``study_uid`` on ``source`` (named ``name``)."""
-    if not study_uid:
-        raise ValueError("find_series needs a study UID")
+    if not _UID.fullmatch(study_uid):
+        raise ValueError(f"find_series: {study_uid[:80]!r} is not a study instance UID")
     if isinstance(source, DicomSource):
         found = await asyncio.to_thread(
             _c_find,
