@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 from retrieve_pacs import PLANS, TestPacs
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
+from mercure.core.logs import QUIET_LOGGERS
+from mercure.retriever import query
 from mercure.retriever.query import (
     QueryError,
     QueryFilter,
@@ -18,6 +22,7 @@ from mercure.retriever.query import (
     parse_date_range,
 )
 from mercure.testing.ports import free_port
+from mercure.testing.series import generate_series
 
 KINDS = ["dicom", "dicomweb"]
 
@@ -42,6 +47,7 @@ def studies(pacs: TestPacs, kind: str, **query: Any) -> list[Any]:
     )
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_by_accession_reports_the_study_and_its_counts(pacs: TestPacs, kind: str) -> None:
     """One accession number finds its one study, with patient, date, modalities and counts."""
@@ -54,6 +60,7 @@ def test_find_by_accession_reports_the_study_and_its_counts(pacs: TestPacs, kind
     assert (match.series_count, match.instance_count) == (2, 5)
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_by_date_range_keeps_the_days_inclusive(pacs: TestPacs, kind: str) -> None:
     """January 2025 holds three studies; an open end reaches the later ones too."""
@@ -67,6 +74,7 @@ def test_find_by_date_range_keeps_the_days_inclusive(pacs: TestPacs, kind: str) 
     assert pacs.accessions([m.study_uid for m in until]) == {"ACC-B2"}
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_by_modality_patient_and_description_wildcard(pacs: TestPacs, kind: str) -> None:
     """Modality, patient ID and a description with a wildcard each narrow the studies."""
@@ -80,6 +88,7 @@ def test_find_by_modality_patient_and_description_wildcard(pacs: TestPacs, kind:
     assert pacs.accessions([m.study_uid for m in by_name]) == {"ACC-C2"}
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_stops_at_the_limit(pacs: TestPacs, kind: str) -> None:
     """A limit below the number of matches gives exactly that many."""
@@ -87,6 +96,7 @@ def test_find_stops_at_the_limit(pacs: TestPacs, kind: str) -> None:
     assert len(studies(pacs, kind, limit=2)) == 2
 
 
+@pytest.mark.peers
 @pytest.mark.parametrize("kind", KINDS)
 def test_find_series_reports_instance_counts(pacs: TestPacs, kind: str) -> None:
     """The series of a study come with modality, description, number and instance count."""
@@ -124,6 +134,7 @@ def test_unreachable_dicomweb_source_names_the_source_and_not_the_patient() -> N
     assert "SECRET" not in message
 
 
+@pytest.mark.peers
 def test_dicomweb_error_status_is_a_query_error(pacs: TestPacs) -> None:
     """A wrong QIDO-RS prefix answers 404: a QueryError with the status."""
     source = DicomWebSource(type="dicomweb", url=pacs.orthanc.base_url, qido_url_prefix="nothing")
@@ -161,3 +172,87 @@ def test_bad_date_range_says_what_is_wrong(text: str, says: str) -> None:
     """A date range that is not one names the text and what is wrong with it."""
     with pytest.raises(ValueError, match=says):
         parse_date_range(text)
+
+
+@pytest.mark.peers
+def test_c_find_over_tls_with_a_client_certificate(
+    orthanc_factory: Any, pki: Path, tmp_path: Path
+) -> None:
+    """Orthanc with DICOM TLS (client certificate required): the query goes through with the
+    source's tls settings, and fails with a QueryError without them."""
+    tls = {
+        "DicomTlsEnabled": True,
+        "DicomTlsCertificate": str(pki / "server.pem"),
+        "DicomTlsPrivateKey": str(pki / "server.key"),
+        "DicomTlsTrustedCertificates": str(pki / "ca.pem"),
+        "DicomTlsRemoteCertificateRequired": True,
+    }
+    orthanc = orthanc_factory(
+        modalities={"mercure": ("MERCURE", "127.0.0.1", free_port())}, config=tls
+    )
+    orthanc.upload(generate_series(tmp_path / "series", "tiny", 1, accession_number="TLS1").paths)
+    settings = {"type": "dicom", "host": "127.0.0.1", "port": orthanc.dicom_port,
+                "aet_target": orthanc.aet, "timeout": 10}  # fmt: skip
+    secure = DicomSource(
+        **settings,
+        tls={"ca_certificate": pki / "ca.pem", "certificate": pki / "client.pem",
+             "key": pki / "client.key"},
+    )  # fmt: skip
+    (match,) = asyncio.run(find_studies("tls", secure, QueryFilter(accession="TLS1")))
+    assert match.accession == "TLS1"
+    with pytest.raises(QueryError, match="'tls'"):
+        asyncio.run(find_studies("tls", DicomSource(**settings), QueryFilter()))
+
+
+@pytest.mark.peers
+def test_qido_answer_over_the_size_bound_is_refused(
+    pacs: TestPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer larger than MAX_ANSWER_BYTES (here lowered to 4 KB) stops the read with a
+    QueryError that says to narrow the query."""
+    monkeypatch.setattr(query, "MAX_ANSWER_BYTES", 4096)
+    with pytest.raises(QueryError, match=r"QIDO-RS answer larger than .*narrow the query"):
+        studies(pacs, "dicomweb")
+    assert len(studies(pacs, "dicomweb", accession="ACC-A1")) == 1  # a small answer passes
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_patient_data_in_the_log_at_info(
+    pacs: TestPacs, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A query by patient name and ID logs neither at INFO, with the services' logging policy
+    (httpx, which logs each URL, held at WARNING); pynetdicom's identifier dumps are off."""
+    caplog.set_level(logging.INFO)
+    quiet = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        found = studies(pacs, kind, patient_name="Alpha*", patient_id="PAT1")
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    assert len(found) == 2
+    assert caplog.records, "the query logged nothing at all: the check would prove nothing"
+    assert "Alpha" not in caplog.text and "PAT1" not in caplog.text
+
+
+@pytest.mark.peers
+def test_rejected_association_is_a_query_error(orthanc_factory: Any) -> None:
+    """A PACS that rejects the association (here: a called AE title it does not answer to)
+    is a QueryError saying so, with our AE title to check."""
+    orthanc = orthanc_factory(config={"DicomCheckCalledAet": True})
+    source = DicomSource(
+        type="dicom", host="127.0.0.1", port=orthanc.dicom_port, aet_target="NOT-ORTHANC"
+    )
+    with pytest.raises(QueryError, match=r"rejected the association .*MERCURE"):
+        asyncio.run(find_series("pacs", source, "1.2.3"))
+
+
+@pytest.mark.parametrize("uid", ["", "1.2/../studies", "1.2.3 ", "abc"])
+def test_find_series_refuses_what_is_no_uid(uid: str) -> None:
+    """A study UID that is none (it would go into a QIDO-RS path) is refused before any call."""
+    source = DicomWebSource(type="dicomweb", url="http://127.0.0.1:9/dicom-web")
+    with pytest.raises(ValueError, match="is not a study instance UID"):
+        asyncio.run(find_series("web", source, uid))

@@ -1,13 +1,15 @@
 """The Targets and Modules pages in a real Chromium: an admin creates a DICOM target pointing
 at a running Orthanc, presses Test and sees every step OK, saves it; the list shows it with its
-statistics; the modules list shows image presence. No CSP violation or script error. The
-screenshots are docs/images/webgui-targets.png, webgui-target-edit.png and webgui-modules.png
-(written there with MERCURE_UPDATE_SCREENSHOTS=1)."""
+statistics; the modules list shows image presence; the same for a DICOM source (Test: C-ECHO
+and a C-FIND). No CSP violation or script error. The screenshots are
+docs/images/webgui-targets.png, webgui-target-edit.png, webgui-modules.png,
+webgui-source-test.png and webgui-sources.png (written there with
+MERCURE_UPDATE_SCREENSHOTS=1)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from mercure.core.clock import utcnow
 from mercure.core.events import Event
 from mercure.testing.peers import Orthanc
 from mercure.testing.podman import PodmanService, podman_available
+from mercure.testing.ports import free_port
+from mercure.testing.series import generate_study
 
 VIEWPORT = {"width": 1360, "height": 900}
 MODULE_IMAGE = "localhost/mercure-anonymizer:2"
@@ -167,3 +171,68 @@ def test_admin_creates_and_tests_a_dicom_target_at_orthanc(
                 assert "present" in modules and "missing" in modules
             page.screenshot(path=str(images / "webgui-modules.png"), full_page=True)
         assert problems == []
+
+
+def _steps(page: Any) -> dict[str, str]:
+    rows = page.locator("#test-result table.steps tbody tr")
+    steps = {}
+    for i in range(rows.count()):
+        cells = rows.nth(i).locator("td")
+        steps[cells.nth(0).inner_text()] = cells.nth(1).inner_text()
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+def test_admin_creates_and_tests_a_dicom_source_at_orthanc(
+    webgui: WebGui, orthanc_factory: Callable[..., Orthanc], tmp_path: Path
+) -> None:
+    """Create a C-MOVE source at Orthanc in the browser, press Test: connect, C-ECHO and a
+    C-FIND OK; save it; the list shows where it is and how it retrieves."""
+    images = screenshot_folder(tmp_path)
+    orthanc = orthanc_factory(modalities={"mercure": ("MERCURE", "127.0.0.1", free_port())})
+    orthanc.upload(generate_study(tmp_path / "study").paths)
+    configure(
+        webgui,
+        sources={
+            "research-web": {"type": "dicomweb", "url": "https://pacs.example.org/dicom-web",
+                             "auth": "bearer", "token": "not-shown-anywhere",
+                             "comment": "the research archive"},
+        },
+    )  # fmt: skip
+    base = webgui.start()
+    problems: list[str] = []
+    with chromium() as browser:
+        context = browser.new_context(viewport=VIEWPORT)  # type: ignore[attr-defined]
+        page: Any = context.new_page()
+        watch(page, problems)
+        sign_in(page, base, "admin")
+        page.goto(base + "/sources")
+        page.click("text=Add source")
+        page.select_option("#type-choice", "dicom")
+        page.click("text=Choose")
+        page.fill("#f-source_name", "pacs")
+        page.fill("#f-host", "127.0.0.1")
+        page.fill("#f-port", str(orthanc.dicom_port))
+        page.fill("#f-aet_target", orthanc.aet)
+        page.select_option("#f-retrieve_method", "c-move")
+        page.fill("#f-comment", "Orthanc in the reading room")
+        page.click("button:has-text('Test')")
+        page.wait_for_selector("#test-result .summary", timeout=40_000)
+        result = page.inner_text("#test-result")
+        assert "pacs: OK" in result, result
+        assert _steps(page) == {"connect": "OK", "C-ECHO": "OK", "C-FIND": "OK"}
+        assert "answered with 1 study" in result
+        page.screenshot(path=str(images / "webgui-source-test.png"), full_page=True)
+        page.click("button:has-text('Save')")
+        page.wait_for_url(base + "/sources/pacs")
+        assert "Source pacs saved." in page.inner_text(".flash")
+        saved = yaml.safe_load(webgui.config_path.read_text())["sources"]["pacs"]
+        assert saved["port"] == orthanc.dicom_port and saved["retrieve_method"] == "c-move"
+        page.goto(base + "/sources")
+        table = page.inner_text("table.sources")
+        assert f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}" in table
+        assert "C-MOVE to MERCURE" in table and "WADO-RS" in table
+        assert "not-shown-anywhere" not in page.content()
+        page.screenshot(path=str(images / "webgui-sources.png"), full_page=True)
+    assert problems == []

@@ -189,6 +189,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     A disabled rule that does not compile does not stop the configuration from loading, but
     it is an error here (exit status 1)."""
     from mercure.core.config.modulecheck import module_warnings
+    from mercure.core.config.sourcecheck import source_warnings
 
     loaded = load_config(args.config)
     config = loaded.config
@@ -198,7 +199,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for line in _resolved_folders(config):
         print(f"  {line}")
-    for warning in module_warnings(config):
+    for warning in [*module_warnings(config), *source_warnings(config)]:
         print(f"warning: {warning}")
     for name, reason in loaded.rule_errors.items():
         print(f"error: rules.{name}.rule: {reason}")

@@ -18,13 +18,14 @@ the query's values (patient names and IDs are PHI) nor a credential.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import logging
 import re
 import socket
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -33,7 +34,9 @@ import httpx
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pynetdicom import AE
+from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
@@ -43,6 +46,11 @@ from mercure.core.masking import excerpt
 from mercure.core.tlsclient import client_tls_context
 
 log = logging.getLogger(__name__)
+
+# pynetdicom logs every request identifier at INFO, the query's patient name and ID included:
+# PHI belongs at DEBUG at most (the project's rule), so it must not log them at all.
+pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
+pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
 
 MAX_ANSWER_BYTES = 32 << 20
 """A QIDO-RS answer larger than this is refused: a query that matches too much, or a server
@@ -125,6 +133,7 @@ class QueryError(TransientError):
 
 
 _DATE = re.compile(r"\d{8}")
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def _parse_date(text: str, whole: str) -> datetime.date:
@@ -184,7 +193,11 @@ def _study_matching(query: QueryFilter) -> dict[str, str]:
 async def find_studies(
     name: str, source: Source, query: QueryFilter, *, limit: int = 10000
 ) -> list[StudyMatch]:
-    """The studies of ``source`` (named ``name``) that match ``query``, at most ``limit``."""
+    """The studies of ``source`` (named ``name``) that match ``query``, at most ``limit``.
+
+    Exactly ``limit`` studies means the source may hold more: the caller says so (``mercure
+    query`` does) or narrows the query.
+    """
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     matching = _study_matching(query)
@@ -199,8 +212,8 @@ async def find_studies(
 
 async def find_series(name: str, source: Source, study_uid: str) -> list[SeriesMatch]:
     """The series of study ``study_uid`` on ``source`` (named ``name``)."""
-    if not study_uid:
-        raise ValueError("find_series needs a study UID")
+    if not _UID.fullmatch(study_uid):
+        raise ValueError(f"find_series: {study_uid[:80]!r} is not a study instance UID")
     if isinstance(source, DicomSource):
         found = await asyncio.to_thread(
             _c_find,
@@ -302,6 +315,68 @@ def _probe(source: DicomSource, where: str) -> None:
         raise QueryError(f"{where}: cannot connect: {exc}") from None
 
 
+def describe(name: str, source: DicomSource) -> str:
+    """How messages name a DICOM source: ``source 'pacs' (PACS@host:104)``."""
+    return f"source {name!r} ({source.aet_target}@{source.host}:{source.port})"
+
+
+@contextlib.contextmanager
+def source_association(
+    name: str, source: DicomSource, abstract_syntax: str
+) -> Iterator[Association]:
+    """An established pynetdicom association to ``source`` proposing ``abstract_syntax``
+    (blocking), with the source's TLS and timeouts; released, and its socket closed, on exit.
+
+    QueryError when it cannot be had: unreachable, TLS settings unusable, rejected, or
+    aborted during the handshake (a TLS mismatch, usually).
+    """
+    where = describe(name, source)
+    ae = AE(ae_title=source.aet_source)
+    ae.add_requested_context(abstract_syntax)
+    for timeout in ("connection_timeout", "acse_timeout", "dimse_timeout", "network_timeout"):
+        setattr(ae, timeout, source.timeout)
+    tls_args = None
+    if source.tls is not None:
+        try:
+            tls_args = (client_tls_context(source.tls), source.host)
+        except (OSError, ssl.SSLError) as exc:
+            raise QueryError(f"{where}: TLS settings unusable: {exc}") from exc
+    _probe(source, where)
+    # pynetdicom (3.0) does not close its socket when the peer drops the connection (its
+    # shutdown() raises first): keep a hold of it and close it here.
+    opened: list[socket.socket] = []
+
+    def keep(event: evt.Event) -> None:
+        raw = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+        if raw is not None:
+            opened.append(raw)
+
+    assoc = ae.associate(
+        source.host,
+        source.port,
+        ae_title=source.aet_target,
+        tls_args=tls_args,
+        evt_handlers=[(evt.EVT_CONN_OPEN, keep)],
+    )
+    try:
+        if assoc.is_rejected:
+            raise QueryError(
+                f"{where} rejected the association (is our AE title {source.aet_source} "
+                "known there?)"
+            )
+        if not assoc.is_established:
+            raise QueryError(
+                f"{where}: no association (TLS or not as the PACS expects? no answer within "
+                f"{source.timeout:g} s?)"
+            )
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+        for raw in opened:
+            raw.close()
+
+
 def _c_find(
     name: str,
     source: DicomSource,
@@ -312,45 +387,22 @@ def _c_find(
 ) -> list[dict[str, list[str]]]:
     """One C-FIND on its own association (blocking): the matches' return keys, at most
     ``limit`` of them (the rest is cancelled with C-CANCEL)."""
-    where = f"source {name!r} ({source.aet_target}@{source.host}:{source.port})"
-    ae = AE(ae_title=source.aet_source)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    ae.connection_timeout = source.timeout
-    ae.acse_timeout = source.timeout
-    ae.dimse_timeout = source.timeout
-    ae.network_timeout = source.timeout
-    tls_args = None
-    if source.tls is not None:
-        try:
-            tls_args = (client_tls_context(source.tls), source.host)
-        except (OSError, ssl.SSLError) as exc:
-            raise QueryError(f"{where}: TLS settings unusable: {exc}") from exc
-    _probe(source, where)
-    assoc = ae.associate(source.host, source.port, ae_title=source.aet_target, tls_args=tls_args)
-    if assoc.is_rejected:
-        raise QueryError(
-            f"{where} rejected the association (is our AE title {source.aet_source} known there?)"
-        )
-    if not assoc.is_established:
-        raise QueryError(
-            f"{where}: no association (host unreachable, port closed or no answer "
-            f"within {source.timeout:g} s)"
-        )
+    where = describe(name, source)
     found: list[dict[str, list[str]]] = []
     cancelled = False
-    try:
+    with source_association(name, source, StudyRootQueryRetrieveInformationModelFind) as assoc:
         responses = assoc.send_c_find(
             _identifier(level, matching, keys), StudyRootQueryRetrieveInformationModelFind
         )
         for status, identifier in responses:
             code = status.get("Status") if status else None
             if code is None:
-                if assoc.is_aborted:
-                    raise QueryError(
-                        f"{where} aborted the C-FIND (does it allow queries from our AE title "
-                        f"{source.aet_source}?)"
-                    )
-                raise QueryError(f"{where}: no C-FIND answer within {source.timeout:g} s")
+                # pynetdicom tells a closed association from a silent one only in its log.
+                raise QueryError(
+                    f"{where} closed the association during the C-FIND, or did not answer "
+                    f"within {source.timeout:g} s (does it allow queries from our AE title "
+                    f"{source.aet_source}?)"
+                )
             if code in PENDING:
                 if identifier is not None and not cancelled:
                     found.append(_record(identifier, keys))
@@ -365,11 +417,8 @@ def _c_find(
                 f"{where}: C-FIND at {level} level failed with status 0x{code:04X}"
                 + (f": {comment}" if comment else "")
             )
-    finally:
-        if assoc.is_established:
-            assoc.release()
     if cancelled:
-        log.warning("query %s: stopped after %d matches (the limit)", name, limit)
+        log.info("query %s: cancelled after %d matches (the limit)", name, limit)
     return found[:limit]
 
 
@@ -438,8 +487,8 @@ async def _qido(
                 body += chunk
                 if len(body) > MAX_ANSWER_BYTES:
                     raise QueryError(
-                        f"{where}: QIDO-RS answer larger than "
-                        f"{MAX_ANSWER_BYTES >> 20} MB; narrow the query"
+                        f"{where}: QIDO-RS answer larger than {MAX_ANSWER_BYTES:,} bytes; "
+                        "narrow the query"
                     )
     except httpx.HTTPError as exc:
         # Not str(exc) alone: some carry the URL, whose query string holds the search values.
@@ -460,5 +509,5 @@ async def _qido(
     except ValueError as exc:
         raise QueryError(f"{where}: QIDO-RS answer is not DICOM JSON: {exc}") from None
     if len(found) >= limit:
-        log.warning("query %s: stopped after %d matches (the limit)", name, limit)
+        log.info("query %s: %d matches, the limit; the source may hold more", name, limit)
     return found[:limit]

@@ -84,6 +84,7 @@ EXCLUDED: dict[str, str] = {
     "modules": "Edited on the Modules page (/modules), one module at a time.",
     "notifications": "Edited on the Notifications page (/notifications), one channel at a "
     "time, with Test.",
+    "sources": "Edited on the Sources page (/sources), one source at a time, with Test.",
 }
 """Configuration fields that have no control on the settings pages, and why.
 

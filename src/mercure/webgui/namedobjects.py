@@ -1,4 +1,5 @@
-"""The edit pages of named objects of ``mercure.yaml`` that rules refer to: targets, modules.
+"""The edit pages of named objects of ``mercure.yaml``: targets, modules, channels (which
+rules refer to) and retrieve sources (which commands and jobs name).
 
 A :class:`NamedKind` says where the objects are (``targets``), what tells their model
 (``type``: one model each), and which key of a rule names them (``targets``). It gives what the
@@ -80,6 +81,8 @@ class NamedKind:
     """Names that are the pages' own addresses (``new``): refused for a new name."""
     testable: bool = False
     """Whether the page has a *Test* (operators), posting the form to ``<noun>_test``."""
+    name_help: str = ""
+    """What uses the name, for objects no rule names (``uses`` empty): retrieve sources."""
 
     @property
     def name_field(self) -> str:
@@ -130,6 +133,8 @@ class NamedKind:
     def rules_using(self, plain: Mapping[str, Any]) -> dict[str, list[str]]:
         """Which rules name each object, by object name."""
         using: dict[str, list[str]] = {}
+        if not self.uses:
+            return using
         rules = plain.get("rules") or {}
         for rule, body in rules.items() if isinstance(rules, dict) else ():
             if not isinstance(body, dict):
@@ -154,8 +159,8 @@ class NamedKind:
     # --- the form of one object -----------------------------------------------------------
     def name_control(self, name: str, stored_name: str, error: str = "") -> Control:
         """The control of the object's name, which is its key in the section."""
-        help_text = f"The name rules use in `{self.uses[0]}`."
-        if stored_name:
+        help_text = self.name_help or f"The name rules use in `{self.uses[0]}`."
+        if stored_name and self.uses:
             help_text += " Renaming renames it in the rules too."
         return Control(
             kind="text",

@@ -54,6 +54,7 @@ NAV = (
     NavItem("targets", "Targets", Role.VIEWER),
     NavItem("modules", "Modules", Role.VIEWER),
     NavItem("notifications", "Notifications", Role.VIEWER),
+    NavItem("sources", "Sources", Role.VIEWER),
     NavItem("settings", "Settings", Role.VIEWER),
     NavItem("config", "Configuration", Role.VIEWER),
     NavItem("upload", "Upload", Role.OPERATOR),

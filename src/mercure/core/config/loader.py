@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from mercure.core.config.models import FolderTarget, MercureConfig
+from mercure.core.config.sourcecheck import source_issues
 from mercure.core.config.urls import CREDENTIALS_ERROR, SECRET_URL_ERROR
 from mercure.core.errors import ConfigError, ConfigIssue
 from mercure.core.masking import register_config
@@ -123,6 +124,7 @@ def validate_document(
     if config is not None:
         issues.extend(_module_policy_issues(config))
         issues.extend(_template_issues(config))
+        issues.extend(source_issues(config))
     if issues or config is None:
         raise ConfigError(source, issues)
     if base_dir is not None:

@@ -1,8 +1,8 @@
-"""The settings pages: every section of ``mercure.yaml`` but rules, targets, modules and
+"""The settings pages: every section of ``mercure.yaml`` but rules, targets, modules, sources and
 notification channels.
 
 ``/settings`` (general: ``data_dir``, ``appliance_name``) and ``/settings/<section>`` for
-receiver (listeners), router, processing, dispatch, offpeak, cleaner, bookkeeper, webgui,
+receiver (listeners), router, processing, dispatch, retrieve, offpeak, cleaner, bookkeeper, webgui,
 notifier, events, logging and supervisor. The forms come from the models
 (:mod:`mercure.webgui.forms`), so every field of a section has its control; a save goes through
 :func:`mercure.webgui.configedit.save_edit`: refused when the file changed since the form was
@@ -34,6 +34,7 @@ from mercure.core.config.models import (
     NotifierConfig,
     ProcessingConfig,
     ReceiverConfig,
+    RetrieveConfig,
     RouterConfig,
     SupervisorConfig,
     WebGuiConfig,
@@ -126,6 +127,14 @@ SECTIONS: tuple[Section, ...] = (
         DispatchConfig,
         "The dispatcher's retries and parallel sending (targets are on the Targets page).",
         reload="Applied by the dispatcher to the next attempt.",
+    ),
+    Section(
+        "retrieve",
+        "Retrieve",
+        RetrieveConfig,
+        "How retrieve jobs fetch studies: tries per study, the wait between tries, studies at "
+        "once (the sources are on the Sources page).",
+        reload="Applied by the retriever to the studies it starts next.",
     ),
     Section(
         "offpeak",
