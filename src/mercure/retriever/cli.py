@@ -1,5 +1,6 @@
 """The retriever's commands: ``mercure query SOURCE [filters] [--series] [--format ...]`` and
-``mercure test-source NAME [--json] [--definition -]``.
+``mercure test-source NAME [--json] [--definition -]``; and ``mercure retrieve`` (retrieve jobs,
+:mod:`.jobcli`).
 
 The query prints what the user asked for, patient names and IDs included (that is its
 purpose); the log never holds them. Exit codes: 0 done (also with no match), 1 the source
@@ -28,6 +29,7 @@ from mercure.core.config.models import Source
 from mercure.core.errors import MercureError
 from mercure.core.masking import register_model_secrets, register_target_secrets, scrub
 from mercure.core.targettest import TargetTestReport, TestStep
+from mercure.retriever.jobcli import add_retrieve_commands
 from mercure.retriever.query import (
     QueryError,
     QueryFilter,
@@ -46,7 +48,7 @@ def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
-    """Add ``mercure query`` to ``mercure``."""
+    """Add ``mercure query``, ``mercure test-source`` and ``mercure retrieve`` to ``mercure``."""
     parser = commands.add_parser(
         "query",
         parents=[common],
@@ -94,6 +96,8 @@ def register(
         "object on standard input (never a file or an argument: it may hold secrets)",
     )
     test.set_defaults(handler=cmd_test_source)
+
+    add_retrieve_commands(commands, common)
 
 
 def _date_range(text: str) -> tuple[object, object]:
