@@ -53,6 +53,9 @@ class RetrieverService(Service):
     name = "retriever"
     idle_wait = 10.0
     """Safety-net rescan; new job folders wake the loop at once."""
+    fast_event_loop = True
+    """C-GET and WADO-RS land instances on this loop as the receiver does on its own: on
+    uvloop a C-GET costs the CPU per instance of DCMTK's getscu (docs/performance.md)."""
 
     def __init__(self, source: ConfigSource, *, instance: str | None = None) -> None:
         super().__init__(source, instance=instance)
