@@ -115,3 +115,26 @@ def test_killed_retriever_resumes_without_fetching_a_study_twice(
     # The killed process's half-written file was cleared by the next one.
     staging = data.stage(Stage.INCOMING) / ".receiving"
     assert [p for p in staging.rglob("*.part")] == []
+
+
+def test_two_retrievers_never_run_one_job_twice(
+    tmp_path: Path, library_pacs: Orthanc, library: Library
+) -> None:
+    """Two retriever processes on one data folder and two jobs: each job is run by one of them
+    (the job folder's lock), so no instance comes twice."""
+    config = write_config(tmp_path, {"pacs": dicom_source(library_pacs, "c-get")})
+    data = DataFolder(tmp_path / "data")
+    halves = {"first": library.accessions[:10], "second": library.accessions[10:]}
+    for job_id, accessions in halves.items():
+        csv = tmp_path / f"{job_id}.csv"
+        csv.write_text("\n".join(accessions) + "\n")
+        argv = ["retrieve", "pacs", "--accessions", str(csv), "--name", job_id]
+        assert main([*argv, "--config", str(config)]) == 0
+    with (
+        MercureProcess("retriever", config, log_name="retriever-a"),
+        MercureProcess("retriever", config, log_name="retriever-b"),
+    ):
+        for job_id in halves:
+            assert wait_for_state(data, job_id, ("done", "failed")).state == "done"
+    assert instance_files(data) == library.sop_instance_uids
+    assert max(journal_lines(data).values()) == 1
