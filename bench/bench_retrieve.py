@@ -154,7 +154,9 @@ def measure(
             times[case].append(run())
     print(f"\n{name} ({count} instances, median of {rounds})")
     for case, values in times.items():
-        print(f"  {case:<44} {count / statistics.median(values):8.0f} instances/s")
+        rounds_text = " ".join(f"{count / value:.0f}" for value in values)
+        median = count / statistics.median(values)
+        print(f"  {case:<44} {median:8.0f} instances/s   (rounds: {rounds_text})")
     return times
 
 
