@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,8 +74,25 @@ def identifier(study_uid: str) -> Dataset:
     return ds
 
 
-def mercure_get(orthanc: Orthanc, study_uid: str, data: DataFolder, count: int) -> float:
-    """Seconds our C-GET takes to land the study in ``data``'s incoming/ through a Placer."""
+Timing = tuple[float, float]
+"""Wall-clock seconds of a case and the CPU seconds our (or DCMTK's) side used for it."""
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the waited-for child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def mercure_get(orthanc: Orthanc, study_uid: str, data: DataFolder, count: int) -> Timing:
+    """Seconds (and CPU seconds of this process) our C-GET takes to land the study in
+    ``data``'s incoming/ through a Placer."""
     staging = Staging(data.stage(Stage.INCOMING), f"bench-{os.getpid()}")
     outbox = Outbox(data.outbox_dir, f"bench@{os.getpid()}")
     placer = Placer(data, staging, EventClient(outbox, "retriever", "bench"), fsync=True)
@@ -95,20 +113,23 @@ def mercure_get(orthanc: Orthanc, study_uid: str, data: DataFolder, count: int) 
             )
         return result.completed
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     completed = asyncio.run(run())
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     placer.release(state, released=True)
     placer.flusher.close()
     staging.close()
     outbox.close()
     if completed != count:
         raise SystemExit(f"mercure C-GET retrieved {completed} of {count} instances")
-    return elapsed
+    return elapsed, cpu
 
 
-def mercure_move(orthanc: Orthanc, study_uid: str, destination: str, count: int) -> float:
-    """Seconds our C-MOVE takes until Orthanc reports every instance stored at the receiver."""
+def mercure_move(
+    orthanc: Orthanc, study_uid: str, destination: str, count: int, receiver_pid: int
+) -> Timing:
+    """Seconds our C-MOVE takes until Orthanc reports every instance stored at the receiver
+    (CPU: this process's plus the receiver's)."""
 
     async def run() -> int:
         async with await Association.connect(
@@ -121,42 +142,51 @@ def mercure_move(orthanc: Orthanc, study_uid: str, destination: str, count: int)
             result = await assoc.move(identifier(study_uid), destination)
         return result.completed
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time() + process_cpu(receiver_pid)
     completed = asyncio.run(run())
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() + process_cpu(receiver_pid) - cpu
     if completed != count:
         raise SystemExit(f"mercure C-MOVE moved {completed} of {count} instances")
-    return elapsed
+    return elapsed, cpu
 
 
-def dcmtk_retrieve(argv: list[str], output: Path, count: int, shim: Path | None) -> float:
+def dcmtk_retrieve(argv: list[str], output: Path, count: int, shim: Path | None) -> Timing:
     """Seconds a getscu/movescu run takes; checks that ``count`` files arrived in ``output``."""
     output.mkdir(parents=True, exist_ok=True)
     env = peer_environment({"LD_PRELOAD": str(shim)} if shim else None)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(
         [*argv, "-od", str(output)], env=env, capture_output=True, text=True, check=False
     )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, children_cpu() - cpu
     files = sum(1 for entry in output.iterdir() if entry.is_file())
     if done.returncode or files != count:
         raise SystemExit(f"{argv[0]} stored {files} of {count}:\n{done.stdout}{done.stderr}")
-    return elapsed
+    return elapsed, cpu
 
 
 def measure(
-    name: str, count: int, rounds: int, cases: dict[str, Callable[[], float]]
+    name: str, count: int, rounds: int, cases: dict[str, Callable[[], Timing]]
 ) -> dict[str, list[float]]:
-    """Run every case ``rounds`` times, interleaved; print the median instances/s of each."""
+    """Run every case ``rounds`` times, interleaved; print the median instances/s of each,
+    each round's, and the median CPU time per instance; return the seconds of each round."""
     times: dict[str, list[float]] = {case: [] for case in cases}
+    cpu: dict[str, list[float]] = {case: [] for case in cases}
     for _ in range(rounds):
         for case, run in cases.items():
-            times[case].append(run())
+            elapsed, spent = run()
+            times[case].append(elapsed)
+            cpu[case].append(spent)
     print(f"\n{name} ({count} instances, median of {rounds})")
     for case, values in times.items():
         rounds_text = " ".join(f"{count / value:.0f}" for value in values)
         median = count / statistics.median(values)
-        print(f"  {case:<44} {median:8.0f} instances/s   (rounds: {rounds_text})")
+        per_instance = statistics.median(cpu[case]) / count * 1e6
+        print(
+            f"  {case:<36} {median:6.0f} instances/s  CPU {per_instance:5.0f} us/instance"
+            f"  (rounds: {rounds_text})"
+        )
     return times
 
 
@@ -200,8 +230,8 @@ def main() -> None:
     trash.mkdir(exist_ok=True)
     moved = iter(range(1 << 30))
 
-    def fresh(run: Callable[[], float], *folders: Path) -> Callable[[], float]:
-        def case() -> float:
+    def fresh(run: Callable[[], Timing], *folders: Path) -> Callable[[], Timing]:
+        def case() -> Timing:
             for folder in folders:
                 if folder.exists():
                     for entry in folder.iterdir():
@@ -240,6 +270,8 @@ def main() -> None:
             },
         )
         receiver_incoming = receiver.data.stage(Stage.INCOMING)
+        assert receiver.process is not None
+        receiver_pid = receiver.process.pid
         move_times = measure(
             "C-MOVE of one study from Orthanc",
             count,
@@ -250,7 +282,8 @@ def main() -> None:
                     move_out,
                 ),
                 "mercure C-MOVE -> mercure receiver": fresh(
-                    lambda: mercure_move(orthanc, study, receiver.aet, count), receiver_incoming
+                    lambda: mercure_move(orthanc, study, receiver.aet, count, receiver_pid),
+                    receiver_incoming,
                 ),
             },
         )
