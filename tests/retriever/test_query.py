@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore
 from retrieve_pacs import PLANS, TestPacs
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
@@ -222,7 +226,7 @@ def test_no_patient_data_in_the_log_at_info(
     pacs: TestPacs, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A query by patient name and ID logs neither at INFO, with the services' logging policy
-    (httpx, which logs each URL, held at WARNING); pynetdicom's identifier dumps are off."""
+    (httpx, which logs each URL, held at WARNING)."""
     caplog.set_level(logging.INFO)
     quiet = [logging.getLogger(name) for name in QUIET_LOGGERS]
     levels = [logger.level for logger in quiet]
@@ -256,3 +260,31 @@ def test_find_series_refuses_what_is_no_uid(uid: str) -> None:
     source = DicomWebSource(type="dicomweb", url="http://127.0.0.1:9/dicom-web")
     with pytest.raises(ValueError, match="is not a study instance UID"):
         asyncio.run(find_series("web", source, uid))
+
+
+def test_c_find_failure_status_is_a_query_error_with_the_peers_comment() -> None:
+    """A PACS (pynetdicom here) answering the C-FIND with a failure status: a QueryError
+    naming the source, the level, the status and the PACS's comment."""
+
+    def handler(event: evt.Event) -> Iterator[tuple[Dataset, None]]:
+        status = Dataset()
+        status.Status = 0xA700
+        status.ErrorComment = "index offline"
+        yield status, None
+
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, handler)]
+    )
+    source = DicomSource(type="dicom", host="127.0.0.1", port=port, aet_target="PACS", timeout=10)
+    try:
+        with pytest.raises(QueryError) as raised:
+            asyncio.run(find_studies("archive", source, QueryFilter(accession="X1")))
+    finally:
+        server.shutdown()
+    assert str(raised.value) == (
+        f"source 'archive' (PACS@127.0.0.1:{port}): C-FIND at STUDY level failed with status "
+        "0xA700: index offline"
+    )
