@@ -25,6 +25,7 @@ from mercure.retriever.query import (
     find_studies,
     parse_date_range,
 )
+from mercure.testing.peers import Orthanc
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series
 
@@ -252,6 +253,17 @@ def test_rejected_association_is_a_query_error(orthanc_factory: Any) -> None:
     )
     with pytest.raises(QueryError, match=r"rejected the association .*MERCURE"):
         asyncio.run(find_series("pacs", source, "1.2.3"))
+
+
+@pytest.mark.peers
+def test_pacs_that_does_not_know_our_ae_title_is_a_query_error(orthanc: Orthanc) -> None:
+    """Orthanc accepts the association of an AE title it does not know but aborts its C-FIND:
+    a QueryError that says to check our AE title there."""
+    source = DicomSource(
+        type="dicom", host="127.0.0.1", port=orthanc.dicom_port, aet_target=orthanc.aet
+    )
+    with pytest.raises(QueryError, match=r"the C-FIND failed .*our AE title MERCURE"):
+        asyncio.run(find_studies("pacs", source, QueryFilter()))
 
 
 @pytest.mark.parametrize("uid", ["", "1.2/../studies", "1.2.3 ", "abc"])

@@ -351,6 +351,14 @@ def _association_problem(where: str, source: DicomSource, exc: AssociationError)
             f"{where}: no association ({exc}; does the PACS expect the connection {tls} TLS "
             "as configured?)"
         )
+    cause = exc.__cause__
+    if isinstance(cause, TimeoutError):
+        return f"{where}: cannot connect: no answer within {source.timeout:g} s"
+    if isinstance(cause, OSError) and source.tls is not None:
+        # A reset during the handshake, usually: a port without TLS, or our certificate refused.
+        return f"{where}: cannot connect over TLS: {cause} (does the PACS use TLS on this port?)"
+    if isinstance(cause, OSError):
+        return f"{where}: cannot connect: {cause}"
     return f"{where}: {exc}"
 
 
