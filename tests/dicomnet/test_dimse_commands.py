@@ -10,13 +10,18 @@ from pydicom.filereader import read_dataset
 from mercure.dicomnet.dimse import (
     AFFECTED_SOP_INSTANCE_UID,
     C_STORE_RSP,
+    FAILED_SOP_INSTANCE_UID_LIST,
+    MESSAGE_ID,
     MESSAGE_ID_BEING_RESPONDED_TO,
     OUT_OF_RESOURCES,
     STATUS,
     command_int,
     command_text,
     decode_command,
+    encode_c_cancel_rq,
     encode_c_echo_rq,
+    encode_c_get_rq,
+    encode_c_move_rq,
     encode_c_store_rq,
     encode_response,
     is_success,
@@ -83,3 +88,29 @@ def test_warning_statuses_count_as_success() -> None:
     """Warnings (0xB000, 0xB007 ...) mean the peer kept the instance; failures do not."""
     assert is_success(0) and is_success(0xB000) and is_success(0xB007)
     assert not is_success(0xA700) and not is_success(0xC000)
+
+
+def test_move_get_and_cancel_requests_read_back_in_pydicom() -> None:
+    """C-MOVE-RQ, C-GET-RQ and C-CANCEL-RQ carry the fields PS3.7 C.4.2/C.4.3 ask for."""
+    study_root_move = "1.2.840.10008.5.1.4.1.2.2.2"
+    move = pydicom_view(encode_c_move_rq(study_root_move, 7, "MERCURE", priority=1))
+    assert (move.CommandField, move.MessageID, move.Priority) == (0x0021, 7, 1)
+    assert move.MoveDestination == "MERCURE" and move.AffectedSOPClassUID == study_root_move
+    assert move.CommandDataSetType != 0x0101
+    get = pydicom_view(encode_c_get_rq("1.2.840.10008.5.1.4.1.2.2.3", 8))
+    assert (get.CommandField, get.MessageID, get.CommandDataSetType) == (0x0010, 8, 0)
+    cancel = pydicom_view(encode_c_cancel_rq(8))
+    assert (cancel.CommandField, cancel.MessageIDBeingRespondedTo) == (0x0FFF, 8)
+    assert cancel.CommandDataSetType == 0x0101
+
+
+def test_elements_of_other_groups_are_kept_only_when_asked() -> None:
+    """(0008,0058) inside a response's command set (Orthanc does this): refused by default,
+    kept under its whole tag with ``foreign_groups``."""
+    command = encode_c_echo_rq(1) + bytes.fromhex("08005800") + (4).to_bytes(4, "little")
+    command += b"1.23"
+    with pytest.raises(PduError):
+        decode_command(command)
+    decoded = decode_command(command, foreign_groups=True)
+    assert command_text(decoded, FAILED_SOP_INSTANCE_UID_LIST) == "1.23"
+    assert command_int(decoded, MESSAGE_ID) == 1

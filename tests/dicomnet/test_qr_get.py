@@ -21,17 +21,36 @@ from mercure.dicomnet import (
     OUT_OF_RESOURCES,
     SUCCESS,
     Association,
+    AssociationAborted,
     AssociationError,
     StoreContext,
     StoreRefused,
     StoreSink,
+    dimse,
     get_contexts,
 )
 from mercure.dicomnet.filemeta import read_file_meta_from
+from mercure.dicomnet.pdu import (
+    PC_ACCEPTANCE,
+    PDU_HEADER,
+    AssociateAccept,
+    PresentationContextResult,
+    RoleSelection,
+    decode_associate_rq,
+    encode_associate_ac,
+    encode_pdata,
+    pdata_header,
+)
 from mercure.dicomnet.retrieve import RetrieveResult
 from mercure.testing.peers import Orthanc
 from mercure.testing.ports import free_port
-from mercure.testing.series import GeneratedStudy, SeriesSpec, generate_series, generate_study
+from mercure.testing.series import (
+    CT_IMAGE_STORAGE,
+    GeneratedStudy,
+    SeriesSpec,
+    generate_series,
+    generate_study,
+)
 
 pytestmark = pytest.mark.peers
 
@@ -290,3 +309,134 @@ def test_pacs_killed_mid_get_leaves_no_partial_file(
         original_meta = read_file_meta_from(io.BytesIO(original), path.stem)
         assert data[meta.dataset_offset :] == original[original_meta.dataset_offset :]
     assert placed.staged() == []
+
+
+def test_cancel_stops_the_get_with_the_counts_so_far(
+    orthanc: Orthanc, study: GeneratedStudy, tmp_path: Path
+) -> None:
+    """C-CANCEL after the second instance: the PACS ends the C-GET early, status Cancel."""
+    known_to(orthanc).upload(study.paths)
+    sinks = FolderSinks(tmp_path / "got")
+    sinks.folder.mkdir()
+
+    async def run() -> RetrieveResult:
+        contexts, roles = get_contexts()
+        async with await Association.connect(
+            "127.0.0.1",
+            orthanc.dicom_port,
+            called_aet=orthanc.aet,
+            calling_aet=OUR_AET,
+            contexts=contexts,
+            roles=roles,
+        ) as assoc:
+
+            def open_store(context: StoreContext) -> StoreSink:
+                if len(sinks.contexts) == 1:
+                    assoc.cancel()
+                return sinks(context)
+
+            return await assoc.get(study_identifier(study.study_uid), open_store=open_store)
+
+    result = asyncio.run(run())
+    total = len(study.sop_instance_uids)
+    assert result.status == dimse.CANCEL, result
+    assert not result.ok
+    assert 1 <= result.completed < total
+    # The instance in flight when the cancel arrived may be stored here yet not counted.
+    assert result.completed <= len(list(sinks.folder.iterdir())) <= result.completed + 1
+
+
+class _SilentPacs:
+    """Accepts an association, then (``send_part``) starts one C-STORE sub-operation with
+    half a dataset, and falls silent: a PACS that hangs."""
+
+    def __init__(self, *, send_part: bool) -> None:
+        self.send_part = send_part
+        self.closed = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._hang(reader, writer)
+        finally:
+            writer.close()
+            self.closed.set()
+
+    async def _hang(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, length = PDU_HEADER.unpack(await reader.readexactly(6))
+        request = decode_associate_rq(await reader.readexactly(length))
+        results = [
+            PresentationContextResult(c.context_id, PC_ACCEPTANCE, c.transfer_syntaxes[0])
+            for c in request.contexts
+        ]
+        roles = [RoleSelection(r.sop_class_uid, False, True) for r in request.role_selections]
+        writer.write(
+            encode_associate_ac(
+                AssociateAccept(
+                    request.called_aet, request.calling_aet, results, 16384, role_selections=roles
+                )
+            )
+        )
+        if self.send_part:
+            await reader.readexactly(6)  # the C-GET-RQ's first PDU header: it has arrived
+            storage = next(c for c in request.contexts if c.abstract_syntax == CT_IMAGE_STORAGE)
+            command = dimse.encode_c_store_rq(CT_IMAGE_STORAGE, "1.2.3.4", 1)
+            writer.write(encode_pdata(storage.context_id, command, command=True, max_pdu=0))
+            writer.write(
+                pdata_header(storage.context_id, 1000, command=False, last=False) + bytes(1000)
+            )
+        await reader.read()  # until the requestor goes
+
+
+@pytest.mark.parametrize("send_part", [False, True], ids=["no-response", "mid-instance"])
+def test_a_silent_pacs_times_out_and_aborts_the_unfinished_instance(
+    send_part: bool, tmp_path: Path
+) -> None:
+    """DIMSE timeout during a C-GET: AssociationAborted, the half-received instance aborted."""
+    opened: list[_RecordingSink] = []
+
+    def open_store(context: StoreContext) -> StoreSink:
+        opened.append(_RecordingSink())
+        return opened[-1]
+
+    async def run() -> None:
+        pacs = _SilentPacs(send_part=send_part)
+        server = await asyncio.start_server(pacs.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        contexts, roles = get_contexts()
+        try:
+            async with await Association.connect(
+                "127.0.0.1",
+                port,
+                called_aet="SILENT",
+                contexts=contexts,
+                roles=roles,
+                dimse_timeout=0.5,
+            ) as assoc:
+                await assoc.get(study_identifier("1.2.3"), open_store=open_store)
+        finally:
+            server.close()
+            await asyncio.wait_for(pacs.closed.wait(), 10)  # it saw our abort and closed
+            await server.wait_closed()
+
+    with pytest.raises(AssociationAborted, match=r"sent nothing for 0\.5 s"):
+        asyncio.run(run())
+    if send_part:
+        assert len(opened) == 1 and opened[0].events == ["write", "abort"]
+    else:
+        assert opened == []
+
+
+class _RecordingSink:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def write(self, chunk: memoryview) -> None:
+        if not self.events:
+            self.events.append("write")
+
+    def finish(self) -> int:
+        self.events.append("finish")
+        return SUCCESS
+
+    def abort(self) -> None:
+        self.events.append("abort")

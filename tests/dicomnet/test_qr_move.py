@@ -1,4 +1,5 @@
-"""C-MOVE as SCU with our own upper layer, against Orthanc as the PACS and a real receiver."""
+"""C-MOVE as SCU with our own upper layer, against Orthanc as the PACS and a real receiver,
+and against a scripted PACS for what Orthanc does not send (an identifier in the response)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ import pytest
 from pydicom.dataset import Dataset
 
 from mercure.dicomnet import Association, AssociationError, dimse
-from mercure.dicomnet.retrieve import RetrieveResult, move_contexts
+from mercure.dicomnet.pdu import (
+    A_RELEASE_RQ,
+    PC_ACCEPTANCE,
+    PDU_HEADER,
+    AssociateAccept,
+    PresentationContextResult,
+    decode_associate_rq,
+    encode_associate_ac,
+    encode_pdata,
+    encode_release_rp,
+)
+from mercure.dicomnet.retrieve import RetrieveResult, encode_identifier, move_contexts
 from mercure.testing.peers import Orthanc
 from mercure.testing.ports import free_port
 from mercure.testing.receiver import RunningReceiver, receiver_config, start_receiver
@@ -122,3 +134,94 @@ def test_move_from_a_pacs_that_is_not_running_raises_a_clear_error() -> None:
 
     with pytest.raises(AssociationError, match=f"cannot connect to ORTHANC@127.0.0.1:{port}"):
         asyncio.run(attempt())
+
+
+class _ScriptedPacs:
+    """Answers one C-MOVE with two pending responses and a final 'completed with failures'
+    (0xB000) whose identifier lists the failed instances: what a standard PACS sends."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._answer(reader, writer)
+        finally:
+            writer.close()
+            self.closed.set()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, length = PDU_HEADER.unpack(await reader.readexactly(6))
+        request = decode_associate_rq(await reader.readexactly(length))
+        context = request.contexts[0]
+        syntax = context.transfer_syntaxes[0]
+        result = PresentationContextResult(context.context_id, PC_ACCEPTANCE, syntax)
+        writer.write(
+            encode_associate_ac(AssociateAccept(request.called_aet, request.calling_aet, [result]))
+        )
+        message_id, last = 0, False
+        while not last:  # the C-MOVE-RQ: command, then identifier, up to its last fragment
+            _, length = PDU_HEADER.unpack(await reader.readexactly(6))
+            body = await reader.readexactly(length)
+            if body[5] & 0x01:
+                message_id = (
+                    dimse.command_int(dimse.decode_command(body[6:]), dimse.MESSAGE_ID) or 0
+                )
+            last = bool(body[5] & 0x02) and not body[5] & 0x01
+
+        def response(status: int, remaining: int, completed: int, failed: int) -> bytes:
+            elements = [
+                (dimse.AFFECTED_SOP_CLASS_UID, dimse.uid_value(context.abstract_syntax)),
+                (dimse.COMMAND_FIELD, dimse.C_MOVE_RSP.to_bytes(2, "little")),
+                (dimse.MESSAGE_ID_BEING_RESPONDED_TO, message_id.to_bytes(2, "little")),
+                (dimse.COMMAND_DATA_SET_TYPE, (0x0101, 0)[status == 0xB000].to_bytes(2, "little")),
+                (dimse.STATUS, status.to_bytes(2, "little")),
+                (dimse.REMAINING_SUBOPERATIONS, remaining.to_bytes(2, "little")),
+                (dimse.COMPLETED_SUBOPERATIONS, completed.to_bytes(2, "little")),
+                (dimse.FAILED_SUBOPERATIONS, failed.to_bytes(2, "little")),
+                (dimse.WARNING_SUBOPERATIONS, (0).to_bytes(2, "little")),
+            ]
+            return encode_pdata(
+                context.context_id, dimse.encode_command(elements), command=True, max_pdu=0
+            )
+
+        writer.write(response(dimse.PENDING, 3, 1, 0))
+        writer.write(response(dimse.PENDING, 2, 1, 1))
+        writer.write(response(0xB000, 0, 2, 2))
+        failed = Dataset()
+        failed.FailedSOPInstanceUIDList = ["1.2.3.4", "1.2.3.5"]
+        data = encode_identifier(failed, syntax)
+        writer.write(encode_pdata(context.context_id, data, command=False, max_pdu=0))
+        pdu_type, length = PDU_HEADER.unpack(await reader.readexactly(6))
+        await reader.readexactly(length)
+        if pdu_type == A_RELEASE_RQ:
+            writer.write(encode_release_rp())
+        await reader.read()
+
+
+def test_final_response_identifier_lists_the_failed_instances() -> None:
+    """Pending counts reach the progress callback; the final identifier's failed list, the
+    counts and the 0xB000 status make a result that is not ok."""
+    pacs = _ScriptedPacs()
+    progress: list[tuple[int, ...]] = []
+
+    async def run() -> RetrieveResult:
+        server = await asyncio.start_server(pacs.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with await Association.connect(
+                "127.0.0.1", port, called_aet="SCRIPTED", contexts=move_contexts(), dimse_timeout=5
+            ) as assoc:
+                return await assoc.move(
+                    study_identifier("1.2.3"), "MERCURE", progress=lambda *c: progress.append(c)
+                )
+        finally:
+            server.close()
+            await asyncio.wait_for(pacs.closed.wait(), 10)
+            await server.wait_closed()
+
+    result = asyncio.run(run())
+    assert progress == [(3, 1, 0, 0), (2, 1, 1, 0)]
+    assert (result.status, result.completed, result.failed) == (0xB000, 2, 2)
+    assert result.failed_sop_instances == ("1.2.3.4", "1.2.3.5")
+    assert not result.ok

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore
 from retrieve_pacs import PLANS, TestPacs
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
@@ -21,6 +25,7 @@ from mercure.retriever.query import (
     find_studies,
     parse_date_range,
 )
+from mercure.testing.peers import Orthanc
 from mercure.testing.ports import free_port
 from mercure.testing.series import generate_series
 
@@ -222,7 +227,7 @@ def test_no_patient_data_in_the_log_at_info(
     pacs: TestPacs, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A query by patient name and ID logs neither at INFO, with the services' logging policy
-    (httpx, which logs each URL, held at WARNING); pynetdicom's identifier dumps are off."""
+    (httpx, which logs each URL, held at WARNING)."""
     caplog.set_level(logging.INFO)
     quiet = [logging.getLogger(name) for name in QUIET_LOGGERS]
     levels = [logger.level for logger in quiet]
@@ -250,9 +255,48 @@ def test_rejected_association_is_a_query_error(orthanc_factory: Any) -> None:
         asyncio.run(find_series("pacs", source, "1.2.3"))
 
 
+@pytest.mark.peers
+def test_pacs_that_does_not_know_our_ae_title_is_a_query_error(orthanc: Orthanc) -> None:
+    """Orthanc accepts the association of an AE title it does not know but aborts its C-FIND:
+    a QueryError that says to check our AE title there."""
+    source = DicomSource(
+        type="dicom", host="127.0.0.1", port=orthanc.dicom_port, aet_target=orthanc.aet
+    )
+    with pytest.raises(QueryError, match=r"the C-FIND failed .*our AE title MERCURE"):
+        asyncio.run(find_studies("pacs", source, QueryFilter()))
+
+
 @pytest.mark.parametrize("uid", ["", "1.2/../studies", "1.2.3 ", "abc"])
 def test_find_series_refuses_what_is_no_uid(uid: str) -> None:
     """A study UID that is none (it would go into a QIDO-RS path) is refused before any call."""
     source = DicomWebSource(type="dicomweb", url="http://127.0.0.1:9/dicom-web")
     with pytest.raises(ValueError, match="is not a study instance UID"):
         asyncio.run(find_series("web", source, uid))
+
+
+def test_c_find_failure_status_is_a_query_error_with_the_peers_comment() -> None:
+    """A PACS (pynetdicom here) answering the C-FIND with a failure status: a QueryError
+    naming the source, the level, the status and the PACS's comment."""
+
+    def handler(event: evt.Event) -> Iterator[tuple[Dataset, None]]:
+        status = Dataset()
+        status.Status = 0xA700
+        status.ErrorComment = "index offline"
+        yield status, None
+
+    ae = AE(ae_title="PACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, handler)]
+    )
+    source = DicomSource(type="dicom", host="127.0.0.1", port=port, aet_target="PACS", timeout=10)
+    try:
+        with pytest.raises(QueryError) as raised:
+            asyncio.run(find_studies("archive", source, QueryFilter(accession="X1")))
+    finally:
+        server.shutdown()
+    assert str(raised.value) == (
+        f"source 'archive' (PACS@127.0.0.1:{port}): C-FIND at STUDY level failed with status "
+        "0xA700: index offline"
+    )

@@ -4,9 +4,9 @@ requestor (SCU), built for throughput.
 Layers, one module each: ``pdu`` (PS3.8 PDUs), ``connection`` (PDU framing on a buffered
 asyncio protocol, the receive hot path), ``negotiation`` (presentation contexts and roles),
 ``dimse`` (command sets), ``acceptor`` + ``server`` (the listening side), ``requestor``
-(the sending side, with ``retrieve`` for C-MOVE and C-GET). Helpers for applications:
-``filemeta`` (File Meta Information) and ``scanner`` (find SeriesInstanceUID & co. in a
-dataset stream without parsing it).
+(the sending side, with ``find`` for C-FIND and ``retrieve`` for C-MOVE and C-GET). Helpers
+for applications: ``filemeta`` (File Meta Information) and ``scanner`` (find
+SeriesInstanceUID & co. in a dataset stream without parsing it).
 
 The package knows nothing about files or folders of mercure: an application implements an
 :class:`AssociationHandler` whose :meth:`~AssociationHandler.open_store` returns a
@@ -28,10 +28,12 @@ from mercure.dicomnet.errors import (
     AssociationRejected,
     DicomFileError,
     DicomNetError,
+    FindFailed,
     PresentationContextError,
     StoreRefused,
 )
 from mercure.dicomnet.filemeta import FileMeta, build_file_meta, read_file_meta
+from mercure.dicomnet.find import find_contexts
 from mercure.dicomnet.handler import (
     REJECT_CALLED_AET,
     REJECT_CALLING_AET,
@@ -92,6 +94,7 @@ __all__ = [
     "DimseResponse",
     "DiscardSink",
     "FileMeta",
+    "FindFailed",
     "ListenerSettings",
     "PresentationContextError",
     "Rejection",
@@ -101,6 +104,7 @@ __all__ = [
     "StoreSink",
     "build_file_meta",
     "failure_status",
+    "find_contexts",
     "get_contexts",
     "is_success",
     "move_contexts",

@@ -17,6 +17,7 @@ C_STORE_RSP = 0x8001
 C_GET_RQ = 0x0010
 C_GET_RSP = 0x8010
 C_FIND_RQ = 0x0020
+C_FIND_RSP = 0x8020
 C_MOVE_RQ = 0x0021
 C_MOVE_RSP = 0x8021
 C_ECHO_RQ = 0x0030
@@ -212,6 +213,19 @@ def encode_c_move_rq(
             (COMMAND_FIELD, _US_VALUE.pack(C_MOVE_RQ)),
             (MESSAGE_ID, _US_VALUE.pack(message_id)),
             (MOVE_DESTINATION, text_value(move_destination)),
+            (PRIORITY, _US_VALUE.pack(priority)),
+            (COMMAND_DATA_SET_TYPE, _US_VALUE.pack(0x0000)),
+        ]
+    )
+
+
+def encode_c_find_rq(sop_class_uid: str, message_id: int, priority: int = 0) -> bytes:
+    """Encode a C-FIND-RQ command set (the identifier dataset follows it)."""
+    return encode_command(
+        [
+            (AFFECTED_SOP_CLASS_UID, uid_value(sop_class_uid)),
+            (COMMAND_FIELD, _US_VALUE.pack(C_FIND_RQ)),
+            (MESSAGE_ID, _US_VALUE.pack(message_id)),
             (PRIORITY, _US_VALUE.pack(priority)),
             (COMMAND_DATA_SET_TYPE, _US_VALUE.pack(0x0000)),
         ]

@@ -9,6 +9,7 @@
         │   └── AssociationAborted     A-ABORT, a lost connection or a timeout ended the link
         ├── PresentationContextError   (also PermanentError) no accepted context fits a dataset
         ├── DicomFileError             (also PermanentError) a file to send is not usable DICOM
+        ├── FindFailed                 a C-FIND ended in a failure status or an unreadable match
         └── StoreRefused               raised by an application's sink: answer with ``status``
 
 Peer protocol violations never surface as exceptions on the acceptor side: the association is
@@ -48,6 +49,22 @@ class PresentationContextError(DicomNetError, PermanentError):
 
 class DicomFileError(DicomNetError, PermanentError):
     """A file to send is not a DICOM Part 10 file this layer can read."""
+
+
+class FindFailed(DicomNetError):
+    """A C-FIND that the peer answered with a failure status (``status``, with the peer's
+    ``comment``), or stopped because of a ``problem`` with its matches (unreadable, too large;
+    ``status`` is then the peer's final one). The association is still usable.
+
+    Neither transient nor permanent by itself: an out-of-resources answer (0xA700) may pass
+    on a retry, an identifier the peer does not understand (0xA900) will not.
+    """
+
+    def __init__(self, status: int, comment: str, message: str, problem: str = "") -> None:
+        self.status = status
+        self.comment = comment
+        self.problem = problem
+        super().__init__(message)
 
 
 class StoreRefused(DicomNetError):

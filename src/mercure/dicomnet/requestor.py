@@ -1,4 +1,5 @@
-"""The association requestor (SCU): C-ECHO and C-STORE towards a peer, files streamed from disk.
+"""The association requestor (SCU): C-ECHO and C-STORE towards a peer, files streamed from disk;
+C-FIND, C-MOVE and C-GET through the operations of ``find`` and ``retrieve``.
 
 One request at a time (no asynchronous operations window). Datasets are read from their file
 in PDU-sized blocks straight after the File Meta Information, so a 1 GB instance costs no more
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mercure.dicomnet import dimse
 from mercure.dicomnet.connection import UpperLayerConnection, peer_address
@@ -33,6 +34,7 @@ from mercure.dicomnet.errors import (
     PresentationContextError,
 )
 from mercure.dicomnet.filemeta import read_file_meta_from
+from mercure.dicomnet.find import FindOperation
 from mercure.dicomnet.handler import AssociationInfo, StoreContext, StoreSink
 from mercure.dicomnet.negotiation import AcceptedContext, ContextProposal
 from mercure.dicomnet.pdu import (
@@ -67,6 +69,7 @@ from mercure.dicomnet.retrieve import (
     RetrieveOperation,
     RetrieveResult,
     encode_identifier,
+    find_class,
     get_class,
     move_class,
 )
@@ -97,6 +100,24 @@ class DimseResponse:
 _SUCCESS = DimseResponse(dimse.SUCCESS)
 """The common answer, shared: responses are immutable."""
 
+T = TypeVar("T")
+
+
+class _Operation(Protocol[T]):
+    """A request answered by a stream of messages (C-FIND, C-MOVE, C-GET): while installed on
+    the connection it gets every message, and ``done`` gets its outcome."""
+
+    message_id: int
+    context: AcceptedContext
+    done: asyncio.Future[T]
+    finishing: asyncio.Task[None] | None
+
+    def on_command(self, context_id: int, cmd: dict[int, bytes]) -> bool: ...
+    def on_data(self, chunk: memoryview) -> None: ...
+    def on_dataset_end(self) -> None: ...
+    def on_failure(self, error: AssociationError) -> None: ...
+    def close(self) -> None: ...
+
 
 class _RequestorConnection(UpperLayerConnection):
     def __init__(self, request: AssociateRequest, where: str, read_buffer_size: int) -> None:
@@ -110,8 +131,8 @@ class _RequestorConnection(UpperLayerConnection):
         self.error: AssociationError | None = None
         self._pending: asyncio.Future[dict[int, bytes]] | None = None
         self._pending_id = -1
-        self.operation: RetrieveOperation | None = None
-        """The C-MOVE / C-GET in progress: it gets every message while installed."""
+        self.operation: _Operation[Any] | None = None
+        """The C-FIND / C-MOVE / C-GET in progress: it gets every message while installed."""
         self.last_rx = 0.0
         """When bytes last arrived (loop time): a retrieve times out on silence, not length."""
 
@@ -186,7 +207,7 @@ class _RequestorConnection(UpperLayerConnection):
         return dimse.command_int(cmd, dimse.COMMAND_DATA_SET_TYPE) != dimse.NO_DATASET
 
     def _on_data(self, chunk: memoryview) -> None:
-        # Responses to C-ECHO and C-STORE carry no dataset: only a retrieve wants data.
+        # Responses to C-ECHO and C-STORE carry no dataset: only a query or retrieve wants data.
         if self.operation is not None:
             self.operation.on_data(chunk)
 
@@ -393,6 +414,39 @@ class Association:
         command = dimse.encode_c_store_rq(sop_class_uid, sop_instance_uid, message_id, priority)
         return await self._request(context.context_id, command, message_id, memoryview(dataset))
 
+    async def find(
+        self,
+        identifier: Dataset,
+        *,
+        model: Model = "study",
+        limit: int | None = None,
+        priority: int = 0,
+    ) -> list[Dataset]:
+        """C-FIND: the matches of ``identifier``, each decoded with pydicom, in the peer's order.
+
+        ``identifier`` holds QueryRetrieveLevel, the matching keys and the (empty) return keys;
+        it is encoded in the accepted transfer syntax. With ``limit``, the query is cancelled
+        (C-CANCEL-RQ) once that many matches have arrived and the rest dropped. The DIMSE
+        timeout applies to the silence between responses. Raises FindFailed for a failure
+        status (with the peer's comment) or an unreadable match, the association still usable;
+        AssociationError when the association fails.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        sop_class = find_class(model)
+        context = self._context_or_raise(sop_class, None)
+        message_id = self._next_message_id()
+        operation = FindOperation(
+            self._conn,
+            where=self._conn.where,
+            message_id=message_id,
+            context=context,
+            peer_max_pdu=self._send_max,
+            limit=limit,
+        )
+        command = dimse.encode_c_find_rq(sop_class, message_id, priority)
+        return await self._follow(operation, command, identifier, "C-FIND")
+
     async def move(
         self,
         identifier: Dataset,
@@ -422,7 +476,7 @@ class Association:
             peer_max_pdu=self._send_max,
             progress=progress,
         )
-        return await self._retrieve(operation, command, identifier)
+        return await self._follow(operation, command, identifier, "retrieve")
 
     async def get(
         self,
@@ -473,13 +527,13 @@ class Association:
             association=association,
             open_store=open_store,
         )
-        return await self._retrieve(operation, command, identifier)
+        return await self._follow(operation, command, identifier, "retrieve")
 
     def cancel(self) -> None:
-        """Ask the peer to stop the C-MOVE / C-GET in progress (C-CANCEL-RQ).
+        """Ask the peer to stop the C-FIND / C-MOVE / C-GET in progress (C-CANCEL-RQ).
 
-        The retrieve then ends with the peer's final response, usually status Cancel (0xFE00)
-        with the counts so far; nothing happens when no retrieve is in progress.
+        The request then ends with the peer's final response, usually status Cancel (0xFE00)
+        (with the counts so far, for a retrieve); nothing happens when none is in progress.
         """
         operation = self._conn.operation
         if operation is None or operation.done.done():
@@ -547,10 +601,10 @@ class Association:
             )
         return context
 
-    async def _retrieve(
-        self, operation: RetrieveOperation, command: bytes, identifier: Dataset
-    ) -> RetrieveResult:
-        """Send a C-MOVE/C-GET request and follow it to its final response."""
+    async def _follow(
+        self, operation: _Operation[T], command: bytes, identifier: Dataset, what: str
+    ) -> T:
+        """Send a C-FIND/C-MOVE/C-GET request and follow it to its final response."""
         conn = self._conn
         if conn.error is not None:
             raise conn.error
@@ -566,7 +620,7 @@ class Association:
             conn.last_rx = self._loop.time()
             await self._send_memory(operation.context.context_id, memoryview(data), head)
             try:
-                return await self._await_retrieve(operation)
+                return await self._await_final(operation, what)
             finally:
                 if operation.finishing is not None:
                     # An instance being made durable finishes (it was complete): never half.
@@ -576,7 +630,7 @@ class Association:
             conn.operation = None
             self._busy = False
 
-    async def _await_retrieve(self, operation: RetrieveOperation) -> RetrieveResult:
+    async def _await_final(self, operation: _Operation[T], what: str) -> T:
         """The final result; the DIMSE timeout is on silence, paused while we finish."""
         timeout = self._dimse_timeout
         if timeout is None:
@@ -592,7 +646,7 @@ class Association:
                 elif silent >= timeout:
                     self.abort()
                     raise AssociationAborted(
-                        f"{self._conn.where} sent nothing for {timeout:g} s during a retrieve"
+                        f"{self._conn.where} sent nothing for {timeout:g} s during a {what}"
                     ) from None
                 else:
                     wait = timeout - silent

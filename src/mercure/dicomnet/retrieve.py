@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 Model = Literal["study", "patient"]
 """The Query/Retrieve information model: Study Root or Patient Root."""
 
+_FIND_CLASSES: dict[str, str] = {
+    "study": "1.2.840.10008.5.1.4.1.2.2.1",
+    "patient": "1.2.840.10008.5.1.4.1.2.1.1",
+}
 _MOVE_CLASSES: dict[str, str] = {
     "study": "1.2.840.10008.5.1.4.1.2.2.2",
     "patient": "1.2.840.10008.5.1.4.1.2.1.2",
@@ -162,6 +166,11 @@ class RetrieveResult:
     def ok(self) -> bool:
         """True when the retrieve succeeded (possibly with warnings) and nothing failed."""
         return dimse.is_success(self.status) and self.failed == 0
+
+
+def find_class(model: Model) -> str:
+    """The C-FIND SOP class UID of an information model (the query: see ``find``)."""
+    return _model_class(_FIND_CLASSES, model)
 
 
 def move_class(model: Model) -> str:

@@ -6,10 +6,13 @@ Both answer the same two questions with the same types: which studies match a
 reports them, so that a retrieve job can tell a complete study from a short one. A source that
 does not report a count gives ``None``, never 0.
 
-C-FIND uses pynetdicom (a query is off the hot path) over the Study Root information model,
-its blocking calls in a worker thread; QIDO-RS uses httpx. Both are bounded: at most ``limit``
-matches (a C-FIND is cancelled with C-CANCEL past it; QIDO-RS asks with ``limit``), an answer
-of at most :data:`MAX_ANSWER_BYTES`, and the source's ``timeout`` for every wait.
+C-FIND goes through the project's own DICOM upper layer (:meth:`Association.find
+<mercure.dicomnet.requestor.Association.find>`) over the Study Root information model; QIDO-RS
+uses httpx. Both are bounded: at most ``limit`` matches (a C-FIND is cancelled with C-CANCEL
+past it; QIDO-RS asks with ``limit``), a C-FIND match of at most
+:data:`~mercure.dicomnet.find.MAX_MATCH_BYTES` and a QIDO-RS answer of at most
+:data:`MAX_ANSWER_BYTES`, and the source's ``timeout`` for every wait (a C-FIND's is on the
+silence between its responses).
 
 Errors are :class:`QueryError`, whose message names the source and what went wrong but never
 the query's values (patient names and IDs are PHI) nor a credential.
@@ -17,15 +20,13 @@ the query's values (patient names and IDs are PHI) nor a credential.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import json
 import logging
 import re
-import socket
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -34,23 +35,24 @@ import httpx
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pynetdicom import AE, evt
-from pynetdicom import _config as pynetdicom_config
-from pynetdicom.association import Association
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore
 
 from mercure.core.config.models import DicomSource, DicomWebSource, Source
 from mercure.core.dicomwebclient import dicomweb_client, studies_path
 from mercure.core.errors import TransientError
 from mercure.core.masking import excerpt
 from mercure.core.tlsclient import client_tls_context
+from mercure.dicomnet.errors import (
+    AssociationAborted,
+    AssociationError,
+    AssociationRejected,
+    FindFailed,
+    PresentationContextError,
+)
+from mercure.dicomnet.find import find_contexts
+from mercure.dicomnet.negotiation import ContextProposal
+from mercure.dicomnet.requestor import Association
 
 log = logging.getLogger(__name__)
-
-# pynetdicom logs every request identifier at INFO, the query's patient name and ID included:
-# PHI belongs at DEBUG at most (the project's rule), so it must not log them at all.
-pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
-pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
 
 MAX_ANSWER_BYTES = 32 << 20
 """A QIDO-RS answer larger than this is refused: a query that matches too much, or a server
@@ -78,9 +80,6 @@ SERIES_KEYS = (
     "SeriesNumber",
     "NumberOfSeriesRelatedInstances",
 )
-PENDING = (0xFF00, 0xFF01)
-SUCCESS = 0x0000
-CANCELLED = 0xFE00
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +201,7 @@ async def find_studies(
         raise ValueError(f"limit must be at least 1, not {limit}")
     matching = _study_matching(query)
     if isinstance(source, DicomSource):
-        found = await asyncio.to_thread(_c_find, name, source, "STUDY", matching, STUDY_KEYS, limit)
+        found = await _c_find(name, source, "STUDY", matching, STUDY_KEYS, limit)
     else:
         found = await _qido(name, source, studies_path(source.qido_url_prefix), matching, limit)
     studies = [_study(record) for record in found]
@@ -215,14 +214,8 @@ async def find_series(name: str, source: Source, study_uid: str) -> list[SeriesM
     if not _UID.fullmatch(study_uid):
         raise ValueError(f"find_series: {study_uid[:80]!r} is not a study instance UID")
     if isinstance(source, DicomSource):
-        found = await asyncio.to_thread(
-            _c_find,
-            name,
-            source,
-            "SERIES",
-            {"StudyInstanceUID": study_uid},
-            SERIES_KEYS,
-            SERIES_LIMIT,
+        found = await _c_find(
+            name, source, "SERIES", {"StudyInstanceUID": study_uid}, SERIES_KEYS, SERIES_LIMIT
         )
     else:
         path = f"{studies_path(source.qido_url_prefix)}/{study_uid}/series"
@@ -303,81 +296,80 @@ def _record(identifier: Dataset, keys: Iterable[str]) -> dict[str, list[str]]:
     return record
 
 
-def _probe(source: DicomSource, where: str) -> None:
-    """Connect once and close: a clear error for a host that cannot be reached.
-
-    pynetdicom (3.0) logs only that it could not connect, and leaves the refused socket open.
-    """
-    try:
-        with socket.create_connection((source.host, source.port), timeout=source.timeout):
-            pass
-    except OSError as exc:
-        raise QueryError(f"{where}: cannot connect: {exc}") from None
-
-
 def describe(name: str, source: DicomSource) -> str:
     """How messages name a DICOM source: ``source 'pacs' (PACS@host:104)``."""
     return f"source {name!r} ({source.aet_target}@{source.host}:{source.port})"
 
 
-@contextlib.contextmanager
-def source_association(
-    name: str, source: DicomSource, abstract_syntax: str
-) -> Iterator[Association]:
-    """An established pynetdicom association to ``source`` proposing ``abstract_syntax``
-    (blocking), with the source's TLS and timeouts; released, and its socket closed, on exit.
+@contextlib.asynccontextmanager
+async def source_association(
+    name: str, source: DicomSource, contexts: Sequence[ContextProposal]
+) -> AsyncIterator[Association]:
+    """An established association to ``source`` proposing ``contexts``, with the source's TLS
+    and its ``timeout`` for connecting, the handshake and each answer; released on exit (or
+    aborted, when the block raises).
 
     QueryError when it cannot be had: unreachable, TLS settings unusable, rejected, or
     aborted during the handshake (a TLS mismatch, usually).
     """
     where = describe(name, source)
-    ae = AE(ae_title=source.aet_source)
-    ae.add_requested_context(abstract_syntax)
-    for timeout in ("connection_timeout", "acse_timeout", "dimse_timeout", "network_timeout"):
-        setattr(ae, timeout, source.timeout)
-    tls_args = None
+    ssl_context = None
     if source.tls is not None:
         try:
-            tls_args = (client_tls_context(source.tls), source.host)
+            ssl_context = client_tls_context(source.tls)
         except (OSError, ssl.SSLError) as exc:
             raise QueryError(f"{where}: TLS settings unusable: {exc}") from exc
-    _probe(source, where)
-    # pynetdicom (3.0) does not close its socket when the peer drops the connection (its
-    # shutdown() raises first): keep a hold of it and close it here.
-    opened: list[socket.socket] = []
-
-    def keep(event: evt.Event) -> None:
-        raw = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
-        if raw is not None:
-            opened.append(raw)
-
-    assoc = ae.associate(
-        source.host,
-        source.port,
-        ae_title=source.aet_target,
-        tls_args=tls_args,
-        evt_handlers=[(evt.EVT_CONN_OPEN, keep)],
-    )
     try:
-        if assoc.is_rejected:
-            raise QueryError(
-                f"{where} rejected the association (is our AE title {source.aet_source} "
-                "known there?)"
-            )
-        if not assoc.is_established:
-            raise QueryError(
-                f"{where}: no association (TLS or not as the PACS expects? no answer within "
-                f"{source.timeout:g} s?)"
-            )
-        yield assoc
-    finally:
-        if assoc.is_established:
-            assoc.release()
-        for raw in opened:
-            raw.close()
+        association = await Association.connect(
+            source.host,
+            source.port,
+            called_aet=source.aet_target,
+            calling_aet=source.aet_source,
+            contexts=contexts,
+            ssl_context=ssl_context,
+            server_hostname=source.host,
+            connect_timeout=source.timeout,
+            acse_timeout=source.timeout,
+            dimse_timeout=source.timeout,
+        )
+    except AssociationError as exc:
+        raise QueryError(_association_problem(where, source, exc)) from exc
+    async with association:
+        yield association
 
 
-def _c_find(
+def _association_problem(where: str, source: DicomSource, exc: AssociationError) -> str:
+    """What to tell about an association that could not be had, with what to check."""
+    if isinstance(exc, AssociationRejected):
+        return (
+            f"{where} rejected the association ({exc}; is our AE title {source.aet_source} "
+            "known there?)"
+        )
+    if isinstance(exc, AssociationAborted):
+        tls = "with" if source.tls else "without"
+        return (
+            f"{where}: no association ({exc}; does the PACS expect the connection {tls} TLS "
+            "as configured?)"
+        )
+    cause = exc.__cause__
+    if isinstance(cause, TimeoutError):
+        return f"{where}: cannot connect: no answer within {source.timeout:g} s"
+    if isinstance(cause, OSError) and source.tls is not None:
+        # A reset during the handshake, usually: a port without TLS, or our certificate refused.
+        return f"{where}: cannot connect over TLS: {cause} (does the PACS use TLS on this port?)"
+    if isinstance(cause, OSError):
+        return f"{where}: cannot connect: {cause}"
+    return f"{where}: {exc}"
+
+
+def _failure_text(failure: FindFailed) -> str:
+    if failure.problem:
+        return f"stopped: the PACS answered with {failure.problem}"
+    comment = excerpt(failure.comment)
+    return f"failed with status 0x{failure.status:04X}" + (f": {comment}" if comment else "")
+
+
+async def _c_find(
     name: str,
     source: DicomSource,
     level: str,
@@ -385,41 +377,27 @@ def _c_find(
     keys: tuple[str, ...],
     limit: int,
 ) -> list[dict[str, list[str]]]:
-    """One C-FIND on its own association (blocking): the matches' return keys, at most
-    ``limit`` of them (the rest is cancelled with C-CANCEL)."""
+    """One C-FIND on its own association: the matches' return keys, at most ``limit`` of them
+    (the rest is cancelled with C-CANCEL)."""
     where = describe(name, source)
-    found: list[dict[str, list[str]]] = []
-    cancelled = False
-    with source_association(name, source, StudyRootQueryRetrieveInformationModelFind) as assoc:
-        responses = assoc.send_c_find(
-            _identifier(level, matching, keys), StudyRootQueryRetrieveInformationModelFind
-        )
-        for status, identifier in responses:
-            code = status.get("Status") if status else None
-            if code is None:
-                # pynetdicom tells a closed association from a silent one only in its log.
-                raise QueryError(
-                    f"{where} closed the association during the C-FIND, or did not answer "
-                    f"within {source.timeout:g} s (does it allow queries from our AE title "
-                    f"{source.aet_source}?)"
-                )
-            if code in PENDING:
-                if identifier is not None and not cancelled:
-                    found.append(_record(identifier, keys))
-                if len(found) >= limit and not cancelled:
-                    assoc.send_c_cancel(1, query_model=StudyRootQueryRetrieveInformationModelFind)
-                    cancelled = True
-                continue
-            if code in (SUCCESS, CANCELLED):
-                break
-            comment = excerpt(str(status.get("ErrorComment", "")))
+    failure: FindFailed | None = None
+    async with source_association(name, source, find_contexts("study")) as association:
+        try:
+            matches = await association.find(_identifier(level, matching, keys), limit=limit)
+        except FindFailed as exc:
+            failure = exc  # answered: the association is released, not aborted
+        except PresentationContextError as exc:
+            raise QueryError(f"{where} does not offer C-FIND in the Study Root model") from exc
+        except AssociationError as exc:
             raise QueryError(
-                f"{where}: C-FIND at {level} level failed with status 0x{code:04X}"
-                + (f": {comment}" if comment else "")
-            )
-    if cancelled:
-        log.info("query %s: cancelled after %d matches (the limit)", name, limit)
-    return found[:limit]
+                f"{where}: the C-FIND failed ({exc}); does the PACS allow queries from our "
+                f"AE title {source.aet_source}?"
+            ) from exc
+    if failure is not None:
+        raise QueryError(f"{where}: C-FIND at {level} level {_failure_text(failure)}") from failure
+    if len(matches) >= limit:
+        log.info("query %s: stopped at %d matches (the limit)", name, limit)
+    return [_record(match, keys) for match in matches]
 
 
 # --- QIDO-RS -----------------------------------------------------------------------------------

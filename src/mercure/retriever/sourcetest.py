@@ -15,11 +15,12 @@ import asyncio
 import time
 from urllib.parse import urlsplit
 
-from pynetdicom.sop_class import Verification  # type: ignore
-
 from mercure.core.config.models import DicomSource, Source
 from mercure.core.masking import scrub
 from mercure.core.targettest import StepState, TargetTestReport, TestStep
+from mercure.dicomnet.errors import AssociationError, PresentationContextError
+from mercure.dicomnet.negotiation import ContextProposal
+from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
 from mercure.retriever.query import QueryError, QueryFilter, find_studies, source_association
 
 STEP_TIMEOUT = 10.0
@@ -52,23 +53,26 @@ async def _connect(steps: _Steps, host: str, port: int, timeout: float) -> None:
     steps.add("connect", "ok", f"{host}:{port} accepted the connection")
 
 
-def _echo(name: str, source: DicomSource) -> str:
-    """C-ECHO on its own association (blocking); an error message, or "" when it worked."""
+async def _echo(name: str, source: DicomSource) -> str:
+    """C-ECHO on its own association; an error message, or "" when it worked."""
     try:
-        with source_association(name, source, Verification) as assoc:
-            status = assoc.send_c_echo()
+        async with source_association(
+            name, source, [ContextProposal(VERIFICATION_SOP_CLASS)]
+        ) as association:
+            response = await association.echo()
     except QueryError as exc:
         return str(exc)
-    code = status.get("Status") if status else None
-    if code is None:
-        return f"no C-ECHO answer within {source.timeout:g} s"
-    return "" if code == 0 else f"C-ECHO answered status 0x{code:04X}"
+    except PresentationContextError:
+        return "the PACS does not accept C-ECHO (Verification)"
+    except AssociationError as exc:
+        return f"no C-ECHO answer: {exc}"
+    return "" if response.ok else f"C-ECHO answered status 0x{response.status:04X}"
 
 
 async def _test(name: str, source: Source, steps: _Steps) -> str:
     if isinstance(source, DicomSource):
         await _connect(steps, source.host, source.port, source.timeout)
-        problem = await asyncio.to_thread(_echo, name, source)
+        problem = await _echo(name, source)
         if problem:
             steps.fail("C-ECHO", problem)
         tls = "over TLS, " if source.tls else ""
