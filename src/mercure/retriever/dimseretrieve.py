@@ -1,9 +1,11 @@
 """C-GET and C-MOVE fetchers: one association per fetch, Study Root, study or series level.
 
-A study is asked for in one request when the whole of it is wanted, else one request per
-series (a UID list in one request is allowed by the standard but not understood by every
-PACS). The DIMSE timeout is the source's ``timeout`` and applies to the silence between
-responses, so a large study is not cut short while it flows.
+The association is the query's (:func:`~mercure.retriever.query.source_association`: TLS,
+timeouts, and errors that say what to check). A study is asked for in one request when the
+whole of it is wanted, else one request per series (a UID list in one request is allowed by
+the standard but not understood by every PACS). The DIMSE timeout is the source's ``timeout``
+and applies to the silence between responses, so a large study is not cut short while it
+flows.
 """
 
 from __future__ import annotations
@@ -14,15 +16,12 @@ from pydicom.dataset import Dataset
 
 from mercure.core.config import MercureConfig
 from mercure.core.config.models import DicomSource
-from mercure.core.tlsclient import client_tls_context
 from mercure.dicomnet import dimse
 from mercure.dicomnet.errors import AssociationError
-from mercure.dicomnet.negotiation import ContextProposal
-from mercure.dicomnet.pdu import RoleSelection
-from mercure.dicomnet.requestor import Association
 from mercure.dicomnet.retrieve import RetrieveResult, get_contexts, move_contexts
 from mercure.retriever.fetching import FetchReport, RetrieveFailed
 from mercure.retriever.landing import Landing
+from mercure.retriever.query import QueryError, source_association
 
 
 def identifiers(study_uid: str, series_uids: Sequence[str] | None) -> Iterator[Dataset]:
@@ -39,30 +38,6 @@ def identifiers(study_uid: str, series_uids: Sequence[str] | None) -> Iterator[D
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         yield ds
-
-
-async def _connect(
-    name: str,
-    source: DicomSource,
-    contexts: Sequence[ContextProposal],
-    roles: Sequence[RoleSelection] = (),
-) -> Association:
-    try:
-        return await Association.connect(
-            source.host,
-            source.port,
-            called_aet=source.aet_target,
-            calling_aet=source.aet_source,
-            contexts=contexts,
-            roles=roles,
-            ssl_context=client_tls_context(source.tls) if source.tls else None,
-            server_hostname=source.host,
-            connect_timeout=source.timeout,
-            acse_timeout=source.timeout,
-            dimse_timeout=source.timeout,
-        )
-    except AssociationError as exc:
-        raise RetrieveFailed(f"source {name}: {exc}") from exc
 
 
 def _add(report: FetchReport, name: str, what: str, result: RetrieveResult) -> None:
@@ -87,16 +62,17 @@ class CGetFetcher:
     async def fetch(self, study_uid: str, series_uids: Sequence[str] | None) -> FetchReport:
         """Fetch the study, or the given series of it, by C-GET."""
         contexts, roles = get_contexts("study")
-        association = await _connect(self.name, self.source, contexts, roles)
         report = FetchReport()
         source = self.source
         with self.landing.arrival(source.aet_target, source.aet_source, source.host) as arrival:
             try:
-                async with association:
+                async with source_association(self.name, source, contexts, roles) as association:
                     for identifier in identifiers(study_uid, series_uids):
                         result = await association.get(identifier, open_store=arrival.open_store)
                         _add(report, self.name, "C-GET", result)
                 arrival.released = True
+            except QueryError as exc:
+                raise RetrieveFailed(str(exc)) from exc
             except AssociationError as exc:
                 raise RetrieveFailed(f"source {self.name}: C-GET: {exc}") from exc
         return report
@@ -117,13 +93,16 @@ class CMoveFetcher:
             raise RetrieveFailed(
                 f"source {self.name}: no move_destination and no listener to move to"
             )
-        association = await _connect(self.name, self.source, move_contexts("study"))
         report = FetchReport()
         try:
-            async with association:
+            async with source_association(
+                self.name, self.source, move_contexts("study")
+            ) as association:
                 for identifier in identifiers(study_uid, series_uids):
                     result = await association.move(identifier, self.destination)
                     _add(report, self.name, "C-MOVE", result)
+        except QueryError as exc:
+            raise RetrieveFailed(str(exc)) from exc
         except AssociationError as exc:
             raise RetrieveFailed(f"source {self.name}: C-MOVE: {exc}") from exc
         return report

@@ -50,6 +50,7 @@ from mercure.dicomnet.errors import (
 )
 from mercure.dicomnet.find import find_contexts
 from mercure.dicomnet.negotiation import ContextProposal
+from mercure.dicomnet.pdu import RoleSelection
 from mercure.dicomnet.requestor import Association
 
 log = logging.getLogger(__name__)
@@ -303,11 +304,15 @@ def describe(name: str, source: DicomSource) -> str:
 
 @contextlib.asynccontextmanager
 async def source_association(
-    name: str, source: DicomSource, contexts: Sequence[ContextProposal]
+    name: str,
+    source: DicomSource,
+    contexts: Sequence[ContextProposal],
+    roles: Sequence[RoleSelection] = (),
 ) -> AsyncIterator[Association]:
-    """An established association to ``source`` proposing ``contexts``, with the source's TLS
-    and its ``timeout`` for connecting, the handshake and each answer; released on exit (or
-    aborted, when the block raises).
+    """An established association to ``source`` proposing ``contexts`` (and ``roles``: the
+    SCP role for storage, for C-GET), with the source's TLS and its ``timeout`` for
+    connecting, the handshake and each answer; released on exit (or aborted, when the block
+    raises).
 
     QueryError when it cannot be had: unreachable, TLS settings unusable, rejected, or
     aborted during the handshake (a TLS mismatch, usually).
@@ -326,6 +331,7 @@ async def source_association(
             called_aet=source.aet_target,
             calling_aet=source.aet_source,
             contexts=contexts,
+            roles=roles,
             ssl_context=ssl_context,
             server_hostname=source.host,
             connect_timeout=source.timeout,
