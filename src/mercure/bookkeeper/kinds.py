@@ -157,10 +157,10 @@ resumes, finishes a study and ends. ``data``: ``job``, ``source``, ``state`` (on
 ``studies_remaining``, ``instances`` (retrieved so far), ``rate`` (instances per second over
 the last minute, or null), ``offpeak`` (bool), ``reason`` (why it failed or waits, or null)."""
 RETRIEVE_STUDY: Final = "retrieve.study"
-"""One study of a retrieve job done or failed. ``data``: ``job``, ``source``, ``study_uid``,
-``state`` ("done" | "failed" | "retrying"), ``expected`` and ``retrieved`` instance counts,
-``attempt``, ``reason`` (or null). No patient data: the accession number stays in the job
-folder."""
+"""One study of a retrieve job done or failed. ``data``: ``job``, ``source``, ``state``
+("done" | "failed" | "retrying"), ``expected`` and ``retrieved`` instance counts, ``attempt``,
+``reason`` (or null); the study's UID is the event's own ``study_uid`` (null for an accession
+the source did not find). No patient data: the accession number stays in the job folder."""
 RETRIEVE_JOB_STATES: Final = (
     "queued",
     "waiting-offpeak",
