@@ -34,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import uvloop
 import yaml
 
 from mercure.core.claims import Claim
@@ -93,7 +94,9 @@ def engine_send(data: DataFolder, files: list[Path], port: int, associations: in
             claim.release()
 
     started = time.perf_counter()
-    where = asyncio.run(run())
+    # On uvloop like `mercure dispatcher` (Service.fast_event_loop).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        where = runner.run(run())
     elapsed = time.perf_counter() - started
     outbox.close()
     if where.parent.name != Stage.SUCCESS:

@@ -233,3 +233,48 @@ def test_an_unusable_file_raises_and_the_association_goes_on(
 
     assert asyncio.run(send()) == SUCCESS
     assert [data for _, data in acceptor.messages] == [dataset_bytes(good)]
+
+
+def test_store_file_with_the_meta_already_read_sends_the_same_bytes(
+    wire: list[WireAcceptor], tiny_series: GeneratedSeries, ct_series: GeneratedSeries
+) -> None:
+    """Given the File Meta Information a sender read to propose its contexts, a small file and
+    a streamed large one arrive exactly as without it."""
+    acceptor = WireAcceptor(max_pdu=16384)
+    wire.append(acceptor)
+    small, large = tiny_series.paths[0], ct_series.paths[0]
+
+    async def send() -> list[int]:
+        async with await Association.connect(
+            "127.0.0.1", acceptor.port, called_aet="WIRE", contexts=contexts_for(small, large)
+        ) as assoc:
+            return [
+                (await assoc.store_file(p, meta=read_file_meta(p))).status for p in (small, large)
+            ]
+
+    assert asyncio.run(send()) == [SUCCESS] * 2
+    assert [data for _, data in acceptor.messages] == [dataset_bytes(small), dataset_bytes(large)]
+
+
+def test_store_file_refuses_a_file_shorter_than_the_meta_read_before(
+    wire: list[WireAcceptor], tiny_series: GeneratedSeries, tmp_path: Path
+) -> None:
+    """A file cut below the dataset offset its earlier-read meta names raises DicomFileError
+    naming it, nothing is sent, and the association goes on."""
+    acceptor = WireAcceptor(max_pdu=16384)
+    wire.append(acceptor)
+    good = tiny_series.paths[0]
+    meta = read_file_meta(good)
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(good.read_bytes()[: meta.dataset_offset - 10])
+
+    async def send() -> int:
+        async with await Association.connect(
+            "127.0.0.1", acceptor.port, called_aet="WIRE", contexts=contexts_for(good)
+        ) as assoc:
+            with pytest.raises(DicomFileError, match=r"cut\.dcm shrank"):
+                await assoc.store_file(cut, meta=meta)
+            return (await assoc.store_file(good)).status
+
+    assert asyncio.run(send()) == SUCCESS
+    assert [data for _, data in acceptor.messages] == [dataset_bytes(good)]

@@ -9,6 +9,7 @@ import pytest
 from dispatch_site import Site
 
 from mercure.core.datafolder import Stage
+from mercure.dispatcher.engine import task_files
 from mercure.dispatcher.progress import PROGRESS_FILE
 from mercure.testing.series import generate_series
 
@@ -160,3 +161,13 @@ def test_per_target_limit_bounds_tasks_sent_at_once(site: Site, tmp_path: Path, 
     kinds = [e["kind"] for e in site.events() if e["kind"] != "dispatch.failed"]
     alternating = ["dispatch.begin", "dispatch.complete"] * 3
     assert (kinds == alternating) is (limit == 1)
+
+
+def test_task_files_are_the_visible_dcm_files_in_name_order(tmp_path: Path) -> None:
+    """Only visible regular .dcm files count (not temporary dot-names, other files or a folder
+    named like an instance), in name order."""
+    for name in ("2.dcm", "10.dcm", "1.dcm", ".1.5.dcm.tmp", ".hidden.dcm", "task.json"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "3.dcm").mkdir()
+    assert [p.name for p in task_files(tmp_path)] == ["1.dcm", "10.dcm", "2.dcm"]
+    assert all(p.parent == tmp_path for p in task_files(tmp_path))

@@ -33,7 +33,7 @@ from mercure.dicomnet.errors import (
     DicomFileError,
     PresentationContextError,
 )
-from mercure.dicomnet.filemeta import read_file_meta_from
+from mercure.dicomnet.filemeta import FileMeta, read_file_meta_from
 from mercure.dicomnet.find import FindOperation
 from mercure.dicomnet.handler import AssociationInfo, StoreContext, StoreSink
 from mercure.dicomnet.negotiation import AcceptedContext, ContextProposal
@@ -355,8 +355,13 @@ class Association:
             context.context_id, dimse.encode_c_echo_rq(message_id), message_id, None
         )
 
-    async def store_file(self, path: Path | str, *, priority: int = 0) -> DimseResponse:
+    async def store_file(
+        self, path: Path | str, *, priority: int = 0, meta: FileMeta | None = None
+    ) -> DimseResponse:
         """Send a Part 10 file with C-STORE, its dataset streamed from disk as stored.
+
+        ``meta``, when the caller has read the file's File Meta Information already (to propose
+        the contexts), saves parsing it a second time; the file must not have changed since.
 
         Raises PresentationContextError when no accepted context has the file's SOP class and
         transfer syntax (convert it and use :meth:`store_dataset`), DicomFileError when the file
@@ -379,14 +384,18 @@ class Association:
                     handle = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
             except OSError as exc:
                 raise DicomFileError(f"cannot open {name}: {exc}") from exc
+            if meta is not None and meta.dataset_offset > file_size:
+                raise DicomFileError(f"{name} shrank after its File Meta Information was read")
             dataset: memoryview | tuple[io.RawIOBase, int, str]
             if handle is None:
                 os.close(fd)
                 fd = -1
-                meta = read_file_meta_from(io.BytesIO(whole), name)
+                if meta is None:
+                    meta = read_file_meta_from(io.BytesIO(whole), name)
                 dataset = memoryview(whole)[meta.dataset_offset :]
             else:
-                meta = read_file_meta_from(handle, name)
+                if meta is None:
+                    meta = read_file_meta_from(handle, name)
                 handle.seek(meta.dataset_offset)
                 dataset = (handle, file_size - meta.dataset_offset, name)
             context = self._context_or_raise(meta.sop_class_uid, meta.transfer_syntax_uid)

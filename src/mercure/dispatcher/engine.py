@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import threading
 from dataclasses import dataclass
@@ -46,9 +47,15 @@ MAX_LISTED_REJECTIONS = 50
 
 def task_files(task_dir: Path) -> list[Path]:
     """The DICOM files of a task, in name order (temporary dot-names excluded)."""
-    return sorted(
-        p for p in task_dir.iterdir() if p.suffix == ".dcm" and is_visible(p.name) and p.is_file()
-    )
+    # Names sorted as strings and file types from the directory entries (no stat per file):
+    # a task may hold thousands of instances.
+    with os.scandir(task_dir) as entries:
+        names = sorted(
+            entry.name
+            for entry in entries
+            if entry.name.endswith(".dcm") and is_visible(entry.name) and entry.is_file()
+        )
+    return [task_dir / name for name in names]
 
 
 def due_targets(task: Task, now: datetime) -> list[str]:

@@ -39,6 +39,7 @@ class DispatcherService(Service):
     """The dispatcher service (a worker: one step starts due attempts)."""
 
     name = "dispatcher"
+    fast_event_loop = True  # the dicom target's requests are network I/O per instance
 
     async def setup(self) -> None:
         """Build the engine; tasks half-sent by a killed process are found by the next scan."""

@@ -13,20 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from mercure.core.config.models import DicomTarget
 from mercure.core.errors import MercureError
 from mercure.core.tlsclient import client_tls_context
 from mercure.dicomnet.errors import AssociationError, DicomNetError, PresentationContextError
-from mercure.dicomnet.filemeta import FileMeta, read_file_meta
+from mercure.dicomnet.filemeta import FileMeta, read_file_meta_from
 from mercure.dicomnet.requestor import Association, ContextProposal, DimseResponse
 from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
 from mercure.dispatcher.errors import DeliveryError, TargetConfigError
@@ -45,6 +47,8 @@ MAX_CONTEXTS = 128
 TEST_TIMEOUT = 10.0
 """Seconds a test's connection may take."""
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class _Instance:
@@ -57,10 +61,29 @@ def _scan(files: list[Path]) -> tuple[list[_Instance], dict[Path, str]]:
     instances, unreadable = [], {}
     for path in files:
         try:
-            instances.append(_Instance(path, read_file_meta(path), path.stat().st_size))
+            # Unbuffered, and the size from the open descriptor: this runs once per instance.
+            with open(path, "rb", buffering=0) as handle:
+                meta = read_file_meta_from(handle, str(path))
+                size = os.fstat(handle.fileno()).st_size
+            instances.append(_Instance(path, meta, size))
         except (DicomNetError, OSError) as exc:
             unreadable[path] = str(exc)
     return instances, unreadable
+
+
+def _association_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed (less CPU per request, as in the receiver), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on a new event loop in the calling (worker) thread."""
+    with asyncio.Runner(loop_factory=_association_loop_factory()) as runner:
+        return runner.run(coroutine)
 
 
 def propose(instances: list[_Instance]) -> list[ContextProposal]:
@@ -154,8 +177,10 @@ class DicomPlugin(TargetPlugin):
                 return_exceptions=True,
             )
         else:
-            # One thread and event loop per association: file reads and socket writes release
-            # the GIL, so several associations use more than one core.
+            # One thread and event loop (uvloop where installed) per association: file reads
+            # and socket writes release the GIL, so several associations use more than one
+            # core. Measured, the process stays well below one core (docs/performance.md), so
+            # processes instead of threads would add start-up and IPC for no gain.
             loop = asyncio.get_running_loop()
             pool = ThreadPoolExecutor(count, thread_name_prefix=f"dicom-{self.name}")
             try:
@@ -163,7 +188,7 @@ class DicomPlugin(TargetPlugin):
                     *(
                         loop.run_in_executor(
                             pool,
-                            asyncio.run,
+                            _run_in_own_loop,
                             self._send_share(host, calling_aet, contexts, share, confirm, stop),
                         )
                         for share in shares
@@ -228,7 +253,7 @@ class DicomPlugin(TargetPlugin):
     async def _store(self, association: Association, instance: _Instance) -> DimseResponse:
         meta = instance.meta
         if association.context_for(meta.sop_class_uid, meta.transfer_syntax_uid) is not None:
-            return await association.store_file(instance.path)
+            return await association.store_file(instance.path, meta=meta)
         for syntax in CONVERTIBLE_TO:
             if association.context_for(meta.sop_class_uid, syntax) is not None:
                 data = await asyncio.to_thread(encode_as, instance.path, syntax)
