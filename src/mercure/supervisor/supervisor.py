@@ -84,6 +84,18 @@ class Supervisor:
             for name, child in self.children.items()
         }
 
+    def add(self, spec: ChildSpec) -> None:
+        """Start one more child (call from ``on_tick``, i.e. inside :meth:`run`)."""
+        child = _Child(spec)
+        self.children[spec.name] = child
+        self._start(child)
+
+    def remove(self, name: str) -> None:
+        """Stop one child as :meth:`run` stops all (SIGTERM, then kill after the stop timeout)
+        and forget it (call from ``on_tick``)."""
+        child = self.children.pop(name)
+        self._stop_group([child], time.monotonic() + self.stop_timeout)
+
     def run(self) -> int:
         """Start the children and supervise them until SIGTERM or SIGINT; the exit code."""
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
