@@ -39,7 +39,7 @@ class RunningReceiver:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(self._listening, timeout=20, message=f"receiver listening ({self.log_text()})")
+        wait_until(self._listening, timeout=60, message=f"receiver listening ({self.log_text()})")
         return self
 
     def _listening(self) -> bool:
