@@ -11,6 +11,7 @@ from mercure.core.datafolder import Stage
 from mercure.core.ingest.diskguard import DiskGuard
 from mercure.core.ingest.placement import Placer
 from mercure.core.ingest.staging import Staging
+from mercure.core.logs import log_context
 from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
 from mercure.receiver.handler import ReceiverHandler
@@ -43,7 +44,8 @@ class ReceiverService(Service):
         parent = ReceiverParent(self.source, self.instance, self.events, self.data.run_dir)
         self.deliverer.start()
         try:
-            return parent.run()
+            with log_context(service=self.name):
+                return parent.run()
         finally:
             self.deliverer.stop()
             self.outbox.close()
