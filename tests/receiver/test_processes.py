@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -21,6 +22,7 @@ from mercure.testing.peers.process import peer_environment
 from mercure.testing.ports import free_port
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 from mercure.testing.series import GeneratedSeries, generate_series
+from mercure.testing.stow import TOKEN, multipart_body, start_stow_receiver, stow_receiver_config
 from mercure.testing.wait import wait_until
 
 pytestmark = pytest.mark.peers
@@ -243,3 +245,31 @@ def test_stop_lets_transfers_finish_in_every_process_then_exits(
     beats = [b for b in read_heartbeats(receiver.data.run_dir) if b.pid == parent]
     assert [b.state for b in beats] == ["stopped"]
     assert assert_no_partial_files(receiver.data.root / "incoming" / series.series_uid) == 20
+
+
+def test_stow_rs_is_served_by_one_process_and_places_like_c_store(tmp_path: Path) -> None:
+    """With two processes, one STOW-RS endpoint listens (process 1), and what it stores lands
+    in incoming/ as C-STORE's instances do."""
+    config = stow_receiver_config(tmp_path / "data")
+    config["receiver"]["processes"] = 2
+    receiver = start_stow_receiver(config, tmp_path / "mercure.yaml")
+    try:
+        series = generate_series(tmp_path / "in", kind="tiny", count=5, seed=7)
+        content_type, body = multipart_body(i.path for i in series.instances)
+        answer = httpx.post(
+            f"{receiver.extra['stow_url']}/studies",
+            content=body,
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        folder = receiver.data.root / "incoming" / series.series_uid
+        for instance in series.instances:
+            received = folder / f"{instance.sop_instance_uid}.dcm"
+            assert dataset_bytes(received) == dataset_bytes(instance.path)
+        assert (folder / "tags.json").is_file()
+        # A second endpoint would log a second line, or fail to bind and its process exit.
+        assert receiver.log_text().count("STOW-RS listening") == 1
+        assert "exited with code" not in receiver.log_text()
+    finally:
+        receiver.stop()
