@@ -3,7 +3,9 @@
 DCMTK's storescu sends the same folders to both receivers, alternating round by round:
 
 - one association: storescu -> storescp, and storescu -> mercure receiver;
-- four associations: four storescu processes at once -> `storescp --fork`, and -> mercure;
+- four (or, with ``--associations 4,8``, eight) associations: as many storescu processes at
+  once -> `storescp --fork`, and -> mercure (``receiver.processes`` from ``--processes``,
+  default ``auto``);
 - a single large multi-frame instance, to measure the receiver's peak memory (VmHWM).
 
 The receiver runs with its default settings (fsync before every acknowledgement, journal and
@@ -21,6 +23,13 @@ storescp, but flushing each instance before answering, would reach: the ceiling 
 receiver that keeps the durability promise on this disk.
 
     .venv/bin/python bench/bench_receiver.py [--ct 1000] [--tiny 5000] [--rounds 3] [--big-mb 1024]
+        [--associations 4,8] [--processes auto] [--load]
+
+With ``--load`` the cases with several associations run a second time while a CPU load runs
+beside them (one busy-looping process per core, at normal priority: what a second benchmark or
+a processing module does to the machine), and the ratios are printed for both runs. Under load
+every process gets its share of the CPU, so `storescp --fork` with N associations has N shares
+and the receiver has one per receiver process: the case ``receiver.processes`` is for.
 
 Prints instances/s per case and the ratio mercure / storescp, and what the receiver's check of
 each dataset's element structure costs: the scanner run alone over the same instances, fed in
@@ -119,9 +128,40 @@ def flush_floor(folder: Path, content: bytes, count: int, threads: int) -> float
 
 
 def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) a process and its live children have used so far (the
+    receiver with several processes: the parent and its receivers)."""
+    total = 0.0
+    for one in (pid, *children_of(pid)):
+        fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children_of(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+class CpuLoad:
+    """One busy-looping process per core, at normal priority, while the context is open."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._running: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> CpuLoad:
+        self._running = [
+            subprocess.Popen(["python3", "-c", "while True: pass"]) for _ in range(self.processes)
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self._running:
+            process.kill()
+            process.wait()
 
 
 def with_cpu(run: Callable[[], float], pid: int, spent: list[float]) -> Callable[[], float]:
@@ -171,7 +211,7 @@ def print_check_cost(folder: Path, receiver_cpu: float) -> None:
 
 def split(folder: Path, parts: int) -> list[Path]:
     """Hard-link the files of ``folder`` into ``parts`` sub-folders, round robin."""
-    targets = [folder.with_name(f"{folder.name}-part{i}") for i in range(parts)]
+    targets = [folder.with_name(f"{folder.name}-{parts}-part{i}") for i in range(parts)]
     for target in targets:
         target.mkdir(exist_ok=True)
     for i, path in enumerate(sorted(folder.glob("*.dcm"))):
@@ -203,6 +243,38 @@ def paired(times: dict[str, list[float]], case: str, reference: str) -> float:
     return statistics.median(t_ref / t for t, t_ref in pairs)
 
 
+def load_average() -> str:
+    """The 1-minute load average, to print beside each measurement (a busy machine skews)."""
+    return f"load average {os.getloadavg()[0]:.1f}"
+
+
+def print_ratios(times: dict[str, list[float]], associations: list[str]) -> None:
+    """Per association count: mercure against storescp (1) or `storescp --fork` (several),
+    as they are and made durable, and the ceiling the disk's flush floor allows."""
+    print("  ratios (median over rounds of each round's ratio):")
+    for assoc in associations:
+        single = assoc == "1 association"
+        reference = f"storescp, {assoc}" if single else f"storescp --fork, {assoc}"
+        floor = "flush floor, 1 thread" if single else f"flush floor, {assoc.split()[0]} threads"
+        ratio = paired(times, f"mercure, {assoc}", reference)
+        line = f"  mercure/{reference.split(',')[0]}, {assoc}: {ratio:.2f}"
+        if floor in times:
+            # A receiver exactly as fast as storescp in everything else, plus one flush per
+            # instance before its answer: per instance it takes storescp's time plus the
+            # flush's, so it reaches 1 / (1 + storescp rate / flush rate) of storescp.
+            ceiling = 1 / (1 + paired(times, reference, floor))
+            line += f"   (storescp plus one flush per instance would reach {ceiling:.2f})"
+        print(line)
+        durable_reference = reference.replace(",", " + fsync,")
+        if durable_reference in times:
+            like = paired(times, f"mercure, {assoc}", durable_reference)
+            print(f"  mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}")
+        if f"mercure, fsync off, {assoc}" in times:
+            unflushed = paired(times, f"mercure, fsync off, {assoc}", reference)
+            label = f"mercure with fsync off/{reference.split(',')[0]}, {assoc}"
+            print(f"  {label}: {unflushed:.2f}")
+
+
 def main() -> None:
     """Run the benchmark and print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -212,7 +284,18 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int, default=1024, help="multi-frame instance size")
     parser.add_argument("--no-fsync", action="store_true", help="also measure with fsync off")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument(
+        "--associations", default="4", help="parallel associations, comma separated (4,8)"
+    )
+    parser.add_argument(
+        "--processes", default="auto", help="receiver.processes of the receiver (default auto)"
+    )
+    parser.add_argument(
+        "--load", action="store_true", help="also run the parallel cases beside a CPU load"
+    )
     args = parser.parse_args()
+    parallel = [int(n) for n in args.associations.split(",")]
+    processes: int | str = int(args.processes) if args.processes.isdigit() else args.processes
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-receiver-"))
     data = work / "data"
@@ -239,11 +322,19 @@ def main() -> None:
     else:
         print("no C compiler: the storescp + fsync reference is left out")
     receivers: dict[str, RunningReceiver] = {
-        "mercure": start_receiver(receiver_config(work / "mercure"), work / "mercure.yaml"),
+        "mercure": start_receiver(
+            receiver_config(work / "mercure", receiver={"processes": processes}),
+            work / "mercure.yaml",
+        ),
     }
+    assert receivers["mercure"].process is not None
+    running = len(children_of(receivers["mercure"].process.pid)) or 1
+    print(f"receiver.processes: {processes} ({running} running)")
     if args.no_fsync:
         receivers["mercure, fsync off"] = start_receiver(
-            receiver_config(work / "mercure-nofsync", receiver={"fsync": False}),
+            receiver_config(
+                work / "mercure-nofsync", receiver={"fsync": False, "processes": processes}
+            ),
             work / "mercure-nofsync.yaml",
         )
 
@@ -267,7 +358,6 @@ def main() -> None:
     try:
         for name, folder in sets.items():
             count = len(list(folder.glob("*.dcm")))
-            parts = split(folder, 4)
             cases: dict[str, Callable[[], float]] = {
                 "storescp, 1 association": fresh(
                     lambda f=folder: send(scp.port, [f], "STORESCP"), scp_out
@@ -289,50 +379,46 @@ def main() -> None:
                     lambda f=folder, d=durable[False]: send(d.port, [f], "STORESCP"),
                     durable[False].output_dir,
                 )
-            cases["storescp --fork, 4 associations"] = fresh(
-                lambda p=parts: send(scp_fork.port, p, "STORESCP"), scp_fork.output_dir
-            )
-            if True in durable:
-                cases["storescp --fork + fsync, 4 associations"] = fresh(
-                    lambda p=parts, d=durable[True]: send(d.port, p, "STORESCP"),
-                    durable[True].output_dir,
-                )
-            for label, receiver in receivers.items():
-                incoming = receiver.data.root / "incoming"
-                cases[f"{label}, 4 associations"] = fresh(
-                    lambda r=receiver, p=parts: send(r.port, p, "MERCURE"), incoming
-                )
-            sample = next(folder.glob("*.dcm")).read_bytes()
             floor_dir = work / "flush-floor"
             floor_dir.mkdir(exist_ok=True)
-            for threads in (1, 4):
-                cases[f"flush floor, {threads} thread{'s' * (threads > 1)}"] = fresh(
-                    lambda t=threads, b=sample, n=count, d=floor_dir: flush_floor(d, b, n, t),
+            sample = next(folder.glob("*.dcm")).read_bytes()
+            cases["flush floor, 1 thread"] = fresh(
+                lambda b=sample, n=count, d=floor_dir: flush_floor(d, b, n, 1), floor_dir
+            )
+            loaded: dict[str, Callable[[], float]] = {}
+            for n in parallel:
+                parts = split(folder, n)
+                several = f"{n} associations"
+                loaded[f"storescp --fork, {several}"] = fresh(
+                    lambda p=parts: send(scp_fork.port, p, "STORESCP"), scp_fork.output_dir
+                )
+                if True in durable:
+                    loaded[f"storescp --fork + fsync, {several}"] = fresh(
+                        lambda p=parts, d=durable[True]: send(d.port, p, "STORESCP"),
+                        durable[True].output_dir,
+                    )
+                for label, receiver in receivers.items():
+                    incoming = receiver.data.root / "incoming"
+                    loaded[f"{label}, {several}"] = fresh(
+                        lambda r=receiver, p=parts: send(r.port, p, "MERCURE"), incoming
+                    )
+                cases[f"flush floor, {n} threads"] = fresh(
+                    lambda t=n, b=sample, c=count, d=floor_dir: flush_floor(d, b, c, t),
                     floor_dir,
                 )
-            times = measure(name, count, args.rounds, cases)
-            print("  ratios (median over rounds of each round's ratio):")
-            for assoc, reference, floor in (
-                ("1 association", "storescp, 1 association", "flush floor, 1 thread"),
-                ("4 associations", "storescp --fork, 4 associations", "flush floor, 4 threads"),
-            ):
-                ratio = paired(times, f"mercure, {assoc}", reference)
-                # A receiver exactly as fast as storescp in everything else, plus one flush per
-                # instance before its answer: per instance it takes storescp's time plus the
-                # flush's, so it reaches 1 / (1 + storescp rate / flush rate) of storescp.
-                ceiling = 1 / (1 + paired(times, reference, floor))
-                print(
-                    f"  mercure/{reference.split(',')[0]}, {assoc}: {ratio:.2f}"
-                    f"   (storescp plus one flush per instance would reach {ceiling:.2f})"
-                )
-                durable_reference = reference.replace(",", " + fsync,")
-                if durable_reference in times:
-                    like = paired(times, f"mercure, {assoc}", durable_reference)
-                    print(f"  mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}")
-                if f"mercure, fsync off, {assoc}" in times:
-                    unflushed = paired(times, f"mercure, fsync off, {assoc}", reference)
-                    label = f"mercure with fsync off/{reference.split(',')[0]}, {assoc}"
-                    print(f"  {label}: {unflushed:.2f}")
+            cases.update(loaded)
+            times = measure(f"{name}, {load_average()}", count, args.rounds, cases)
+            print_ratios(times, ["1 association", *(f"{n} associations" for n in parallel)])
+            if args.load:
+                with CpuLoad(os.cpu_count() or 1) as load:
+                    times = measure(
+                        f"{name} beside a CPU load ({load.processes} busy processes), "
+                        f"{load_average()}",
+                        count,
+                        args.rounds,
+                        loaded,
+                    )
+                print_ratios(times, [f"{n} associations" for n in parallel])
             print_check_cost(folder, statistics.median(receiver_cpu) / count)
 
         if args.big_mb:

@@ -44,6 +44,9 @@ class ListenerSettings:
     (every byte resets the idle timer, so a trickling sender would otherwise stay). None: off."""
     max_association_duration: float | None = None
     """Seconds an association may last, whatever it does; None: no limit."""
+    reuse_port: bool = False
+    """Bind with SO_REUSEPORT, so that several processes listen on one port and the kernel
+    spreads new connections over them."""
     read_buffer_size: int = 262144
 
 
@@ -74,6 +77,7 @@ class DicomServer:
             ssl=self.settings.ssl_context,
             ssl_handshake_timeout=self.settings.acse_timeout if self.settings.ssl_context else None,
             reuse_address=True,
+            reuse_port=self.settings.reuse_port or None,
         )
         log.info(
             "listening as %s on port %s%s",

@@ -33,8 +33,11 @@ def server_ssl_context(listener: ListenerConfig, tls: TLSServerConfig) -> ssl.SS
     return context
 
 
-def listener_settings(listener: ListenerConfig, receiver: ReceiverConfig) -> ListenerSettings:
-    """Settings for one listener of the receiver."""
+def listener_settings(
+    listener: ListenerConfig, receiver: ReceiverConfig, *, reuse_port: bool = False
+) -> ListenerSettings:
+    """Settings for one listener of the receiver (``reuse_port`` when several processes share
+    its port)."""
     return ListenerSettings(
         ae_title=listener.aet,
         host=None if listener.host in ("", "0.0.0.0", "::") else listener.host,
@@ -49,4 +52,5 @@ def listener_settings(listener: ListenerConfig, receiver: ReceiverConfig) -> Lis
         idle_timeout=receiver.idle_timeout,
         pdu_timeout=listener.pdu_timeout,
         max_association_duration=listener.max_association_duration,
+        reuse_port=reuse_port,
     )

@@ -11,10 +11,12 @@ from mercure.core.datafolder import Stage
 from mercure.core.ingest.diskguard import DiskGuard
 from mercure.core.ingest.placement import Placer
 from mercure.core.ingest.staging import Staging
+from mercure.core.logs import log_context
 from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
 from mercure.receiver.handler import ReceiverHandler
 from mercure.receiver.listeners import ListenerError, listener_settings
+from mercure.receiver.processes import STOW_PROCESS, ReceiverParent, child_index
 from mercure.receiver.stow import StowApp
 from mercure.receiver.stowserver import StowServer
 
@@ -23,10 +25,30 @@ log = logging.getLogger(__name__)
 
 class ReceiverService(Service):
     """The DICOM Storage SCP: one event loop serves every association of every listener, and
-    the STOW-RS endpoint when configured."""
+    the STOW-RS endpoint when configured.
+
+    With ``receiver.processes`` above 1 this process only starts and watches that many
+    receivers (:class:`ReceiverParent`); each of them shares the listeners' ports.
+    """
 
     name = "receiver"
     fast_event_loop = True
+    process_index: int | None = None
+    """This process's number among several receiver processes; None when it is the only one."""
+
+    def run(self) -> int:
+        """Serve, or be the parent of several receiver processes."""
+        self.process_index = child_index()
+        if self.process_index is not None or self.config.receiver.process_count() == 1:
+            return super().run()
+        parent = ReceiverParent(self.source, self.instance, self.events, self.data.run_dir)
+        self.deliverer.start()
+        try:
+            with log_context(service=self.name):
+                return parent.run()
+        finally:
+            self.deliverer.stop()
+            self.outbox.close()
 
     async def setup(self) -> None:
         """Recover the staging area and prepare the placer; listeners start in serve()."""
@@ -102,6 +124,8 @@ class ReceiverService(Service):
     async def _apply_stow(self) -> None:
         """Start, stop or restart the STOW-RS endpoint; new senders and limits apply at once."""
         settings = self.config.receiver.stow
+        if self.process_index not in (None, STOW_PROCESS):
+            settings = None  # one process serves STOW-RS (docs/receiver.md)
         running = self.stow
         if running is not None:
             unchanged = settings is not None and running.settings.model_dump(
@@ -126,7 +150,8 @@ class ReceiverService(Service):
 
     async def _start(self, listener: ListenerConfig, receiver: ReceiverConfig) -> DicomServer:
         handler = ReceiverHandler(listener, self.placer, self.events, self.disk)
-        server = DicomServer(listener_settings(listener, receiver), handler)
+        settings = listener_settings(listener, receiver, reuse_port=self.process_index is not None)
+        server = DicomServer(settings, handler)
         try:
             await server.start()
         except OSError as exc:

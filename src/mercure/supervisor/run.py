@@ -105,7 +105,11 @@ def status_report(loaded: LoadedConfig) -> str:
     data = DataFolder(loaded.config.data_dir)
     now = utcnow()
     lines = [f"data folder: {data.root}", "", "services:"]
-    beats = {beat.service: beat for beat in read_heartbeats(data.run_dir)}
+    beats: dict[str, Heartbeat] = {}
+    for found in read_heartbeats(data.run_dir):
+        # Sorted by file name, a service's own heartbeat comes before those of its processes
+        # (``receiver@host`` before ``receiver@host:1``): that one stands for the service.
+        beats.setdefault(found.service, found)
     for name in ["supervisor", *installed_services()]:
         beat = beats.get(name)
         if beat is None:

@@ -76,6 +76,7 @@ class Supervisor:
         self.tick = tick
         self.on_tick = on_tick
         self.on_exit = on_exit
+        self._stop_requested = False
 
     def pids(self) -> dict[str, int | None]:
         """The current process id of each child (None while it waits for a restart)."""
@@ -83,6 +84,18 @@ class Supervisor:
             name: (child.process.pid if child.process and child.process.poll() is None else None)
             for name, child in self.children.items()
         }
+
+    def add(self, spec: ChildSpec) -> None:
+        """Start one more child (call from ``on_tick``, i.e. inside :meth:`run`)."""
+        child = _Child(spec)
+        self.children[spec.name] = child
+        self._start(child)
+
+    def remove(self, name: str) -> None:
+        """Stop one child as :meth:`run` stops all (SIGTERM, then kill after the stop timeout)
+        and forget it (call from ``on_tick``)."""
+        child = self.children.pop(name)
+        self._stop_group([child], time.monotonic() + self.stop_timeout)
 
     def run(self) -> int:
         """Start the children and supervise them until SIGTERM or SIGINT; the exit code."""
@@ -93,6 +106,10 @@ class Supervisor:
             while True:
                 if self.on_tick:
                     self.on_tick(self)
+                if self._stop_requested:  # arrived while remove() waited for a child
+                    log.info("supervisor: stop requested, stopping services")
+                    self._stop_all()
+                    return 0
                 info = signal.sigtimedwait(_WATCHED, self._wait_time())
                 if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                     log.info(
@@ -178,6 +195,7 @@ class Supervisor:
                 info = signal.sigtimedwait(_WATCHED, min(remaining, 0.5))
                 if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                     deadline = 0.0
+                    self._stop_requested = True
                 remaining = deadline - time.monotonic()
             if process.poll() is None:
                 log.warning("supervisor: pid %d did not stop in time, killing it", process.pid)

@@ -39,14 +39,23 @@ class RunningReceiver:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(self._listening, timeout=20, message=f"receiver listening ({self.log_text()})")
+        wait_until(self._listening, timeout=60, message=f"receiver listening ({self.log_text()})")
         return self
 
     def _listening(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"receiver exited early:\n{self.log_text()}")
-        return f"on port {self.port}" in self.log_text()[self._log_offset :]
+        # Each receiver process logs "listener <name>: <aet> on port <port>" once it listens.
+        started = self.log_text()[self._log_offset :].count(f": {self.aet} on port {self.port}")
+        return started >= self.processes
+
+    @property
+    def processes(self) -> int:
+        """How many receiver processes listen (receiver.processes; ``auto`` counts as one)."""
+        config = yaml.safe_load(self.config_path.read_text())
+        value = config.get("receiver", {}).get("processes", 1)
+        return value if isinstance(value, int) else 1
 
     def log_text(self) -> str:
         """What the receiver logged so far."""
@@ -95,6 +104,8 @@ def receiver_config(
                 }
             ],
             "min_free_disk_mb": 1,
+            # One process unless a test asks for more: tests that kill "the receiver" mean it.
+            "processes": 1,
             **(receiver or {}),
         },
         "supervisor": {"stop_timeout": 5},

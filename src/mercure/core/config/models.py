@@ -6,6 +6,7 @@ Key names follow mercure's where the meaning is the same (``series_complete_trig
 
 from __future__ import annotations
 
+import os
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
@@ -270,6 +271,18 @@ class ReceiverConfig(StrictModel):
     stow: StowConfig | None = Field(
         None, description="The STOW-RS endpoint (DICOMweb store); off when absent."
     )
+    processes: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        "auto",
+        description="Receiver processes sharing each listener's port (SO_REUSEPORT), each "
+        "with its own event loop; `auto`: one per CPU core, at most 4. 1 keeps one process. "
+        "`max_associations` applies per process.",
+    )
+
+    def process_count(self) -> int:
+        """How many receiver processes to run: ``processes``, with ``auto`` resolved."""
+        if self.processes == "auto":
+            return max(1, min(os.cpu_count() or 1, 4))
+        return self.processes
 
     @model_validator(mode="after")
     def _unique_listeners(self) -> ReceiverConfig:

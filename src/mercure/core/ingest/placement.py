@@ -26,7 +26,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mercure.core.atomic import atomic_write_json
+from mercure.core.atomic import atomic_write_json, temp_name_for
 from mercure.core.clock import utcnow
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.events import EventClient
@@ -319,7 +319,7 @@ class Placer:
         except Exception as exc:
             log.warning("tags of a new series could not be read (%s); router will rebuild", exc)
             return
-        atomic_write_json(Path(slot.folder) / TAGS, tags, fsync=False)
+        _write_once(Path(slot.folder) / TAGS, json.dumps(tags, indent=2, ensure_ascii=False))
         slot.needs_tags = False
 
     def reject(
@@ -380,6 +380,30 @@ class Placer:
             task_id,
         )
         return status
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` unless it exists, atomically and at most once.
+
+    Several associations, in one receiver process or in several, may each see a series
+    without its tags file and each write one from its own first instance. ``link`` puts the
+    complete temporary file in place only if the name is free (``replace`` would overwrite), so
+    the first writer wins and readers never see the tags change under them.
+    """
+    temp = temp_name_for(path)
+    fd = os.open(temp, _OPEN_FLAGS, 0o644)
+    try:
+        data = memoryview((text + "\n").encode())
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temp)
 
 
 class InstanceSink:

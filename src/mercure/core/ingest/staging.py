@@ -25,9 +25,17 @@ class Staging:
     def __init__(self, incoming: Path, instance: str) -> None:
         self.root = incoming / STAGING_DIR
         self.root.mkdir(exist_ok=True)
-        self.removed_stale = self._remove_stale()
         self.folder = self.root / f"{instance}-{os.getpid()}"
-        self._fd = self._make_folder()
+        # Receiver processes starting together (receiver.processes) take turns here: between
+        # one's mkdir and its flock, another's recovery would see an unlocked folder and
+        # remove it. The lock is the kernel's, so it dies with a process killed meanwhile.
+        guard = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            self.removed_stale = self._remove_stale()
+            self._fd = self._make_folder()
+        finally:
+            os.close(guard)
         self._counter = 0
 
     def _make_folder(self) -> int:
