@@ -1,0 +1,136 @@
+"""Scale-out test harness: a shared data folder, the feeding services and ``mercure worker``s."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mercure.core.datafolder import DataFolder, Stage
+from mercure.core.events import Event
+from mercure.core.heartbeat import read_heartbeats
+from mercure.core.task import Task, TaskDispatch, TaskInfo, TaskProcessing, new_task_id, write_task
+from mercure.testing.installation import OutboxRecorder
+from mercure.testing.wait import wait_until
+
+SLEEPY = Path(__file__).with_name("sleepy_module.py")
+
+
+class Cluster:
+    """One data folder, one broker, the processor/dispatcher feeding it, and workers."""
+
+    def __init__(self, root: Path, broker: str, *, nap: float = 0.3) -> None:
+        self.root = root
+        self.data = DataFolder(root / "data")
+        self.data.ensure()
+        self.runs = root / "runs.txt"
+        self.runs.touch()
+        self.config_path = root / "mercure.yaml"
+        self.prefix = "t" + uuid.uuid4().hex[:12]  # the shared brokers serve other tests too
+        self.config: dict[str, Any] = {
+            "data_dir": str(self.data.root),
+            "logging": {"level": "INFO"},
+            "supervisor": {"heartbeat_interval": 0.5},
+            "modules": {
+                "sleepy": {
+                    "runner": "command",
+                    "command": [sys.executable, str(SLEEPY), str(self.runs), str(nap)],
+                }
+            },
+            "targets": {"archive": {"type": "folder", "folder": str(root / "archive")}},
+            "dispatch": {"retry_base_delay": 0.2, "retry_max_delay": 0.5},
+            "scale_out": {
+                "engine": "celery",
+                "broker": broker,
+                "queue_prefix": self.prefix,
+                "reconcile_interval": 1.0,
+                "visibility_timeout": 3.0,
+            },
+        }
+        self.recorder = OutboxRecorder(root / "events").start()
+        self.feeders: dict[str, subprocess.Popen[bytes]] = {}
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+
+    def write_config(self) -> None:
+        """Write :attr:`config` to the configuration file."""
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    def _start(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        self.write_config()
+        command = [sys.executable, "-m", "mercure", *args, "--config", str(self.config_path)]
+        env = {**os.environ, **self.recorder.env()}
+        with open(self.root / f"{log_name}.log", "ab") as log:  # the child keeps its own copy
+            return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_feeders(self, *services: str) -> None:
+        """Start the services that publish (``processor``, ``dispatcher``)."""
+        for name in services or ("processor", "dispatcher"):
+            self.feeders[name] = self._start([name], name)
+
+    def start_worker(self, instance: str, *extra: str) -> subprocess.Popen[bytes]:
+        """Start ``mercure worker --instance NAME`` and wait for its heartbeat."""
+        process = self._start(["worker", "--instance", instance, *extra], f"worker-{instance}")
+        self.workers[instance] = process
+        wait_until(
+            lambda: process.poll() is not None
+            or any(
+                b.pid == process.pid and b.state == "running"
+                for b in read_heartbeats(self.data.run_dir)
+            ),
+            timeout=30,
+            message=f"worker {instance} running",
+        )
+        assert process.poll() is None, (self.root / f"worker-{instance}.log").read_text()
+        return process
+
+    def stop(self) -> None:
+        """Stop everything (SIGTERM, then SIGKILL if a process does not go)."""
+        for process in [*self.workers.values(), *self.feeders.values()]:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [*self.workers.values(), *self.feeders.values()]:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def add_task(self, *, targets: list[str] | None = None, priority: str = "normal") -> str:
+        """Place a one-file task for the sleepy module in processing/, as the router does."""
+        task_id = new_task_id()
+        staging = self.data.stage(Stage.PROCESSING) / f".new-{task_id}"
+        staging.mkdir()
+        (staging / "1.2.3.dcm").write_bytes(b"not really DICOM; the module only copies it")
+        task = Task(
+            id=task_id,
+            info=TaskInfo(action="both" if targets else "process", uid="1.2.3", priority=priority),  # type: ignore[arg-type]
+            dispatch=TaskDispatch(target_name=targets or []),
+            process=[TaskProcessing(module_name="sleepy")],
+        )
+        write_task(staging, task)
+        staging.rename(self.data.stage(Stage.PROCESSING) / task_id)
+        return task_id
+
+    def in_stage(self, stage: Stage) -> set[str]:
+        """Ids of the visible tasks in a stage."""
+        return {path.name for path in self.data.entries(stage)}
+
+    def run_counts(self, what: str = "end") -> collections.Counter[str]:
+        """How often the module started or ended per task id."""
+        counts: collections.Counter[str] = collections.Counter()
+        for line in self.runs.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == what:
+                counts[parts[1]] += 1
+        return counts
+
+    def events(self, kind: str) -> list[Event]:
+        """Every event of a kind any process wrote."""
+        return [event for event in self.recorder.events() if event.kind == kind]
