@@ -33,8 +33,7 @@ def test_tasks_spread_over_three_workers_each_processed_once(
     """100 tasks, three workers: every task processed exactly once, by all three workers."""
     cluster = cluster_factory(broker_url, nap=0.2)
     cluster.start_feeders("processor")
-    for name in ("w1", "w2", "w3"):
-        cluster.start_worker(name)
+    cluster.start_workers(["w1", "w2", "w3"])
     ids = {cluster.add_task() for _ in range(100)}
     wait_until(lambda: cluster.in_stage(Stage.SUCCESS) == ids, timeout=120, interval=0.2)
     assert cluster.run_counts("end") == dict.fromkeys(ids, 1)
@@ -52,20 +51,22 @@ def test_worker_killed_mid_task_its_task_completes_on_another_once(
     broker_url: str, cluster_factory: MakeCluster
 ) -> None:
     """kill -9 of the worker running a task: another worker completes it, exactly once."""
-    cluster = cluster_factory(broker_url, nap=1.5)
+    cluster = cluster_factory(broker_url, nap=2.0)
     cluster.start_feeders("processor")
-    first = cluster.start_worker("w1")
+    names = ["w1", "w2"]
+    workers = {p.pid: name for p, name in zip(cluster.start_workers(names), names, strict=True)}
     task_id = cluster.add_task()
     wait_until(lambda: cluster.run_counts("start")[task_id] == 1, timeout=30)
     module_pid = int(cluster.runs.read_text().split()[2])
-    assert _parent_of(module_pid) == first.pid  # the module runs under w1
-    cluster.start_worker("w2")
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
+    victim = workers[_parent_of(module_pid)]  # the worker running the module
+    survivor = ({"w1", "w2"} - {victim}).pop()
+    os.kill(cluster.workers[victim].pid, signal.SIGKILL)
+    cluster.workers[victim].wait()
     wait_until(lambda: cluster.in_stage(Stage.SUCCESS) == {task_id}, timeout=60, interval=0.1)
     completed = [e for e in cluster.events("task.process.complete") if e.task_id == task_id]
     assert len(completed) == 1
-    assert completed[0].instance == "w2"
+    assert completed[0].instance == survivor
+    assert cluster.run_counts("start")[task_id] == 2  # begun by both, completed once
     assert not cluster.in_stage(Stage.PROCESSING)
 
 
@@ -75,16 +76,13 @@ def test_broker_restarted_in_the_middle_everything_completes(
     """The broker goes down and comes back while tasks wait: every task completes once."""
     cluster = cluster_factory(private_broker.url, nap=0.2)  # type: ignore[attr-defined]
     cluster.start_feeders("processor")
-    cluster.start_worker("w1")
-    cluster.start_worker("w2")
+    cluster.start_workers(["w1", "w2"])
     ids = {cluster.add_task() for _ in range(20)}
     wait_until(lambda: len(cluster.in_stage(Stage.SUCCESS)) >= 3, timeout=60, interval=0.05)
     private_broker.stop()
     more = {cluster.add_task() for _ in range(5)}  # enter the stage while the broker is down
     private_broker.start()
-    wait_until(
-        lambda: cluster.in_stage(Stage.SUCCESS) == ids | more, timeout=90, interval=0.2
-    )
+    wait_until(lambda: cluster.in_stage(Stage.SUCCESS) == ids | more, timeout=90, interval=0.2)
     assert cluster.run_counts("end") == dict.fromkeys(ids | more, 1)
 
 

@@ -20,7 +20,7 @@ from mercure.core.task import Task, TaskDispatch, TaskInfo, TaskProcessing, new_
 from mercure.testing.installation import OutboxRecorder
 from mercure.testing.wait import wait_until
 
-SLEEPY = Path(__file__).with_name("sleepy_module.py")
+SLEEPY = Path(__file__).with_name("sleepy_module.sh")
 
 
 class Cluster:
@@ -41,7 +41,7 @@ class Cluster:
             "modules": {
                 "sleepy": {
                     "runner": "command",
-                    "command": [sys.executable, str(SLEEPY), str(self.runs), str(nap)],
+                    "command": ["/bin/sh", str(SLEEPY), str(self.runs), str(nap)],
                 }
             },
             "targets": {"archive": {"type": "folder", "folder": str(root / "archive")}},
@@ -63,7 +63,8 @@ class Cluster:
         self.config_path.write_text(yaml.safe_dump(self.config))
 
     def _start(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-        self.write_config()
+        if not self.config_path.exists():
+            self.write_config()
         command = [sys.executable, "-m", "mercure", *args, "--config", str(self.config_path)]
         env = {**os.environ, **self.recorder.env()}
         with open(self.root / f"{log_name}.log", "ab") as log:  # the child keeps its own copy
@@ -76,19 +77,29 @@ class Cluster:
 
     def start_worker(self, instance: str, *extra: str) -> subprocess.Popen[bytes]:
         """Start ``mercure worker --instance NAME`` and wait for its heartbeat."""
-        process = self._start(["worker", "--instance", instance, *extra], f"worker-{instance}")
-        self.workers[instance] = process
-        wait_until(
-            lambda: process.poll() is not None
-            or any(
-                b.pid == process.pid and b.state == "running"
-                for b in read_heartbeats(self.data.run_dir)
-            ),
-            timeout=30,
-            message=f"worker {instance} running",
-        )
-        assert process.poll() is None, (self.root / f"worker-{instance}.log").read_text()
-        return process
+        return self.start_workers([instance], *extra)[0]
+
+    def start_workers(self, instances: list[str], *extra: str) -> list[subprocess.Popen[bytes]]:
+        """Start several workers at once, then wait until each reports running."""
+        started = []
+        for instance in instances:
+            process = self._start(["worker", "--instance", instance, *extra], f"worker-{instance}")
+            self.workers[instance] = process
+            started.append(process)
+        for instance, process in zip(instances, started, strict=True):
+            wait_until(
+                lambda process=process: (
+                    process.poll() is not None  # type: ignore[misc]
+                    or any(
+                        b.pid == process.pid and b.state == "running"
+                        for b in read_heartbeats(self.data.run_dir)
+                    )
+                ),
+                timeout=60,
+                message=f"worker {instance} running",
+            )
+            assert process.poll() is None, (self.root / f"worker-{instance}.log").read_text()
+        return started
 
     def stop(self) -> None:
         """Stop everything (SIGTERM, then SIGKILL if a process does not go)."""

@@ -111,12 +111,18 @@ class WorkerRuntime:
         self._state = "stopped"
         self._beat()
         self.events.emit("service.stop", message="worker stopped", exit_code=exit_code)
-        for service in (self.processor, self.dispatcher):
-            if service is not None:
-                service.deliverer.stop()
-                service.outbox.close()
-        self.deliverer.stop()
-        self.outbox.close()
+        # Each deliverer makes a last attempt of up to two seconds: all at once, not in turn.
+        services = [s for s in (self.processor, self.dispatcher) if s is not None]
+        stoppers = [
+            threading.Thread(target=deliverer.stop)
+            for deliverer in [self.deliverer, *(s.deliverer for s in services)]
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        for outbox in [self.outbox, *(s.outbox for s in services)]:
+            outbox.close()
 
     # --- one message ---------------------------------------------------------------------
     def run(self, task_id: object, stage: object, published_at: object) -> str:

@@ -26,8 +26,19 @@ class RedisBroker(PeerProcess):
         program = require_program("redis-server", "redis-server", "redis-server")
         work_dir.mkdir(parents=True, exist_ok=True)
         super().__init__(
-            [program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(work_dir)],  # fmt: skip
+            [
+                program,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(work_dir),
+            ],
             work_dir / "redis.log",
         )
 
