@@ -965,8 +965,9 @@ def _broker_url(value: str | None) -> str | None:
 
 
 class ScaleOutConfig(StrictModel):
-    """Processing and dispatch fed through a Celery broker to `mercure worker` processes on any
-    host that mounts the data folder (docs/scale-out.md). Off: one host, no broker."""
+    """Scale-out: processing and dispatch through a broker to `mercure worker`s (scale-out.md).
+
+    The workers run on any host that mounts the data folder. Off: one host, no broker."""
 
     engine: Literal["none", "celery"] = Field(
         "none",
