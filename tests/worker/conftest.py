@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from worker_harness import Cluster
 
 from mercure.testing.peers.brokers import RabbitBroker, RedisBroker
 from mercure.testing.peers.process import PeerNotInstalledError, PeerProcess, is_listening
+from mercure.testing.scaleout import Cluster
 
 SHARED = {
     "redis": ("redis://127.0.0.1:6379/0", 6379),

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from worker_harness import Cluster
 
 from mercure.core.config import load_config
 from mercure.core.datafolder import Stage
 from mercure.core.workqueue import Publisher, queue_name
 from mercure.supervisor.run import status_report
 from mercure.testing.peers.process import PeerProcess
+from mercure.testing.scaleout import Cluster
 from mercure.testing.wait import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]

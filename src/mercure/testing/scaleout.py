@@ -1,4 +1,8 @@
-"""Scale-out test harness: a shared data folder, the feeding services and ``mercure worker``s."""
+"""Scale-out test frame: a shared data folder, the feeding services and ``mercure worker``s.
+
+Used by tests/worker/ and bench/bench_workers.py. The processing module is a shell script that
+naps (a wait-bound job) and records each run, so that a test counts how often each task ran.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,17 @@ from mercure.core.task import Task, TaskDispatch, TaskInfo, TaskProcessing, new_
 from mercure.testing.installation import OutboxRecorder
 from mercure.testing.wait import wait_until
 
-SLEEPY = Path(__file__).with_name("sleepy_module.sh")
+SLEEPY_MODULE = """#!/bin/sh
+# sleepy_module.sh RUNS_FILE SECONDS: appends "start <task id> <pid>" before and
+# "end <task id> <pid>" after its nap to RUNS_FILE. A shell script, not Python: a hundred tasks
+# should cost their naps, not a hundred interpreter start-ups.
+set -e
+task_id=$(sed -n 's/^  "id": "\\(.*\\)",$/\\1/p' "$MERCURE_IN_DIR/task.json")
+echo "start $task_id $$" >> "$1"
+sleep "$2"
+for file in "$MERCURE_IN_DIR"/*.dcm; do cp "$file" "$MERCURE_OUT_DIR/"; done
+echo "end $task_id $$" >> "$1"
+"""
 
 
 class Cluster:
@@ -32,6 +46,8 @@ class Cluster:
         self.data.ensure()
         self.runs = root / "runs.txt"
         self.runs.touch()
+        sleepy = root / "sleepy_module.sh"
+        sleepy.write_text(SLEEPY_MODULE)
         self.config_path = root / "mercure.yaml"
         self.prefix = "t" + uuid.uuid4().hex[:12]  # the shared brokers serve other tests too
         self.config: dict[str, Any] = {
@@ -41,7 +57,7 @@ class Cluster:
             "modules": {
                 "sleepy": {
                     "runner": "command",
-                    "command": ["/bin/sh", str(SLEEPY), str(self.runs), str(nap)],
+                    "command": ["/bin/sh", str(sleepy), str(self.runs), str(nap)],
                 }
             },
             "targets": {"archive": {"type": "folder", "folder": str(root / "archive")}},
@@ -121,7 +137,11 @@ class Cluster:
         (staging / "1.2.3.dcm").write_bytes(b"not really DICOM; the module only copies it")
         task = Task(
             id=task_id,
-            info=TaskInfo(action="both" if targets else "process", uid="1.2.3", priority=priority),  # type: ignore[arg-type]
+            info=TaskInfo(
+                action="both" if targets else "process",
+                uid="1.2.3",
+                priority=priority,
+            ),
             dispatch=TaskDispatch(target_name=targets or []),
             process=[TaskProcessing(module_name="sleepy")],
         )
