@@ -117,12 +117,14 @@ class Cluster:
             assert process.poll() is None, (self.root / f"worker-{instance}.log").read_text()
         return started
 
-    def stop(self) -> None:
-        """Stop everything (SIGTERM, then SIGKILL if a process does not go)."""
-        for process in [*self.workers.values(), *self.feeders.values()]:
+    def stop(self, *, graceful: bool = False) -> None:
+        """Stop everything: SIGKILL by default (every stage is crash-safe, and a test's checks
+        are done by then), or SIGTERM first with ``graceful``."""
+        processes = [*self.workers.values(), *self.feeders.values()]
+        for process in processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in [*self.workers.values(), *self.feeders.values()]:
+                process.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        for process in processes:
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
