@@ -13,8 +13,11 @@ from mercure.core.config import load_config
 from mercure.core.datafolder import Stage
 from mercure.core.workqueue import Publisher, queue_name
 from mercure.supervisor.run import status_report
-from mercure.testing.peers.process import PeerProcess
+from mercure.testing.peers.dcmtk import storescu
+from mercure.testing.peers.process import PeerProcess, is_listening
+from mercure.testing.ports import free_port
 from mercure.testing.scaleout import Cluster
+from mercure.testing.series import GeneratedSeries
 from mercure.testing.wait import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]
@@ -130,20 +133,41 @@ def test_urgent_task_overtakes_a_backlog(broker_url: str, cluster_factory: MakeC
     assert order.index(urgent) <= 1  # the worker may hold one normal task already
 
 
-def test_end_to_end_processing_then_dispatch_to_a_folder_target(
-    broker_url: str, cluster_factory: MakeCluster
+def test_end_to_end_router_processing_dispatch_to_a_folder_target(
+    broker_url: str, cluster_factory: MakeCluster, tiny_series: GeneratedSeries
 ) -> None:
-    """processing/ -> worker -> outgoing/ -> worker -> folder target, both through the broker."""
+    """storescu -> receiver -> router -> worker (processing) -> worker (dispatch) -> folder."""
     cluster = cluster_factory(broker_url, nap=0.05)
-    cluster.start_feeders("processor", "dispatcher")
-    cluster.start_worker("w1", "--stages", "processing")
-    cluster.start_worker("w2", "--stages", "dispatch")
-    ids = {cluster.add_task(targets=["archive"]) for _ in range(5)}
-    wait_until(lambda: cluster.in_stage(Stage.SUCCESS) == ids, timeout=60, interval=0.1)
+    port = free_port()
+    cluster.config["receiver"] = {
+        "listeners": [{"name": "main", "host": "127.0.0.1", "port": port, "aet": "MERCURE"}],
+        "fsync": False,
+        "min_free_disk_mb": 10,
+    }
+    cluster.config["router"] = {"series_complete_trigger": 1, "rescan_interval": 5}
+    cluster.config["rules"] = {
+        "all": {
+            "rule": "True",
+            "action": "both",
+            "processing_module": "sleepy",
+            "targets": ["archive"],
+        }
+    }
+    cluster.start_feeders("receiver", "router", "processor", "dispatcher")
+    cluster.start_workers(["w1"], "--stages", "processing")
+    cluster.start_workers(["w2"], "--stages", "dispatch")
+    wait_until(lambda: is_listening(port), timeout=60, message="receiver listening")
+    storescu(port, tiny_series.folder, called_aet="MERCURE")
     archive = cluster.root / "archive"
-    assert {path.name for path in archive.iterdir()} >= set()  # created by the target
-    delivered = [e for e in cluster.events("dispatch.complete") if e.task_id in ids]
-    assert {e.task_id for e in delivered} == ids
-    assert {e.instance for e in delivered} == {"w2"}
-    processed = [e for e in cluster.events("task.process.complete") if e.task_id in ids]
-    assert {e.instance for e in processed} == {"w1"}
+    wait_until(
+        lambda: archive.exists() and len(list(archive.rglob("*.dcm"))) == len(tiny_series.paths),
+        timeout=90,
+        interval=0.1,
+    )
+    wait_until(lambda: len(cluster.in_stage(Stage.SUCCESS)) == 1, timeout=30)
+    (task_id,) = cluster.in_stage(Stage.SUCCESS)
+    assert cluster.run_counts("end") == {task_id: 1}
+    processed = [e for e in cluster.events("task.process.complete") if e.task_id == task_id]
+    delivered = [e for e in cluster.events("dispatch.complete") if e.task_id == task_id]
+    assert [e.instance for e in processed] == ["w1"]
+    assert [e.instance for e in delivered] == ["w2"]
