@@ -145,7 +145,7 @@ class WorkerRuntime:
             with self._lock:
                 self._current.pop(task_id, None)
         waited = started - published_at if isinstance(published_at, int | float) else None
-        data: dict[str, Any] = {"host": self.host, "stage": stage, "outcome": outcome}
+        data: dict[str, Any] = {"host": self.host, "work_stage": stage, "outcome": outcome}
         if waited is not None:
             data["queue_wait_ms"] = round(max(waited, 0.0) * 1000, 3)
             data["published_at"] = published_at
