@@ -93,3 +93,22 @@ def test_bad_queue_name_of_a_module_is_refused(tmp_path: Path) -> None:
 def test_message_with_a_bad_task_id_is_refused(task_id: object) -> None:
     """A message comes from the network: only a plain folder name is taken as a task id."""
     assert not valid_task_id(task_id)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ([], "scale_out.engine is 'none'"),
+        (["--stages", "routing"], "--stages: unknown routing"),
+        (["--queues", "GPU"], "--queues: 'GPU' is not a queue name"),
+    ],
+)
+def test_worker_refuses_to_start_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], expected: str
+) -> None:
+    """`mercure worker` without scale-out, or with a bad stage or queue, names the problem."""
+    from mercure.cli.main import main
+
+    path = _write(tmp_path, "")
+    assert main(["worker", "--config", str(path), *arguments]) == 1
+    assert expected in capsys.readouterr().err
