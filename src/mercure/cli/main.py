@@ -24,6 +24,7 @@ from mercure.core.errors import ConfigError, MercureError
 from mercure.core.logs import LogFile, configure_logging, log_file_for
 from mercure.core.operations import pause_stage, resume_stage
 from mercure.supervisor.registry import SERVICE_NAMES, installed_services, service_class
+from mercure.worker import cli as worker_cli
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete.register(commands, common)
     logs.register(commands, common)
     import_config.register(commands, common)
+    worker_cli.register(commands, common)
     for name in SERVICE_NAMES:
         try:
             extension = importlib.import_module(f"mercure.{name}.cli")

@@ -216,8 +216,12 @@ def register_config(config: MercureConfig, environment_values: Iterable[str] = (
         _registry.register(value)
     for target in config.targets.values():
         register_model_secrets(target)
-    if config.bookkeeper.database_url:
-        password = urlsplit(config.bookkeeper.database_url).password
+    for url in (
+        config.bookkeeper.database_url,
+        config.scale_out.broker,
+        config.scale_out.result_backend,
+    ):
+        password = urlsplit(url).password if url else None
         if password:
             _registry.register(password)
             _registry.register(unquote(password))

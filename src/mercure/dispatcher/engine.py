@@ -10,6 +10,7 @@ others are finished, otherwise it stays in ``outgoing/`` until the next target i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -26,6 +27,7 @@ from mercure.core.errors import MercureError, PermanentError, TaskError
 from mercure.core.events import EventClient
 from mercure.core.notifications.triggers import notify_safely
 from mercure.core.retry import RetryPolicy
+from mercure.core.targetslots import target_slot
 from mercure.core.task import (
     TargetStatus,
     Task,
@@ -113,6 +115,14 @@ class DeliveryEngine:
         if key not in self._limits:
             self._limits[key] = asyncio.Semaphore(size)
         return self._limits[key]
+
+    def _shared_slot(
+        self, target: str, size: int, config: MercureConfig
+    ) -> contextlib.AbstractAsyncContextManager[object]:
+        # Scale-out: workers on other hosts send too, so the limit is kept in the data folder.
+        if config.scale_out.engine == "none":
+            return contextlib.nullcontext()
+        return target_slot(self.data.run_dir, target, size)
 
     async def run(self, claim: Claim, config: MercureConfig) -> Path:
         """One attempt at each due target of the claimed task; returns where the task is now."""
@@ -229,7 +239,10 @@ class DeliveryEngine:
 
         job = SendJob(task.id, journal.task_dir, task.info, pending, len(files))
         permanent = False
-        async with self._limit(name, target_config.max_parallel_tasks):
+        async with (
+            self._limit(name, target_config.max_parallel_tasks),
+            self._shared_slot(name, target_config.max_parallel_tasks, config),
+        ):
             series_uid, study_uid = event_uids(task)
             self.events.emit(
                 "dispatch.begin",

@@ -5,6 +5,10 @@ urgent before normal before offpeak (offpeak only inside the off-peak window), o
 within a priority. A task is claimed (a kernel lock, see :mod:`mercure.core.claims`) for the
 whole attempt, so two dispatchers never send the same task. Nothing new starts while the
 outgoing queue is paused; attempts already running finish.
+
+With ``scale_out.engine: celery`` the service sends nothing itself: it publishes due tasks to
+the broker (:mod:`mercure.core.workqueue`), and ``mercure worker`` processes run one attempt
+each through :meth:`DispatcherService.dispatch_one`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from mercure.core.clock import utcnow
 from mercure.core.datafolder import Stage
 from mercure.core.errors import TaskError
 from mercure.core.service import Service
-from mercure.core.task import read_task
+from mercure.core.task import Task, read_task
+from mercure.core.workqueue import Feeder, Publisher, WorkItem
 from mercure.dispatcher.engine import DeliveryEngine, next_due
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,8 @@ class _Candidate:
     rank: int
     task_id: str
     path: Path
+    priority: str = "normal"
+    attempts: str = ""
 
 
 class DispatcherService(Service):
@@ -46,10 +53,13 @@ class DispatcherService(Service):
         self.engine = DeliveryEngine(self.data, self.events)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._feeder: Feeder | None = None
         self.wake_on_arrivals(self.data.stage(Stage.OUTGOING))
 
     async def step(self) -> bool:
         """Start attempts for due tasks while slots are free; False when none was started."""
+        if self.config.scale_out.engine != "none":
+            return await self._feed()
         if self.data.is_paused(Stage.OUTGOING):
             return False
         free = self.config.dispatch.max_parallel_tasks - len(self._running)
@@ -93,8 +103,57 @@ class DispatcherService(Service):
             if when > now:
                 soonest = when if soonest is None else min(soonest, when)
                 continue
-            due.append(_Candidate(PRIORITY_RANK.get(task.info.priority, 1), path.name, path))
+            rank = PRIORITY_RANK.get(task.info.priority, 1)
+            due.append(_Candidate(rank, path.name, path, task.info.priority, _attempts(task)))
         return sorted(due), soonest
+
+    async def _feed(self) -> bool:
+        """Scale-out: publish the due tasks (never True: one feed takes them all)."""
+        if self._feeder is None or self._feeder.settings != self.config.scale_out:
+            if self._feeder is not None:
+                self._feeder.publisher.close()
+            settings = self.config.scale_out
+            self._feeder = Feeder(self.data, "dispatch", Publisher(settings), settings)
+        if self.data.is_paused(Stage.OUTGOING):
+            self._feeder.forget()
+            return False
+        candidates, soonest = self._candidates()
+        items = [
+            WorkItem(c.task_id, "dispatch", "default", c.priority, c.attempts) for c in candidates
+        ]
+        feeder = self._feeder
+        await asyncio.to_thread(feeder.feed, items)
+        if feeder.claimed_waiting:
+            asyncio.get_running_loop().call_later(0.2, self.wake)
+        elif soonest is not None:
+            self._wake_at(soonest)
+        return False
+
+    async def dispatch_one(self, task_id: str) -> str:
+        """One delivery attempt of one task for a scale-out worker; what happened.
+
+        ``skipped`` when another process holds it, it left ``outgoing/`` or is not due (a
+        redelivered or duplicate message), ``paused`` when the queue is paused.
+        """
+        if self.data.is_paused(Stage.OUTGOING):
+            return "paused"
+        path = self.data.stage(Stage.OUTGOING) / task_id
+        claim = Claim.try_take(path)
+        if claim is None:
+            return "skipped"
+        try:
+            try:
+                task = read_task(path)
+                when = next_due(task, utcnow()) if task.dispatch else None
+            except TaskError:
+                when = None  # the engine moves it to error/ with the reason
+            if when is not None and when > utcnow():
+                return "skipped"
+            # An engine per attempt: its in-process limits are replaced by the shared slots.
+            await DeliveryEngine(self.data, self.events).run(claim, self.config)
+        finally:
+            claim.release()
+        return "done"
 
     def _wake_at(self, moment: datetime) -> None:
         if self._timer is not None:
@@ -119,6 +178,15 @@ class DispatcherService(Service):
         running = list(getattr(self, "_running", {}).values())
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+
+
+def _attempts(task: Task) -> str:
+    """A key that changes with every attempt: a failed attempt's retry is published anew."""
+    if task.dispatch is None:
+        return ""
+    return ",".join(
+        f"{name}:{status.retries}" for name, status in sorted(task.dispatch.status.items())
+    )
 
 
 SERVICE = DispatcherService

@@ -4,6 +4,10 @@ Scheduling: up to ``processing.max_parallel`` jobs at once, urgent tasks first, 
 offpeak ones (only inside the off-peak window), oldest first within a priority. Nothing new is
 started while the processing queue is paused. Each job runs in a worker thread holding the task's
 claim; the first stop signal lets running jobs finish.
+
+With ``scale_out.engine: celery`` the service runs no job: it publishes the waiting tasks in
+the same order to the broker (:mod:`mercure.core.workqueue`), and ``mercure worker`` processes
+run them through :meth:`ProcessorService.process_one`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from mercure.core.logs import log_context
 from mercure.core.notifications.triggers import notify_safely
 from mercure.core.service import Service
 from mercure.core.task import read_task
+from mercure.core.workqueue import Feeder, Publisher, WorkItem
 from mercure.processor import workspace
 from mercure.processor.job import JobContext, report_complete, run_job
 from mercure.processor.runners import Runner
@@ -49,6 +54,7 @@ class ProcessorService(Service):
         self._retry_at: dict[str, float] = {}
         self._docker: DockerRunner | None = None
         self._pause_noted = False
+        self._feeder: Feeder | None = None
 
     def _runners(self) -> dict[str, Runner]:
         if self._docker is None or self._docker.config != self.config.processing:
@@ -63,9 +69,7 @@ class ProcessorService(Service):
     async def setup(self) -> None:
         """Finish half-done hand-overs and remove containers this instance left running."""
         self.wake_on_arrivals(self.data.stage(Stage.PROCESSING))
-        for task_id in workspace.recover_stage(self.data):
-            log.info("task %s: finished a hand-over interrupted by a crash", task_id)
-            self._report_recovered(task_id)
+        self.recover_hand_overs()
         if self._uses_docker():
             try:
                 runner = self._runners()["docker"]
@@ -73,6 +77,12 @@ class ProcessorService(Service):
                 await asyncio.to_thread(runner.stop_instance_orphans)
             except TransientError as exc:
                 log.warning("cannot look for orphaned containers: %s", exc)
+
+    def recover_hand_overs(self) -> None:
+        """Finish hand-overs a killed processor (or scale-out worker) left half done."""
+        for task_id in workspace.recover_stage(self.data):
+            log.info("task %s: finished a hand-over interrupted by a crash", task_id)
+            self._report_recovered(task_id)
 
     def _report_recovered(self, task_id: str) -> None:
         # The crash came before the job could report: the bookkeeper learns it from here. The
@@ -95,6 +105,8 @@ class ProcessorService(Service):
 
     async def step(self) -> bool:
         """Start one job if there is room and a task waiting; True if one was started."""
+        if self.config.scale_out.engine != "none":
+            return await self._feed()
         if self.data.is_paused(Stage.PROCESSING):
             if not self._pause_noted:
                 self._pause_noted = True
@@ -116,6 +128,68 @@ class ProcessorService(Service):
             self._running[task_dir.name] = job
             return True
         return False
+
+    async def _feed(self) -> bool:
+        """Scale-out: publish the tasks that are ready (never True: one feed takes them all)."""
+        if self._feeder is None or self._feeder.settings != self.config.scale_out:
+            if self._feeder is not None:
+                self._feeder.publisher.close()
+            settings = self.config.scale_out
+            self._feeder = Feeder(self.data, "processing", Publisher(settings), settings)
+        if self.data.is_paused(Stage.PROCESSING):
+            self._feeder.forget()
+            return False
+        modules = self.config.modules
+        items = []
+        for task_dir in self._candidates():
+            try:
+                task = read_task(task_dir)
+                process, priority = task.process, task.info.priority
+            except TaskError:
+                process, priority = [], "normal"  # the worker's job fails it with the reason
+            module = modules.get(process[0].module_name) if process else None
+            queue = module.queue if module is not None else "default"
+            items.append(WorkItem(task_dir.name, "processing", queue, priority))
+        feeder = self._feeder
+        await asyncio.to_thread(feeder.feed, items)
+        if feeder.claimed_waiting:
+            # A task moved in while its producer still held it: look again soon.
+            asyncio.get_running_loop().call_later(0.2, self.wake)
+        if feeder.reconciled:
+            await asyncio.to_thread(self.recover_hand_overs)
+        return False
+
+    def process_one(self, task_id: str) -> str:
+        """Run the job of one task for a scale-out worker; what happened, for its log.
+
+        ``skipped`` when another process holds the task or it left ``processing/`` (a
+        redelivered or duplicate message: never processed twice to completion), ``paused``
+        when the queue is paused (the feeder publishes it again on resume).
+        """
+        task_dir = self.data.stage(Stage.PROCESSING) / task_id
+        if self.data.is_paused(Stage.PROCESSING):
+            return "paused"
+        claim = Claim.try_take(task_dir)
+        if claim is None:
+            return "skipped"
+        context = JobContext(
+            data=self.data,
+            modules=dict(self.config.modules),
+            runners=self._runners(),
+            events=self.events,
+            instance=self.instance,
+            config=self.config,
+        )
+        try:
+            with log_context(task_id=task_id):
+                run_job(context, task_dir)
+        except TransientError as exc:
+            # Left in processing/: the feeder's reconciliation publishes it again.
+            log.warning("task %s: %s; it stays in processing/", task_id, exc)
+            return "transient"
+        finally:
+            claim.release()
+        return "done"
 
     def _candidates(self) -> list[Path]:
         now = time.monotonic()

@@ -121,6 +121,15 @@ def status_report(loaded: LoadedConfig) -> str:
             f"  {name:<12} {state:<9} pid {beat.pid:<7} last heartbeat {age:.0f} s ago"
             + (f"  [{beat.detail}]" if beat.detail else "")
         )
+    workers = [beat for beat in read_heartbeats(data.run_dir) if beat.service == "worker"]
+    if workers:
+        lines += ["", "workers (scale-out):"]
+        for beat in sorted(workers, key=lambda beat: (beat.host, beat.instance)):
+            age = (now - beat.time).total_seconds()
+            lines.append(
+                f"  {beat.host}/{beat.instance:<16} {liveness(beat, now):<9} pid {beat.pid:<7} "
+                f"last heartbeat {age:.0f} s ago" + (f"  [{beat.detail}]" if beat.detail else "")
+            )
     lines += ["", "queues:"]
     for stage, depth in data.queue_depths().items():
         paused = " (paused)" if stage in PAUSABLE_STAGES and data.is_paused(stage) else ""

@@ -848,6 +848,10 @@ class NotifierConfig(StrictModel):
     )
 
 
+QueueName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+"""A work queue name (scale-out): lower case, digits, ``_`` and ``-``."""
+
+
 class VolumeMount(StrictModel):
     """An extra read-only folder mounted into a module's container."""
 
@@ -871,6 +875,11 @@ class _ModuleBase(StrictModel):
         False,
         description="Give the module a folder kept across tasks: "
         "`<processing.persistence_dir>/<module name>`, named by MODULE_PERSISTENCE_DIR.",
+    )
+    queue: QueueName = Field(
+        "default",
+        description="With scale_out on: the work queue its tasks go to, so that only workers "
+        "started with `--queues` naming it (e.g. gpu, highmem) run it (docs/scale-out.md).",
     )
 
 
@@ -953,6 +962,61 @@ class DispatchConfig(StrictModel):
         "together do not retry together. 0: exact delays; 1: anywhere from 0.",
     )
     max_parallel_tasks: int = Field(4, ge=1, description="Tasks sent at once in total.")
+
+
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+
+
+def _broker_url(value: str | None) -> str | None:
+    """A Redis or RabbitMQ URL; its password is allowed (masked everywhere, like a database's)."""
+    if value is None:
+        return None
+    scheme = value.partition("://")[0].lower()
+    if "://" not in value or scheme not in BROKER_SCHEMES:
+        raise ValueError("not a redis://, rediss://, amqp:// or amqps:// URL")
+    return value
+
+
+class ScaleOutConfig(StrictModel):
+    """Scale-out: processing and dispatch through a broker to `mercure worker`s (scale-out.md).
+
+    The workers run on any host that mounts the data folder. Off: one host, no broker."""
+
+    engine: Literal["none", "celery"] = Field(
+        "none",
+        description="`celery`: the processor and dispatcher publish their tasks to the broker "
+        "instead of running them; `mercure worker` runs them.",
+    )
+    broker: Annotated[str | None, AfterValidator(_broker_url)] = Field(
+        None,
+        description="Broker URL: `redis://host:6379/0` or `amqp://user:${BROKER_PASSWORD}@host:"
+        "5672/vhost`; its password is masked in every log, event and answer.",
+    )
+    result_backend: Annotated[str | None, AfterValidator(_broker_url)] = Field(
+        None,
+        description="Celery result backend URL; not needed (the data folder holds every "
+        "result), only for Celery's own tools.",
+    )
+    queue_prefix: QueueName = Field(
+        "mercure", description="Prefix of the queue names: `<prefix>.<stage>.<queue>`."
+    )
+    visibility_timeout: PositiveSeconds = Field(
+        3600.0,
+        description="Redis only: a message taken by a worker that vanished is handed out again "
+        "after this long. Longer than most jobs; a redelivery of a job still running is "
+        "skipped (its claim is held).",
+    )
+    reconcile_interval: PositiveSeconds = Field(
+        30.0,
+        description="How often the publishing host compares the stage folders with the broker "
+        "and republishes tasks whose message was lost.",
+    )
+
+    @model_validator(mode="after")
+    def _broker_needed(self) -> ScaleOutConfig:
+        if self.engine == "celery" and not self.broker:
+            raise ValueError("engine 'celery' needs broker (a redis:// or amqp:// URL)")
+        return self
 
 
 class CleanerConfig(StrictModel):
@@ -1154,6 +1218,7 @@ class MercureConfig(StrictModel):
     webgui: WebGuiConfig = Field(default_factory=WebGuiConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    scale_out: ScaleOutConfig = Field(default_factory=ScaleOutConfig)
 
     @model_validator(mode="after")
     def _upload_sender_known(self) -> MercureConfig:

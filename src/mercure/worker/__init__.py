@@ -1,0 +1,1 @@
+"""``mercure worker``: runs processing and dispatch tasks fed through the Celery broker."""
