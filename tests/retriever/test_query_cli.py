@@ -187,5 +187,5 @@ def test_test_source_of_a_definition_on_standard_input(
     assert main(["test-source", "--config", str(config), "new", "--definition", "-"]) == 1
     out, err = capsys.readouterr()
     assert "ok       C-ECHO" in out
-    assert "failed   C-FIND" in out and "STRANGER" in out
+    assert "FAILED   C-FIND" in out and "STRANGER" in out
     assert "new: FAILED" in err

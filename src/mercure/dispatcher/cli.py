@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from mercure.core.config import load_config
 from mercure.core.config.definition import read_definition, validate_definition
 from mercure.core.config.models import Target
 from mercure.core.errors import MercureError
 from mercure.core.masking import register_model_secrets, register_target_secrets, scrub
-from mercure.core.targettest import TargetTestReport, TestStep
+from mercure.core.targettest import failed_report, print_report
 from mercure.dispatcher.targets import TargetConfig, run_test, test_target
-
-MARKS = {"ok": "ok", "failed": "FAILED", "warning": "warning", "skipped": "skipped"}
 
 
 def register(
@@ -67,21 +64,5 @@ def cmd_test_target(args: argparse.Namespace) -> int:
             config = load_config(args.config).config
             report = asyncio.run(test_target(dict(config.targets), args.name))
     except MercureError as exc:
-        message = scrub(str(exc))
-        report = TargetTestReport(
-            target=args.name,
-            ok=False,
-            summary=message,
-            steps=[TestStep(name="configuration", state="failed", detail=message)],
-        )
-    if args.json:
-        print(report.model_dump_json())
-        return 0 if report.ok else 1
-    for step in report.steps:
-        detail = f": {step.detail}" if step.detail else ""
-        print(f"  {MARKS[step.state]:8} {step.name}{detail}")
-    if report.ok:
-        print(f"{args.name}: OK: {report.summary}")
-        return 0
-    print(f"{args.name}: FAILED: {report.summary}", file=sys.stderr)
-    return 1
+        report = failed_report(args.name, scrub(str(exc)))
+    return print_report(args.name, report, as_json=args.json)

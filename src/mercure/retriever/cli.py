@@ -28,7 +28,7 @@ from mercure.core.config.definition import read_definition, validate_definition
 from mercure.core.config.models import Source
 from mercure.core.errors import MercureError
 from mercure.core.masking import register_model_secrets, register_target_secrets, scrub
-from mercure.core.targettest import TargetTestReport, TestStep
+from mercure.core.targettest import failed_report, print_report
 from mercure.retriever.jobcli import add_retrieve_commands
 from mercure.retriever.query import (
     QueryError,
@@ -187,24 +187,8 @@ def cmd_test_source(args: argparse.Namespace) -> int:
             source = sources[args.name]
         report = asyncio.run(test_source(args.name, source))
     except MercureError as exc:
-        message = scrub(str(exc))
-        report = TargetTestReport(
-            target=args.name,
-            ok=False,
-            summary=message,
-            steps=[TestStep(name="configuration", state="failed", detail=message)],
-        )
-    if args.json:
-        print(report.model_dump_json())
-        return 0 if report.ok else 1
-    for step in report.steps:
-        detail = f": {step.detail}" if step.detail else ""
-        print(f"  {step.state:8} {step.name}{detail}")
-    if report.ok:
-        print(f"{args.name}: OK: {report.summary}")
-        return 0
-    print(f"{args.name}: FAILED: {report.summary}", file=sys.stderr)
-    return 1
+        report = failed_report(args.name, scrub(str(exc)))
+    return print_report(args.name, report, as_json=args.json)
 
 
 # --- Output ------------------------------------------------------------------------------------
