@@ -120,15 +120,22 @@ def test_administrator_signs_in_and_sees_every_service_up(
         page.click("button[type=submit]")
         page.wait_for_url(url + "/")
         running = f"All {len(installed_services())} services running"
-        page.wait_for_function(
-            f"document.querySelector('.summary').innerText.includes('{running}')",
-            timeout=20000,
+        # Polled from Python: a string predicate polled inside the page needs eval, which the
+        # page's CSP (rightly) forbids once the first check is not already true.
+        wait_until(
+            lambda: running in page.inner_text(".summary"),
+            timeout=20,
+            interval=0.5,
+            message=running,
         )
-        page.wait_for_function(
-            "document.querySelector('table.figures') && "
-            "document.querySelector('table.figures').innerText.includes('12')",
-            timeout=30000,
-            polling=1000,
+        wait_until(
+            lambda: (
+                page.locator("table.figures").count() > 0
+                and "12" in page.inner_text("table.figures")
+            ),
+            timeout=30,
+            interval=1.0,
+            message="12 instances in the overview's figures",
         )
         page.wait_for_selector("#throughput-chart canvas", timeout=10000)
         page.screenshot(path=str(images / "webgui-overview.png"), full_page=True)

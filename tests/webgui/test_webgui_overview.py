@@ -251,3 +251,26 @@ def test_queue_depth_is_listed_again_only_when_the_folder_may_have_changed(
     set_mtime(recent)  # racy: the same mtime, but too recent to trust
     assert counter.depth(folder) == 6
     assert counter.depths(data) == data.queue_depths()
+
+
+def test_a_multi_process_receiver_is_one_row_until_a_process_is_down() -> None:
+    """receiver.processes: the children's heartbeats (`<instance>:<n>`) fold into the parent's
+    row while they are up; a child that is not up keeps its own row, so it shows."""
+    from mercure.webgui.overview import ServiceStatus, _folded
+
+    rows = [
+        ServiceStatus(name="receiver", state="up", instance="host1"),
+        ServiceStatus(name="receiver", state="up", instance="host1:1"),
+        ServiceStatus(name="receiver", state="up", instance="host1:2"),
+    ]
+    folded = _folded(rows)
+    assert [(r.instance, r.processes) for r in folded] == [("host1", 2)]
+    rows[2] = ServiceStatus(name="receiver", state="stale", instance="host1:2")
+    folded = _folded(rows)
+    assert [(r.instance, r.state, r.processes) for r in folded] == [
+        ("host1", "up", 1),
+        ("host1:2", "stale", 0),
+    ]
+    # an instance name with a colon but no parent heartbeat stays as it is
+    lone = [ServiceStatus(name="router", state="up", instance="edge:7")]
+    assert _folded(lone) == lone

@@ -78,6 +78,7 @@ SAVES = [
     ("processing", {"max_parallel": "3"}, ("processing", "max_parallel"), 3),
     ("dispatch", {"retry_attempts": "7"}, ("dispatch", "retry_attempts"), 7),
     ("retrieve", {"studies_in_parallel": "3"}, ("retrieve", "studies_in_parallel"), 3),
+    ("scale_out", {"reconcile_interval": "2m"}, ("scale_out", "reconcile_interval"), "2m"),
     ("offpeak", {"start": "21:00"}, ("offpeak", "start"), "21:00"),
     ("cleaner", {"success_retention": "2d"}, ("cleaner", "success_retention"), "2d"),
     ("bookkeeper", {"retention": "30d"}, ("bookkeeper", "retention"), "30d"),
@@ -251,6 +252,22 @@ def test_secrets_are_write_only(webgui: WebGui, admin: httpx.Client) -> None:
     assert "super-secret-key-123" not in events and "pg-pass-456" not in events
 
 
+def test_the_broker_password_is_not_on_the_scale_out_page(
+    webgui: WebGui, admin: httpx.Client
+) -> None:
+    """The broker URL's password, like the database URL's, never reaches the page."""
+    webgui.config_path.write_text(
+        webgui.config_path.read_text()
+        + "scale_out:\n  engine: celery\n  broker: amqp://mq:broker-pass-789@mq.example:5672//\n"
+    )
+    page = admin.get("/settings/scale_out", headers=PAGE)
+    assert page.status_code == 200
+    assert "broker-pass-789" not in page.text
+    assert 'name="engine"' in page.text and 'name="broker"' in page.text
+    raw = admin.get("/config", headers=PAGE)
+    assert raw.status_code == 200 and "broker-pass-789" not in raw.text
+
+
 def test_a_listener_is_added_and_removed(webgui: WebGui, admin: httpx.Client) -> None:
     """ "Add an item" shows an empty listener without saving; filled in, it is saved."""
     page = admin.get("/settings/receiver", headers=PAGE)
@@ -349,6 +366,7 @@ INVALID = [
     ("processing", "max_parallel", "0"),
     ("dispatch", "retry_jitter", "2"),
     ("retrieve", "max_attempts", "0"),
+    ("scale_out", "broker", "http://not-a-broker"),
     ("offpeak", "start", "99:99"),
     ("cleaner", "disk_threshold_percent", "150"),
     ("bookkeeper", "port", "0"),

@@ -72,6 +72,9 @@ def write_config(
             ],
             "fsync": False,
             "min_free_disk_mb": 10,
+            # One receiver process: the suite starts many installations on two cores, and the
+            # multi-process receiver has its own tests (tests/receiver/test_processes.py).
+            "processes": 1,
         },
         "router": {"series_complete_trigger": 1, "rescan_interval": 5},
         "targets": dict(targets),

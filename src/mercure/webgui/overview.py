@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +67,8 @@ class ServiceStatus:
     """Seconds since the last heartbeat."""
     started_at: datetime | None = None
     detail: str = ""
+    processes: int = 0
+    """Healthy worker processes folded into this row (a receiver run as N processes)."""
 
     @property
     def label(self) -> str:
@@ -110,11 +112,27 @@ def service_statuses(data: DataFolder, config: MercureConfig, now: datetime) -> 
     for name in ["supervisor", *installed_services()]:
         found = sorted(beats.get(name, []), key=lambda b: b.instance)
         if found:
-            statuses += [_status(beat, now) for beat in found]
+            statuses += _folded([_status(beat, now) for beat in found])
         else:
             expected = name == "supervisor" or name in wanted
             statuses.append(ServiceStatus(name=name, state="never" if expected else "off"))
     return statuses
+
+
+def _folded(rows: list[ServiceStatus]) -> list[ServiceStatus]:
+    """One row per service instance: the processes of a multi-process service (instances
+    ``<parent>:<n>``, receiver.processes) count into their parent's row while they are up; one
+    that is not stays a row of its own, so a dead process shows."""
+    parents = {row.instance for row in rows}
+    kept: list[ServiceStatus] = []
+    children: dict[str, int] = {}
+    for row in rows:
+        parent, _, index = row.instance.rpartition(":")
+        if parent in parents and index.isdigit() and row.state == "up":
+            children[parent] = children.get(parent, 0) + 1
+        else:
+            kept.append(row)
+    return [replace(row, processes=children.get(row.instance, 0)) for row in kept]
 
 
 @dataclass(frozen=True)

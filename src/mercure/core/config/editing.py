@@ -481,8 +481,9 @@ def _plain_node(node: Any) -> Any:
 
 
 # --- secrets --------------------------------------------------------------------------------
-SECRET_PATH_KEYS = SECRET_KEYS | {"database_url"}
-"""Keys whose values are secrets wherever they appear (a database URL may hold a password)."""
+SECRET_PATH_KEYS = SECRET_KEYS | {"database_url", "broker", "result_backend"}
+"""Keys whose values are secrets wherever they appear (a database or broker URL may hold a
+password)."""
 
 
 def is_secret_path(path: Sequence[str | int]) -> bool:

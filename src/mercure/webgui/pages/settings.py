@@ -2,8 +2,8 @@
 notification channels.
 
 ``/settings`` (general: ``data_dir``, ``appliance_name``) and ``/settings/<section>`` for
-receiver (listeners), router, processing, dispatch, retrieve, offpeak, cleaner, bookkeeper, webgui,
-notifier, events, logging and supervisor. The forms come from the models
+receiver (listeners), router, processing, dispatch, retrieve, scale_out, offpeak, cleaner,
+bookkeeper, webgui, notifier, events, logging and supervisor. The forms come from the models
 (:mod:`mercure.webgui.forms`), so every field of a section has its control; a save goes through
 :func:`mercure.webgui.configedit.save_edit`: refused when the file changed since the form was
 opened, validated like ``check-config`` (each issue shown at its field, the input kept),
@@ -36,6 +36,7 @@ from mercure.core.config.models import (
     ReceiverConfig,
     RetrieveConfig,
     RouterConfig,
+    ScaleOutConfig,
     SupervisorConfig,
     WebGuiConfig,
 )
@@ -135,6 +136,14 @@ SECTIONS: tuple[Section, ...] = (
         "How retrieve jobs fetch studies: tries per study, the wait between tries, studies at "
         "once (the sources are on the Sources page).",
         reload="Applied by the retriever to the studies it starts next.",
+    ),
+    Section(
+        "scale_out",
+        "Scale-out",
+        ScaleOutConfig,
+        "Processing and dispatch through a broker to `mercure worker`s on other hosts "
+        "(docs/scale-out.md); off runs everything on this host.",
+        reload="Needs a restart of the processor, the dispatcher and the workers.",
     ),
     Section(
         "offpeak",
