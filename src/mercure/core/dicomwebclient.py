@@ -7,9 +7,14 @@ dispatcher (STOW-RS) and the retriever (QIDO-RS, WADO-RS) log in and verify alik
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import secrets
 import ssl
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -62,3 +67,59 @@ def studies_path(prefix: str | None) -> str:
     dicomweb-client) appends the service's URL prefix, ``<url>/<prefix>/studies``."""
     prefix = (prefix or "").strip("/")
     return f"/{prefix}/studies" if prefix else "/studies"
+
+
+BLOCK = 1 << 20
+"""Bytes read from a file per step of a multipart body."""
+
+
+class BodyChanged(OSError):
+    """A file of a multipart body shrank while it was being sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class DicomPart:
+    """One DICOM file of a multipart body: a path (opened as sent) or an open binary file."""
+
+    name: str
+    size: int
+    source: Path | BinaryIO
+
+
+class DicomMultipart:
+    """A ``multipart/related; type="application/dicom"`` body (STOW-RS), produced block by
+    block: each file is read as it is sent, so a request of any size costs one block of memory.
+    Used by the dispatcher's dicomweb target and the web interface's upload."""
+
+    def __init__(self, parts: Sequence[DicomPart], boundary_prefix: str = "mercure") -> None:
+        self.parts = parts
+        self.boundary = f"{boundary_prefix}-{secrets.token_hex(12)}"
+        self._head = f"--{self.boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        self._tail = f"--{self.boundary}--\r\n".encode()
+
+    @property
+    def content_type(self) -> str:
+        return f'multipart/related; type="application/dicom"; boundary={self.boundary}'
+
+    @property
+    def length(self) -> int:
+        return sum(len(self._head) + p.size + 2 for p in self.parts) + len(self._tail)
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            yield self._head
+            with contextlib.ExitStack() as stack:
+                if isinstance(part.source, Path):
+                    handle: BinaryIO = stack.enter_context(open(part.source, "rb"))
+                else:
+                    handle = part.source
+                    handle.seek(0)
+                left = part.size
+                while left > 0:
+                    block = await asyncio.to_thread(handle.read, min(BLOCK, left))
+                    if not block:
+                        raise BodyChanged(f"{part.name} shrank while being sent")
+                    left -= len(block)
+                    yield block
+            yield b"\r\n"
+        yield self._tail

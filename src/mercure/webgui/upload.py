@@ -11,20 +11,17 @@ UID (read from its File Meta before sending; a file without one is not sent).
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import httpx
 
 from mercure.core.config.models import MercureConfig
+from mercure.core.dicomwebclient import DicomMultipart, DicomPart
 from mercure.dicomnet.errors import DicomFileError
 from mercure.dicomnet.filemeta import read_file_meta_from
 
-BLOCK = 1 << 20
 TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
@@ -115,38 +112,6 @@ def _readable(name: str, handle: BinaryIO) -> _File | FileOutcome:
     return _File(name, handle, size, meta.sop_instance_uid)
 
 
-class _Body:
-    """The ``multipart/related`` body of the files, produced block by block."""
-
-    def __init__(self, files: list[_File]) -> None:
-        self.files = files
-        self.boundary = f"mercure-upload-{secrets.token_hex(12)}"
-        self._head = f"--{self.boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        self._tail = f"--{self.boundary}--\r\n".encode()
-
-    @property
-    def content_type(self) -> str:
-        return f'multipart/related; type="application/dicom"; boundary={self.boundary}'
-
-    @property
-    def length(self) -> int:
-        return sum(len(self._head) + f.size + 2 for f in self.files) + len(self._tail)
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        for item in self.files:
-            yield self._head
-            item.handle.seek(0)
-            left = item.size
-            while left > 0:
-                block = await asyncio.to_thread(item.handle.read, min(BLOCK, left))
-                if not block:
-                    raise OSError(f"{item.name} shrank while being sent")
-                left -= len(block)
-                yield block
-            yield b"\r\n"
-        yield self._tail
-
-
 def _outcomes_by_uid(document: dict[str, Any]) -> dict[str, tuple[bool, str]]:
     found: dict[str, tuple[bool, str]] = {}
     for item in (document.get(REFERENCED_SOP_SEQUENCE) or {}).get("Value") or []:
@@ -169,7 +134,9 @@ async def upload(target: UploadTarget, files: list[tuple[str, BinaryIO]]) -> lis
     answers: dict[str, tuple[bool, str]] = {}
     problem: str | None = None
     if sendable:
-        body = _Body(sendable)
+        body = DicomMultipart(
+            [DicomPart(f.name, f.size, f.handle) for f in sendable], "mercure-upload"
+        )
         headers = {
             "Authorization": f"Bearer {target.token}",
             "Content-Type": body.content_type,

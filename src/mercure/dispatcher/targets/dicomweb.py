@@ -11,8 +11,7 @@ answer names per instance what it stored (ReferencedSOPSequence) and what it ref
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,13 @@ from urllib.parse import urlsplit
 import httpx
 
 from mercure.core.config.models import DicomWebTarget
-from mercure.core.dicomwebclient import dicomweb_client, studies_path
+from mercure.core.dicomwebclient import (
+    BodyChanged,
+    DicomMultipart,
+    DicomPart,
+    dicomweb_client,
+    studies_path,
+)
 from mercure.core.masking import excerpt
 from mercure.dicomnet.errors import DicomNetError
 from mercure.dicomnet.filemeta import read_file_meta
@@ -34,7 +39,6 @@ from mercure.dispatcher.targets.base import (
     TestSteps,
 )
 
-BLOCK = 1 << 20
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
@@ -61,38 +65,6 @@ def batches(parts: Sequence[_Part], max_count: int, max_bytes: int) -> Iterator[
         size += part.size
     if batch:
         yield batch
-
-
-class _Multipart:
-    """A multipart/related body of DICOM files, produced block by block."""
-
-    def __init__(self, parts: list[_Part]) -> None:
-        self.parts = parts
-        self.boundary = f"mercure-{secrets.token_hex(12)}"
-        self._head = f"--{self.boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-        self._tail = f"--{self.boundary}--\r\n".encode()
-
-    @property
-    def content_type(self) -> str:
-        return f'multipart/related; type="application/dicom"; boundary={self.boundary}'
-
-    @property
-    def length(self) -> int:
-        return sum(len(self._head) + p.size + 2 for p in self.parts) + len(self._tail)
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        for part in self.parts:
-            yield self._head
-            with open(part.path, "rb") as handle:
-                sent = 0
-                while sent < part.size:
-                    block = await asyncio.to_thread(handle.read, min(BLOCK, part.size - sent))
-                    if not block:
-                        raise DeliveryError(f"{part.path.name} shrank while being sent")
-                    sent += len(block)
-                    yield block
-            yield b"\r\n"
-        yield self._tail
 
 
 def _uids(document: dict[str, Any], sequence: str) -> dict[str, str]:
@@ -135,12 +107,14 @@ class DicomWebPlugin(TargetPlugin):
     async def _post(
         self, client: httpx.AsyncClient, batch: list[_Part], confirm: Confirm, result: SendResult
     ) -> None:
-        body = _Multipart(batch)
+        body = DicomMultipart([DicomPart(p.path.name, p.size, p.path) for p in batch])
         headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
         try:
             response = await client.post(
                 studies_path(self.config.stow_url_prefix), content=body.stream(), headers=headers
             )
+        except BodyChanged as exc:
+            raise DeliveryError(str(exc)) from exc
         except httpx.HTTPError as exc:
             raise DeliveryError(f"STOW-RS to {self.config.url} failed: {exc}") from exc
         if response.status_code in (401, 403):
