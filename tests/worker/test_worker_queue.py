@@ -50,6 +50,28 @@ def test_tasks_spread_over_three_workers_each_processed_once(
         assert f"/{name}" in report, report
 
 
+def test_installations_sharing_a_broker_may_name_their_workers_alike(
+    broker_url: str, cluster_factory: MakeCluster
+) -> None:
+    """Two installations on one broker (own queue prefixes), a worker "w1" on one host in each.
+
+    Celery's control queue of a worker is named after its node name; on RabbitMQ it is
+    exclusive, so two workers with one node name cannot both start. The node name carries the
+    queue prefix, so the two installations' workers do not meet there.
+    """
+    first = cluster_factory(broker_url, nap=0.05)
+    second = cluster_factory(broker_url, nap=0.05)
+    first.start_workers(["w1"])
+    second.start_workers(["w1"])  # fails with RESOURCE_LOCKED on RabbitMQ if the names meet
+    first.start_feeders("processor")
+    second.start_feeders("processor")
+    one, two = first.add_task(), second.add_task()
+    wait_until(lambda: first.in_stage(Stage.SUCCESS) == {one}, timeout=60, interval=0.1)
+    wait_until(lambda: second.in_stage(Stage.SUCCESS) == {two}, timeout=60, interval=0.1)
+    assert first.run_counts("end") == {one: 1}
+    assert second.run_counts("end") == {two: 1}
+
+
 def test_worker_killed_mid_task_its_task_completes_on_another_once(
     broker_url: str, cluster_factory: MakeCluster
 ) -> None:

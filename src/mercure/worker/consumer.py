@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from mercure.worker.runtime import WorkerRuntime
 
 
+def node_name(settings: ScaleOutConfig, instance: str) -> str:
+    """The worker's Celery node name: ``<queue prefix>.<instance>@<host>``.
+
+    Celery names a worker's control queue after it, and RabbitMQ holds that queue exclusively:
+    two installations sharing one broker (each with its own ``queue_prefix``) whose workers
+    have the same instance name on one host would otherwise refuse each other's start.
+    """
+    return f"{settings.queue_prefix}.{instance}@{socket.gethostname()}"
+
+
 def consume(
     runtime: WorkerRuntime,
     settings: ScaleOutConfig,
@@ -44,7 +54,7 @@ def consume(
         return runtime.run(task_id, stage, published_at)
 
     worker = app.Worker(
-        hostname=f"{runtime.instance}@{socket.gethostname()}",
+        hostname=node_name(settings, runtime.instance),
         queues=names,
         concurrency=concurrency,
         pool="threads",
