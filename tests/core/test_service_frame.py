@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from mercure.core.config import save_config
+from mercure.core.config import ConfigSource, save_config
 from mercure.core.datafolder import DataFolder
 from mercure.core.events import read_segment
 from mercure.core.heartbeat import liveness, read_heartbeats
+from mercure.core.service import Service
 from mercure.testing.wait import wait_until
 
 DEMO = Path(__file__).with_name("demo_service.py")
@@ -158,3 +161,39 @@ def test_repeated_parent_death_signal_still_lets_the_unit_finish(tmp_path: Path)
     subprocess.run([*command, str(result)], env=env, timeout=60, check=True)
     assert result.read_text() == "0"
     assert lines(log)[-1].startswith("end")
+
+
+class _ArrivalDuringStep(Service):
+    """A service whose first step sees nothing yet while work arrives meanwhile (a wake)."""
+
+    name = "arrivals"
+    idle_wait = 60.0
+
+    def __init__(self, source: ConfigSource) -> None:
+        super().__init__(source)
+        self.steps = 0
+
+    async def step(self) -> bool:
+        self.steps += 1
+        if self.steps == 1:
+            await asyncio.sleep(0)
+            self.wake()  # inotify reports an arrival while this step is still busy
+            await asyncio.sleep(0.05)
+            return False
+        self.request_stop()
+        return False
+
+
+def test_a_wake_during_a_step_that_found_nothing_is_not_lost(tmp_path: Path) -> None:
+    """Work that arrives while a step runs is taken up at once, not after the idle wait."""
+    config = tmp_path / "mercure.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    service = _ArrivalDuringStep(ConfigSource(config))
+    # Without the wake the loop would sleep for the idle wait (60 s); stop it long before.
+    watchdog = threading.Timer(10.0, service.request_stop)
+    watchdog.start()
+    try:
+        assert service.run() == 0
+    finally:
+        watchdog.cancel()
+    assert service.steps == 2

@@ -98,9 +98,11 @@ class Service:
         """Run until :attr:`stopping` is set. The default is the worker loop around step()."""
         while not self.stopping.is_set():
             self.check_config()
+            # Cleared before the step, not after it: a wake while the step runs (work that
+            # arrived after it looked) must end the idle wait, or that work waits it out.
+            self._wake.clear()
             if await self.step():
                 continue
-            self._wake.clear()
             waiters = [
                 asyncio.ensure_future(self._wake.wait()),
                 asyncio.ensure_future(self.stopping.wait()),
