@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,8 +17,12 @@ from mercure.core.config.models import DockerModule, ProcessingConfig
 from mercure.core.datafolder import DataFolder, Stage
 from mercure.core.errors import PermanentError
 from mercure.processor.runners import RunRequest
+from mercure.processor.runners.command import CommandRunner, process_start_time
 from mercure.processor.runners.docker import LABEL_INSTANCE, LABEL_TASK, DockerRunner
 from mercure.processor.workspace import recover_stage
+from mercure.testing.wait import wait_until
+
+CHILD = Path(__file__).with_name("command_runner_child.py")
 
 
 def _request(tmp_path: Path, module: DockerModule) -> RunRequest:
@@ -124,3 +135,69 @@ def test_persistence_folder_is_mounted_with_its_variable(tmp_path: Path) -> None
         "mode": "rw",
     }
     assert options["environment"]["MODULE_PERSISTENCE_DIR"] == "/tmp/persistence"
+
+
+def _orphan() -> subprocess.Popen[bytes]:
+    """A stand-in for a module left running: a real process in its own session."""
+    return subprocess.Popen(["sleep", "60"], start_new_session=True)
+
+
+def test_an_orphaned_command_module_of_this_host_is_stopped() -> None:
+    """The recorded pid and start time of this host: its process group is killed."""
+    orphan = _orphan()
+    record = {"pid": orphan.pid, "start": process_start_time(orphan.pid)}
+    try:
+        CommandRunner().stop_orphans("t1", {**record, "host": socket.gethostname()})
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def test_a_command_module_recorded_on_another_host_is_left_alone() -> None:
+    """Scale-out: a pid recorded by a worker on another host names no process here."""
+    orphan = _orphan()
+    record = {"pid": orphan.pid, "start": process_start_time(orphan.pid), "host": "elsewhere"}
+    try:
+        CommandRunner().stop_orphans("t1", record)
+        with pytest.raises(subprocess.TimeoutExpired):
+            orphan.wait(timeout=0.5)
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("die_with_parent", [True, False])
+def test_a_worker_s_module_dies_with_the_worker(tmp_path: Path, die_with_parent: bool) -> None:
+    """``mercure worker`` (die_with_parent): its killed process takes the module along; the
+    processor's modules outlive it (its restart stops them by the job record)."""
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), "1" if die_with_parent else "0", str(tmp_path)]
+    )
+    pid_file = tmp_path / "module.pid"
+    try:
+        module_pid = wait_until(
+            lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=30
+        )
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        pid = int(module_pid)
+        if die_with_parent:
+            wait_until(lambda: not _alive(pid), timeout=10, message="module killed")
+        else:
+            time.sleep(0.5)  # time for a death signal to arrive, were one asked for
+            assert _alive(pid)
+    finally:
+        child.kill()
+        if pid_file.exists() and pid_file.read_text().strip():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)

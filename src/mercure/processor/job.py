@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -233,7 +234,9 @@ def _run_chain(ctx: JobContext, task_dir: Path, task: Task, work: Path, logs: li
 
 def _recorder(work: Path, step: int, instance: str) -> JobRecorder:
     def record(values: dict[str, Any]) -> None:
-        workspace.write_job_record(work, {**values, "step": step, "instance": instance})
+        workspace.write_job_record(
+            work, {**values, "step": step, "instance": instance, "host": socket.gethostname()}
+        )
 
     return record
 

@@ -55,13 +55,18 @@ class ProcessorService(Service):
         self._docker: DockerRunner | None = None
         self._pause_noted = False
         self._feeder: Feeder | None = None
+        self.modules_die_with_process = False
+        """Command modules are killed when this process dies (set by ``mercure worker``)."""
 
     def _runners(self) -> dict[str, Runner]:
         if self._docker is None or self._docker.config != self.config.processing:
             if self._docker is not None and not self._running:
                 self._docker.close()  # running jobs may still use the old connection
             self._docker = DockerRunner(self.config.processing, self.instance)
-        return {"command": CommandRunner(), "docker": self._docker}
+        return {
+            "command": CommandRunner(die_with_parent=self.modules_die_with_process),
+            "docker": self._docker,
+        }
 
     def _uses_docker(self) -> bool:
         return any(isinstance(m, DockerModule) for m in self.config.modules.values())
@@ -70,13 +75,18 @@ class ProcessorService(Service):
         """Finish half-done hand-overs and remove containers this instance left running."""
         self.wake_on_arrivals(self.data.stage(Stage.PROCESSING))
         self.recover_hand_overs()
-        if self._uses_docker():
-            try:
-                runner = self._runners()["docker"]
-                assert isinstance(runner, DockerRunner)
-                await asyncio.to_thread(runner.stop_instance_orphans)
-            except TransientError as exc:
-                log.warning("cannot look for orphaned containers: %s", exc)
+        await asyncio.to_thread(self.remove_orphaned_containers)
+
+    def remove_orphaned_containers(self) -> None:
+        """Remove the module containers a killed run of this instance left (docker modules)."""
+        if not self._uses_docker():
+            return
+        try:
+            runner = self._runners()["docker"]
+            assert isinstance(runner, DockerRunner)
+            runner.stop_instance_orphans()
+        except TransientError as exc:
+            log.warning("cannot look for orphaned containers: %s", exc)
 
     def recover_hand_overs(self) -> None:
         """Finish hand-overs a killed processor (or scale-out worker) left half done."""

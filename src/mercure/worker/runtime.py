@@ -74,6 +74,8 @@ class WorkerRuntime:
         self.dispatcher: DispatcherService | None = None
         if "processing" in self.stages:
             self.processor = service_class("processor")(source, instance=instance)  # type: ignore[assignment]
+            # Its task may run next on another host, which cannot stop a module left here.
+            self.processor.modules_die_with_process = True  # type: ignore[union-attr]
         if "dispatch" in self.stages:
             self.dispatcher = service_class("dispatcher")(source, instance=instance)  # type: ignore[assignment]
         self._current: dict[str, str] = {}
@@ -92,6 +94,7 @@ class WorkerRuntime:
         self.deliverer.start()
         if self.processor is not None:
             self.processor.recover_hand_overs()
+            self.processor.remove_orphaned_containers()
         self._state = "running"
         self._beater = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
         self._beater.start()

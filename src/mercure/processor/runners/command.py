@@ -2,17 +2,21 @@
 
 The module runs in its own session (process group), so a timeout kills it with everything it
 started, and so it survives a processor killed with SIGKILL: the restarted processor finds it
-by the pid and kernel start time recorded in the task's job record and kills its group.
+by the pid and kernel start time recorded in the task's job record and kills its group. With
+scale-out the record names the host too: a pid recorded on another host is left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +72,39 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+PR_SET_PDEATHSIG = 1
+_libc_prctl: Any = None
+
+
+def _prctl() -> Any:
+    """libc's ``prctl``, loaded in the parent: the child between fork and exec only calls it."""
+    global _libc_prctl
+    if _libc_prctl is None:
+        _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return _libc_prctl
+
+
+def _die_with(parent: int, prctl: Any) -> Callable[[], None]:
+    """What the module's process runs before exec: be killed when ``parent`` dies."""
+
+    def arrange() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # died before the request was in place
+            os._exit(127)
+
+    return arrange
+
+
 class CommandRunner:
-    """Runs :class:`CommandModule` modules as local processes."""
+    """Runs :class:`CommandModule` modules as local processes.
+
+    ``die_with_parent`` (``mercure worker``): the module is killed with SIGKILL when the worker
+    process dies. With scale-out the task's next run may be on another host, which cannot stop
+    a module left running here; two runs would then write into one work area.
+    """
+
+    def __init__(self, *, die_with_parent: bool = False) -> None:
+        self.die_with_parent = die_with_parent
 
     def run(self, request: RunRequest) -> RunOutcome:
         """Start the command, wait for it or its timeout, kill its process group in any case."""
@@ -77,6 +112,7 @@ class CommandRunner:
         if not isinstance(module, CommandModule):
             raise PermanentError(f"module {request.module_name} is not a command module")
         env = module_environment(request, module)
+        before_exec = _die_with(os.getpid(), _prctl()) if self.die_with_parent else None
         started = time.monotonic()
         with open(request.log_path, "wb") as log_file:
             try:
@@ -88,6 +124,7 @@ class CommandRunner:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=before_exec,  # one foreign call between fork and exec
                 )
             except OSError as exc:
                 raise PermanentError(
@@ -111,9 +148,20 @@ class CommandRunner:
         return RunOutcome(exit_code, timed_out, time.monotonic() - started)
 
     def stop_orphans(self, task_id: str, record: dict[str, Any]) -> None:
-        """Kill the recorded process group if that very process still exists."""
+        """Kill the recorded process group if that very process still exists on this host."""
         pid, start = record.get("pid"), record.get("start")
         if not isinstance(pid, int):
+            return
+        host = record.get("host")
+        if host is not None and host != socket.gethostname():
+            # Scale-out: a worker on another host ran it; its pid means nothing here.
+            log.warning(
+                "task %s: its module ran on host %s (process group %d), which this worker "
+                "cannot stop; it runs again here",
+                task_id,
+                host,
+                pid,
+            )
             return
         if start is not None and process_start_time(pid) != start:
             return
