@@ -72,6 +72,22 @@ def test_installations_sharing_a_broker_may_name_their_workers_alike(
     assert second.run_counts("end") == {two: 1}
 
 
+def test_one_worker_with_concurrency_two_runs_two_tasks_at_once(
+    broker_url: str, cluster_factory: MakeCluster
+) -> None:
+    """``--concurrency 2``: two tasks run side by side in one worker, each once."""
+    cluster = cluster_factory(broker_url, nap=1.5)
+    cluster.start_feeders("processor")
+    cluster.start_workers(["w1"], "--concurrency", "2")
+    ids = {cluster.add_task() for _ in range(2)}
+    wait_until(lambda: cluster.in_stage(Stage.SUCCESS) == ids, timeout=60, interval=0.1)
+    lines = [line.split()[0] for line in cluster.runs.read_text().splitlines()]
+    assert lines == ["start", "start", "end", "end"]  # the second began before the first ended
+    assert cluster.run_counts("end") == dict.fromkeys(ids, 1)
+    done = [e for e in cluster.events("worker.task") if e.data["outcome"] == "done"]
+    assert {e.instance for e in done} == {"w1"}
+
+
 def test_worker_killed_mid_task_its_task_completes_on_another_once(
     broker_url: str, cluster_factory: MakeCluster
 ) -> None:
