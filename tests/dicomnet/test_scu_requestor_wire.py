@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvloop
 from dicomnet_helpers import dataset_bytes
 
 from mercure.dicomnet import (
@@ -48,8 +49,9 @@ from mercure.dicomnet.pdu import (
     encode_pdata,
     encode_release_rp,
 )
+from mercure.dicomnet.requestor import SEND_BLOCK
 from mercure.dicomnet.uids import VERIFICATION_SOP_CLASS
-from mercure.testing.series import GeneratedSeries
+from mercure.testing.series import GeneratedSeries, generate_series
 
 
 class WireAcceptor:
@@ -179,6 +181,36 @@ def test_every_pdu_fits_the_peers_maximum_whatever_the_instance_size(
     assert max(acceptor.pdata_lengths) <= 16384
     datasets = [data for _, data in acceptor.messages]
     assert datasets == [dataset_bytes(small), memory, dataset_bytes(small), memory]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_an_instance_larger_than_a_send_block_arrives_whole_in_pdus_within_the_maximum(
+    wire: list[WireAcceptor], tmp_path: Path, loop: str
+) -> None:
+    """A 2.5 MB file (streamed in blocks, the last one partial) and the same dataset from
+    memory arrive byte-exact, no P-DATA-TF over the peer's maximum, on both event loops."""
+    acceptor = WireAcceptor(max_pdu=16384)
+    wire.append(acceptor)
+    (large,) = generate_series(tmp_path / "large", "ct", 1, size=(1100, 1150)).paths
+    memory = dataset_bytes(large)
+    assert len(memory) > 2 * SEND_BLOCK
+    meta = read_file_meta(large)
+
+    async def send() -> list[int]:
+        async with await Association.connect(
+            "127.0.0.1", acceptor.port, called_aet="WIRE", contexts=contexts_for(large)
+        ) as assoc:
+            stored = await assoc.store_file(large)
+            response = await assoc.store_dataset(
+                meta.sop_class_uid, "1.2.3.4", meta.transfer_syntax_uid, memory
+            )
+            return [stored.status, response.status]
+
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(send()) == [SUCCESS] * 2
+    assert max(acceptor.pdata_lengths) <= 16384
+    assert [data for _, data in acceptor.messages] == [memory, memory]
 
 
 def test_a_peer_that_never_answers_costs_the_association_after_the_dimse_timeout(

@@ -180,6 +180,11 @@ class UpperLayerConnection(asyncio.BufferedProtocol):
         if not self._closing and self.transport is not None:
             self.transport.write(data)
 
+    def writelines(self, parts: list[bytes | memoryview]) -> None:
+        """Send several buffers as one gathered write, unless the connection is closing."""
+        if not self._closing and self.transport is not None:
+            self.transport.writelines(parts)
+
     def send_abort(self, source: int, reason: int) -> None:
         """Send A-ABORT and close the connection once it has gone out."""
         if not self._closing and self.transport is not None:

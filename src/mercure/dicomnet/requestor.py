@@ -2,11 +2,12 @@
 C-FIND, C-MOVE and C-GET through the operations of ``find`` and ``retrieve``.
 
 One request at a time (no asynchronous operations window). Datasets are read from their file
-in PDU-sized blocks straight after the File Meta Information, so a 1 GB instance costs no more
-memory than one PDU; a file no larger than one PDU is read whole with one read.
+in blocks of whole PDUs (up to 1 MiB) straight after the File Meta Information, so a 1 GB
+instance costs no more memory than a block or two; a file up to a block is read whole with one
+read. Each block's PDUs leave in one gathered write (headers and views of the block, no copy).
 
 The per-request path is lean because small instances are bound by it: the command set and the
-first dataset PDU leave in one socket write, and the DIMSE timeout is one deadline checked by a
+first dataset PDUs leave in one socket write, and the DIMSE timeout is one deadline checked by a
 single long-lived timer rather than a timer (and ``wait_for`` wrapper) per request.
 """
 
@@ -82,6 +83,10 @@ log = logging.getLogger(__name__)
 
 MAX_SEND_PDU = 1 << 20
 """Largest PDU we send, also when the peer advertises no limit (0)."""
+
+SEND_BLOCK = 1 << 20
+"""Dataset bytes read and written at once: files up to this size are read whole, larger ones
+in blocks of whole PDUs, each block's PDUs in one gathered write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,8 +380,8 @@ class Association:
         try:
             try:
                 file_size = os.fstat(fd).st_size
-                if file_size <= self._send_max:
-                    # Small (the common case): one read, the file closed before sending.
+                if file_size <= max(self._send_max, SEND_BLOCK):
+                    # The common case: one read, the file closed before sending.
                     whole = _read_whole(fd, file_size, name)
                     handle = None
                 else:
@@ -727,49 +732,67 @@ class Association:
             self._watchdog = None
 
     async def _send_memory(self, context_id: int, data: memoryview, head: bytes) -> None:
-        """Send ``data`` as dataset PDUs; ``head`` (the command PDU) goes out with the first."""
+        """Send ``data`` as dataset PDUs; ``head`` (the command PDU) goes out with the first.
+
+        The PDUs of each :data:`SEND_BLOCK` bytes leave in one gathered write (``writev`` on
+        uvloop): no copy of the data, one system call instead of one per PDU.
+        """
         step = self._send_max - 6
+        per_block = max(step, SEND_BLOCK // step * step)
         size = len(data)
         start = 0
         while True:
-            chunk = data[start : start + step]
-            start += len(chunk)
-            header = pdata_header(context_id, len(chunk), command=False, last=start >= size)
-            self._conn.write(b"".join((head, header, chunk)))
-            if start >= size:
+            end = min(size, start + per_block)
+            self._conn.writelines(self._pdus(context_id, data[start:end], head, end >= size))
+            if end >= size:
                 return
-            head = b""
+            start, head = end, b""
             await self._drain()
 
     async def _send_file(
         self, context_id: int, handle: io.RawIOBase, size: int, name: str, head: bytes
     ) -> None:
-        """Stream ``size`` bytes of ``handle`` as dataset PDUs, ``head`` before the first."""
+        """Stream ``size`` bytes of ``handle`` as dataset PDUs, ``head`` before the first: one
+        read and one gathered write per :data:`SEND_BLOCK` bytes rather than per PDU."""
         step = self._send_max - 6
+        per_block = max(step, SEND_BLOCK // step * step)
         remaining = size
         while True:
-            n = min(step, remaining)
-            # A fresh block per PDU: the transport may keep a view of it until it is sent.
-            offset = len(head)
-            block = bytearray(offset + 12 + n)
-            view = memoryview(block)
-            got = offset + 12
-            while got < offset + 12 + n:
+            n = min(per_block, remaining)
+            # A fresh block each time: the transport may keep views of it until it is sent.
+            view = memoryview(bytearray(n))
+            got = 0
+            while got < n:
                 read = handle.readinto(view[got:])
                 if not read:
                     self.abort()
                     raise DicomFileError(f"{name} shrank while being sent")
                 got += read
             remaining -= n
-            view[:offset] = head
-            view[offset : offset + 12] = pdata_header(
-                context_id, n, command=False, last=not remaining
-            )
-            self._conn.write(block)
+            self._conn.writelines(self._pdus(context_id, view, head, not remaining))
             if not remaining:
                 return
             head = b""
             await self._drain()
+
+    def _pdus(
+        self, context_id: int, data: memoryview, head: bytes, last: bool
+    ) -> list[bytes | memoryview]:
+        """``head``, then ``data`` framed as dataset PDUs (headers and views, not copied);
+        ``last`` marks the final PDU as the end of the dataset."""
+        step = self._send_max - 6
+        size = len(data)
+        parts: list[bytes | memoryview] = [head] if head else []
+        start = 0
+        while True:
+            chunk = data[start : start + step]
+            start += len(chunk)
+            parts.append(
+                pdata_header(context_id, len(chunk), command=False, last=last and start >= size)
+            )
+            parts.append(chunk)
+            if start >= size:
+                return parts
 
     async def _drain(self) -> None:
         await self._conn.drain()
