@@ -15,7 +15,9 @@ records every confirmed instance in the progress journal and writes task.json, a
     .venv/bin/python bench/bench_dispatcher.py [--ct 1000] [--tiny 5000] [--rounds 3]
         [--dicomweb-gb 2] [--work DIR]
 
-Prints instances/s per case and the ratio mercure / DCMTK.
+Prints instances/s per case, the sender's CPU time per instance (user + system, from
+getrusage: the bench process for the engine, the reaped children for DCMTK's senders; the
+receiving storescp is not included) and the ratio mercure / DCMTK.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -65,8 +68,18 @@ def queue_task(data: DataFolder, files: list[Path], target: str) -> Path:
     return folder
 
 
-def engine_send(data: DataFolder, files: list[Path], port: int, associations: int) -> float:
-    """Seconds the delivery engine takes to deliver ``files`` to storescp on ``port``."""
+Timing = tuple[float, float]
+"""Seconds elapsed and CPU seconds (user + system) of the sender."""
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def engine_send(data: DataFolder, files: list[Path], port: int, associations: int) -> Timing:
+    """Seconds and CPU seconds the delivery engine takes to deliver ``files`` to storescp on
+    ``port`` (this process's CPU: the engine and its association threads)."""
     config = MercureConfig.model_validate(
         {
             "data_dir": str(data.root),
@@ -93,45 +106,53 @@ def engine_send(data: DataFolder, files: list[Path], port: int, associations: in
         finally:
             claim.release()
 
-    started = time.perf_counter()
+    cpu, started = _cpu(resource.RUSAGE_SELF), time.perf_counter()
     # On uvloop like `mercure dispatcher` (Service.fast_event_loop).
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         where = runner.run(run())
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, _cpu(resource.RUSAGE_SELF) - cpu
     outbox.close()
     if where.parent.name != Stage.SUCCESS:
         raise SystemExit(f"the engine did not deliver: task in {where}")
-    return elapsed
+    return elapsed, cpu
 
 
-def storescu_parallel(port: int, files: list[Path], count: int) -> float:
-    """Seconds ``count`` storescu processes take, each sending an interleaved share."""
+def storescu_parallel(port: int, files: list[Path], count: int) -> Timing:
+    """Seconds and CPU seconds ``count`` storescu processes take, each sending an interleaved
+    share."""
     shares = [files[i::count] for i in range(count)]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(count) as pool:
-        list(pool.map(lambda share: storescu(port, *share, called_aet="STORESCP"), shares))
-    return time.perf_counter() - started
+
+    def run() -> None:
+        with ThreadPoolExecutor(count) as pool:
+            list(pool.map(lambda share: storescu(port, *share, called_aet="STORESCP"), shares))
+
+    return _timed(run)
 
 
 def measure(
-    name: str, count: int, rounds: int, cases: dict[str, Callable[[], float]]
+    name: str, count: int, rounds: int, cases: dict[str, Callable[[], Timing]]
 ) -> dict[str, float]:
-    """Median instances/s of each case over ``rounds``, interleaved."""
-    seconds: dict[str, list[float]] = {case: [] for case in cases}
+    """Median instances/s of each case over ``rounds``, interleaved; prints them with the
+    median sender CPU per instance."""
+    timings: dict[str, list[Timing]] = {case: [] for case in cases}
     for _ in range(rounds):
         for case, run in cases.items():
-            seconds[case].append(run())
-    rates = {case: count / statistics.median(values) for case, values in seconds.items()}
-    print(f"\n{name} ({count} instances, median of {rounds})")
+            timings[case].append(run())
+    rates = {
+        case: count / statistics.median(seconds for seconds, _ in values)
+        for case, values in timings.items()
+    }
+    print(f"\n{name} ({count} instances, median of {rounds}; load {os.getloadavg()[0]:.1f})")
     for case, rate in rates.items():
-        print(f"  {case:<40} {rate:8.0f} instances/s")
+        cpu = statistics.median(cpu for _, cpu in timings[case]) / count * 1e6
+        print(f"  {case:<44} {rate:8.0f} instances/s  sender CPU {cpu:5.0f} us/instance")
     return rates
 
 
-def with_scp(work: Path, fork: bool, run: Callable[[int], float]) -> Callable[[], float]:
+def with_scp(work: Path, fork: bool, run: Callable[[int], Timing]) -> Callable[[], Timing]:
     """A case that starts a fresh storescp (output discarded afterwards) around ``run``."""
 
-    def case() -> float:
+    def case() -> Timing:
         output = work / "scp-out"
         shutil.rmtree(output, ignore_errors=True)
         with StoreSCP(output, fork=fork) as scp:
@@ -236,10 +257,11 @@ def main() -> None:
         dicomweb_peak_rss(work, args.dicomweb_gb)
 
 
-def _timed(run: Callable[[], object]) -> float:
-    started = time.perf_counter()
+def _timed(run: Callable[[], object]) -> Timing:
+    """Seconds ``run`` takes and the CPU seconds of the child processes it waited for."""
+    cpu, started = _cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
     run()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _cpu(resource.RUSAGE_CHILDREN) - cpu
 
 
 if __name__ == "__main__":
