@@ -213,6 +213,44 @@ def test_an_instance_larger_than_a_send_block_arrives_whole_in_pdus_within_the_m
     assert [data for _, data in acceptor.messages] == [memory, memory]
 
 
+def test_store_files_yields_each_outcome_in_order_and_sends_the_next_only_when_asked(
+    wire: list[WireAcceptor],
+    tiny_series: GeneratedSeries,
+    tmp_path: Path,
+) -> None:
+    """Small files, a missing one, one without an accepted context and one streamed in blocks:
+    an outcome per file in order, the good ones byte-exact, and no request leaves before the
+    caller asked for the next outcome (the answer before is recorded first)."""
+    acceptor = WireAcceptor(max_pdu=16384)
+    wire.append(acceptor)
+    first, second = tiny_series.paths[:2]
+    (large,) = generate_series(tmp_path / "large", "ct", 1, size=(1100, 1150)).paths
+    mr = generate_series(tmp_path / "mr", "mr", 1).paths[0]
+    files = [first, tmp_path / "missing.dcm", mr, large, second]
+
+    async def send() -> list[object]:
+        outcomes: list[object] = []
+        async with await Association.connect(
+            "127.0.0.1", acceptor.port, called_aet="WIRE", contexts=contexts_for(first, large)
+        ) as assoc:
+            async for index, outcome in assoc.store_files([(p, None) for p in files]):
+                assert index == len(outcomes)
+                received = len(acceptor.messages)
+                outcomes.append((received, outcome))
+        return outcomes
+
+    outcomes = asyncio.run(send())
+    received = [count for count, _ in outcomes]
+    results = [getattr(o, "status", type(o).__name__) for _, o in outcomes]
+    assert results == [
+        SUCCESS, "DicomFileError", "PresentationContextError", SUCCESS, SUCCESS
+    ]  # fmt: skip
+    assert received == [1, 1, 1, 2, 3]
+    assert [data for _, data in acceptor.messages] == [
+        dataset_bytes(first), dataset_bytes(large), dataset_bytes(second)
+    ]  # fmt: skip
+
+
 def test_a_peer_that_never_answers_costs_the_association_after_the_dimse_timeout(
     wire: list[WireAcceptor], tiny_series: GeneratedSeries
 ) -> None:

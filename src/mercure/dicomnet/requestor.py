@@ -20,7 +20,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -105,6 +105,15 @@ class DimseResponse:
 _SUCCESS = DimseResponse(dimse.SUCCESS)
 """The common answer, shared: responses are immutable."""
 
+
+@dataclass(slots=True)
+class _Prepared:
+    """A C-STORE request read and framed ahead of its turn: ``parts`` leave in one write."""
+
+    message_id: int
+    parts: list[bytes | memoryview]
+
+
 T = TypeVar("T")
 
 
@@ -149,6 +158,13 @@ class _RequestorConnection(UpperLayerConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.write(encode_associate_rq(self._request))
+
+    def write_parts(self, parts: list[bytes | memoryview]) -> None:
+        """Send a framed message: one buffer as is, several as one gathered write."""
+        if len(parts) == 1:
+            self.write(parts[0])
+        else:
+            self.writelines(parts)
 
     def expect(self, message_id: int) -> asyncio.Future[dict[int, bytes]]:
         self._pending = self._loop.create_future()
@@ -412,6 +428,102 @@ class Association:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    async def store_files(
+        self,
+        files: Sequence[tuple[Path | str, FileMeta | None]],
+        *,
+        priority: int = 0,
+    ) -> AsyncGenerator[
+        tuple[int, DimseResponse | DicomFileError | PresentationContextError], None
+    ]:
+        """C-STORE each ``(path, meta or None)`` in order; yields ``(index, response)``.
+
+        One request at a time, as :meth:`store_file` sends them, but the next file is read and
+        framed while the peer works on the current one: between an answer and the next request
+        there is only what the caller does with the answer (the next request leaves when the
+        caller asks for the next outcome, so an answer is recorded before the next is sent). A
+        file that cannot be sent (unreadable, no accepted context for its SOP class and stored
+        syntax) is yielded with its DicomFileError or PresentationContextError in its place and
+        the association goes on; AssociationError is raised when the association fails. Files
+        larger than :data:`SEND_BLOCK` are streamed as by :meth:`store_file`.
+        """
+        conn = self._conn
+        ahead: _Prepared | DicomFileError | PresentationContextError | None = None
+        for index, (path, meta) in enumerate(files):
+            # Read while the previous request was in flight, or now.
+            current = ahead if ahead is not None else self._prepare(path, meta, priority)
+            ahead = None
+            if isinstance(current, (DicomFileError, PresentationContextError)):
+                yield index, current
+                continue
+            if current is None:  # too large to hold: streamed
+                try:
+                    response = await self.store_file(path, priority=priority, meta=meta)
+                except (DicomFileError, PresentationContextError) as exc:
+                    yield index, exc
+                else:
+                    yield index, response
+                continue
+            if conn.error is not None:
+                raise conn.error
+            if self._busy:
+                raise RuntimeError("an Association sends one request at a time")
+            self._busy = True
+            try:
+                future = conn.expect(current.message_id)
+                conn.write_parts(current.parts)
+                if self._dimse_timeout is not None:
+                    self._arm_watchdog()
+                if index + 1 < len(files):
+                    ahead = self._prepare(*files[index + 1], priority)
+                try:
+                    cmd = await future
+                except _NoResponse:
+                    self.abort()
+                    raise AssociationAborted(
+                        f"{conn.where} sent no response within {self._dimse_timeout} s"
+                    ) from None
+            finally:
+                self._busy = False
+            yield index, _response(cmd)
+
+    def _prepare(
+        self, path: Path | str, meta: FileMeta | None, priority: int
+    ) -> _Prepared | DicomFileError | PresentationContextError | None:
+        """The C-STORE request of ``path`` read and framed, the reason it cannot be sent, or
+        None when the file is too large to hold (it is then streamed)."""
+        name = os.fspath(path)
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError as exc:
+            return DicomFileError(f"cannot open {name}: {exc}")
+        try:
+            file_size = os.fstat(fd).st_size
+            if file_size > max(self._send_max, SEND_BLOCK):
+                return None
+            whole = _read_whole(fd, file_size, name)
+        except OSError as exc:
+            return DicomFileError(f"cannot read {name}: {exc}")
+        except DicomFileError as exc:
+            return exc
+        finally:
+            os.close(fd)
+        try:
+            if meta is None:
+                meta = read_file_meta_from(io.BytesIO(whole), name)
+            elif meta.dataset_offset > file_size:
+                raise DicomFileError(f"{name} shrank after its File Meta Information was read")
+            context = self._context_or_raise(meta.sop_class_uid, meta.transfer_syntax_uid)
+        except (DicomFileError, PresentationContextError) as exc:
+            return exc
+        message_id = self._next_message_id()
+        command = dimse.encode_c_store_rq(
+            meta.sop_class_uid, meta.sop_instance_uid, message_id, priority
+        )
+        head = encode_pdata(context.context_id, command, command=True, max_pdu=self._send_max)
+        dataset = memoryview(whole)[meta.dataset_offset :]
+        return _Prepared(message_id, self._pdus(context.context_id, dataset, head, True))
 
     async def store_dataset(
         self,
@@ -699,14 +811,7 @@ class Association:
                 ) from None
         finally:
             self._busy = False
-        status = dimse.command_int(cmd, dimse.STATUS)
-        if status is None:
-            # Never read a missing status as success: the instance may not have been kept.
-            return DimseResponse(dimse.CANNOT_UNDERSTAND, "response without a status")
-        comment = dimse.command_text(cmd, dimse.ERROR_COMMENT)
-        if status == dimse.SUCCESS and not comment:
-            return _SUCCESS
-        return DimseResponse(status, comment)
+        return _response(cmd)
 
     def _arm_watchdog(self) -> None:
         """Start the response deadline; the timer, if running, picks it up when it fires."""
@@ -798,6 +903,18 @@ class Association:
         await self._conn.drain()
         if self._conn.error is not None:
             raise self._conn.error
+
+
+def _response(cmd: dict[int, bytes]) -> DimseResponse:
+    """The DimseResponse of a response command set."""
+    status = dimse.command_int(cmd, dimse.STATUS)
+    if status is None:
+        # Never read a missing status as success: the instance may not have been kept.
+        return DimseResponse(dimse.CANNOT_UNDERSTAND, "response without a status")
+    comment = dimse.command_text(cmd, dimse.ERROR_COMMENT)
+    if status == dimse.SUCCESS and not comment:
+        return _SUCCESS
+    return DimseResponse(status, comment)
 
 
 class _NoResponse(Exception):

@@ -57,6 +57,11 @@ class _Instance:
     size: int
 
 
+def _syntax(instance: _Instance) -> tuple[str, str]:
+    """The instance's SOP class and stored transfer syntax."""
+    return instance.meta.sop_class_uid, instance.meta.transfer_syntax_uid
+
+
 def _scan(files: list[Path]) -> tuple[list[_Instance], dict[Path, str]]:
     instances, unreadable = [], {}
     for path in files:
@@ -219,27 +224,48 @@ class DicomPlugin(TargetPlugin):
     ) -> dict[Path, str]:
         rejected: dict[Path, str] = {}
         association = await self._connect(host, calling_aet, contexts, self._send_called_aet)
+        # Instances the target takes as stored go pipelined (the next read and sent the moment
+        # an answer arrives); those that need converting follow one by one.
+        as_stored = [i for i in share if association.context_for(*_syntax(i)) is not None]
+        converted = [i for i in share if association.context_for(*_syntax(i)) is None]
+        sending = as_stored[0] if as_stored else None
         try:
-            for instance in share:
-                if stop.is_set():
-                    raise DeliveryError("sending was stopped")
-                try:
-                    response = await self._store(association, instance)
-                except AssociationError as exc:
-                    # Name the instance the link failed on: a peer aborting on one file (too
-                    # big, a syntax it chokes on) is then found without a packet capture.
-                    raise DeliveryError(
-                        f"{exc} (while sending {instance.path.name}, "
-                        f"SOP Instance UID {instance.meta.sop_instance_uid})"
-                    ) from exc
-                except MercureError as exc:  # not convertible, no context, unreadable file
-                    rejected[instance.path] = str(exc)
-                    continue
-                if response.ok:
-                    confirm(instance.path, instance.size)
-                else:
-                    comment = f" ({response.error_comment})" if response.error_comment else ""
-                    rejected[instance.path] = f"status 0x{response.status:04X}{comment}"
+            if stop.is_set():
+                raise DeliveryError("sending was stopped")
+            try:
+                files = [(i.path, i.meta) for i in as_stored]
+                async with contextlib.aclosing(association.store_files(files)) as outcomes:
+                    async for index, outcome in outcomes:
+                        instance = as_stored[index]
+                        sending = as_stored[index + 1] if index + 1 < len(as_stored) else None
+                        if isinstance(outcome, DimseResponse):
+                            self._record(instance, outcome, confirm, rejected)
+                        else:  # unreadable file
+                            rejected[instance.path] = str(outcome)
+                        if stop.is_set():
+                            raise DeliveryError("sending was stopped")
+                for instance in converted:
+                    if stop.is_set():
+                        raise DeliveryError("sending was stopped")
+                    sending = instance
+                    try:
+                        response = await self._store(association, instance)
+                    except MercureError as exc:  # not convertible, no context, unreadable file
+                        if isinstance(exc, AssociationError):
+                            raise
+                        rejected[instance.path] = str(exc)
+                        continue
+                    self._record(instance, response, confirm, rejected)
+            except AssociationError as exc:
+                # Name the instance the link failed on: a peer aborting on one file (too
+                # big, a syntax it chokes on) is then found without a packet capture.
+                where = (
+                    f" (while sending {sending.path.name}, "
+                    f"SOP Instance UID {sending.meta.sop_instance_uid})"
+                    if sending is not None
+                    else ""
+                )
+                raise DeliveryError(f"{exc}{where}") from exc
         except BaseException:
             association.abort()
             raise
@@ -249,6 +275,16 @@ class DicomPlugin(TargetPlugin):
             # Every response is in: the instances are delivered whatever the release does.
             log.warning("target %s: association release failed after sending: %s", self.name, exc)
         return rejected
+
+    @staticmethod
+    def _record(
+        instance: _Instance, response: DimseResponse, confirm: Confirm, rejected: dict[Path, str]
+    ) -> None:
+        if response.ok:
+            confirm(instance.path, instance.size)
+        else:
+            comment = f" ({response.error_comment})" if response.error_comment else ""
+            rejected[instance.path] = f"status 0x{response.status:04X}{comment}"
 
     async def _store(self, association: Association, instance: _Instance) -> DimseResponse:
         meta = instance.meta
