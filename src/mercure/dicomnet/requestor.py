@@ -106,6 +106,10 @@ _SUCCESS = DimseResponse(dimse.SUCCESS)
 """The common answer, shared: responses are immutable."""
 
 
+_JOIN_BELOW = 65536
+"""Dataset bytes up to which a message's PDUs are joined into one buffer before writing."""
+
+
 @dataclass(slots=True)
 class _Prepared:
     """A C-STORE request read and framed ahead of its turn: ``parts`` leave in one write."""
@@ -848,7 +852,7 @@ class Association:
         start = 0
         while True:
             end = min(size, start + per_block)
-            self._conn.writelines(self._pdus(context_id, data[start:end], head, end >= size))
+            self._conn.write_parts(self._pdus(context_id, data[start:end], head, end >= size))
             if end >= size:
                 return
             start, head = end, b""
@@ -874,7 +878,7 @@ class Association:
                     raise DicomFileError(f"{name} shrank while being sent")
                 got += read
             remaining -= n
-            self._conn.writelines(self._pdus(context_id, view, head, not remaining))
+            self._conn.write_parts(self._pdus(context_id, view, head, not remaining))
             if not remaining:
                 return
             head = b""
@@ -897,7 +901,8 @@ class Association:
             )
             parts.append(chunk)
             if start >= size:
-                return parts
+                # A small message is cheaper copied into one buffer than gathered.
+                return [b"".join(parts)] if size <= _JOIN_BELOW else parts
 
     async def _drain(self) -> None:
         await self._conn.drain()
