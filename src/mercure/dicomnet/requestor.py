@@ -481,13 +481,7 @@ class Association:
                     self._arm_watchdog()
                 if index + 1 < len(files):
                     ahead = self._prepare(*files[index + 1], priority)
-                try:
-                    cmd = await future
-                except _NoResponse:
-                    self.abort()
-                    raise AssociationAborted(
-                        f"{conn.where} sent no response within {self._dimse_timeout} s"
-                    ) from None
+                cmd = await self._answer(future)
             finally:
                 self._busy = False
             yield index, _response(cmd)
@@ -806,16 +800,20 @@ class Association:
                 await self._send_file(context_id, *dataset, head)
             if self._dimse_timeout is not None:
                 self._arm_watchdog()
-            try:
-                cmd = await response
-            except _NoResponse:
-                self.abort()
-                raise AssociationAborted(
-                    f"{conn.where} sent no response within {self._dimse_timeout} s"
-                ) from None
+            cmd = await self._answer(response)
         finally:
             self._busy = False
         return _response(cmd)
+
+    async def _answer(self, future: asyncio.Future[dict[int, bytes]]) -> dict[int, bytes]:
+        """The awaited response's command set; aborts if the DIMSE timeout passes first."""
+        try:
+            return await future
+        except _NoResponse:
+            self.abort()
+            raise AssociationAborted(
+                f"{self._conn.where} sent no response within {self._dimse_timeout} s"
+            ) from None
 
     def _arm_watchdog(self) -> None:
         """Start the response deadline; the timer, if running, picks it up when it fires."""
