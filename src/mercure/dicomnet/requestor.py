@@ -392,6 +392,14 @@ class Association:
         transfer syntax (convert it and use :meth:`store_dataset`), DicomFileError when the file
         is unusable, AssociationError when the association fails.
         """
+        # The common case: read whole and framed by _prepare, the file closed before sending.
+        prepared = self._prepare(path, meta, priority)
+        if isinstance(prepared, (DicomFileError, PresentationContextError)):
+            raise prepared
+        if prepared is not None:
+            response, _ = await self._send_prepared(prepared)
+            return response
+        # Larger than a block: streamed from the descriptor, closed after the awaits.
         name = os.fspath(path)
         try:
             fd = os.open(name, os.O_RDONLY)
@@ -400,29 +408,15 @@ class Association:
         try:
             try:
                 file_size = os.fstat(fd).st_size
-                if file_size <= max(self._send_max, SEND_BLOCK):
-                    # The common case: one read, the file closed before sending.
-                    whole = _read_whole(fd, file_size, name)
-                    handle = None
-                else:
-                    # The descriptor is closed in the finally below, after the awaits.
-                    handle = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
+                handle = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
             except OSError as exc:
                 raise DicomFileError(f"cannot open {name}: {exc}") from exc
             if meta is not None and meta.dataset_offset > file_size:
                 raise DicomFileError(f"{name} shrank after its File Meta Information was read")
-            dataset: memoryview | tuple[io.RawIOBase, int, str]
-            if handle is None:
-                os.close(fd)
-                fd = -1
-                if meta is None:
-                    meta = read_file_meta_from(io.BytesIO(whole), name)
-                dataset = memoryview(whole)[meta.dataset_offset :]
-            else:
-                if meta is None:
-                    meta = read_file_meta_from(handle, name)
-                handle.seek(meta.dataset_offset)
-                dataset = (handle, file_size - meta.dataset_offset, name)
+            if meta is None:
+                meta = read_file_meta_from(handle, name)
+            handle.seek(meta.dataset_offset)
+            dataset = (handle, file_size - meta.dataset_offset, name)
             context = self._context_or_raise(meta.sop_class_uid, meta.transfer_syntax_uid)
             message_id = self._next_message_id()
             command = dimse.encode_c_store_rq(
@@ -452,7 +446,6 @@ class Association:
         the association goes on; AssociationError is raised when the association fails. Files
         larger than :data:`SEND_BLOCK` are streamed as by :meth:`store_file`.
         """
-        conn = self._conn
         ahead: _Prepared | DicomFileError | PresentationContextError | None = None
         for index, (path, meta) in enumerate(files):
             # Read while the previous request was in flight, or now.
@@ -469,22 +462,35 @@ class Association:
                 else:
                     yield index, response
                 continue
-            if conn.error is not None:
-                raise conn.error
-            if self._busy:
-                raise RuntimeError("an Association sends one request at a time")
-            self._busy = True
-            try:
-                future = conn.expect(current.message_id)
-                conn.write_parts(current.parts)
-                if self._dimse_timeout is not None:
-                    self._arm_watchdog()
-                if index + 1 < len(files):
-                    ahead = self._prepare(*files[index + 1], priority)
-                cmd = await self._answer(future)
-            finally:
-                self._busy = False
-            yield index, _response(cmd)
+            following = files[index + 1] if index + 1 < len(files) else None
+            response, ahead = await self._send_prepared(current, following, priority)
+            yield index, response
+
+    async def _send_prepared(
+        self,
+        prepared: _Prepared,
+        following: tuple[Path | str, FileMeta | None] | None = None,
+        priority: int = 0,
+    ) -> tuple[DimseResponse, _Prepared | DicomFileError | PresentationContextError | None]:
+        """Send a prepared C-STORE request and await its answer; ``following`` is read and
+        framed (see :meth:`_prepare`) while the peer works on the request, and returned."""
+        conn = self._conn
+        if conn.error is not None:
+            raise conn.error
+        if self._busy:
+            raise RuntimeError("an Association sends one request at a time")
+        self._busy = True
+        self._deadline = None
+        try:
+            future = conn.expect(prepared.message_id)
+            conn.write_parts(prepared.parts)
+            if self._dimse_timeout is not None:
+                self._arm_watchdog()
+            ahead = self._prepare(*following, priority) if following is not None else None
+            cmd = await self._answer(future)
+        finally:
+            self._busy = False
+        return _response(cmd), ahead
 
     def _prepare(
         self, path: Path | str, meta: FileMeta | None, priority: int
