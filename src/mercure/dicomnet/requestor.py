@@ -474,13 +474,7 @@ class Association:
     ) -> tuple[DimseResponse, _Prepared | DicomFileError | PresentationContextError | None]:
         """Send a prepared C-STORE request and await its answer; ``following`` is read and
         framed (see :meth:`_prepare`) while the peer works on the request, and returned."""
-        conn = self._conn
-        if conn.error is not None:
-            raise conn.error
-        if self._busy:
-            raise RuntimeError("an Association sends one request at a time")
-        self._busy = True
-        self._deadline = None
+        conn = self._begin_request()
         try:
             future = conn.expect(prepared.message_id)
             conn.write_parts(prepared.parts)
@@ -788,13 +782,7 @@ class Association:
         message_id: int,
         dataset: memoryview | tuple[io.RawIOBase, int, str] | None,
     ) -> DimseResponse:
-        conn = self._conn
-        if conn.error is not None:
-            raise conn.error
-        if self._busy:
-            raise RuntimeError("an Association sends one request at a time")
-        self._busy = True
-        self._deadline = None
+        conn = self._begin_request()
         try:
             response = conn.expect(message_id)
             head = encode_pdata(context_id, command, command=True, max_pdu=self._send_max)
@@ -810,6 +798,18 @@ class Association:
         finally:
             self._busy = False
         return _response(cmd)
+
+    def _begin_request(self) -> _RequestorConnection:
+        """The connection, checked and marked busy for one request (the caller clears
+        ``_busy`` when the answer is in)."""
+        conn = self._conn
+        if conn.error is not None:
+            raise conn.error
+        if self._busy:
+            raise RuntimeError("an Association sends one request at a time")
+        self._busy = True
+        self._deadline = None
+        return conn
 
     async def _answer(self, future: asyncio.Future[dict[int, bytes]]) -> dict[int, bytes]:
         """The awaited response's command set; aborts if the DIMSE timeout passes first."""
