@@ -226,10 +226,11 @@ def test_stop_lets_transfers_finish_in_every_process_then_exits(
     parent = receiver.process.pid
     children = children_of(parent)
     series = generate_series(tmp_path / "in", kind="ct", count=20, seed=4)
+    parts = split(series.folder, 2)
     commands = [
         [dcmtk_program("storescu"), "-aec", "MERCURE", "+sd", "+r", "127.0.0.1",
          str(receiver.port), str(part)]
-        for part in split(series.folder, 2)
+        for part in parts
     ]  # fmt: skip
     senders = [
         subprocess.Popen(
@@ -237,7 +238,16 @@ def test_stop_lets_transfers_finish_in_every_process_then_exits(
         )
         for command in commands
     ]
-    wait_until(lambda: len(receiver.instances()) >= 2, timeout=30, message="transfers under way")
+    uid_of = {i.path.name: i.sop_instance_uid for i in series.instances}
+    sent_by = [{uid_of[path.name] for path in part.glob("*.dcm")} for part in parts]
+
+    def both_under_way() -> bool:
+        # A sender that has not connected yet when the stop begins is refused, rightly: wait
+        # until each one has stored an instance, so both associations are open.
+        stored = {path.stem for path in receiver.instances()}
+        return all(stored & uids for uids in sent_by)
+
+    wait_until(both_under_way, timeout=30, message="both transfers under way")
     assert receiver.stop(signal.SIGTERM) == 0
     assert [sender.wait(60) for sender in senders] == [0, 0]
     assert_stored_once(receiver, series)
