@@ -23,13 +23,18 @@ storescp, but flushing each instance before answering, would reach: the ceiling 
 receiver that keeps the durability promise on this disk.
 
     .venv/bin/python bench/bench_receiver.py [--ct 1000] [--tiny 5000] [--rounds 3] [--big-mb 1024]
-        [--associations 4,8] [--processes auto] [--load]
+        [--associations 4,8] [--processes auto] [--load] [--balanced]
 
 With ``--load`` the cases with several associations run a second time while a CPU load runs
 beside them (one busy-looping process per core, at normal priority: what a second benchmark or
 a processing module does to the machine), and the ratios are printed for both runs. Under load
 every process gets its share of the CPU, so `storescp --fork` with N associations has N shares
 and the receiver has one per receiver process: the case ``receiver.processes`` is for.
+
+With ``--balanced`` the parallel cases also run against one single-process receiver per
+association, each sender to its own (on one data folder): every association alone in its process,
+as `storescp --fork` has them. ``receiver.processes`` spreads associations by a hash
+(SO_REUSEPORT), so this is what a perfectly even spread would reach: the bound for that design.
 
 Prints instances/s per case and the ratio mercure / storescp, and what the receiver's check of
 each dataset's element structure costs: the scanner run alone over the same instances, fed in
@@ -88,6 +93,19 @@ def send(port: int, folders: list[Path], called_aet: str) -> float:
         errors = "".join(out for out, _ in results)
         raise SystemExit(f"storescu to port {port} failed:\n{errors}")
     return elapsed
+
+
+def send_each(receivers: list[RunningReceiver], folders: list[Path]) -> float:
+    """Send each folder to its own receiver, all at once; seconds until all are done."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(folders)) as pool:
+        list(
+            pool.map(
+                lambda pair: send(pair[0].port, [pair[1]], "MERCURE"),
+                zip(receivers, folders, strict=False),
+            )
+        )
+    return time.perf_counter() - started
 
 
 def build_fsync_shim(work: Path) -> Path | None:
@@ -269,6 +287,10 @@ def print_ratios(times: dict[str, list[float]], associations: list[str]) -> None
         if durable_reference in times:
             like = paired(times, f"mercure, {assoc}", durable_reference)
             print(f"  mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}")
+        if not single and f"mercure balanced, {assoc}" in times and durable_reference in times:
+            bound = paired(times, f"mercure balanced, {assoc}", durable_reference)
+            print(f"  mercure one process per association/{durable_reference.split(',')[0]}, "
+                  f"{assoc}: {bound:.2f}")  # fmt: skip
         if f"mercure, fsync off, {assoc}" in times:
             unflushed = paired(times, f"mercure, fsync off, {assoc}", reference)
             label = f"mercure with fsync off/{reference.split(',')[0]}, {assoc}"
@@ -292,6 +314,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--load", action="store_true", help="also run the parallel cases beside a CPU load"
+    )
+    parser.add_argument(
+        "--balanced",
+        action="store_true",
+        help="also run the parallel cases with one single-process receiver per association",
     )
     args = parser.parse_args()
     parallel = [int(n) for n in args.associations.split(",")]
@@ -330,6 +357,13 @@ def main() -> None:
     assert receivers["mercure"].process is not None
     running = len(children_of(receivers["mercure"].process.pid)) or 1
     print(f"receiver.processes: {processes} ({running} running)")
+    balanced = [
+        start_receiver(
+            receiver_config(work / "mercure-balanced", receiver={"processes": 1}),
+            work / f"mercure-balanced-{n}.yaml",
+        )
+        for n in range(max(parallel) if args.balanced else 0)
+    ]
     if args.no_fsync:
         receivers["mercure, fsync off"] = start_receiver(
             receiver_config(
@@ -402,6 +436,11 @@ def main() -> None:
                     loaded[f"{label}, {several}"] = fresh(
                         lambda r=receiver, p=parts: send(r.port, p, "MERCURE"), incoming
                     )
+                if balanced:
+                    loaded[f"mercure balanced, {several}"] = fresh(
+                        lambda p=parts: send_each(balanced, p),
+                        balanced[0].data.root / "incoming",
+                    )
                 cases[f"flush floor, {n} threads"] = fresh(
                     lambda t=n, b=sample, c=count, d=floor_dir: flush_floor(d, b, c, t),
                     floor_dir,
@@ -433,7 +472,7 @@ def main() -> None:
                 f"receiver peak RSS {peak:.0f} MB"
             )
     finally:
-        for receiver in receivers.values():
+        for receiver in [*receivers.values(), *balanced]:
             receiver.stop()
         scp.stop()
         scp_fork.stop()
