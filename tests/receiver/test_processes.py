@@ -1,4 +1,4 @@
-"""The receiver as several processes on one port (receiver.processes, SO_REUSEPORT)."""
+"""The receiver as several processes on one port (receiver.processes, shared sockets)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from pynetdicom import AE
 
 from mercure.core.heartbeat import read_heartbeats
+from mercure.dicomnet.filemeta import read_file_meta
 from mercure.testing.checks import assert_no_partial_files
 from mercure.testing.peers import storescu
 from mercure.testing.peers.dcmtk import dcmtk_program
@@ -102,6 +104,30 @@ def test_parallel_associations_over_three_processes_store_every_instance_once(
     assert len(pids) >= 2
     assert len(receiver.series_folders()) == 9
     assert receiver.staging_files() == []
+
+
+def test_associations_held_at_once_each_get_a_process_of_their_own(
+    receiver_factory: Callable[..., RunningReceiver], tmp_path: Path
+) -> None:
+    """Four associations opened one after another and held, four processes: each association
+    in its own process, as `storescp --fork` has them (an idle process takes the next
+    connection; the kernel's hash of SO_REUSEPORT put two in one process nine times in ten)."""
+    receiver = receiver_factory(receiver={"processes": 4})
+    series = generate_series(tmp_path / "in", kind="tiny", count=4, seed=21)
+    meta = read_file_meta(series.paths[0])
+    ae = AE(ae_title="STORESCU")
+    ae.add_requested_context(meta.sop_class_uid, meta.transfer_syntax_uid)
+    held = []
+    try:
+        for path in series.paths:
+            assoc = ae.associate("127.0.0.1", receiver.port, ae_title="MERCURE")
+            assert assoc.is_established
+            held.append(assoc)
+            assert assoc.send_c_store(path).Status == 0x0000
+    finally:
+        for assoc in held:
+            assoc.release()
+    assert len(assert_stored_once(receiver, series)) == 4
 
 
 def test_one_series_from_two_processes_is_stored_once(

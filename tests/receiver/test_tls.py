@@ -105,14 +105,16 @@ def test_unreadable_certificate_stops_the_receiver_with_a_clear_error(tmp_path: 
     assert "listener 'default': cannot load its TLS certificate or key" in result.stderr
 
 
-def test_port_in_use_stops_the_receiver_with_a_clear_error(tmp_path: Path) -> None:
-    """A listener port someone else holds: exit 1, the log names the listener and the port."""
+@pytest.mark.parametrize("processes", [1, 2])
+def test_port_in_use_stops_the_receiver_with_a_clear_error(tmp_path: Path, processes: int) -> None:
+    """A listener port someone else holds: exit 1, the log names the listener and the port
+    (with several processes the parent opens the port and says so)."""
 
     with socket.socket() as holder:
         holder.bind(("0.0.0.0", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        config = receiver_config(tmp_path / "data", port)
+        config = receiver_config(tmp_path / "data", port, receiver={"processes": processes})
         result = run_receiver_to_exit(config, tmp_path / "mercure.yaml")
     assert result.returncode == 1
     assert f"listener 'default' cannot listen on 0.0.0.0:{port}" in result.stderr

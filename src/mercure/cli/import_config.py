@@ -15,8 +15,6 @@ from typing import Any
 
 from mercure.core.atomic import atomic_write_text
 from mercure.core.errors import PermanentError
-from mercure.migrate import import_mercure_config, import_mercure_users
-from mercure.migrate.output import render_yaml
 
 
 def register(
@@ -52,6 +50,11 @@ def _read_json(path: str) -> Any:
 
 def cmd_import_config(args: argparse.Namespace) -> int:
     """Convert, write the YAML, print the report."""
+    # Imported here: the converter brings the bookkeeper's database layer, which every service
+    # process would otherwise load at start (about 25 MB each) for a command it never runs.
+    from mercure.migrate import import_mercure_config, import_mercure_users
+    from mercure.migrate.output import render_yaml
+
     output = Path(args.output) if args.output else None
     if output is not None and output.exists() and not args.force:
         raise PermanentError(f"{output} exists; keeping it (use --force to overwrite)")

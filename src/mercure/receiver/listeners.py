@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 from mercure.core.config.models import ListenerConfig, ReceiverConfig, TLSServerConfig
@@ -34,10 +35,13 @@ def server_ssl_context(listener: ListenerConfig, tls: TLSServerConfig) -> ssl.SS
 
 
 def listener_settings(
-    listener: ListenerConfig, receiver: ReceiverConfig, *, reuse_port: bool = False
+    listener: ListenerConfig,
+    receiver: ReceiverConfig,
+    *,
+    shared_sockets: tuple[socket.socket, ...] = (),
 ) -> ListenerSettings:
-    """Settings for one listener of the receiver (``reuse_port`` when several processes share
-    its port)."""
+    """Settings for one listener of the receiver (``shared_sockets``: the listening sockets it
+    shares with the other receiver processes)."""
     return ListenerSettings(
         ae_title=listener.aet,
         host=None if listener.host in ("", "0.0.0.0", "::") else listener.host,
@@ -52,5 +56,5 @@ def listener_settings(
         idle_timeout=receiver.idle_timeout,
         pdu_timeout=listener.pdu_timeout,
         max_association_duration=listener.max_association_duration,
-        reuse_port=reuse_port,
+        shared_sockets=shared_sockets,
     )

@@ -2,19 +2,23 @@
 
 One event loop uses one core; with ``receiver.processes`` above 1, ``mercure receiver`` becomes a
 small parent that starts that many receiver processes and restarts any that dies, using the
-supervisor's own child handling (restart with backoff, parent-death signal, ordered stop). Each
-child binds every listener with ``SO_REUSEPORT`` and the kernel spreads new connections over
-them; see docs/receiver.md for why that and not one shared socket.
+supervisor's own child handling (restart with backoff, parent-death signal, ordered stop). The
+parent opens every listener's socket and the children inherit them; a child that serves no
+association takes the next connection first (:class:`~mercure.dicomnet.server.SharedAcceptor`),
+so associations spread one per process as long as there are idle processes. See
+docs/receiver.md for why that and not ``SO_REUSEPORT``.
 
 The parent is the receiver as far as anyone outside sees it: `mercure run` and systemd start
 and stop one process, and `mercure status` shows its heartbeat (``receiver@<instance>``) with
 the children's pids. Each child is a full receiver with its own instance name
 (``<instance>:<n>``), hence its own staging folder, event outbox and heartbeat file. Children
-reload the configuration themselves; the parent only follows ``receiver.processes``.
+reload the configuration themselves; the parent follows ``receiver.processes`` and the listeners'
+addresses (a changed address: it opens the new socket, then replaces the children).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -23,14 +27,21 @@ from pathlib import Path
 
 from mercure.core.clock import utcnow
 from mercure.core.config import ConfigSource
+from mercure.core.config.models import ListenerConfig
 from mercure.core.events import EventClient
 from mercure.core.heartbeat import Heartbeat, write_heartbeat
+from mercure.receiver.listeners import ListenerError
 from mercure.supervisor.supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger(__name__)
 
 PROCESS_ENV = "MERCURE_RECEIVER_PROCESS"
-"""Set in each child to its number (1-based): it serves, and binds with SO_REUSEPORT."""
+"""Set in each child to its number (1-based): it serves on the sockets it inherits."""
+
+SOCKETS_ENV = "MERCURE_RECEIVER_SOCKETS"
+"""Set in each child: the inherited listening sockets, ``{"host|port": [fd, ...]}``."""
+
+LISTEN_BACKLOG = 128
 
 STOW_PROCESS = 1
 """The child that serves the STOW-RS endpoint (an HTTP server on its own port)."""
@@ -47,6 +58,49 @@ def child_instance(instance: str, index: int) -> str:
     return f"{instance}:{index}"
 
 
+def address_key(listener: ListenerConfig) -> str:
+    """How a listener's address is named between the parent and its children."""
+    return f"{listener.host}|{listener.port}"
+
+
+def inherited_sockets() -> dict[str, tuple[socket.socket, ...]]:
+    """In a child: the listening sockets the parent opened, by :func:`address_key`."""
+    value = os.environ.get(SOCKETS_ENV)
+    if not value:
+        return {}
+    return {
+        key: tuple(socket.socket(fileno=fd) for fd in fds) for key, fds in json.loads(value).items()
+    }
+
+
+def open_listening_sockets(listener: ListenerConfig) -> list[socket.socket]:
+    """Bind and listen on a listener's address (every address family for the wildcard host),
+    as the single-process receiver would; ListenerError when that fails."""
+    host = None if listener.host in ("", "0.0.0.0", "::") else listener.host
+    opened: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            opened.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in opened:
+            sock.close()
+        raise ListenerError(
+            f"listener {listener.name!r} cannot listen on {listener.host}:{listener.port}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    return opened
+
+
 class ReceiverParent:
     """Starts ``receiver.processes`` receivers, keeps them running, and stops them."""
 
@@ -58,6 +112,25 @@ class ReceiverParent:
         self.events = events
         self.run_dir = run_dir
         self.started_at = utcnow()
+        self._sockets: dict[str, list[socket.socket]] = {}
+
+    def _open(self, listeners: list[ListenerConfig]) -> None:
+        """Open the sockets of addresses not open yet; close those no listener has any more."""
+        wanted = {address_key(listener): listener for listener in listeners}
+        opened: dict[str, list[socket.socket]] = {}
+        try:
+            for key, listener in wanted.items():
+                if key not in self._sockets:
+                    opened[key] = open_listening_sockets(listener)
+        except ListenerError:
+            for socks in opened.values():
+                for sock in socks:
+                    sock.close()
+            raise
+        for key in set(self._sockets) - set(wanted):
+            for sock in self._sockets.pop(key):
+                sock.close()
+        self._sockets.update(opened)
 
     def _spec(self, index: int) -> ChildSpec:
         argv = [
@@ -70,12 +143,21 @@ class ReceiverParent:
             "--instance",
             child_instance(self.instance, index),
         ]
-        return ChildSpec(f"receiver:{index}", argv, env={**os.environ, PROCESS_ENV: str(index)})
+        fds = {key: [sock.fileno() for sock in socks] for key, socks in self._sockets.items()}
+        env = {**os.environ, PROCESS_ENV: str(index), SOCKETS_ENV: json.dumps(fds)}
+        passed = tuple(fd for group in fds.values() for fd in group)
+        return ChildSpec(f"receiver:{index}", argv, env=env, pass_fds=passed)
 
     def run(self) -> int:
         """Run the children until SIGTERM/SIGINT; the exit code."""
         config = self.source.current.config
         count = config.receiver.process_count()
+        try:
+            self._open(config.receiver.listeners)
+        except ListenerError as exc:
+            log.error("%s", exc)
+            self.events.emit("listener.failed", severity="error", message=str(exc))
+            return 1
         supervisor = Supervisor(
             [self._spec(index) for index in range(1, count + 1)],
             backoff_max=config.supervisor.restart_backoff_max,
@@ -89,12 +171,31 @@ class ReceiverParent:
             return supervisor.run()
         finally:
             self._beat(supervisor, "stopped")
+            for socks in self._sockets.values():
+                for sock in socks:
+                    sock.close()
 
     def _tick(self, supervisor: Supervisor) -> None:
         loaded = self.source.poll()
         if loaded is not None:
+            self._move(supervisor, loaded.config.receiver.listeners)
             self._resize(supervisor, loaded.config.receiver.process_count())
         self._beat(supervisor, "running")
+
+    def _move(self, supervisor: Supervisor, listeners: list[ListenerConfig]) -> None:
+        """Listener addresses changed: open the new sockets, then replace every child (each
+        lets its associations finish first, as at a stop)."""
+        if {address_key(listener) for listener in listeners} == set(self._sockets):
+            return
+        try:
+            self._open(listeners)
+        except ListenerError as exc:
+            log.error("%s; the receiver goes on with its earlier listeners", exc)
+            self.events.emit("listener.failed", severity="error", message=str(exc))
+            return
+        log.info("receiver listeners moved: restarting the receiver processes")
+        count = len(supervisor.children)
+        supervisor.replace_all([self._spec(index) for index in range(1, count + 1)])
 
     def _resize(self, supervisor: Supervisor, count: int) -> None:
         running = len(supervisor.children)

@@ -16,7 +16,13 @@ from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
 from mercure.receiver.handler import ReceiverHandler
 from mercure.receiver.listeners import ListenerError, listener_settings
-from mercure.receiver.processes import STOW_PROCESS, ReceiverParent, child_index
+from mercure.receiver.processes import (
+    STOW_PROCESS,
+    ReceiverParent,
+    address_key,
+    child_index,
+    inherited_sockets,
+)
 from mercure.receiver.stow import StowApp
 from mercure.receiver.stowserver import StowServer
 
@@ -62,6 +68,8 @@ class ReceiverService(Service):
         self._apply_lock = asyncio.Lock()
         self._reconfigure: asyncio.Task[None] | None = None
         self.stow: StowServer | None = None
+        self.inherited = inherited_sockets() if self.process_index is not None else {}
+        """The listening sockets opened by the parent, when this is one of several processes."""
 
     async def serve(self) -> None:
         """Listen until the first stop signal, then let open associations finish."""
@@ -102,6 +110,10 @@ class ReceiverService(Service):
                     del self.servers[name]
             for name, listener in wanted.items():
                 if name in self.servers:
+                    continue
+                if self.process_index is not None and address_key(listener) not in self.inherited:
+                    # A moved listener: the parent opens its socket and replaces this process.
+                    log.info("listener %s: waiting for the new address to be opened", name)
                     continue
                 try:
                     self.servers[name] = (
@@ -150,7 +162,9 @@ class ReceiverService(Service):
 
     async def _start(self, listener: ListenerConfig, receiver: ReceiverConfig) -> DicomServer:
         handler = ReceiverHandler(listener, self.placer, self.events, self.disk)
-        settings = listener_settings(listener, receiver, reuse_port=self.process_index is not None)
+        settings = listener_settings(
+            listener, receiver, shared_sockets=self.inherited.get(address_key(listener), ())
+        )
         server = DicomServer(settings, handler)
         try:
             await server.start()

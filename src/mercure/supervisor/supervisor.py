@@ -32,6 +32,8 @@ class ChildSpec:
     env: dict[str, str] | None = None
     stop_last: bool = False
     """Stopped after every other child (the bookkeeper, so it receives their last events)."""
+    pass_fds: tuple[int, ...] = ()
+    """Descriptors the child inherits (the receiver's shared listening sockets)."""
 
 
 @dataclass
@@ -97,6 +99,15 @@ class Supervisor:
         child = self.children.pop(name)
         self._stop_group([child], time.monotonic() + self.stop_timeout)
 
+    def replace_all(self, specs: list[ChildSpec]) -> None:
+        """Stop every child as :meth:`run` stops all, then start ``specs`` instead (call from
+        ``on_tick``)."""
+        group = list(self.children.values())
+        self.children = {}
+        self._stop_group(group, time.monotonic() + self.stop_timeout)
+        for spec in specs:
+            self.add(spec)
+
     def run(self) -> int:
         """Start the children and supervise them until SIGTERM or SIGINT; the exit code."""
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WATCHED)
@@ -134,7 +145,10 @@ class Supervisor:
         log.info("supervisor: starting %s", child.spec.name)
         try:
             child.process = subprocess.Popen(
-                list(child.spec.argv), env=child.spec.env, preexec_fn=_child_setup
+                list(child.spec.argv),
+                env=child.spec.env,
+                preexec_fn=_child_setup,
+                pass_fds=child.spec.pass_fds,
             )
         except OSError as exc:
             log.error("supervisor: cannot start %s: %s", child.spec.name, exc)

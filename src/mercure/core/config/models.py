@@ -249,6 +249,11 @@ class StowConfig(StrictModel):
         return self
 
 
+AUTO_RECEIVER_PROCESSES = 8
+"""The most receiver processes ``auto`` starts: as many associations at once, each in its own
+process, which is what `storescp --fork` gives its senders."""
+
+
 class ReceiverConfig(StrictModel):
     """The DICOM receiver (Storage SCP)."""
 
@@ -273,15 +278,16 @@ class ReceiverConfig(StrictModel):
     )
     processes: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
         "auto",
-        description="Receiver processes sharing each listener's port (SO_REUSEPORT), each "
-        "with its own event loop; `auto`: one per CPU core, at most 4. 1 keeps one process. "
-        "`max_associations` applies per process.",
+        description="Receiver processes sharing each listener's port, each with its own event "
+        "loop; an idle process takes the next association, so up to this many associations "
+        "each have a process of their own. `auto`: four per CPU core, at most 8 (about 70 MB "
+        "of memory each). 1 keeps one process. `max_associations` applies per process.",
     )
 
     def process_count(self) -> int:
         """How many receiver processes to run: ``processes``, with ``auto`` resolved."""
         if self.processes == "auto":
-            return max(1, min(os.cpu_count() or 1, 4))
+            return min(4 * (os.cpu_count() or 1), AUTO_RECEIVER_PROCESSES)
         return self.processes
 
     @model_validator(mode="after")
