@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,6 +71,23 @@ def test_installations_sharing_a_broker_may_name_their_workers_alike(
     wait_until(lambda: second.in_stage(Stage.SUCCESS) == {two}, timeout=60, interval=0.1)
     assert first.run_counts("end") == {one: 1}
     assert second.run_counts("end") == {two: 1}
+
+
+def test_a_second_worker_under_a_name_in_use_refuses_to_start(
+    cluster_factory: MakeCluster,
+) -> None:
+    """Instance names are unique across hosts: a second ``--instance w1`` while w1 runs (here
+    or on another host sharing the data folder) exits 1 and names the holder, instead of
+    overwriting its heartbeat."""
+    if not is_listening(6379):
+        pytest.skip("redis does not listen on 127.0.0.1:6379")
+    cluster = cluster_factory("redis://127.0.0.1:6379/0", nap=0.05)
+    first = cluster.start_worker("w1")
+    second = cluster.launch_worker("w1", "worker-w1-again")
+    assert second.wait(60) == 1
+    log = (cluster.root / "worker-w1-again.log").read_text()
+    assert f"a worker of that name runs on {socket.gethostname()} (pid {first.pid}" in log
+    assert first.poll() is None
 
 
 def test_one_worker_with_concurrency_two_runs_two_tasks_at_once(

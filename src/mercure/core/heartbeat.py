@@ -65,6 +65,24 @@ def read_heartbeats(run_dir: Path) -> list[Heartbeat]:
     return beats
 
 
+def instance_in_use(run_dir: Path, service: str, instance: str) -> Heartbeat | None:
+    """The live heartbeat of another process that runs ``service`` under the instance name
+    ``instance`` (on this host or another one sharing the data folder), or None.
+
+    Instance names name heartbeat files, outboxes and events, so they must be unique across
+    hosts: a second process under a name in use would overwrite the first one's heartbeat.
+    """
+    try:
+        beat = Heartbeat.model_validate_json(
+            heartbeat_path(run_dir, service, instance).read_bytes()
+        )
+    except (OSError, ValidationError, ValueError):
+        return None
+    if beat.host == socket.gethostname() and beat.pid == os.getpid():
+        return None
+    return beat if liveness(beat) == "up" else None
+
+
 def liveness(beat: Heartbeat, now: datetime | None = None) -> str:
     """``up``, ``stale`` (no recent heartbeat), ``down`` (process gone) or ``stopped``."""
     if beat.state == "stopped":

@@ -95,6 +95,10 @@ class Cluster:
         """Start ``mercure worker --instance NAME`` and wait for its heartbeat."""
         return self.start_workers([instance], *extra)[0]
 
+    def launch_worker(self, instance: str, log_name: str) -> subprocess.Popen[bytes]:
+        """Start ``mercure worker --instance NAME`` without waiting (it may refuse to start)."""
+        return self._start(["worker", "--instance", instance], log_name)
+
     def start_workers(self, instances: list[str], *extra: str) -> list[subprocess.Popen[bytes]]:
         """Start several workers at once, then wait until each reports running."""
         started = []

@@ -7,7 +7,9 @@ import re
 import socket
 from typing import cast
 
+from mercure.core.datafolder import DataFolder
 from mercure.core.errors import MercureError
+from mercure.core.heartbeat import instance_in_use
 from mercure.core.workqueue import STAGE_FOLDERS, WorkStage
 
 QUEUE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -73,6 +75,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise MercureError(
             f"{loaded.path}: scale_out.engine is {settings.engine!r}: a worker needs "
             "'celery' and a broker (docs/scale-out.md)"
+        )
+    in_use = instance_in_use(DataFolder(loaded.config.data_dir).run_dir, "worker", instance)
+    if in_use is not None:
+        raise MercureError(
+            f"--instance {instance}: a worker of that name runs on {in_use.host} "
+            f"(pid {in_use.pid}, heartbeat at {in_use.time:%H:%M:%S} UTC); instance names must be "
+            "unique across hosts (docs/scale-out.md)"
         )
     from mercure.worker.consumer import consume
     from mercure.worker.runtime import WorkerRuntime
