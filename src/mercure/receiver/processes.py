@@ -190,7 +190,9 @@ class ReceiverParent:
         try:
             self._open(listeners)
         except ListenerError as exc:
-            log.error("%s; the receiver goes on with its earlier listeners", exc)
+            # As with one process: the moved listener stays closed (the others serve on)
+            # until the configuration changes again.
+            log.error("%s; that listener stays closed", exc)
             self.events.emit("listener.failed", severity="error", message=str(exc))
             return
         log.info("receiver listeners moved: restarting the receiver processes")
