@@ -1,4 +1,5 @@
-"""DICOM over TLS: DCMTK's storescu with a client certificate, and senders without one."""
+"""DICOM over TLS: DCMTK's storescu with a client certificate, and senders without one (with one
+receiver process, and with two, where the handshake runs on an inherited socket)."""
 
 from __future__ import annotations
 
@@ -50,22 +51,28 @@ def send_without_client_certificate(receiver: RunningReceiver, pki: Path, path: 
     return asyncio.run(send())
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_storescu_with_client_certificate_is_accepted(
-    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path, processes: int
 ) -> None:
     """A sender presenting a certificate from the configured CA delivers over TLS."""
-    receiver = receiver_factory(listener=tls_listener(pki, require=True))
+    receiver = receiver_factory(
+        listener=tls_listener(pki, require=True), receiver={"processes": processes}
+    )
     series = generate_series(tmp_path / "in", kind="tiny", count=3)
     tls = ["+tls", str(pki / "client.key"), str(pki / "client.pem"), "+cf", str(pki / "ca.pem")]
     storescu(receiver.port, series.folder, called_aet="MERCURE", extra_args=tls)
     assert len(receiver.instances()) == 3
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_sender_without_required_client_certificate_is_refused(
-    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path, processes: int
 ) -> None:
     """With require_client_certificate, a TLS sender without a certificate stores nothing."""
-    receiver = receiver_factory(listener=tls_listener(pki, require=True))
+    receiver = receiver_factory(
+        listener=tls_listener(pki, require=True), receiver={"processes": processes}
+    )
     series = generate_series(tmp_path / "in", kind="tiny", count=1)
     with pytest.raises((AssociationError, ssl.SSLError, ConnectionError)):
         send_without_client_certificate(receiver, pki, series.paths[0])
@@ -82,11 +89,14 @@ def test_client_certificate_optional_when_not_required(
     assert len(receiver.instances()) == 1
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_plain_sender_to_tls_listener_stores_nothing(
-    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path, processes: int
 ) -> None:
     """A sender that does not speak TLS to a TLS listener fails and nothing is stored."""
-    receiver = receiver_factory(listener=tls_listener(pki, require=False))
+    receiver = receiver_factory(
+        listener=tls_listener(pki, require=False), receiver={"processes": processes}
+    )
     series = generate_series(tmp_path / "in", kind="tiny", count=1)
     with pytest.raises(PeerError):
         storescu(receiver.port, series.folder, called_aet="MERCURE", timeout=30)

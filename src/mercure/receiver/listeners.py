@@ -34,6 +34,20 @@ def server_ssl_context(listener: ListenerConfig, tls: TLSServerConfig) -> ssl.SS
     return context
 
 
+def bind_host(listener: ListenerConfig) -> str | None:
+    """The address to bind for ``listener``: None (every interface, both families) for the
+    wildcard addresses."""
+    return None if listener.host in ("", "0.0.0.0", "::") else listener.host
+
+
+def cannot_listen(listener: ListenerConfig, exc: OSError) -> ListenerError:
+    """The error for a listener whose address cannot be bound."""
+    return ListenerError(
+        f"listener {listener.name!r} cannot listen on {listener.host}:{listener.port}: "
+        f"{exc.strerror or exc}"
+    )
+
+
 def listener_settings(
     listener: ListenerConfig,
     receiver: ReceiverConfig,
@@ -44,7 +58,7 @@ def listener_settings(
     shares with the other receiver processes)."""
     return ListenerSettings(
         ae_title=listener.aet,
-        host=None if listener.host in ("", "0.0.0.0", "::") else listener.host,
+        host=bind_host(listener),
         port=listener.port,
         transfer_syntaxes=tuple(listener.transfer_syntaxes) or ALL_TRANSFER_SYNTAXES,
         sop_classes=default_sop_classes().union(listener.extra_sop_classes),

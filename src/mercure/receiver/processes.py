@@ -30,7 +30,7 @@ from mercure.core.config import ConfigSource
 from mercure.core.config.models import ListenerConfig
 from mercure.core.events import EventClient
 from mercure.core.heartbeat import Heartbeat, write_heartbeat
-from mercure.receiver.listeners import ListenerError
+from mercure.receiver.listeners import ListenerError, bind_host, cannot_listen
 from mercure.supervisor.supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def inherited_sockets() -> dict[str, tuple[socket.socket, ...]]:
 def open_listening_sockets(listener: ListenerConfig) -> list[socket.socket]:
     """Bind and listen on a listener's address (every address family for the wildcard host),
     as the single-process receiver would; ListenerError when that fails."""
-    host = None if listener.host in ("", "0.0.0.0", "::") else listener.host
+    host = bind_host(listener)
     opened: list[socket.socket] = []
     try:
         infos = socket.getaddrinfo(
@@ -94,10 +94,7 @@ def open_listening_sockets(listener: ListenerConfig) -> list[socket.socket]:
     except OSError as exc:
         for sock in opened:
             sock.close()
-        raise ListenerError(
-            f"listener {listener.name!r} cannot listen on {listener.host}:{listener.port}: "
-            f"{exc.strerror or exc}"
-        ) from exc
+        raise cannot_listen(listener, exc) from exc
     return opened
 
 

@@ -15,7 +15,7 @@ from mercure.core.logs import log_context
 from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
 from mercure.receiver.handler import ReceiverHandler
-from mercure.receiver.listeners import ListenerError, listener_settings
+from mercure.receiver.listeners import ListenerError, cannot_listen, listener_settings
 from mercure.receiver.processes import (
     STOW_PROCESS,
     ReceiverParent,
@@ -169,10 +169,7 @@ class ReceiverService(Service):
         try:
             await server.start()
         except OSError as exc:
-            raise ListenerError(
-                f"listener {listener.name!r} cannot listen on {listener.host}:{listener.port}: "
-                f"{exc.strerror or exc}"
-            ) from exc
+            raise cannot_listen(listener, exc) from exc
         log.info("listener %s: %s on port %d", listener.name, listener.aet, server.port)
         return server
 
