@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -240,6 +241,51 @@ def test_reload_changes_the_process_count_and_moves_every_process_to_a_new_port(
         message="the parent's heartbeat shows one process",
     )
     assert beat.service == "receiver"
+
+
+def test_moving_a_listener_to_a_port_in_use_is_a_clear_error_and_the_parent_runs_on(
+    receiver_factory: Callable[..., RunningReceiver], tmp_path: Path
+) -> None:
+    """A reload moves the listener to a port someone else holds: the parent says which listener
+    and port, keeps its processes, and a later move to a free port works."""
+    receiver = receiver_factory(receiver={"processes": 2})
+    assert receiver.process is not None
+    parent = receiver.process.pid
+    offset = len(receiver.log_text())
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+
+        def move_to_taken(config: dict[str, object]) -> None:
+            config["receiver"]["listeners"][0]["port"] = taken  # type: ignore[index]
+
+        reconfigure(receiver, move_to_taken)
+        wait_until(
+            lambda: (
+                f"listener 'default' cannot listen on 0.0.0.0:{taken}"
+                in receiver.log_text()[offset:]
+            ),
+            timeout=30,
+            message="the error naming the listener and the port",
+        )
+        assert "that listener stays closed" in receiver.log_text()[offset:]
+        assert receiver.process.poll() is None
+        assert len(children_of(parent)) == 2
+    free = free_port()
+
+    def move_to_free(config: dict[str, object]) -> None:
+        config["receiver"]["listeners"][0]["port"] = free  # type: ignore[index]
+
+    reconfigure(receiver, move_to_free)
+    wait_until(
+        lambda: receiver.log_text()[offset:].count(f": MERCURE on port {free}") == 2,
+        timeout=60,
+        message="both processes on the free port",
+    )
+    series = generate_series(tmp_path / "in", kind="tiny", count=3, seed=31)
+    storescu(free, series.folder, called_aet="MERCURE")
+    assert_stored_once(receiver, series)
 
 
 def test_stop_lets_transfers_finish_in_every_process_then_exits(
