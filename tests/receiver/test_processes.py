@@ -81,6 +81,24 @@ def reconfigure(receiver: RunningReceiver, change: Callable[[dict[str, object]],
     os.replace(temp, receiver.config_path)
 
 
+def move_listener(receiver: RunningReceiver, port: int) -> None:
+    """Reload the receiver with its listener on ``port``."""
+
+    def move(config: dict[str, object]) -> None:
+        config["receiver"]["listeners"][0]["port"] = port  # type: ignore[index]
+
+    reconfigure(receiver, move)
+
+
+def wait_listening(receiver: RunningReceiver, port: int, processes: int, offset: int) -> None:
+    """Wait until ``processes`` receiver processes logged that they listen on ``port``."""
+    wait_until(
+        lambda: receiver.log_text()[offset:].count(f": MERCURE on port {port}") == processes,
+        timeout=60,
+        message=f"{processes} processes on port {port}",
+    )
+
+
 def test_parallel_associations_over_three_processes_store_every_instance_once(
     receiver_factory: Callable[..., RunningReceiver], tmp_path: Path
 ) -> None:
@@ -212,15 +230,8 @@ def test_reload_changes_the_process_count_and_moves_every_process_to_a_new_port(
     new_port = free_port()
     offset = len(receiver.log_text())
 
-    def move(config: dict[str, object]) -> None:
-        config["receiver"]["listeners"][0]["port"] = new_port  # type: ignore[index]
-
-    reconfigure(receiver, move)
-    wait_until(
-        lambda: receiver.log_text()[offset:].count(f": MERCURE on port {new_port}") == 3,
-        timeout=60,
-        message="three processes on the new port",
-    )
+    move_listener(receiver, new_port)
+    wait_listening(receiver, new_port, 3, offset)
     series = generate_series(tmp_path / "in", kind="tiny", count=30, seed=9)
     with ThreadPoolExecutor(3) as pool:
         list(
@@ -256,11 +267,7 @@ def test_moving_a_listener_to_a_port_in_use_is_a_clear_error_and_the_parent_runs
         holder.bind(("0.0.0.0", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-
-        def move_to_taken(config: dict[str, object]) -> None:
-            config["receiver"]["listeners"][0]["port"] = taken  # type: ignore[index]
-
-        reconfigure(receiver, move_to_taken)
+        move_listener(receiver, taken)
         wait_until(
             lambda: (
                 f"listener 'default' cannot listen on 0.0.0.0:{taken}"
@@ -273,16 +280,8 @@ def test_moving_a_listener_to_a_port_in_use_is_a_clear_error_and_the_parent_runs
         assert receiver.process.poll() is None
         assert len(children_of(parent)) == 2
     free = free_port()
-
-    def move_to_free(config: dict[str, object]) -> None:
-        config["receiver"]["listeners"][0]["port"] = free  # type: ignore[index]
-
-    reconfigure(receiver, move_to_free)
-    wait_until(
-        lambda: receiver.log_text()[offset:].count(f": MERCURE on port {free}") == 2,
-        timeout=60,
-        message="both processes on the free port",
-    )
+    move_listener(receiver, free)
+    wait_listening(receiver, free, 2, offset)
     series = generate_series(tmp_path / "in", kind="tiny", count=3, seed=31)
     storescu(free, series.folder, called_aet="MERCURE")
     assert_stored_once(receiver, series)
