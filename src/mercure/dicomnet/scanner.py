@@ -65,6 +65,8 @@ _IMPLICIT = 1
 _ITEM = 2
 """It is an item (elements follow); without it a sequence or pixel data (items follow)."""
 
+_LE_HEAD = struct.Struct("<HH2sH")
+"""Tag, VR and 2-byte length of an explicit VR little endian element header, in one unpack."""
 _LE_TAG = struct.Struct("<HH")
 _BE_TAG = struct.Struct(">HH")
 _LE_U32 = struct.Struct("<I")
@@ -259,8 +261,32 @@ class DatasetScanner:
         vr_header = _VR_HEADER
         searching = self._searching
         checked_vr = self._checked_vr
+        head = _LE_HEAD.unpack_from
         # Every way out of the loop returns (done, or more bytes needed).
         while True:
+            if not stack and not big and checked_vr and not self._implicit:
+                # The common case, most of every dataset: top-level elements in explicit VR
+                # little endian with a defined length, each whole in this chunk and of no
+                # interest to the search. Anything else leaves this loop for the general one.
+                while size - pos >= 12:
+                    group, element, vr, length = head(data, pos)
+                    if group == 0xFFFE:
+                        break
+                    header = vr_header.get(vr, 0)
+                    if header == 12:
+                        length = u32.unpack_from(data, pos + 8)[0]
+                        if length == _UNDEFINED:
+                            break
+                    elif not header:
+                        break
+                    end = pos + header + length
+                    if end > size:
+                        break
+                    if searching:
+                        tag = group << 16 | element
+                        if tag >= last or group >= 0x7FE0 or tag in wanted:
+                            break
+                    pos = end
             if size - pos < 8:
                 self._carry = bytes(data[pos:])
                 return
