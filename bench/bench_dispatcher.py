@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import os
 import resource
@@ -116,6 +117,11 @@ def engine_send(data: DataFolder, files: list[Path], port: int, associations: in
     if where.parent.name != Stage.SUCCESS:
         raise SystemExit(f"the engine did not deliver: task in {where}")
     return elapsed, cpu
+
+
+def dcmsend_all(port: int, files: list[Path]) -> Timing:
+    """Seconds and CPU seconds one ``dcmsend`` takes to send ``files``."""
+    return _timed(lambda: dcmsend(port, *files))
 
 
 def storescu_parallel(port: int, files: list[Path], count: int) -> Timing:
@@ -234,10 +240,10 @@ def main() -> None:
             args.rounds,
             {
                 "dcmsend -> storescp": with_scp(
-                    work, False, lambda port, files=files: _timed(lambda: dcmsend(port, *files))
+                    work, False, functools.partial(dcmsend_all, files=files)
                 ),
                 "mercure dicom target -> storescp": with_scp(
-                    work, False, lambda port, files=files: engine_send(data, files, port, 1)
+                    work, False, functools.partial(engine_send, data, files, associations=1)
                 ),
             },
         )
@@ -247,10 +253,10 @@ def main() -> None:
             args.rounds,
             {
                 "4 x storescu -> storescp --fork": with_scp(
-                    work, True, lambda port, files=files: storescu_parallel(port, files, 4)
+                    work, True, functools.partial(storescu_parallel, files=files, count=4)
                 ),
                 "mercure, 4 associations -> storescp --fork": with_scp(
-                    work, True, lambda port, files=files: engine_send(data, files, port, 4)
+                    work, True, functools.partial(engine_send, data, files, associations=4)
                 ),
             },
         )
