@@ -67,6 +67,8 @@ _ITEM = 2
 
 _LE_HEAD = struct.Struct("<HH2sH")
 """Tag, VR and 2-byte length of an explicit VR little endian element header, in one unpack."""
+_LE_IMPLICIT_HEAD = struct.Struct("<HHI")
+"""Tag and length of an implicit VR little endian element header."""
 _LE_TAG = struct.Struct("<HH")
 _BE_TAG = struct.Struct(">HH")
 _LE_U32 = struct.Struct("<I")
@@ -261,32 +263,10 @@ class DatasetScanner:
         vr_header = _VR_HEADER
         searching = self._searching
         checked_vr = self._checked_vr
-        head = _LE_HEAD.unpack_from
         # Every way out of the loop returns (done, or more bytes needed).
         while True:
-            if not stack and not big and checked_vr and not self._implicit:
-                # The common case, most of every dataset: top-level elements in explicit VR
-                # little endian with a defined length, each whole in this chunk and of no
-                # interest to the search. Anything else leaves this loop for the general one.
-                while size - pos >= 12:
-                    group, element, vr, length = head(data, pos)
-                    if group == 0xFFFE:
-                        break
-                    header = vr_header.get(vr, 0)
-                    if header == 12:
-                        length = u32.unpack_from(data, pos + 8)[0]
-                        if length == _UNDEFINED:
-                            break
-                    elif not header:
-                        break
-                    end = pos + header + length
-                    if end > size:
-                        break
-                    if searching:
-                        tag = group << 16 | element
-                        if tag >= last or group >= 0x7FE0 or tag in wanted:
-                            break
-                    pos = end
+            if not stack and not big and checked_vr:
+                pos = self._skip_flat(data, pos, size, searching)
             if size - pos < 8:
                 self._carry = bytes(data[pos:])
                 return
@@ -398,6 +378,55 @@ class DatasetScanner:
                 self._open_tag = tag
                 return
             pos += length
+
+    def _skip_flat(
+        self, data: bytes | bytearray | memoryview, pos: int, size: int, searching: bool
+    ) -> int:
+        """Where the general walk must go on, after skipping the common case at ``pos``.
+
+        The common case, most of every dataset: top-level little endian elements with a
+        defined length, each whole in this chunk and of no interest to the search. One unpack
+        per header; anything else (an item, a sequence of undefined length, an invalid VR, an
+        element cut by the chunk's end, a wanted or the last tag) is left to the general walk.
+        """
+        last = self._last
+        wanted = self._wanted
+        if self._implicit:
+            implicit_head = _LE_IMPLICIT_HEAD.unpack_from
+            while size - pos >= 8:
+                group, element, length = implicit_head(data, pos)
+                end = pos + 8 + length
+                if group == 0xFFFE or length == _UNDEFINED or end > size:
+                    return pos
+                if searching:
+                    tag = group << 16 | element
+                    if tag >= last or group >= 0x7FE0 or tag in wanted:
+                        return pos
+                pos = end
+            return pos
+        explicit_head = _LE_HEAD.unpack_from
+        u32 = _LE_U32.unpack_from
+        vr_header = _VR_HEADER
+        while size - pos >= 12:
+            group, element, vr, length = explicit_head(data, pos)
+            if group == 0xFFFE:
+                return pos
+            header = vr_header.get(vr, 0)
+            if header == 12:
+                length = u32(data, pos + 8)[0]
+                if length == _UNDEFINED:
+                    return pos
+            elif not header:
+                return pos
+            end = pos + header + length
+            if end > size:
+                return pos
+            if searching:
+                tag = group << 16 | element
+                if tag >= last or group >= 0x7FE0 or tag in wanted:
+                    return pos
+            pos = end
+        return pos
 
     def _captured(self) -> None:
         self.values[self._capture_tag] = bytes(self._capture)
