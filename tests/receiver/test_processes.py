@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from pynetdicom import AE
 
 from mercure.core.heartbeat import read_heartbeats
 from mercure.dicomnet.filemeta import read_file_meta
+from mercure.receiver.listeners import LISTEN_RETRY_SECONDS
 from mercure.testing.checks import assert_no_partial_files
 from mercure.testing.peers import storescu
 from mercure.testing.peers.dcmtk import dcmtk_program
@@ -254,12 +256,14 @@ def test_reload_changes_the_process_count_and_moves_every_process_to_a_new_port(
     assert beat.service == "receiver"
 
 
-def test_moving_a_listener_to_a_port_in_use_is_a_clear_error_and_the_parent_runs_on(
-    receiver_factory: Callable[..., RunningReceiver], tmp_path: Path
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_listener_moved_to_a_port_in_use_opens_once_the_port_is_free(
+    receiver_factory: Callable[..., RunningReceiver], tmp_path: Path, processes: int
 ) -> None:
-    """A reload moves the listener to a port someone else holds: the parent says which listener
-    and port, keeps its processes, and a later move to a free port works."""
-    receiver = receiver_factory(receiver={"processes": 2})
+    """A reload moves the listener to a port someone else holds: the receiver says which
+    listener and port (once, not at every try), runs on, and opens the listener by itself once
+    the port is free, with no further configuration change."""
+    receiver = receiver_factory(receiver={"processes": processes})
     assert receiver.process is not None
     parent = receiver.process.pid
     offset = len(receiver.log_text())
@@ -268,22 +272,21 @@ def test_moving_a_listener_to_a_port_in_use_is_a_clear_error_and_the_parent_runs
         holder.listen()
         taken = holder.getsockname()[1]
         move_listener(receiver, taken)
+        error = f"listener 'default' cannot listen on 0.0.0.0:{taken}"
         wait_until(
-            lambda: (
-                f"listener 'default' cannot listen on 0.0.0.0:{taken}"
-                in receiver.log_text()[offset:]
-            ),
+            lambda: error in receiver.log_text()[offset:],
             timeout=30,
             message="the error naming the listener and the port",
         )
-        assert "that listener stays closed" in receiver.log_text()[offset:]
+        assert "trying again every 5 s" in receiver.log_text()[offset:]
+        time.sleep(2.5 * LISTEN_RETRY_SECONDS)  # two more tries, at least
+        assert receiver.log_text()[offset:].count(error) == 1
         assert receiver.process.poll() is None
-        assert len(children_of(parent)) == 2
-    free = free_port()
-    move_listener(receiver, free)
-    wait_listening(receiver, free, 2, offset)
+        assert len(children_of(parent)) == (processes if processes > 1 else 0)
+    wait_listening(receiver, taken, processes, offset)
+    assert "open now, on a later try" in receiver.log_text()[offset:]
     series = generate_series(tmp_path / "in", kind="tiny", count=3, seed=31)
-    storescu(free, series.folder, called_aet="MERCURE")
+    storescu(taken, series.folder, called_aet="MERCURE")
     assert_stored_once(receiver, series)
 
 

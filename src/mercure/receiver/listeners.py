@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 
 from mercure.core.config.models import ListenerConfig, ReceiverConfig, TLSServerConfig
 from mercure.core.errors import PermanentError
+from mercure.core.events import EventClient
 from mercure.dicomnet.server import ListenerSettings
 from mercure.dicomnet.uids import ALL_TRANSFER_SYNTAXES, default_sop_classes
+
+LISTEN_RETRY_SECONDS = 5.0
+"""How often a listener that could not be opened after a configuration change (its port in
+use, its certificate unreadable) is tried again, until it opens or the configuration changes."""
+
+
+log = logging.getLogger(__name__)
 
 
 class ListenerError(PermanentError):
     """A listener cannot be started as configured (bad certificate, port in use ...)."""
+
+
+def report_cannot_open(exc: ListenerError, previous: str | None, events: EventClient) -> str:
+    """Log and report a listener that cannot be opened after a change, unless ``previous`` is
+    this same error (a retry): once per distinct error, not at every try. Returns the error's
+    text, to pass as ``previous`` next time."""
+    message = str(exc)
+    if message == previous:
+        log.debug("%s (still)", message)
+    else:
+        log.error("%s; trying again every %.0f s", message, LISTEN_RETRY_SECONDS)
+        events.emit("listener.failed", severity="error", message=message)
+    return message
 
 
 def server_ssl_context(listener: ListenerConfig, tls: TLSServerConfig) -> ssl.SSLContext:

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from mercure.core.clock import utcnow
@@ -30,7 +31,13 @@ from mercure.core.config import ConfigSource
 from mercure.core.config.models import ListenerConfig
 from mercure.core.events import EventClient
 from mercure.core.heartbeat import Heartbeat, write_heartbeat
-from mercure.receiver.listeners import ListenerError, bind_host, cannot_listen
+from mercure.receiver.listeners import (
+    LISTEN_RETRY_SECONDS,
+    ListenerError,
+    bind_host,
+    cannot_listen,
+    report_cannot_open,
+)
 from mercure.supervisor.supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger(__name__)
@@ -110,6 +117,9 @@ class ReceiverParent:
         self.run_dir = run_dir
         self.started_at = utcnow()
         self._sockets: dict[str, list[socket.socket]] = {}
+        self._move_error: str | None = None
+        """Why the listeners' new addresses could not be opened, while they cannot."""
+        self._move_retry_at = 0.0
 
     def _open(self, listeners: list[ListenerConfig]) -> None:
         """Open the sockets of addresses not open yet; close those no listener has any more."""
@@ -177,21 +187,27 @@ class ReceiverParent:
         if loaded is not None:
             self._move(supervisor, loaded.config.receiver.listeners)
             self._resize(supervisor, loaded.config.receiver.process_count())
+        elif self._move_error is not None and time.monotonic() >= self._move_retry_at:
+            self._move(supervisor, self.source.current.config.receiver.listeners)
         self._beat(supervisor, "running")
 
     def _move(self, supervisor: Supervisor, listeners: list[ListenerConfig]) -> None:
         """Listener addresses changed: open the new sockets, then replace every child (each
         lets its associations finish first, as at a stop)."""
         if {address_key(listener) for listener in listeners} == set(self._sockets):
+            self._move_error = None
             return
         try:
             self._open(listeners)
         except ListenerError as exc:
-            # As with one process: the moved listener stays closed (the others serve on)
-            # until the configuration changes again.
-            log.error("%s; that listener stays closed", exc)
-            self.events.emit("listener.failed", severity="error", message=str(exc))
+            # As with one process: the moved listener stays closed (the others serve on) and
+            # is tried again until it opens or the configuration changes.
+            self._move_retry_at = time.monotonic() + LISTEN_RETRY_SECONDS
+            self._move_error = report_cannot_open(exc, self._move_error, self.events)
             return
+        if self._move_error is not None:
+            log.info("the listeners' new addresses are open now, on a later try")
+            self._move_error = None
         log.info("receiver listeners moved: restarting the receiver processes")
         count = len(supervisor.children)
         supervisor.replace_all([self._spec(index) for index in range(1, count + 1)])

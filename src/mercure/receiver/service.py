@@ -15,7 +15,13 @@ from mercure.core.logs import log_context
 from mercure.core.service import Service
 from mercure.dicomnet.server import DicomServer
 from mercure.receiver.handler import ReceiverHandler
-from mercure.receiver.listeners import ListenerError, cannot_listen, listener_settings
+from mercure.receiver.listeners import (
+    LISTEN_RETRY_SECONDS,
+    ListenerError,
+    cannot_listen,
+    listener_settings,
+    report_cannot_open,
+)
 from mercure.receiver.processes import (
     STOW_PROCESS,
     ReceiverParent,
@@ -27,6 +33,10 @@ from mercure.receiver.stow import StowApp
 from mercure.receiver.stowserver import StowServer
 
 log = logging.getLogger(__name__)
+
+STOW = "(STOW-RS)"
+"""The STOW-RS endpoint's key among the listeners that could not be opened (no listener name
+looks like it)."""
 
 
 class ReceiverService(Service):
@@ -67,6 +77,10 @@ class ReceiverService(Service):
         self.servers: dict[str, tuple[tuple[ListenerConfig, ReceiverConfig], DicomServer]] = {}
         self._apply_lock = asyncio.Lock()
         self._reconfigure: asyncio.Task[None] | None = None
+        self._unopened: dict[str, str] = {}
+        """Listeners (and the STOW-RS endpoint) that could not be opened after a configuration
+        change, with their error: tried again every LISTEN_RETRY_SECONDS."""
+        self._retry: asyncio.TimerHandle | None = None
         self.stow: StowServer | None = None
         self.inherited = inherited_sockets() if self.process_index is not None else {}
         """The listening sockets opened by the parent, when this is one of several processes."""
@@ -100,6 +114,9 @@ class ReceiverService(Service):
 
     async def _apply_listeners(self, *, initial: bool = False) -> None:
         async with self._apply_lock:
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
             # The STOW-RS endpoint has its own restart (below): its changes leave DICOM alone.
             receiver = self.config.receiver.model_copy(update={"stow": None})
             wanted = {listener.name: listener for listener in receiver.listeners}
@@ -123,15 +140,37 @@ class ReceiverService(Service):
                 except ListenerError as exc:
                     if initial:
                         raise
-                    log.error("%s", exc)
-                    self.events.emit("listener.failed", severity="error", message=str(exc))
+                    self._cannot_open(name, exc)
+                else:
+                    self._opened(name)
+            for name in set(self._unopened) - set(wanted) - {STOW}:
+                del self._unopened[name]  # no longer configured: nothing to open
             try:
                 await self._apply_stow()
             except ListenerError as exc:
                 if initial:
                     raise
-                log.error("%s", exc)
-                self.events.emit("listener.failed", severity="error", message=str(exc))
+                self._cannot_open(STOW, exc)
+            else:
+                self._opened(STOW)
+            if self._unopened and not self.stopping.is_set():
+                self._retry = asyncio.get_running_loop().call_later(
+                    LISTEN_RETRY_SECONDS, self._retry_listeners
+                )
+
+    def _cannot_open(self, name: str, exc: ListenerError) -> None:
+        """Report a listener that cannot be opened (once per distinct error) and keep trying."""
+        self._unopened[name] = report_cannot_open(exc, self._unopened.get(name), self.events)
+
+    def _opened(self, name: str) -> None:
+        if self._unopened.pop(name, None) is not None:
+            what = "the STOW-RS endpoint" if name == STOW else f"listener {name!r}"
+            log.info("%s is open now, on a later try", what)
+
+    def _retry_listeners(self) -> None:
+        self._retry = None
+        if not self.stopping.is_set():
+            self._reconfigure = asyncio.get_running_loop().create_task(self._apply_listeners())
 
     async def _apply_stow(self) -> None:
         """Start, stop or restart the STOW-RS endpoint; new senders and limits apply at once."""
