@@ -290,6 +290,49 @@ def test_a_listener_moved_to_a_port_in_use_opens_once_the_port_is_free(
     assert_stored_once(receiver, series)
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_listener_whose_new_certificate_is_missing_opens_once_it_is_there(
+    receiver_factory: Callable[..., RunningReceiver], pki: Path, tmp_path: Path, processes: int
+) -> None:
+    """A reload points the TLS listener at a certificate not in place yet: each process says
+    which listener and why (once), runs on, and opens the listener by itself once the file is
+    there."""
+    tls = {"certificate": str(pki / "server.pem"), "key": str(pki / "server.key")}
+    receiver = receiver_factory(listener={"tls": tls}, receiver={"processes": processes})
+    offset = len(receiver.log_text())
+    later = tmp_path / "renewed.pem"
+
+    def renew(config: dict[str, object]) -> None:
+        config["receiver"]["listeners"][0]["tls"]["certificate"] = str(later)  # type: ignore[index]
+
+    reconfigure(receiver, renew)
+    error = "listener 'default': cannot load its TLS certificate or key"
+    wait_until(
+        lambda: receiver.log_text()[offset:].count(error) == processes,
+        timeout=30,
+        message="the error naming the listener, once per process",
+    )
+    time.sleep(2.5 * LISTEN_RETRY_SECONDS)  # two more tries, at least
+    assert receiver.log_text()[offset:].count(error) == processes
+    assert receiver.process is not None and receiver.process.poll() is None
+    later.write_bytes((pki / "server.pem").read_bytes())
+    wait_until(
+        lambda: receiver.log_text()[offset:].count("is open now, on a later try") == processes,
+        timeout=30,
+        message="the listener open again in every process",
+    )
+    series = generate_series(tmp_path / "in", kind="tiny", count=3, seed=32)
+    tls_args = [
+        "+tls",
+        str(pki / "client.key"),
+        str(pki / "client.pem"),
+        "+cf",
+        str(pki / "ca.pem"),
+    ]
+    storescu(receiver.port, series.folder, called_aet="MERCURE", extra_args=tls_args)
+    assert_stored_once(receiver, series)
+
+
 def test_stop_lets_transfers_finish_in_every_process_then_exits(
     receiver_factory: Callable[..., RunningReceiver], tmp_path: Path
 ) -> None:
