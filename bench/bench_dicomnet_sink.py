@@ -34,6 +34,7 @@ from mercure.dicomnet import (
     ListenerSettings,
     StoreContext,
     build_file_meta,
+    new_scanner,
     serve,
 )
 from mercure.testing.peers.dcmtk import storescu
@@ -59,7 +60,7 @@ class FileSink:
         self._meta: bytes | None = build_file_meta(
             ctx.sop_class_uid, self._uid, ctx.transfer_syntax_uid, ctx.calling_aet
         )
-        self._scanner: DatasetScanner | None = DatasetScanner(
+        self._scanner: DatasetScanner | None = new_scanner(
             ctx.transfer_syntax_uid, (SERIES_INSTANCE_UID,)
         )
         self._series = "unknown"

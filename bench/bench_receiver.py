@@ -57,7 +57,7 @@ from pathlib import Path
 
 from mercure.core.ingest.placement import SCANNED_TAGS
 from mercure.dicomnet.filemeta import read_file_meta
-from mercure.dicomnet.scanner import DatasetScanner
+from mercure.dicomnet.scanner import new_scanner
 from mercure.testing.peers import StoreSCP
 from mercure.testing.peers.dcmtk import dcmtk_program
 from mercure.testing.peers.process import peer_environment
@@ -202,7 +202,7 @@ def scanner_cpu(datasets: list[tuple[str, bytes]], *, check: bool, chunk: int = 
         started = time.process_time()
         for syntax, data in datasets:
             view = memoryview(data)
-            scanner = DatasetScanner(syntax, SCANNED_TAGS, check_structure=check)
+            scanner = new_scanner(syntax, SCANNED_TAGS, check_structure=check)
             for start in range(0, len(view), chunk):
                 if scanner.feed(view[start : start + chunk]):
                     break
@@ -243,11 +243,17 @@ def measure(
     name: str, count: int, rounds: int, cases: dict[str, Callable[[], float]]
 ) -> dict[str, list[float]]:
     """Run every case ``rounds`` times, interleaved; print the median instances/s of each and
-    return the seconds of each round."""
+    return the seconds of each round.
+
+    Each round starts one case later than the one before: in a fixed order, a case always ran
+    right after the same other one (its writeback, its freed inodes), which skewed ratios by
+    several percent in either direction."""
     times: dict[str, list[float]] = {case: [] for case in cases}
-    for _ in range(rounds):
-        for case, run in cases.items():
-            times[case].append(run())
+    order = list(cases)
+    for round_index in range(rounds):
+        shift = round_index % len(order)
+        for case in order[shift:] + order[:shift]:
+            times[case].append(cases[case]())
     print(f"\n{name} ({count} instances, median of {rounds})")
     for case, values in times.items():
         print(f"  {case:<40} {count / statistics.median(values):8.0f} instances/s")
@@ -259,6 +265,16 @@ def paired(times: dict[str, list[float]], case: str, reference: str) -> float:
     minutes apart at most: steadier than a ratio of medians when the machine drifts."""
     pairs = zip(times[case], times[reference], strict=True)
     return statistics.median(t_ref / t for t, t_ref in pairs)
+
+
+def quartiles(times: dict[str, list[float]], case: str, reference: str) -> str:
+    """The middle half of the rounds' ratios (as for :func:`paired`), to show the noise."""
+    pairs = zip(times[case], times[reference], strict=True)
+    ratios = [t_ref / t for t, t_ref in pairs]
+    if len(ratios) < 4:
+        return ""
+    low, _, high = statistics.quantiles(ratios, n=4)
+    return f"   (middle half of the rounds {low:.2f}-{high:.2f})"
 
 
 def load_average() -> str:
@@ -286,7 +302,8 @@ def print_ratios(times: dict[str, list[float]], associations: list[str]) -> None
         durable_reference = reference.replace(",", " + fsync,")
         if durable_reference in times:
             like = paired(times, f"mercure, {assoc}", durable_reference)
-            print(f"  mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}")
+            noise = quartiles(times, f"mercure, {assoc}", durable_reference)
+            print(f"  mercure/{durable_reference.split(',')[0]}, {assoc}: {like:.2f}{noise}")
         if not single and f"mercure balanced, {assoc}" in times and durable_reference in times:
             bound = paired(times, f"mercure balanced, {assoc}", durable_reference)
             print(f"  mercure one process per association/{durable_reference.split(',')[0]}, "

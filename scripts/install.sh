@@ -36,6 +36,12 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv 2>/dev/null || { apt_install python3-venv; rm -rf .venv; "$python" -m venv .venv; }
 fi
 
+# The receiver's dataset scanner is compiled at install (setup.py): a C compiler and Python's
+# headers. Without them the install goes on and the same scanner runs in Python, slower.
+command -v cc >/dev/null || apt_install gcc libc6-dev || true
+headers=$("$python" -c 'import sysconfig; print(sysconfig.get_path("include"))')
+[ -f "$headers/Python.h" ] || apt_install python3-dev || true
+
 # The rsync target runs the rsync and ssh programs (on this host and rsync on the server).
 apt_install rsync openssh-client
 
@@ -48,12 +54,19 @@ fi
 extras=""
 [ "$mode" = test ] && extras="[test]"
 stamp=.venv/.mercure-installed
-hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+hash=$(cat pyproject.toml setup.py src/mercure/dicomnet/_scanner.c | sha256sum | cut -d' ' -f1)
 have=$(cat "$stamp" 2>/dev/null || true)
 # A test install also satisfies a plain one.
 if [ "$have" != "$hash test" ] && [ "$have" != "$hash $mode" ]; then
   echo "install.sh: installing the Python package${extras:+ with test tools}"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  # A new file for the compiled scanner, not the old one rewritten: running receivers keep
+  # the old one mapped, and rewriting it in place would crash them (SIGBUS).
+  rm -f src/mercure/dicomnet/_scanner.*.so
   .venv/bin/python -m pip install -q -e ".$extras"
   echo "$hash $mode" > "$stamp"
+fi
+if ! .venv/bin/python -c 'import mercure.dicomnet._scanner' 2>/dev/null; then
+  echo "install.sh: the compiled dataset scanner was not built (no C compiler or Python headers);" \
+    "the receiver uses the Python one, with more CPU per instance (docs/performance.md)" >&2
 fi

@@ -8,9 +8,21 @@ from typing import Any
 import pytest
 from dicomnet_helpers import RawPeer, ServerThread
 
-from mercure.dicomnet import AssociationHandler, ListenerSettings
+from mercure.dicomnet import AssociationHandler, ListenerSettings, scanner
 from mercure.dicomnet.recording import RecordingHandler
 from mercure.testing.ports import free_port
+
+
+@pytest.fixture(scope="module", params=["compiled", "python"])
+def scanner_implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests once with each scanner :func:`~scanner.new_scanner` makes: the
+    compiled one, and the Python one (as where no C compiler was there at install)."""
+    if request.param == "compiled" and scanner.CompiledScanner is None:
+        pytest.fail("the compiled scanner is not built: run scripts/install.sh")
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "python":
+            patch.setattr(scanner, "CompiledScanner", None)
+        yield request.param
 
 
 @pytest.fixture

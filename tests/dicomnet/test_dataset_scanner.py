@@ -23,6 +23,7 @@ from mercure.dicomnet.scanner import (
     SOP_INSTANCE_UID,
     STUDY_INSTANCE_UID,
     DatasetScanner,
+    new_scanner,
     scan_dataset,
 )
 from mercure.dicomnet.uids import (
@@ -31,6 +32,8 @@ from mercure.dicomnet.uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
+
+pytestmark = pytest.mark.usefixtures("scanner_implementation")
 
 SYNTAXES = [
     IMPLICIT_VR_LITTLE_ENDIAN,
@@ -88,7 +91,7 @@ EXPECTED = {
 
 
 def scan_in_chunks(data: bytes, syntax: str, sizes: list[int]) -> DatasetScanner:
-    scanner = DatasetScanner(syntax, TAGS)
+    scanner = new_scanner(syntax, TAGS)
     view = memoryview(data)
     pos = 0
     for size in sizes:
@@ -110,7 +113,7 @@ def found(scanner: DatasetScanner) -> dict[int, str | None]:
 def test_top_level_uids_found_past_decoys_beyond_the_first_4k_fragment(syntax: str) -> None:
     """UIDs after 10 KB of private data and decoy sequences are found, fed 4 KiB at a time."""
     data = encode(decoy_dataset(), syntax)
-    scanner = DatasetScanner(syntax, TAGS)
+    scanner = new_scanner(syntax, TAGS)
     view = memoryview(data)
     assert not scanner.feed(view[:4096])
     assert found(scan_in_chunks(data, syntax, [4096] * 10)) == EXPECTED
@@ -139,7 +142,7 @@ def test_scanning_stops_before_pixel_data() -> None:
     path = pydicom_file("CT_small.dcm")
     data = dataset_bytes(path)
     pixel_offset = data.index(b"\xe0\x7f\x10\x00")
-    scanner = DatasetScanner(EXPLICIT_VR_LITTLE_ENDIAN)
+    scanner = new_scanner(EXPLICIT_VR_LITTLE_ENDIAN)
     assert scanner.feed(memoryview(data)[:pixel_offset])
     assert scanner.text(SERIES_INSTANCE_UID) == pydicom.dcmread(path).SeriesInstanceUID
 
@@ -149,7 +152,7 @@ def test_dataset_without_the_tag_reports_none() -> None:
     ds = Dataset()
     ds.SOPInstanceUID = "1.2.3"
     ds.Modality = "OT"
-    scanner = DatasetScanner(EXPLICIT_VR_LITTLE_ENDIAN)
+    scanner = new_scanner(EXPLICIT_VR_LITTLE_ENDIAN)
     scanner.feed(encode(ds, EXPLICIT_VR_LITTLE_ENDIAN))
     scanner.finish()
     assert scanner.text(SERIES_INSTANCE_UID) is None and scanner.error is None
@@ -158,7 +161,7 @@ def test_dataset_without_the_tag_reports_none() -> None:
 def test_truncated_dataset_reports_an_error_on_finish() -> None:
     """A stream ending inside an element sets ``error`` instead of raising."""
     data = encode(decoy_dataset(), EXPLICIT_VR_LITTLE_ENDIAN)
-    scanner = DatasetScanner(EXPLICIT_VR_LITTLE_ENDIAN)
+    scanner = new_scanner(EXPLICIT_VR_LITTLE_ENDIAN)
     scanner.feed(data[:5000])
     scanner.finish()
     assert scanner.done and scanner.error and scanner.text(SERIES_INSTANCE_UID) is None
@@ -195,7 +198,7 @@ def test_agrees_with_pydicom_on_its_test_files(path: Path) -> None:
 @given(syntax=st.sampled_from(SYNTAXES), noise=st.binary(max_size=2000), chunk=st.integers(1, 512))
 def test_garbage_never_raises(syntax: str, noise: bytes, chunk: int) -> None:
     """Random bytes end in done/error, never in an exception."""
-    scanner = DatasetScanner(syntax, TAGS, limit=100_000)
+    scanner = new_scanner(syntax, TAGS, limit=100_000)
     for start in range(0, len(noise), chunk):
         if scanner.feed(noise[start : start + chunk]):
             break

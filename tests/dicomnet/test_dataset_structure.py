@@ -22,12 +22,15 @@ from mercure.dicomnet.scanner import (
     SOP_INSTANCE_UID,
     DatasetScanner,
     check_dataset,
+    new_scanner,
 )
 from mercure.dicomnet.uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_LITTLE_ENDIAN,
 )
 from mercure.testing.series import generate_series
+
+pytestmark = pytest.mark.usefixtures("scanner_implementation")
 
 TAGS = (SOP_INSTANCE_UID, SERIES_INSTANCE_UID)
 KNOWN_TRUNCATED = {"MR_truncated.dcm", "rtplan_truncated.dcm"}
@@ -36,7 +39,7 @@ KNOWN_TRUNCATED = {"MR_truncated.dcm", "rtplan_truncated.dcm"}
 
 def check_in_chunks(data: bytes, syntax: str, sizes: list[int]) -> DatasetScanner:
     """Feed ``data`` in chunks of ``sizes`` (cycled) with the structure check on."""
-    scanner = DatasetScanner(syntax, TAGS, check_structure=True)
+    scanner = new_scanner(syntax, TAGS, check_structure=True)
     view = memoryview(data)
     pos = 0
     step = 0
@@ -133,7 +136,7 @@ def test_truncated_deflate_stream_is_reported() -> None:
 def test_scanner_without_the_check_still_stops_at_the_wanted_tags() -> None:
     """Without check_structure nothing changes: done once the wanted tags are found."""
     data = small_dataset() + header(0x7FE00010, b"OW", 0xFFFFFFF0) + bytes(100)
-    scanner = DatasetScanner(EXPLICIT_VR_LITTLE_ENDIAN, TAGS)
+    scanner = new_scanner(EXPLICIT_VR_LITTLE_ENDIAN, TAGS)
     assert scanner.feed(data)
     scanner.finish()
     assert scanner.error is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -149,3 +150,26 @@ def test_dataset_without_sop_instance_uid_cannot_be_understood(
     assert send_raw(receiver, data, ds.SOPClassUID, command_instance) == 0xC000
     record, _ = kept_in_error(receiver)
     assert record["reason"] == "SOPInstanceUID is missing from the dataset"
+
+
+def test_the_python_scanner_can_be_chosen_and_refuses_the_same(
+    receiver_factory: Callable[..., RunningReceiver],
+    instance: tuple[pydicom.Dataset, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MERCURE_SCANNER=python: the receiver says so once, stores a well-formed instance and
+    refuses a truncated one with the same reason as the compiled scanner gives."""
+    monkeypatch.setenv("MERCURE_SCANNER", "python")
+    receiver = receiver_factory()
+    ds, data = instance
+    assert "MERCURE_SCANNER=python is set" in receiver.log_text()
+    assert send_raw(receiver, data, ds.SOPClassUID, ds.SOPInstanceUID) == 0x0000
+    assert send_raw(receiver, data[:-100], ds.SOPClassUID, "1.2.3.4.5") == 0xC000
+    record, _ = kept_in_error(receiver)
+    assert "(7FE0,0010): 100 bytes of its declared length are missing" in str(record["reason"])
+    assert len(receiver.instances()) == 1
+
+
+def test_the_compiled_scanner_runs_by_default(receiver: RunningReceiver) -> None:
+    """Without the switch the receiver does not warn about the scanner."""
+    assert "dataset scanner" not in receiver.log_text()

@@ -58,6 +58,7 @@ from mercure.dicomnet.scanner import (
     SOP_INSTANCE_UID,
     STUDY_INSTANCE_UID,
     DatasetScanner,
+    new_scanner,
     scan_dataset,
 )
 from mercure.dicomnet.server import DicomServer, ListenerSettings, serve
@@ -108,6 +109,7 @@ __all__ = [
     "get_contexts",
     "is_success",
     "move_contexts",
+    "new_scanner",
     "read_file_meta",
     "scan_dataset",
     "serve",

@@ -13,6 +13,7 @@ from mercure.core.ingest.placement import Placer
 from mercure.core.ingest.staging import Staging
 from mercure.core.logs import log_context
 from mercure.core.service import Service
+from mercure.dicomnet import scanner
 from mercure.dicomnet.server import DicomServer
 from mercure.receiver.handler import ReceiverHandler
 from mercure.receiver.listeners import (
@@ -68,6 +69,14 @@ class ReceiverService(Service):
 
     async def setup(self) -> None:
         """Recover the staging area and prepare the placer; listeners start in serve()."""
+        if scanner.CompiledScanner is None and self.process_index in (None, 1):
+            log.warning(
+                "the receiver uses the Python dataset scanner, with more CPU per instance: %s",
+                f"{scanner.SCANNER_ENV}=python is set"
+                if scanner.COMPILED_BUILT
+                else "the compiled one is not built (scripts/install.sh needs a C compiler and "
+                "the Python headers)",
+            )
         incoming = self.data.stage(Stage.INCOMING)
         self.staging = Staging(incoming, self.instance)
         self.placer = Placer(self.data, self.staging, self.events, fsync=self.config.receiver.fsync)

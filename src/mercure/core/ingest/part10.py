@@ -37,7 +37,7 @@ from collections.abc import Callable
 from mercure.core.errors import PermanentError
 from mercure.dicomnet.dimse import DATASET_DOES_NOT_MATCH_SOP_CLASS, SUCCESS
 from mercure.dicomnet.handler import AssociationInfo, StoreContext, StoreSink
-from mercure.dicomnet.scanner import STUDY_INSTANCE_UID, DatasetScanner
+from mercure.dicomnet.scanner import STUDY_INSTANCE_UID, DatasetScanner, new_scanner
 
 MAX_META = 64 * 1024
 """Largest File Meta Information accepted (preamble included); real ones are a few hundred
@@ -144,7 +144,7 @@ class Part10Stream:
         assert self.context is not None
         self._sink = self._open_sink(self.context)
         if self._expected_study is not None:
-            self._study_scanner = DatasetScanner(
+            self._study_scanner = new_scanner(
                 self.context.transfer_syntax_uid, (STUDY_INSTANCE_UID,), _STUDY_SCAN_LIMIT
             )
 

@@ -48,6 +48,7 @@ from mercure.dicomnet.scanner import (
     SOP_INSTANCE_UID,
     STUDY_INSTANCE_UID,
     DatasetScanner,
+    new_scanner,
 )
 
 log = logging.getLogger(__name__)
@@ -422,9 +423,7 @@ class InstanceSink:
             # Someone removed the staging folder under us; make it again rather than fail.
             placer.staging.recreate()
             self._fd = os.open(self.temp_path, _OPEN_FLAGS, 0o644)
-        self._scanner = DatasetScanner(
-            context.transfer_syntax_uid, SCANNED_TAGS, check_structure=True
-        )
+        self._scanner = new_scanner(context.transfer_syntax_uid, SCANNED_TAGS, check_structure=True)
         self.size = 0
         self._write(
             build_file_meta(
