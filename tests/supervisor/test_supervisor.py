@@ -140,3 +140,37 @@ def test_bookkeeper_is_stopped_after_the_others(tmp_path: Path) -> None:
                 process.kill()
     stops = (tmp_path / "stops").read_text().split()
     assert sorted(stops[:2]) == ["receiver", "router"] and stops[2] == "bookkeeper"
+
+
+SUPERVISOR_WITH_DELIVERY = """
+import sys, time
+from pathlib import Path
+from mercure.core.delivery import OutboxDeliverer
+from mercure.core.events import EventClient, Outbox
+from mercure.supervisor.supervisor import ChildSpec, Supervisor
+folder = Path(sys.argv[1])
+# As `mercure run` and the receiver's parent do: event delivery starts before the supervisor.
+events = EventClient(Outbox(folder / "outbox", "supervisor@test"), "supervisor", "test")
+OutboxDeliverer(events, "http://127.0.0.1:9").start()
+def tick(supervisor):
+    (folder / "ticking").touch()
+    time.sleep(0.5)  # the SIGTERM arrives now, while the supervisor is not waiting for it
+    (folder / "ticking").unlink()
+child = [sys.executable, "-c", "import time; time.sleep(60)"]
+sys.exit(Supervisor([ChildSpec("sleeper", child)], tick=0.2, on_tick=tick).run())
+"""
+
+
+def test_sigterm_while_the_supervisor_is_busy_stops_it_cleanly(tmp_path: Path) -> None:
+    """SIGTERM arriving outside the supervisor's wait (during its tick, with the event delivery
+    thread running) is handled like any other: the child is stopped and the exit code is 0.
+    (The delivery thread used to take the signal with its default action: killed, -15.)"""
+    command = [sys.executable, "-c", SUPERVISOR_WITH_DELIVERY, str(tmp_path)]
+    with subprocess.Popen(command) as process:
+        try:
+            wait_until(lambda: (tmp_path / "ticking").exists(), timeout=30, interval=0.01)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()

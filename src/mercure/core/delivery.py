@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import random
+import signal
 import socket
 import threading
 import time
@@ -58,6 +59,8 @@ _ENVELOPE = len(b'{"events":[]}')
 KEEP_FIELD_BYTES = 1024
 """In an event over the request limit, ``data`` fields up to this size (as JSON) are kept."""
 OVERSIZED_SUFFIX = ".oversized"
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+"""Signals the delivery thread leaves to the main thread (see ``_run``)."""
 WARN_AFTER = 3
 """Consecutive failures before the deliverer logs a warning (earlier ones are INFO)."""
 
@@ -209,6 +212,10 @@ class OutboxDeliverer:
 
     # --- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
+        # Stop signals are the main thread's: a supervisor blocks them in its own thread only
+        # and waits for them (sigtimedwait), so a thread that left them open would take a
+        # SIGTERM with the default action whenever the main thread was not waiting: killed.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         # A new thread starts with an empty context: name the service in its log lines.
         service_var.set(self.events.service)
         try:
