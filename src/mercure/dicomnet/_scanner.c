@@ -149,6 +149,13 @@ static int captured(Scanner *s) {
     return 0;
 }
 
+/* While searching, an element the general walk must see: a wanted one, the last wanted or
+ * past it, or pixel data and beyond. */
+static inline int ends_flat_walk(const Scanner *s, uint16_t group, uint16_t element) {
+    uint32_t tag = (uint32_t)group << 16 | element;
+    return tag >= s->last || group >= 0x7FE0 || is_wanted(s, tag);
+}
+
 /* The common case, most of every dataset: top-level little endian elements with a defined
  * length, each whole in this chunk and of no interest to the search (PythonScanner._skip_flat). */
 static Py_ssize_t skip_flat(const Scanner *s, const unsigned char *d, Py_ssize_t pos,
@@ -161,11 +168,8 @@ static Py_ssize_t skip_flat(const Scanner *s, const unsigned char *d, Py_ssize_t
             int64_t end = (int64_t)pos + 8 + length;
             if (group == 0xFFFE || length == UNDEFINED || end > size)
                 return pos;
-            if (searching) {
-                uint32_t tag = (uint32_t)group << 16 | element;
-                if (tag >= s->last || group >= 0x7FE0 || is_wanted(s, tag))
-                    return pos;
-            }
+            if (searching && ends_flat_walk(s, group, element))
+                return pos;
             pos = (Py_ssize_t)end;
         }
         return pos;
@@ -189,11 +193,8 @@ static Py_ssize_t skip_flat(const Scanner *s, const unsigned char *d, Py_ssize_t
         int64_t end = (int64_t)pos + header + length;
         if (end > size)
             return pos;
-        if (searching) {
-            uint32_t tag = (uint32_t)group << 16 | element;
-            if (tag >= s->last || group >= 0x7FE0 || is_wanted(s, tag))
-                return pos;
-        }
+        if (searching && ends_flat_walk(s, group, element))
+            return pos;
         pos = (Py_ssize_t)end;
     }
     return pos;
