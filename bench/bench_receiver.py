@@ -245,9 +245,8 @@ def measure(
     """Run every case ``rounds`` times, interleaved; print the median instances/s of each and
     return the seconds of each round.
 
-    Each round starts one case later than the one before: in a fixed order, a case always ran
-    right after the same other one (its writeback, its freed inodes), which skewed ratios by
-    several percent in either direction."""
+    Each round starts one case later than the one before, so that no case always runs right
+    after the same other one (and inherits its writeback or its freed inodes)."""
     times: dict[str, list[float]] = {case: [] for case in cases}
     order = list(cases)
     for round_index in range(rounds):

@@ -21,7 +21,8 @@ whole (its length fits), not element by element.
 
 There are two implementations with one behaviour: :class:`PythonScanner` here, the reference,
 and the same walk compiled (``_scanner.c``, built at install when a C compiler is there; about
-20 times faster, which is about a fifth of the receiver's own CPU per small instance).
+12 times faster: 1.5 against 19 µs for a small instance, where the receiver spends about 95 µs
+of CPU in all with fsync off).
 :func:`new_scanner` gives the compiled one when it is built and the syntax is not deflated, else
 the Python one. The tests feed both the same streams and compare what they report.
 """
