@@ -99,6 +99,10 @@ def test_the_compiled_scanner_is_built_and_chosen() -> None:
     assert isinstance(new_scanner(DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN), PythonScanner)
     with pytest.raises(ValueError, match="at least one tag"):
         new_scanner(EXPLICIT_VR_LITTLE_ENDIAN, ())
+    made = new_scanner(EXPLICIT_VR_LITTLE_ENDIAN, (SOP_INSTANCE_UID,))
+    made.values[SOP_INSTANCE_UID] = "not bytes"  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="not bytes"):
+        made.text(SOP_INSTANCE_UID)
     unready = scanner.CompiledScanner.__new__(scanner.CompiledScanner)
     with pytest.raises(RuntimeError, match="__init__ was not called"):
         unready.feed(b"\x08\x00")

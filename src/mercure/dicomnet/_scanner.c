@@ -567,6 +567,10 @@ static PyObject *Scanner_text(Scanner *s, PyObject *tag) {
             return NULL;
         Py_RETURN_NONE;
     }
+    if (!PyBytes_Check(raw)) {  /* ``values`` is a plain dict its user could change */
+        PyErr_SetString(PyExc_TypeError, "a scanned value is not bytes");
+        return NULL;
+    }
     const char *bytes = PyBytes_AS_STRING(raw);
     Py_ssize_t start = 0, end = PyBytes_GET_SIZE(raw);
     while (start < end && (bytes[start] == '\0' || bytes[start] == ' '))
