@@ -59,8 +59,9 @@ _ENVELOPE = len(b'{"events":[]}')
 KEEP_FIELD_BYTES = 1024
 """In an event over the request limit, ``data`` fields up to this size (as JSON) are kept."""
 OVERSIZED_SUFFIX = ".oversized"
-STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-"""Signals the delivery thread leaves to the main thread (see ``_run``)."""
+MAIN_THREAD_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
+"""Signals the delivery thread leaves to the main thread (see ``_run``): every one a supervisor
+waits for, a child's exit included."""
 WARN_AFTER = 3
 """Consecutive failures before the deliverer logs a warning (earlier ones are INFO)."""
 
@@ -212,10 +213,11 @@ class OutboxDeliverer:
 
     # --- the loop ------------------------------------------------------------------------
     def _run(self) -> None:
-        # Stop signals are the main thread's: a supervisor blocks them in its own thread only
-        # and waits for them (sigtimedwait), so a thread that left them open would take a
-        # SIGTERM with the default action whenever the main thread was not waiting: killed.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        # These signals are the main thread's: a supervisor blocks them in its own thread only
+        # and waits for them (sigtimedwait). Whenever the main thread was not waiting, a thread
+        # that left them open would take them with the default action: killed by a SIGTERM, a
+        # SIGCHLD (a service's exit) ignored, so the restart waited for the next tick.
+        signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
         # A new thread starts with an empty context: name the service in its log lines.
         service_var.set(self.events.service)
         try:
