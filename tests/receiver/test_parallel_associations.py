@@ -18,6 +18,7 @@ from mercure.testing.checks import assert_no_partial_files
 from mercure.testing.peers import storescu, storescu_reporting_acks
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 from mercure.testing.series import generate_series
+from mercure.testing.wait import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -55,7 +56,16 @@ def test_five_associations_at_once_deliver_every_instance_once(
         for instance in series.instances:
             received = folder / f"{instance.sop_instance_uid}.dcm"
             assert dataset_bytes(received) == dataset_bytes(instance.path)
-        lines = [json.loads(line) for line in (folder / "journal.jsonl").read_text().splitlines()]
+        journal = folder / "journal.jsonl"
+        expected = 4 if series is shared else 1
+        # Each storescu exits once it has the A-RELEASE-RP; the receiver journals the release
+        # when the connection is closed, a moment later.
+        wait_until(
+            lambda j=journal, n=expected: j.read_text().count('"event": "released"') >= n,
+            timeout=10,
+            message="every release journaled",
+        )
+        lines = [json.loads(line) for line in journal.read_text().splitlines()]
         stored = sorted(line["sop"] for line in lines if "sop" in line)
         assert stored == sorted(series.sop_instance_uids)
         released = {line["assoc"] for line in lines if line.get("event") == "released"}

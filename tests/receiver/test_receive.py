@@ -14,6 +14,7 @@ from mercure.receiver.handler import MAX_SERIES_IN_EVENT
 from mercure.testing.peers import Orthanc, PeerError, StoreSCP, dcmsend, echoscu, storescu
 from mercure.testing.receiver import RunningReceiver, dataset_bytes
 from mercure.testing.series import generate_series
+from mercure.testing.wait import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -35,6 +36,13 @@ def test_series_from_storescu_lands_byte_identical(
         received = folder / f"{instance.sop_instance_uid}.dcm"
         assert dataset_bytes(received) == dataset_bytes(instance.path)
         assert pydicom.dcmread(received).file_meta.SourceApplicationEntityTitle == "CT01"
+    # storescu exits once it has the A-RELEASE-RP; the receiver journals the release when the
+    # connection is closed, a moment later.
+    wait_until(
+        lambda: journal(folder)[-1].get("event") == "released",
+        timeout=10,
+        message="the release journaled",
+    )
     lines = journal(folder)
     stored = [line for line in lines if "sop" in line]
     assert sorted(line["sop"] for line in stored) == sorted(series.sop_instance_uids)
