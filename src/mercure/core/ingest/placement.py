@@ -68,6 +68,8 @@ SCANNED_TAGS = (SOP_CLASS_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID, SERIES_INST
 _SAFE_UID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_json_text = json.encoder.encode_basestring_ascii
+"""How ``json.dumps`` (``ensure_ascii``) encodes a string, quotes included."""
 
 
 def uid_problem(uid: str | None, what: str) -> str | None:
@@ -140,6 +142,37 @@ class AssociationState:
     released_series: dict[str, tuple[str, int]] = field(default_factory=dict)
     series_seen: set[str] = field(default_factory=set)
     rejected: int = 0
+    journal_fields: str = field(default="", init=False, repr=False)
+    """The association's part of each journal line, encoded once (see :func:`journal_line`)."""
+
+
+def journal_line(
+    state: AssociationState, context: StoreContext, stamp: float, size: int, study: str | None
+) -> bytes:
+    """An instance's journal line: ``json.dumps`` of its record, built without ``json.dumps``.
+
+    The line is written once per instance, and encoding the whole record there cost about a
+    sixth of the receiver's Python time per tiny instance. The association's fields are
+    encoded once; per instance only the values that change are, each with the same string
+    encoder ``json.dumps`` uses, so the bytes are exactly what ``json.dumps(record)`` gives
+    (tests compare them).
+    """
+    fields = state.journal_fields
+    if not fields:
+        fields = state.journal_fields = json.dumps(
+            {
+                "calling_aet": state.calling_aet,
+                "called_aet": state.called_aet,
+                "address": state.address,
+                "listener": state.listener,
+                "assoc": state.key,
+            }
+        )[1:-1]
+    return (
+        f'{{"sop": {_json_text(context.sop_instance_uid)}, {fields}, "time": {stamp!r}, '
+        f'"size": {size}, "ts": {_json_text(context.transfer_syntax_uid)}, '
+        f'"study": {"null" if study is None else _json_text(study)}}}\n'
+    ).encode()
 
 
 class Flusher:
@@ -410,7 +443,7 @@ def _write_once(path: Path, text: str) -> None:
 class InstanceSink:
     """Streams one instance into a temporary file and places it when complete."""
 
-    __slots__ = ("_fd", "_placer", "_scanner", "_state", "context", "size", "temp_path")
+    __slots__ = ("_fd", "_head", "_placer", "_scanner", "_state", "context", "size", "temp_path")
 
     def __init__(self, placer: Placer, state: AssociationState, context: StoreContext) -> None:
         self._placer = placer
@@ -425,21 +458,31 @@ class InstanceSink:
             self._fd = os.open(self.temp_path, _OPEN_FLAGS, 0o644)
         self._scanner = new_scanner(context.transfer_syntax_uid, SCANNED_TAGS, check_structure=True)
         self.size = 0
-        self._write(
-            build_file_meta(
-                context.sop_class_uid,
-                context.sop_instance_uid,
-                context.transfer_syntax_uid,
-                context.calling_aet,
-            )
+        # The File Meta goes out with the first dataset bytes, in one system call.
+        self._head: bytes | None = build_file_meta(
+            context.sop_class_uid,
+            context.sop_instance_uid,
+            context.transfer_syntax_uid,
+            context.calling_aet,
         )
 
-    def _write(self, data: bytes | memoryview) -> None:
+    def _write(self, data: bytes | memoryview, more: memoryview | None = None) -> None:
+        """Write ``data`` (then ``more``, gathered into the same call) whole."""
+        fd = self._fd
+        assert fd is not None
         try:
-            written = os.write(self._fd, data)  # type: ignore[arg-type]
+            if more is None:
+                written = os.write(fd, data)
+            else:
+                written = os.writev(fd, (data, more))
+                if written >= len(data):
+                    data, written = more, written - len(data)
+                else:
+                    self._write(memoryview(data)[written:])
+                    data, written = more, 0
             while written < len(data):
                 data = memoryview(data)[written:]
-                written = os.write(self._fd, data)  # type: ignore[arg-type]
+                written = os.write(fd, data)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StoreRefused(OUT_OF_RESOURCES, "disk full while receiving") from exc
@@ -447,7 +490,12 @@ class InstanceSink:
 
     def write(self, chunk: memoryview) -> None:
         """Append dataset bytes; look for the series UID while it has not been seen."""
-        self._write(chunk)
+        head = self._head
+        if head is None:
+            self._write(chunk)
+        else:
+            self._head = None
+            self._write(head, chunk)
         self.size += len(chunk)
         scanner = self._scanner
         if not scanner.done:
@@ -462,6 +510,9 @@ class InstanceSink:
         """
         placer = self._placer
         context = self.context
+        if self._head is not None:  # no dataset bytes came: the file is its File Meta alone
+            self._write(self._head)
+            self._head = None
         scanner = self._scanner
         scanner.finish()
         series_uid = scanner.text(SERIES_INSTANCE_UID)
@@ -504,21 +555,17 @@ class InstanceSink:
     def _record(self, slot: SeriesSlot, final: str) -> int:
         """The instance is durable: close it, journal it, write the series' tags if due."""
         self._close()
-        context = self.context
         state = self._state
-        record = {
-            "sop": context.sop_instance_uid,
-            "calling_aet": state.calling_aet,
-            "called_aet": state.called_aet,
-            "address": state.address,
-            "listener": state.listener,
-            "assoc": state.key,
-            "time": time.time(),
-            "size": self.size,
-            "ts": context.transfer_syntax_uid,
-            "study": self._scanner.text(STUDY_INSTANCE_UID),
-        }
-        os.write(slot.journal_fd, (json.dumps(record) + "\n").encode())
+        os.write(
+            slot.journal_fd,
+            journal_line(
+                state,
+                self.context,
+                time.time(),
+                self.size,
+                self._scanner.text(STUDY_INSTANCE_UID),
+            ),
+        )
         if slot.needs_tags:
             self._placer.write_tags(slot, final, state)
         return SUCCESS
