@@ -8,27 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.events import EventClient, Outbox
+from mercure.core.datafolder import Stage
 from mercure.core.ingest.part10 import Part10Error, Part10Stream, ingest_association
-from mercure.core.ingest.placement import JOURNAL, TAGS, AssociationState, Placer
-from mercure.core.ingest.staging import Staging
+from mercure.core.ingest.placement import JOURNAL, TAGS, AssociationState
 from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, DATASET_DOES_NOT_MATCH_SOP_CLASS, SUCCESS
 from mercure.dicomnet.filemeta import read_file_meta
 from mercure.testing.series import generate_series
 
 
 @pytest.fixture
-def placing(tmp_path: Path):  # type: ignore[no-untyped-def]
-    data = DataFolder(tmp_path / "data")
-    data.ensure()
-    outbox = Outbox(tmp_path / "outbox", "receiver")
-    placer = Placer(
-        data,
-        Staging(data.stage(Stage.INCOMING), "test"),
-        EventClient(outbox, "receiver"),
-        fsync=True,
-    )
+def placing(data_and_placer):  # type: ignore[no-untyped-def]
+    data, placer = data_and_placer
     state = AssociationState(
         key="stow-1",
         listener="stow",
@@ -39,8 +29,6 @@ def placing(tmp_path: Path):  # type: ignore[no-untyped-def]
     association = ingest_association("STOW:lab", "STOW", ("127.0.0.9", 4242))
     yield data, placer, state, association
     placer.release(state, released=True)
-    placer.flusher.close()
-    placer.staging.close()
 
 
 def _dataset(path: Path) -> bytes:

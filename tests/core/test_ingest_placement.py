@@ -11,10 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mercure.core.datafolder import DataFolder, Stage
-from mercure.core.events import EventClient, Outbox
+from mercure.core.datafolder import Stage
 from mercure.core.ingest.placement import JOURNAL, AssociationState, Placer, journal_line
-from mercure.core.ingest.staging import Staging
 from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, SUCCESS
 from mercure.dicomnet.filemeta import build_file_meta, read_file_meta
 from mercure.dicomnet.handler import AssociationInfo, StoreContext
@@ -79,15 +77,8 @@ def test_journal_line_is_exactly_what_json_dumps_writes(
 
 
 @pytest.fixture
-def placer(tmp_path: Path):  # type: ignore[no-untyped-def]
-    data = DataFolder(tmp_path / "data")
-    data.ensure()
-    placer = Placer(
-        data,
-        Staging(data.stage(Stage.INCOMING), "test"),
-        EventClient(Outbox(tmp_path / "outbox", "receiver"), "receiver"),
-        fsync=True,
-    )
+def placing(data_and_placer):  # type: ignore[no-untyped-def]
+    data, placer = data_and_placer
     state = AssociationState(
         key="default-1-1",
         listener="default",
@@ -97,8 +88,6 @@ def placer(tmp_path: Path):  # type: ignore[no-untyped-def]
     )
     yield data, placer, state
     placer.release(state, released=True)
-    placer.flusher.close()
-    placer.staging.close()
 
 
 async def _finish(result: object) -> object:
@@ -117,14 +106,14 @@ def _place(placer: Placer, state: AssociationState, path: Path, chunk: int) -> t
 
 
 def test_short_gathered_writes_are_completed(
-    placer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    placing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The File Meta and the first dataset bytes go out in one ``writev``. A kernel may write
     less than asked (a signal, a full pipe of a FUSE file system); what is left of the File
     Meta and of the chunk is written after it, in order. Simulated here by a ``writev`` that
     writes only its first ``cut`` bytes, for cuts inside the File Meta, at its end and inside
     the chunk."""
-    data, placer, state = placer
+    data, placer, state = placing
     series = generate_series(tmp_path / "src", count=3, size=(16, 16))
     real_write = os.write
     head = len(
@@ -153,10 +142,10 @@ def test_short_gathered_writes_are_completed(
         )
 
 
-def test_instance_without_dataset_bytes_keeps_its_file_meta_in_error(placer) -> None:  # type: ignore[no-untyped-def]
+def test_instance_without_dataset_bytes_keeps_its_file_meta_in_error(placing) -> None:  # type: ignore[no-untyped-def]
     """No dataset bytes at all: no first write carries the File Meta, so finishing writes it;
     the instance is refused (no SOP Instance UID in it) and kept in error/ as a Part 10 file."""
-    data, placer, state = placer
+    data, placer, state = placing
     sink = placer.open_sink(state, _context("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"))
     status = sink.finish()
     assert status == CANNOT_UNDERSTAND
@@ -165,9 +154,9 @@ def test_instance_without_dataset_bytes_keeps_its_file_meta_in_error(placer) -> 
     assert read_file_meta(kept[0]).sop_instance_uid == "1.2.3.4"
 
 
-def test_journal_lines_parse_with_the_instances_values(placer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_journal_lines_parse_with_the_instances_values(placing, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """What the router reads: one JSON line per instance, with its SOP, size and study."""
-    data, placer, state = placer
+    data, placer, state = placing
     series = generate_series(tmp_path / "src", count=2, size=(16, 16))
     for instance in series.instances:
         assert _place(placer, state, instance.path, 1000)[0] == SUCCESS
