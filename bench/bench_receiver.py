@@ -126,6 +126,43 @@ def build_fsync_shim(work: Path) -> Path | None:
     return shim
 
 
+SLOW_CREATE_US = 50.0
+"""Above this, creating a file in a side's folder is not the file system's normal cost (5-10 µs
+here) but ext4 without a journal skipping inodes freed in the last minutes (see the docstring)."""
+
+
+def creation_cost(folder: Path, trash: Path, count: int = 200) -> float:
+    """Median µs of one ``open(O_CREAT)`` of a new file in ``folder``. The files are moved into
+    ``trash``, not deleted: deleting them would slow the next creations there."""
+    probe = folder / ".creation-probe"
+    probe.mkdir(parents=True, exist_ok=True)
+    times: list[float] = []
+    for i in range(count):
+        started = time.perf_counter()
+        fd = os.open(probe / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        times.append(time.perf_counter() - started)
+        os.close(fd)
+    probe.rename(trash / f"probe-{time.time_ns()}")
+    return 1e6 * statistics.median(times)
+
+
+def check_file_creation(folders: dict[str, Path], trash: Path) -> None:
+    """Print what creating a file costs in each side's folder, and warn when it is slow in one:
+    then the ratios measure where the folders landed on the disk, not the receivers."""
+    costs = {side: creation_cost(folder, trash) for side, folder in folders.items()}
+    shown = ", ".join(f"{side} {cost:.0f} µs" for side, cost in costs.items())
+    print(f"creating a file (median of 200): {shown}")
+    slow = [side for side, cost in costs.items() if cost > SLOW_CREATE_US]
+    if slow:
+        print(
+            f"WARNING: creating a file is slow for {', '.join(slow)} (over {SLOW_CREATE_US:.0f} "
+            "µs): many files were deleted on this file system in the last minutes (ext4 without "
+            "a journal holds their inodes back). The ratios then measure where each side's folder "
+            "landed on the disk as much as the receivers: wait a few minutes, or pass --work on "
+            "a folder away from the deletions."
+        )
+
+
 def flush_floor(folder: Path, content: bytes, count: int, threads: int) -> float:
     """Seconds to make ``count`` files of ``content`` durable the way the receiver does (create
     in a staging folder, write, rename into place, fsync), from ``threads`` threads, with no
@@ -403,6 +440,15 @@ def main() -> None:
     trash = work / "trash"
     trash.mkdir(exist_ok=True)
     moved = iter(range(1 << 30))
+    check_file_creation(
+        {
+            "storescp": scp_out,
+            "storescp --fork": scp_fork.output_dir,
+            **{f"storescp + fsync{' --fork' * fork}": d.output_dir for fork, d in durable.items()},
+            **{label: r.data.root / "incoming" for label, r in receivers.items()},
+        },
+        trash,
+    )
 
     def fresh(run: Callable[[], float], *folders: Path) -> Callable[[], float]:
         def case() -> float:
