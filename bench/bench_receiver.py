@@ -262,6 +262,14 @@ def print_check_cost(folder: Path, receiver_cpu: float) -> None:
     checked = scanner_cpu(datasets, check=True)
     tags_only = scanner_cpu(datasets, check=False)
     check = max(0.0, checked - tags_only)
+    if receiver_cpu <= 0:
+        # /proc counts CPU in clock ticks (10 ms): a few instances may not reach one.
+        print(
+            f"  structure check: {check * 1e6:.1f} us/instance, the whole scanner "
+            f"{checked * 1e6:.1f} us (the receiver's CPU was below one clock tick: too few "
+            "instances to compare)"
+        )
+        return
     print(
         f"  structure check: {check * 1e6:.1f} us/instance = {check / receiver_cpu:.1%} of the "
         f"receiver's CPU per instance ({receiver_cpu * 1e6:.0f} us, 1 association); the whole "
@@ -440,15 +448,6 @@ def main() -> None:
     trash = work / "trash"
     trash.mkdir(exist_ok=True)
     moved = iter(range(1 << 30))
-    check_file_creation(
-        {
-            "storescp": scp_out,
-            "storescp --fork": scp_fork.output_dir,
-            **{f"storescp + fsync{' --fork' * fork}": d.output_dir for fork, d in durable.items()},
-            **{label: r.data.root / "incoming" for label, r in receivers.items()},
-        },
-        trash,
-    )
 
     def fresh(run: Callable[[], float], *folders: Path) -> Callable[[], float]:
         def case() -> float:
@@ -464,6 +463,18 @@ def main() -> None:
         return case
 
     try:
+        check_file_creation(
+            {
+                "storescp": scp_out,
+                "storescp --fork": scp_fork.output_dir,
+                **{
+                    f"storescp + fsync{' --fork' * fork}": d.output_dir
+                    for fork, d in durable.items()
+                },
+                **{label: r.data.root / "incoming" for label, r in receivers.items()},
+            },
+            trash,
+        )
         for name, folder in sets.items():
             count = len(list(folder.glob("*.dcm")))
             cases: dict[str, Callable[[], float]] = {
