@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 from mercure.core.datafolder import Stage
 from mercure.core.ingest.placement import JOURNAL, AssociationState, Placer, journal_line
-from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, SUCCESS
+from mercure.dicomnet.dimse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS
+from mercure.dicomnet.errors import StoreRefused
 from mercure.dicomnet.filemeta import build_file_meta, read_file_meta
 from mercure.dicomnet.handler import AssociationInfo, StoreContext
 from mercure.testing.series import generate_series
@@ -109,7 +111,7 @@ def test_short_gathered_writes_are_completed(
     placing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The File Meta and the first dataset bytes go out in one ``writev``. A kernel may write
-    less than asked (a signal, a full pipe of a FUSE file system); what is left of the File
+    less than asked (a signal arriving mid-write); what is left of the File
     Meta and of the chunk is written after it, in order. Simulated here by a ``writev`` that
     writes only its first ``cut`` bytes, for cuts inside the File Meta, at its end and inside
     the chunk."""
@@ -169,3 +171,35 @@ def test_journal_lines_parse_with_the_instances_values(placing, tmp_path: Path) 
         assert line["study"] == series.study_uid
         assert line["assoc"] == "default-1-1"
         assert line["ts"] == EXPLICIT_LE
+
+
+@pytest.mark.parametrize(
+    ("call", "code"), [("writev", errno.ENOSPC), ("write", errno.ENOSPC), ("write", errno.EDQUOT)]
+)
+def test_disk_full_while_writing_is_out_of_resources_and_leaves_nothing(
+    placing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, call: str, code: int
+) -> None:  # type: ignore[no-untyped-def]
+    """A full disk or quota, on the gathered first write or on a later chunk, refuses the
+    instance with Out of Resources (0xA700: the sender tries again later), and aborting the
+    sink removes its partial file. The kernel's error is simulated by a failing ``writev`` or
+    ``write``: filling a real disk is not something a test may do here."""
+    data, placer, state = placing
+    series = generate_series(tmp_path / "src", count=1, size=(16, 16))
+    meta = read_file_meta(series.instances[0].path)
+    dataset = memoryview(series.instances[0].path.read_bytes()[meta.dataset_offset :])
+    sink = placer.open_sink(state, _context(meta.sop_class_uid, meta.sop_instance_uid))
+    if call == "write":
+        sink.write(dataset[:64])  # the File Meta and the first bytes went out
+
+    def full(*args: object) -> int:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, call, full)
+    with pytest.raises(StoreRefused) as refused:
+        sink.write(dataset[64:])
+    monkeypatch.undo()
+    assert refused.value.status == OUT_OF_RESOURCES
+    assert "disk full" in refused.value.reason
+    sink.abort()
+    assert not Path(sink.temp_path).exists()
+    assert not list(data.stage(Stage.INCOMING).glob("*/*.dcm"))
